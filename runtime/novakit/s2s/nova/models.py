@@ -1,0 +1,72 @@
+"""What each Nova Sonic model supports (from AWS documentation; Regions are not verified live)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class NovaModel:
+    model_id: str
+    voices: frozenset[str]
+    regions: frozenset[str]
+    # Nova 2 only: typed USER text during a voice session (also lets the model speak first),
+    # and the turn-detection (endpointing) setting on sessionStart.
+    interactive_text: bool
+    turn_detection: bool
+
+
+NOVA_2_SONIC = NovaModel(
+    model_id="amazon.nova-2-sonic-v1:0",
+    voices=frozenset(
+        (
+            "matthew",
+            "tiffany",
+            "amy",
+            "olivia",
+            "lupe",
+            "carlos",
+            "ambre",
+            "florian",
+            "lennart",
+            "beatrice",
+            "lorenzo",
+            "tina",
+            "carolina",
+            "leo",
+            "kiara",
+            "arjun",
+        )
+    ),
+    regions=frozenset({"us-east-1", "us-west-2", "ap-northeast-1"}),
+    interactive_text=True,
+    turn_detection=True,
+)
+
+NOVA_SONIC_V1 = NovaModel(
+    model_id="amazon.nova-sonic-v1:0",
+    voices=frozenset(
+        (
+            "matthew",
+            "tiffany",
+            "amy",
+            "lupe",
+            "carlos",
+            "ambre",
+            "florian",
+            "greta",
+            "lennart",
+            "beatrice",
+            "lorenzo",
+        )
+    ),
+    regions=frozenset({"us-east-1", "eu-north-1", "ap-northeast-1"}),
+    interactive_text=False,
+    turn_detection=False,
+)
+
+MODELS: dict[str, NovaModel] = {m.model_id: m for m in (NOVA_2_SONIC, NOVA_SONIC_V1)}
+
+INPUT_SAMPLE_RATE = 16000
+OUTPUT_SAMPLE_RATES = frozenset({8000, 16000, 24000})
+ENDPOINTING_SENSITIVITIES = ("HIGH", "MEDIUM", "LOW")

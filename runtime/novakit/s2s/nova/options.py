@@ -1,0 +1,140 @@
+"""Nova-specific settings read from ``Config.extra`` and validated with clear messages."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from ..config import Config
+from ..errors import ConfigError
+from .models import (
+    ENDPOINTING_SENSITIVITIES,
+    INPUT_SAMPLE_RATE,
+    MODELS,
+    OUTPUT_SAMPLE_RATES,
+    NovaModel,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REGION = "us-east-1"
+
+
+@dataclass(frozen=True, slots=True)
+class NovaOptions:
+    """Everything the Nova provider reads from ``Config.extra``.
+
+    ``base_url`` overrides the endpoint (VPC endpoints, private deployments, the emulator); by
+    default the SDK builds ``https://bedrock-runtime.{region}.amazonaws.com`` or honours
+    ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``. ``ca_bundle`` is a PEM file of extra trusted CAs
+    (default: ``AWS_CA_BUNDLE``).
+    """
+
+    region: str = DEFAULT_REGION
+    base_url: str | None = None
+    ca_bundle: str | None = None
+    profile: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
+    credentials_resolver: Any = None
+    max_tokens: int = 1024
+    top_p: float = 0.9
+    temperature: float = 0.7
+    endpointing_sensitivity: str | None = None
+    open_timeout: float = 10.0
+    send_timeout: float = 10.0
+    close_timeout: float = 5.0
+    max_audio_event_bytes: int = 32000
+
+    @classmethod
+    def from_extra(cls, extra: Mapping[str, Any]) -> NovaOptions:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(extra) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown Nova option(s) {unknown} in Config.extra; known: {sorted(known)}"
+            )
+        values = dict(extra)
+        if values.get("ca_bundle") is None and os.environ.get("AWS_CA_BUNDLE"):
+            values["ca_bundle"] = os.environ["AWS_CA_BUNDLE"]
+        try:
+            options = cls(**values)
+        except TypeError as exc:  # pragma: no cover - guarded by the key check above
+            raise ConfigError(str(exc)) from exc
+        options._validate()
+        return options
+
+    def _validate(self) -> None:
+        if not self.region or not isinstance(self.region, str):
+            raise ConfigError("region is required for Nova Sonic (Config.extra['region'])")
+        if self.base_url is not None:
+            url = urlparse(self.base_url)
+            if url.scheme != "https" or not url.hostname:
+                raise ConfigError(
+                    f"base_url {self.base_url!r} must be an https:// URL: Bedrock's bidirectional"
+                    " stream needs HTTP/2, which the CRT transport negotiates only over TLS"
+                )
+        if self.ca_bundle is not None and not os.path.isfile(self.ca_bundle):
+            raise ConfigError(f"ca_bundle {self.ca_bundle!r} is not a readable file")
+        keys = (self.aws_access_key_id, self.aws_secret_access_key)
+        if any(keys) and not all(keys):
+            raise ConfigError("give both aws_access_key_id and aws_secret_access_key, or neither")
+        if not 1 <= self.max_tokens <= 10000:
+            raise ConfigError(f"max_tokens={self.max_tokens} must be within 1..10000")
+        if not 0.0 <= self.top_p <= 1.0:
+            raise ConfigError(f"top_p={self.top_p} must be within 0..1")
+        if not 0.0 <= self.temperature <= 1.0:
+            raise ConfigError(f"temperature={self.temperature} must be within 0..1")
+        if (
+            self.endpointing_sensitivity is not None
+            and self.endpointing_sensitivity not in ENDPOINTING_SENSITIVITIES
+        ):
+            raise ConfigError(
+                f"endpointing_sensitivity={self.endpointing_sensitivity!r}; use one of "
+                f"{', '.join(ENDPOINTING_SENSITIVITIES)}"
+            )
+        for name in ("open_timeout", "send_timeout", "close_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        if self.max_audio_event_bytes < 320 or self.max_audio_event_bytes % 2:
+            raise ConfigError("max_audio_event_bytes must be an even number >= 320")
+
+
+def validate_for_nova(config: Config, options: NovaOptions) -> NovaModel:
+    """Check ``config`` against what the model supports; returns the model's description."""
+    model = MODELS.get(config.model)
+    if model is None:
+        raise ConfigError(
+            f"unknown Nova Sonic model {config.model!r}; known: {', '.join(sorted(MODELS))}"
+        )
+    if config.voice not in model.voices:
+        raise ConfigError(
+            f"voice {config.voice!r} is not available on {model.model_id}; choose one of "
+            f"{', '.join(sorted(model.voices))}"
+        )
+    if config.input_sample_rate != INPUT_SAMPLE_RATE:
+        raise ConfigError(
+            f"Nova Sonic takes 16000 Hz input, not {config.input_sample_rate} Hz; resample first"
+            " (novakit.voice.Resampler)"
+        )
+    if config.output_sample_rate not in OUTPUT_SAMPLE_RATES:
+        raise ConfigError(
+            f"output_sample_rate={config.output_sample_rate} Hz; Nova Sonic speaks at "
+            f"{', '.join(str(r) for r in sorted(OUTPUT_SAMPLE_RATES))} Hz"
+        )
+    if options.endpointing_sensitivity is not None and not model.turn_detection:
+        raise ConfigError(f"endpointing_sensitivity is not supported by {model.model_id}")
+    if options.base_url is None and options.region not in model.regions:
+        # The Region list is not verified live: warn, so a newly launched Region still works.
+        log.warning(
+            "%s is not known to be offered in %s (known: %s); Bedrock will say if it is not",
+            model.model_id,
+            options.region,
+            ", ".join(sorted(model.regions)),
+        )
+    return model

@@ -1,0 +1,465 @@
+"""Nova Sonic's event grammar as a pure state machine: no sockets, no SDK.
+
+Input side: methods return the JSON bytes of the events to send, in order (``opening_events``,
+``audio_event``, ``text_events``, ``tool_result_events``, ``closing_events``). Output side:
+``receive(payload)`` takes the JSON bytes of one event from Bedrock and returns the
+``novakit.s2s`` events it means. The asyncio session only moves bytes between this object, the
+SDK and the caller.
+
+Barge-in: Bedrock has no interrupt input event. It signals that the user spoke over the model
+with an ASSISTANT ``textOutput`` whose content is ``{ "interrupted" : true }`` and/or a
+``contentEnd`` with ``stopReason: INTERRUPTED``. Either becomes one ``INTERRUPTED`` event per
+turn; the JSON is never surfaced as speech, and audio still arriving for that turn is dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Message, ToolDefinition, ToolResult
+from ..errors import ProviderError, UnsupportedError
+from ..events import Event, ToolCall, Usage
+from .models import INPUT_SAMPLE_RATE, NovaModel
+
+log = logging.getLogger(__name__)
+
+TEXT_INPUT_LIMIT = 1024  # bytes of UTF-8 per textInput event
+HISTORY_LIMIT = 40 * 1024  # bytes of UTF-8 across all history textInputs
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    """What one Bedrock stream is opened with."""
+
+    model: NovaModel
+    voice: str
+    instructions: str
+    tools: Sequence[ToolDefinition] = ()
+    output_sample_rate: int = 24000
+    max_tokens: int = 1024
+    top_p: float = 0.9
+    temperature: float = 0.7
+    endpointing_sensitivity: str | None = None
+    history: Sequence[Message] = ()
+
+
+def split_utf8(text: str, limit: int = TEXT_INPUT_LIMIT) -> list[str]:
+    """Split ``text`` into pieces of at most ``limit`` UTF-8 bytes, preferring spaces as cuts."""
+    pieces: list[str] = []
+    rest = text
+    while len(rest.encode()) > limit:
+        encoded = rest.encode()[:limit]
+        cut = len(encoded.decode(errors="ignore"))  # never split a character
+        space = rest.rfind(" ", 0, cut)
+        if space > cut // 2:
+            cut = space + 1
+        pieces.append(rest[:cut])
+        rest = rest[cut:]
+    if rest or not pieces:
+        pieces.append(rest)
+    return pieces
+
+
+def prepare_history(messages: Sequence[Message], limit: int = HISTORY_LIMIT) -> list[Message]:
+    """Make history acceptable to Nova: non-empty turns, consecutive same-role turns merged,
+    no leading assistant turn, and at most ``limit`` bytes (oldest turns dropped first)."""
+    merged: list[Message] = []
+    for message in messages:
+        text = message.text.strip()
+        if not text:
+            continue
+        if merged and merged[-1].role == message.role:
+            merged[-1] = Message(message.role, f"{merged[-1].text} {text}")
+        else:
+            merged.append(Message(message.role, text))
+    total = sum(len(m.text.encode()) for m in merged)
+    while merged and (merged[0].role != "user" or total > limit):
+        total -= len(merged.pop(0).text.encode())
+    return merged
+
+
+@dataclass(slots=True)
+class _Content:
+    kind: str  # TEXT | AUDIO | TOOL
+    role: str  # USER | ASSISTANT | TOOL
+    final: bool = True
+    muted: bool = False
+
+
+@dataclass(slots=True)
+class _Turn:
+    """The assistant turn in progress: ended by TURN_END or INTERRUPTED, never both.
+
+    An interrupted turn stays current until the user's next input, so that assistant content
+    Bedrock still sends for it is recognised as leftovers (muted), not as a new turn."""
+
+    ended: bool = False
+    interrupted: bool = False
+    audio_contents: set[str] = field(default_factory=set)
+
+
+class NovaProtocol:
+    """Builds input events and interprets output events for one Bedrock stream."""
+
+    def __init__(self, settings: StreamSettings) -> None:
+        self.settings = settings
+        self.prompt_name = str(uuid.uuid4())
+        self.audio_content_name = str(uuid.uuid4())
+        self._audio_prefix = (
+            f'{{"event":{{"audioInput":{{"promptName":"{self.prompt_name}",'
+            f'"contentName":"{self.audio_content_name}","content":"'
+        ).encode()
+        self._contents: dict[str, _Content] = {}
+        self._turn: _Turn | None = None
+        self._tool_uses: dict[str, ToolCall] = {}
+        self._awaiting_results: set[str] = set()
+        self._opened = False
+        self._closing = False
+
+    # ---- input ---------------------------------------------------------------------------
+
+    def opening_events(self) -> list[bytes]:
+        """sessionStart, promptStart, system prompt, history, and the open audio content."""
+        s = self.settings
+        session_start: dict[str, Any] = {
+            "inferenceConfiguration": {
+                "maxTokens": s.max_tokens,
+                "topP": s.top_p,
+                "temperature": s.temperature,
+            }
+        }
+        if s.endpointing_sensitivity and s.model.turn_detection:
+            session_start["turnDetectionConfiguration"] = {
+                "endpointingSensitivity": s.endpointing_sensitivity
+            }
+        prompt_start: dict[str, Any] = {
+            "promptName": self.prompt_name,
+            "textOutputConfiguration": {"mediaType": "text/plain"},
+            "audioOutputConfiguration": {
+                "mediaType": "audio/lpcm",
+                "sampleRateHertz": s.output_sample_rate,
+                "sampleSizeBits": 16,
+                "channelCount": 1,
+                "voiceId": s.voice,
+                "encoding": "base64",
+                "audioType": "SPEECH",
+            },
+        }
+        if s.tools:
+            prompt_start["toolUseOutputConfiguration"] = {"mediaType": "application/json"}
+            prompt_start["toolConfiguration"] = {
+                "tools": [
+                    {
+                        "toolSpec": {
+                            "name": t.name,
+                            "description": t.description,
+                            "inputSchema": {"json": t.schema_json()},
+                        }
+                    }
+                    for t in s.tools
+                ]
+            }
+        events = [_event("sessionStart", session_start), _event("promptStart", prompt_start)]
+        events += self._text_block("SYSTEM", s.instructions, interactive=False)
+        for message in prepare_history(s.history):
+            events += self._text_block(message.role.upper(), message.text, interactive=False)
+        events.append(
+            _event(
+                "contentStart",
+                {
+                    "promptName": self.prompt_name,
+                    "contentName": self.audio_content_name,
+                    "type": "AUDIO",
+                    "interactive": True,
+                    "role": "USER",
+                    "audioInputConfiguration": {
+                        "mediaType": "audio/lpcm",
+                        "sampleRateHertz": INPUT_SAMPLE_RATE,
+                        "sampleSizeBits": 16,
+                        "channelCount": 1,
+                        "audioType": "SPEECH",
+                        "encoding": "base64",
+                    },
+                },
+            )
+        )
+        self._opened = True
+        return events
+
+    def audio_event(self, pcm: bytes) -> bytes:
+        """One audioInput event for a piece of PCM16 16 kHz mono (built without a JSON encoder:
+        this runs ~31 times a second per session)."""
+        return self._audio_prefix + base64.b64encode(pcm) + b'"}}}'
+
+    def text_events(self, text: str) -> list[bytes]:
+        """Typed user input during the voice session (Nova 2 only)."""
+        if not self.settings.model.interactive_text:
+            raise UnsupportedError(
+                f"{self.settings.model.model_id} does not accept typed text during a voice"
+                " session; use amazon.nova-2-sonic-v1:0"
+            )
+        if not text.strip():
+            raise ValueError("text is empty")
+        self._user_input()
+        return self._text_block("USER", text, interactive=True)
+
+    def tool_result_events(self, result: ToolResult) -> list[bytes]:
+        """contentStart, toolResult, contentEnd: to be sent together, without interleaving."""
+        if result.call_id not in self._awaiting_results:
+            known = ", ".join(sorted(self._awaiting_results)) or "none"
+            raise ValueError(
+                f"no tool call {result.call_id!r} is waiting for a result (waiting: {known})"
+            )
+        self._awaiting_results.discard(result.call_id)
+        content_name = str(uuid.uuid4())
+        return [
+            _event(
+                "contentStart",
+                {
+                    "promptName": self.prompt_name,
+                    "contentName": content_name,
+                    "interactive": False,
+                    "type": "TOOL",
+                    "role": "TOOL",
+                    "toolResultInputConfiguration": {
+                        "toolUseId": result.call_id,
+                        "type": "TEXT",
+                        "textInputConfiguration": {"mediaType": "text/plain"},
+                    },
+                },
+            ),
+            _event(
+                "toolResult",
+                {
+                    "promptName": self.prompt_name,
+                    "contentName": content_name,
+                    "content": tool_result_json(result),
+                },
+            ),
+            _event("contentEnd", {"promptName": self.prompt_name, "contentName": content_name}),
+        ]
+
+    def closing_events(self) -> list[bytes]:
+        """contentEnd (audio), promptEnd, sessionEnd: the orderly close, also after errors."""
+        self._closing = True
+        events = []
+        if self._opened:
+            events.append(
+                _event(
+                    "contentEnd",
+                    {"promptName": self.prompt_name, "contentName": self.audio_content_name},
+                )
+            )
+            events.append(_event("promptEnd", {"promptName": self.prompt_name}))
+        events.append(_event("sessionEnd", {}))
+        return events
+
+    @property
+    def pending_tool_calls(self) -> frozenset[str]:
+        """Tool call ids announced to the caller and not answered yet."""
+        return frozenset(self._awaiting_results)
+
+    def _text_block(self, role: str, text: str, *, interactive: bool) -> list[bytes]:
+        content_name = str(uuid.uuid4())
+        events = [
+            _event(
+                "contentStart",
+                {
+                    "promptName": self.prompt_name,
+                    "contentName": content_name,
+                    "type": "TEXT",
+                    "interactive": interactive,
+                    "role": role,
+                    "textInputConfiguration": {"mediaType": "text/plain"},
+                },
+            )
+        ]
+        for piece in split_utf8(text):
+            events.append(
+                _event(
+                    "textInput",
+                    {"promptName": self.prompt_name, "contentName": content_name, "content": piece},
+                )
+            )
+        events.append(
+            _event("contentEnd", {"promptName": self.prompt_name, "contentName": content_name})
+        )
+        return events
+
+    # ---- output --------------------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        """The caller stopped the assistant: end the turn and mute the rest of its audio."""
+        self._interrupt("client")
+
+    def receive(self, payload: bytes) -> list[Event]:
+        """Interpret one output event (the JSON bytes Bedrock sent)."""
+        try:
+            message = json.loads(payload)
+            (name, body), *_ = message["event"].items()
+        except (ValueError, KeyError, AttributeError, TypeError) as exc:
+            raise ProviderError(
+                "bad_event", f"undecodable event from the model: {payload[:200]!r}", retryable=True
+            ) from exc
+        handler = getattr(self, f"_on_{name}", None)
+        if handler is None:
+            log.debug("ignoring output event %s", name)
+            return []
+        events: list[Event] = handler(body)
+        return events
+
+    def _on_completionStart(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
+        return []
+
+    def _on_completionEnd(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
+        return []
+
+    def _on_contentStart(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
+        content_id = str(body.get("contentId", ""))
+        kind = str(body.get("type", ""))
+        role = str(body.get("role", ""))
+        final = True
+        fields = body.get("additionalModelFields")
+        if isinstance(fields, str) and fields:
+            try:
+                final = json.loads(fields).get("generationStage", "FINAL") != "SPECULATIVE"
+            except (ValueError, AttributeError):
+                final = True
+        content = _Content(kind, role, final)
+        self._contents[content_id] = content
+        if role == "ASSISTANT":
+            turn = self._turn
+            if turn is None or (turn.ended and not turn.interrupted):
+                self._turn = turn = _Turn()
+            content.muted = turn.interrupted
+            if kind == "AUDIO":
+                turn.audio_contents.add(content_id)
+        elif role == "USER":
+            # Only an interrupted turn is closed by user input: Bedrock may send the barge-in
+            # marker for a turn after the new user content has begun.
+            self._user_input()
+        return []
+
+    def _user_input(self) -> None:
+        if self._turn is not None and self._turn.interrupted:
+            self._turn = None
+
+    def _on_textOutput(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
+        content = self._contents.get(str(body.get("contentId", "")))
+        text = str(body.get("content", ""))
+        role = str(body.get("role", content.role if content else ""))
+        if role == "ASSISTANT" and _is_interrupted_marker(text):
+            return self._interrupt("barge_in")
+        if role == "USER":
+            return [Event.transcript(text)] if text else []
+        if content is not None and content.muted:
+            return []  # leftovers of an interrupted turn
+        final = content.final if content else True
+        return [Event.text_output(text, final=final)] if text else []
+
+    def _on_audioOutput(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
+        content = self._contents.get(str(body.get("contentId", "")))
+        if content is not None and content.muted:
+            return []
+        try:
+            pcm = base64.b64decode(str(body.get("content", "")), validate=True)
+        except ValueError as exc:
+            raise ProviderError(
+                "bad_event", "audioOutput content is not base64", retryable=True
+            ) from exc
+        return [Event.audio_output(pcm, self.settings.output_sample_rate)] if pcm else []
+
+    def _on_toolUse(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
+        call_id = str(body.get("toolUseId", ""))
+        raw = body.get("content") or "{}"
+        try:
+            arguments = json.loads(raw) if isinstance(raw, str) else dict(raw)
+            if not isinstance(arguments, dict):
+                raise TypeError("not an object")
+        except (ValueError, TypeError):
+            log.warning("tool %s sent non-object arguments %r", body.get("toolName"), raw)
+            arguments = {"_raw": raw}
+        self._tool_uses[call_id] = ToolCall(call_id, str(body.get("toolName", "")), arguments)
+        return []
+
+    def _on_contentEnd(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
+        content_id = str(body.get("contentId", ""))
+        content = self._contents.pop(content_id, None)
+        stop = body.get("stopReason")
+        if stop == "INTERRUPTED":
+            return self._interrupt("barge_in")
+        if stop == "TOOL_USE" or (content is not None and content.kind == "TOOL"):
+            calls = list(self._tool_uses.values())
+            self._tool_uses.clear()
+            self._awaiting_results.update(c.call_id for c in calls)
+            return [Event.tool(c) for c in calls]
+        if (
+            stop == "END_TURN"
+            and content is not None
+            and content.role == "ASSISTANT"
+            and content.kind == "TEXT"
+            and content.final
+            and not content.muted
+            and self._turn is not None
+            and not self._turn.ended
+        ):
+            self._turn.ended = True
+            return [Event.turn_end()]
+        return []
+
+    def _on_usageEvent(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
+        total = (body.get("details") or {}).get("total") or {}
+        given = total.get("input") or {}
+        taken = total.get("output") or {}
+        usage = Usage(
+            input_speech_tokens=int(given.get("speechTokens", 0)),
+            input_text_tokens=int(given.get("textTokens", 0)),
+            output_speech_tokens=int(taken.get("speechTokens", 0)),
+            output_text_tokens=int(taken.get("textTokens", 0)),
+            total_tokens=int(body.get("totalTokens", 0)),
+        )
+        return [Event.usage_event(usage)]
+
+    def _interrupt(self, reason: str) -> list[Event]:
+        turn = self._turn
+        if turn is None or turn.ended:
+            return []
+        turn.ended = turn.interrupted = True
+        for content_id in turn.audio_contents:
+            if content_id in self._contents:
+                self._contents[content_id].muted = True
+        return [Event.interrupted(reason)]
+
+
+def tool_result_json(result: ToolResult) -> str:
+    """The toolResult content: the result text if it is a JSON object, else wrapped in one."""
+    text = result.text()
+    if result.is_error:
+        return json.dumps({"error": text or "the tool failed"})
+    try:
+        if isinstance(json.loads(text), dict):
+            return text
+    except ValueError:
+        pass
+    return json.dumps({"result": text})
+
+
+def _is_interrupted_marker(text: str) -> bool:
+    stripped = text.strip()
+    if not stripped.startswith("{"):
+        return False
+    try:
+        value = json.loads(stripped)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and value.get("interrupted") is True
+
+
+def _event(name: str, body: dict[str, Any]) -> bytes:
+    return json.dumps({"event": {name: body}}, separators=(",", ":")).encode()

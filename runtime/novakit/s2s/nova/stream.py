@@ -1,0 +1,127 @@
+"""Thin adapter over the SDK: one ``InvokeModelWithBidirectionalStream`` call.
+
+Each stream gets its own SDK client (its own HTTP/2 connection, closed with the stream) and a
+credentials snapshot. Every wait on the network is bounded by the options' timeouts, except
+waiting for the model's next event, which is legitimately open-ended (the stream itself is cut
+by Bedrock after ~8 minutes at most).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aws_sdk_bedrock_runtime.client import AsyncBedrockRuntimeClient
+from aws_sdk_bedrock_runtime.config import AsyncBedrockRuntimeConfig
+from aws_sdk_bedrock_runtime.models import (
+    BidirectionalInputPayloadPart,
+    InvokeModelWithBidirectionalStreamInputChunk,
+    InvokeModelWithBidirectionalStreamOperationInput,
+)
+from smithy_aws_core.identity import AWSCredentialsIdentity
+
+from ..errors import ProviderError
+from .credentials import pinned_resolver
+from .faults import to_provider_error
+from .options import NovaOptions
+from .transport import BedrockTransport
+
+log = logging.getLogger(__name__)
+
+
+class BedrockStream:
+    """Send event JSON bytes, receive event JSON bytes; errors become ``ProviderError``."""
+
+    def __init__(self, client: AsyncBedrockRuntimeClient, stream: Any, options: NovaOptions):
+        self._client = client
+        self._stream = stream
+        self._options = options
+        self._receiver: Any = None
+        self._input_closed = False
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls, model_id: str, options: NovaOptions, identity: AWSCredentialsIdentity
+    ) -> BedrockStream:
+        config_args: dict[str, Any] = {
+            "region": options.region,
+            "transport": BedrockTransport(ca_bundle=options.ca_bundle),
+            "aws_credentials_identity_resolver": pinned_resolver(identity),
+        }
+        if options.base_url:
+            config_args["endpoint_uri"] = options.base_url
+        try:
+            async with asyncio.timeout(options.open_timeout):
+                config = await AsyncBedrockRuntimeConfig.resolve(**config_args)
+                client = AsyncBedrockRuntimeClient(config)
+                stream = await client.invoke_model_with_bidirectional_stream(
+                    InvokeModelWithBidirectionalStreamOperationInput(model_id=model_id)
+                )
+        except Exception as exc:
+            raise _fail("opening the stream", exc) from exc
+        return cls(client, stream, options)
+
+    async def send(self, payload: bytes) -> None:
+        """Send one event (its JSON bytes)."""
+        chunk = InvokeModelWithBidirectionalStreamInputChunk(
+            value=BidirectionalInputPayloadPart(bytes_=payload)
+        )
+        try:
+            async with asyncio.timeout(self._options.send_timeout):
+                await self._stream.input_stream.send(chunk)
+        except Exception as exc:
+            raise _fail("sending", exc) from exc
+
+    async def receive(self) -> bytes | None:
+        """The next output event's JSON bytes, or ``None`` when Bedrock ended the stream."""
+        try:
+            if self._receiver is None:
+                # The response headers: a rejected request (403, 400) surfaces here.
+                async with asyncio.timeout(self._options.open_timeout):
+                    _, self._receiver = await self._stream.await_output()
+            event = await self._receiver.receive()
+        except Exception as exc:
+            raise _fail("receiving", exc) from exc
+        if event is None:
+            return None
+        value = getattr(event, "value", None)
+        data = getattr(value, "bytes_", None)
+        if not isinstance(data, bytes):
+            log.debug("ignoring output union member %s", type(event).__name__)
+            return b""
+        return data
+
+    async def close_input(self) -> None:
+        """Close our side (the SDK sends the final signed empty frame); bounded, idempotent."""
+        if self._input_closed:
+            return
+        self._input_closed = True
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self._options.close_timeout):
+                await self._stream.input_stream.close()
+
+    async def aclose(self, *, input_done: bool = False) -> None:
+        """Release the connection; idempotent, bounded, never raises. ``input_done``: Bedrock
+        already ended the stream, so nothing more is written to it."""
+        if self._closed:
+            return
+        self._closed = True
+        if input_done:
+            self._input_closed = True
+        await self.close_input()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self._options.close_timeout):
+                if self._receiver is not None:
+                    await self._receiver.close()
+                await self._client.close()
+
+
+def _fail(doing: str, exc: BaseException) -> ProviderError:
+    # The SDK wraps transport failures in OSError("Failed to write/read ..."): the cause says why.
+    root = exc.__cause__ if type(exc) is OSError and exc.__cause__ is not None else exc
+    error = to_provider_error(root)
+    log.debug("bedrock stream failed while %s: %r", doing, exc)
+    return error

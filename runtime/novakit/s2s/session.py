@@ -1,0 +1,182 @@
+"""The provider-neutral ``Engine`` and ``Session`` interfaces.
+
+An engine holds configuration and shared resources; a session is one conversation. Usage::
+
+    engine = s2s.new("nova", s2s.Config(instructions="You are helpful."))
+    async with engine.start(voice="tiffany") as session:
+        await session.send_audio(pcm16_16khz)
+        async for event in session.recv():
+            ...
+
+``engine.start(...)`` may also be awaited (``session = await engine.start()``), in which case the
+caller closes the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import AsyncIterator, Generator, Sequence
+from types import TracebackType
+from typing import Any
+
+from .config import Config, Message, ToolDefinition, ToolResult
+from .events import Event, EventType
+
+
+class Session(ABC):
+    """One conversation with a speech-to-speech model.
+
+    Sending methods raise ``SessionClosedError`` once the session has closed. ``recv()`` yields
+    events until the session closes, then ends; there is one consumer per session.
+    """
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and configure the model; called by ``engine.start``."""
+
+    @abstractmethod
+    async def send_audio(self, pcm: bytes) -> None:
+        """Stream user audio: PCM16 little-endian mono at the configured input rate."""
+
+    @abstractmethod
+    async def send_text(self, text: str) -> None:
+        """Send typed user input the model answers as if spoken."""
+
+    @abstractmethod
+    async def send_tool_result(self, result: ToolResult) -> None:
+        """Answer a ``TOOL_CALL`` (once per call id)."""
+
+    @abstractmethod
+    async def interrupt(self) -> None:
+        """Stop the assistant locally: drop queued output audio and emit ``INTERRUPTED``."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """End the conversation in order and release the connection; idempotent."""
+
+    @abstractmethod
+    def recv(self) -> AsyncIterator[Event]:
+        """The session's events, in the order the model produced them."""
+
+    @property
+    @abstractmethod
+    def closed(self) -> bool:
+        """True once the session has closed."""
+
+    async def __aenter__(self) -> Session:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class SessionStarter:
+    """What ``Engine.start`` returns: await it for an open session, or use ``async with``."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def __await__(self) -> Generator[Any, None, Session]:
+        return self._open().__await__()
+
+    async def _open(self) -> Session:
+        await self._session.open()
+        return self._session
+
+    async def __aenter__(self) -> Session:
+        return await self._open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._session.close()
+
+
+class Engine(ABC):
+    """A configured provider that starts sessions."""
+
+    name: str
+    config: Config
+
+    def start(
+        self,
+        *,
+        instructions: str | None = None,
+        tools: Sequence[ToolDefinition] | None = None,
+        model: str | None = None,
+        voice: str | None = None,
+        history: Sequence[Message] = (),
+    ) -> SessionStarter:
+        """Start a session; keyword arguments override the engine's config for this session."""
+        config = self.config.with_overrides(
+            instructions=instructions,
+            tools=tuple(tools) if tools is not None else None,
+            model=model,
+            voice=voice,
+        )
+        return SessionStarter(self.create_session(config, tuple(history)))
+
+    @abstractmethod
+    def create_session(self, config: Config, history: Sequence[Message]) -> Session:
+        """Build an unopened session (validating ``config`` for this provider)."""
+
+    async def close(self) -> None:  # noqa: B027 - providers without shared resources need nothing
+        """Release resources shared by sessions."""
+
+
+class EventQueue:
+    """The session's outgoing events: ordered, with output audio that can be dropped at once.
+
+    Barge-in must discard audio the listener has not received yet without touching transcripts
+    or tool calls, so this is a deque rather than an ``asyncio.Queue``.
+    """
+
+    def __init__(self) -> None:
+        self._items: deque[Event] = deque()
+        self._ready = asyncio.Event()
+        self._closed = False
+
+    def put(self, event: Event) -> None:
+        if self._closed:
+            return
+        self._items.append(event)
+        self._ready.set()
+
+    def drop_audio(self) -> int:
+        """Remove every queued ``AUDIO_OUTPUT``; returns how many bytes of audio were dropped."""
+        kept = [e for e in self._items if e.type is not EventType.AUDIO_OUTPUT]
+        dropped = sum(len(e.audio) for e in self._items if e.type is EventType.AUDIO_OUTPUT)
+        self._items = deque(kept)
+        return dropped
+
+    def close(self) -> None:
+        """No more events will come; consumers get what is queued, then the end."""
+        self._closed = True
+        self._ready.set()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def get(self) -> Event | None:
+        """The next event, or ``None`` once closed and empty."""
+        while not self._items:
+            if self._closed:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        while (event := await self.get()) is not None:
+            yield event

@@ -1,0 +1,111 @@
+import pytest
+
+from novakit import s2s
+from novakit.s2s import Config, ConfigError, ToolDefinition
+
+
+def test_defaults():
+    config = Config()
+    assert config.model == "amazon.nova-2-sonic-v1:0"
+    assert config.input_sample_rate == 16000
+    assert config.output_sample_rate == 24000
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        ({"type": "array"}, '"type": "object"'),
+        ({"type": "object", "properties": []}, "properties"),
+        ({"type": "object", "properties": {"a": {}}, "required": ["b"]}, "undefined"),
+        ({"type": "object", "required": "a"}, "required"),
+        ({"type": "object", "default": object()}, "JSON-serialisable"),
+    ],
+)
+def test_bad_tool_schema(schema, message):
+    with pytest.raises(ConfigError, match=message):
+        ToolDefinition("lookup", "Looks things up", schema)
+
+
+def test_bad_tool_names_and_descriptions():
+    with pytest.raises(ConfigError, match="must start with a letter"):
+        ToolDefinition("1lookup", "x")
+    with pytest.raises(ConfigError, match="description is empty"):
+        ToolDefinition("lookup", "  ")
+
+
+def test_duplicate_tools_rejected():
+    tool = ToolDefinition("lookup", "Looks things up")
+    with pytest.raises(ConfigError, match="repeated: \\['lookup'\\]"):
+        Config(tools=[tool, tool])
+
+
+def test_schema_json_is_a_compact_string():
+    tool = ToolDefinition(
+        "lookup", "d", {"type": "object", "properties": {"q": {"type": "string"}}}
+    )
+    assert tool.schema_json() == '{"properties":{"q":{"type":"string"}},"type":"object"}'
+
+
+def test_bad_sample_rate():
+    with pytest.raises(ConfigError, match="input_sample_rate=11000"):
+        Config(input_sample_rate=11000)
+
+
+def test_overrides_replace_only_given_fields():
+    base = Config(instructions="a", voice="matthew")
+    changed = base.with_overrides(voice="tiffany", instructions=None)
+    assert changed.voice == "tiffany"
+    assert changed.instructions == "a"
+    with pytest.raises(ConfigError, match="unknown session options"):
+        base.with_overrides(colour="blue")
+
+
+def test_nova_validates_voice_per_model():
+    with pytest.raises(ConfigError, match="voice 'olivia' is not available on amazon.nova-sonic"):
+        s2s.new("nova", Config(model="amazon.nova-sonic-v1:0", voice="olivia"))
+    s2s.new("nova", Config(model="amazon.nova-2-sonic-v1:0", voice="olivia"))
+
+
+def test_nova_rejects_unknown_model_and_rates():
+    with pytest.raises(ConfigError, match="unknown Nova Sonic model 'amazon.titan'"):
+        s2s.new("nova", Config(model="amazon.titan"))
+    with pytest.raises(ConfigError, match="16000 Hz input"):
+        s2s.new("nova", Config(input_sample_rate=8000))
+    with pytest.raises(ConfigError, match="speaks at 8000, 16000, 24000"):
+        s2s.new("nova", Config(output_sample_rate=48000))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"regoin": "us-east-1"}, "unknown Nova option"),
+        ({"region": ""}, "region is required"),
+        ({"base_url": "http://localhost:8443"}, "must be an https:// URL"),
+        ({"ca_bundle": "/nonexistent/ca.pem"}, "not a readable file"),
+        ({"aws_access_key_id": "AKID"}, "give both"),
+        ({"temperature": 2.0}, "temperature"),
+        ({"endpointing_sensitivity": "SOMETIMES"}, "HIGH, MEDIUM, LOW"),
+    ],
+)
+def test_nova_extra_validation(extra, message):
+    with pytest.raises(ConfigError, match=message):
+        s2s.new("nova", Config(extra=extra))
+
+
+def test_endpointing_is_nova2_only():
+    with pytest.raises(ConfigError, match="not supported by amazon.nova-sonic-v1:0"):
+        s2s.new(
+            "nova",
+            Config(model="amazon.nova-sonic-v1:0", extra={"endpointing_sensitivity": "HIGH"}),
+        )
+
+
+def test_unlisted_region_warns(caplog):
+    s2s.new("nova", Config(extra={"region": "eu-west-9"}))
+    assert "not known to be offered in eu-west-9" in caplog.text
+
+
+def test_session_overrides_are_validated():
+    engine = s2s.new("nova", Config())
+    with pytest.raises(ConfigError, match="voice 'nobody'"):
+        engine.start(voice="nobody")

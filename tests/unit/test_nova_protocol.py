@@ -1,0 +1,334 @@
+"""The Nova event grammar as a pure state machine: bytes in, events out, no sockets."""
+
+import base64
+import json
+
+import pytest
+
+from novakit.s2s import EventType, Message, TextPart, ToolDefinition, ToolResult, UnsupportedError
+from novakit.s2s.errors import ProviderError
+from novakit.s2s.nova.models import NOVA_2_SONIC, NOVA_SONIC_V1
+from novakit.s2s.nova.protocol import (
+    NovaProtocol,
+    StreamSettings,
+    prepare_history,
+    split_utf8,
+    tool_result_json,
+)
+
+LOOKUP = ToolDefinition(
+    "lookup", "Find a fact", {"type": "object", "properties": {"q": {"type": "string"}}}
+)
+
+
+def names(events: list[bytes]) -> list[str]:
+    return [next(iter(json.loads(e)["event"])) for e in events]
+
+
+def body(event: bytes) -> dict:
+    return next(iter(json.loads(event)["event"].values()))
+
+
+def out(name: str, **fields) -> bytes:
+    return json.dumps({"event": {name: fields}}).encode()
+
+
+def make(model=NOVA_2_SONIC, **kw) -> NovaProtocol:
+    return NovaProtocol(
+        StreamSettings(model=model, voice="tiffany", instructions="Be brief.", **kw)
+    )
+
+
+def test_opening_sequence_and_fields():
+    p = make(tools=[LOOKUP], endpointing_sensitivity="HIGH", output_sample_rate=16000)
+    events = p.opening_events()
+    assert names(events) == [
+        "sessionStart",
+        "promptStart",
+        "contentStart",
+        "textInput",
+        "contentEnd",
+        "contentStart",
+    ]
+    start = body(events[0])
+    assert start["inferenceConfiguration"] == {"maxTokens": 1024, "topP": 0.9, "temperature": 0.7}
+    assert start["turnDetectionConfiguration"] == {"endpointingSensitivity": "HIGH"}
+    prompt = body(events[1])
+    assert prompt["promptName"] == p.prompt_name
+    assert prompt["audioOutputConfiguration"]["sampleRateHertz"] == 16000
+    assert prompt["audioOutputConfiguration"]["voiceId"] == "tiffany"
+    spec = prompt["toolConfiguration"]["tools"][0]["toolSpec"]
+    assert spec["name"] == "lookup"
+    assert isinstance(spec["inputSchema"]["json"], str)  # a JSON *string*, as Bedrock wants
+    assert json.loads(spec["inputSchema"]["json"])["properties"]["q"] == {"type": "string"}
+    system = body(events[2])
+    assert (system["role"], system["type"], system["interactive"]) == ("SYSTEM", "TEXT", False)
+    assert body(events[3])["content"] == "Be brief."
+    audio = body(events[5])
+    assert audio["contentName"] == p.audio_content_name
+    assert audio["audioInputConfiguration"]["sampleRateHertz"] == 16000
+    assert audio["interactive"] is True
+
+
+def test_no_tool_config_without_tools_and_no_turn_detection_on_v1():
+    p = make(model=NOVA_SONIC_V1, endpointing_sensitivity="HIGH")
+    session_start, prompt = (body(e) for e in p.opening_events()[:2])
+    assert "turnDetectionConfiguration" not in session_start
+    assert "toolConfiguration" not in prompt
+
+
+def test_audio_event_is_valid_json_with_base64():
+    p = make()
+    p.opening_events()
+    pcm = bytes(range(256)) * 4
+    event = json.loads(p.audio_event(pcm))["event"]["audioInput"]
+    assert event["promptName"] == p.prompt_name
+    assert event["contentName"] == p.audio_content_name
+    assert base64.b64decode(event["content"]) == pcm
+
+
+def test_history_is_sent_before_audio_with_roles():
+    p = make(history=[Message("user", "Hi"), Message("assistant", "Hello!")])
+    events = p.opening_events()
+    roles = [body(e).get("role") for e in events if names([e]) == ["contentStart"]]
+    assert roles == ["SYSTEM", "USER", "ASSISTANT", "USER"]  # last is the audio content
+    assert body(events[-1])["type"] == "AUDIO"
+
+
+def test_history_policy():
+    history = [
+        Message("assistant", "Welcome"),  # leading assistant turn dropped
+        Message("user", "a"),
+        Message("user", "b"),  # merged with the previous user turn
+        Message("assistant", " "),  # empty dropped
+        Message("assistant", "c"),
+    ]
+    assert prepare_history(history) == [Message("user", "a b"), Message("assistant", "c")]
+    long = [Message("user", "x" * 30000), Message("assistant", "y" * 30000), Message("user", "z")]
+    trimmed = prepare_history(long, limit=40 * 1024)
+    # oldest dropped first, then the leading assistant turn, so the first is USER again
+    assert trimmed == [Message("user", "z")]
+    assert sum(len(m.text) for m in trimmed) <= 40 * 1024
+
+
+def test_split_utf8_respects_byte_limit_and_characters():
+    text = "héllo wörld " * 300
+    pieces = split_utf8(text, 100)
+    assert "".join(pieces) == text
+    assert all(len(p.encode()) <= 100 for p in pieces)
+    assert split_utf8("") == [""]
+    emoji = "😀" * 300  # 4 bytes each, no spaces
+    assert all(len(p.encode()) <= 1024 for p in split_utf8(emoji))
+    assert "".join(split_utf8(emoji)) == emoji
+
+
+def test_long_text_is_split_into_several_text_inputs():
+    p = make()
+    p.opening_events()
+    events = p.text_events("word " * 600)
+    assert names(events)[0] == "contentStart" and names(events)[-1] == "contentEnd"
+    inputs = [body(e)["content"] for e in events[1:-1]]
+    assert len(inputs) == 3
+    assert all(len(i.encode()) <= 1024 for i in inputs)
+    assert body(events[0])["interactive"] is True
+    assert body(events[0])["role"] == "USER"
+
+
+def test_text_is_nova2_only():
+    p = make(model=NOVA_SONIC_V1)
+    with pytest.raises(UnsupportedError, match="nova-2-sonic"):
+        p.text_events("hello")
+
+
+def test_closing_sequence():
+    p = make()
+    p.opening_events()
+    events = p.closing_events()
+    assert names(events) == ["contentEnd", "promptEnd", "sessionEnd"]
+    assert body(events[0])["contentName"] == p.audio_content_name
+
+
+def _spoken_turn(p: NovaProtocol, reply="Sure.", pcm=b"\x01\x00" * 100) -> list:
+    stage = lambda s: json.dumps({"generationStage": s})  # noqa: E731
+    evs = []
+    for payload in [
+        out("completionStart"),
+        out(
+            "contentStart",
+            contentId="u1",
+            type="TEXT",
+            role="USER",
+            additionalModelFields=stage("FINAL"),
+        ),
+        out("textOutput", contentId="u1", role="USER", content="what time is it"),
+        out("contentEnd", contentId="u1", stopReason="END_TURN"),
+        out(
+            "contentStart",
+            contentId="s1",
+            type="TEXT",
+            role="ASSISTANT",
+            additionalModelFields=stage("SPECULATIVE"),
+        ),
+        out("textOutput", contentId="s1", role="ASSISTANT", content=reply),
+        out("contentEnd", contentId="s1", stopReason="PARTIAL_TURN"),
+        out("contentStart", contentId="a1", type="AUDIO", role="ASSISTANT"),
+        out("audioOutput", contentId="a1", content=base64.b64encode(pcm).decode()),
+        out("contentEnd", contentId="a1", stopReason="PARTIAL_TURN"),
+        out(
+            "contentStart",
+            contentId="f1",
+            type="TEXT",
+            role="ASSISTANT",
+            additionalModelFields=stage("FINAL"),
+        ),
+        out("textOutput", contentId="f1", role="ASSISTANT", content=reply),
+        out("contentEnd", contentId="f1", stopReason="END_TURN"),
+        out(
+            "usageEvent",
+            details={
+                "total": {
+                    "input": {"speechTokens": 12, "textTokens": 3},
+                    "output": {"speechTokens": 40, "textTokens": 2},
+                }
+            },
+            totalTokens=57,
+        ),
+    ]:
+        evs += p.receive(payload)
+    return evs
+
+
+def test_spoken_turn_maps_to_events_in_order():
+    p = make()
+    p.opening_events()
+    events = _spoken_turn(p)
+    assert [e.type for e in events] == [
+        EventType.TRANSCRIPT,
+        EventType.TEXT_OUTPUT,
+        EventType.AUDIO_OUTPUT,
+        EventType.TEXT_OUTPUT,
+        EventType.TURN_END,
+        EventType.USAGE,
+    ]
+    assert events[0].text == "what time is it" and events[0].role == "user"
+    assert (events[1].text, events[1].final) == ("Sure.", False)
+    assert events[2].audio == b"\x01\x00" * 100 and events[2].sample_rate == 24000
+    assert (events[3].text, events[3].final) == ("Sure.", True)
+    usage = events[5].usage
+    assert usage is not None
+    assert (usage.input_speech_tokens, usage.output_speech_tokens, usage.total_tokens) == (
+        12,
+        40,
+        57,
+    )
+
+
+def test_barge_in_marker_is_one_interrupted_event_never_speech():
+    p = make()
+    p.opening_events()
+    p.receive(out("contentStart", contentId="a1", type="AUDIO", role="ASSISTANT"))
+    first = p.receive(
+        out("audioOutput", contentId="a1", content=base64.b64encode(b"\0\0").decode())
+    )
+    assert [e.type for e in first] == [EventType.AUDIO_OUTPUT]
+    marker = p.receive(
+        out("textOutput", contentId="x", role="ASSISTANT", content='{ "interrupted" : true }')
+    )
+    assert [e.type for e in marker] == [EventType.INTERRUPTED]
+    assert marker[0].meta["reason"] == "barge_in"
+    # audio still in flight for the interrupted content is dropped
+    assert (
+        p.receive(out("audioOutput", contentId="a1", content=base64.b64encode(b"\0\0").decode()))
+        == []
+    )
+    # the stopReason signal for the same turn does not repeat the event, nor does END_TURN follow
+    assert p.receive(out("contentEnd", contentId="a1", stopReason="INTERRUPTED")) == []
+    p.receive(out("contentStart", contentId="f", type="TEXT", role="ASSISTANT"))
+    assert p.receive(out("contentEnd", contentId="f", stopReason="END_TURN")) == []
+    # the next turn is normal again
+    assert [e.type for e in _spoken_turn(p)][-2:] == [EventType.TURN_END, EventType.USAGE]
+
+
+def test_stop_reason_interrupted_alone_is_enough():
+    p = make()
+    p.receive(out("contentStart", contentId="a1", type="AUDIO", role="ASSISTANT"))
+    events = p.receive(out("contentEnd", contentId="a1", stopReason="INTERRUPTED"))
+    assert [e.type for e in events] == [EventType.INTERRUPTED]
+
+
+def test_client_interrupt_mutes_the_rest_of_the_turn():
+    p = make()
+    p.receive(out("contentStart", contentId="a1", type="AUDIO", role="ASSISTANT"))
+    p.interrupt()
+    assert p.receive(out("audioOutput", contentId="a1", content="AAA=")) == []
+    assert (
+        p.receive(
+            out("textOutput", contentId="a1", role="ASSISTANT", content='{"interrupted": true}')
+        )
+        == []
+    )
+
+
+def test_tool_call_is_announced_on_content_end_and_result_is_checked():
+    p = make(tools=[LOOKUP])
+    p.opening_events()
+    p.receive(out("contentStart", contentId="t1", type="TOOL", role="TOOL"))
+    assert (
+        p.receive(
+            out(
+                "toolUse",
+                contentId="t1",
+                toolName="lookup",
+                toolUseId="call-1",
+                content='{"q": "tides"}',
+            )
+        )
+        == []
+    )
+    events = p.receive(out("contentEnd", contentId="t1", type="TOOL", stopReason="TOOL_USE"))
+    assert [e.type for e in events] == [EventType.TOOL_CALL]
+    call = events[0].tool_call
+    assert call is not None
+    assert (call.call_id, call.name, call.arguments) == ("call-1", "lookup", {"q": "tides"})
+    assert p.pending_tool_calls == {"call-1"}
+    sent = p.tool_result_events(ToolResult("call-1", [TextPart('{"high": "6am"}')]))
+    assert names(sent) == ["contentStart", "toolResult", "contentEnd"]
+    start = body(sent[0])
+    assert start["toolResultInputConfiguration"]["toolUseId"] == "call-1"
+    assert start["type"] == "TOOL" and start["role"] == "TOOL"
+    assert body(sent[1])["content"] == '{"high": "6am"}'
+    assert len({body(e)["contentName"] for e in sent}) == 1
+    with pytest.raises(ValueError, match="no tool call 'call-1' is waiting"):
+        p.tool_result_events(ToolResult("call-1", [TextPart("again")]))
+
+
+def test_tool_result_json_wrapping():
+    assert tool_result_json(ToolResult("c", [TextPart('{"a": 1}')])) == '{"a": 1}'
+    assert json.loads(tool_result_json(ToolResult("c", [TextPart("plain")]))) == {"result": "plain"}
+    assert json.loads(tool_result_json(ToolResult("c", [TextPart("[1]")]))) == {"result": "[1]"}
+    failed = tool_result_json(ToolResult("c", [TextPart("timeout")], is_error=True))
+    assert json.loads(failed) == {"error": "timeout"}
+
+
+def test_malformed_tool_arguments_are_kept_not_dropped():
+    p = make(tools=[LOOKUP])
+    p.receive(out("toolUse", toolName="lookup", toolUseId="c2", content="not json"))
+    (event,) = p.receive(out("contentEnd", type="TOOL", stopReason="TOOL_USE"))
+    assert event.tool_call is not None and event.tool_call.arguments == {"_raw": "not json"}
+
+
+@pytest.mark.parametrize("payload", [b"{", b'{"nothing": 1}', b'{"event": 5}', b"\xff"])
+def test_undecodable_events_raise_provider_error(payload):
+    with pytest.raises(ProviderError) as info:
+        make().receive(payload)
+    assert info.value.code == "bad_event" and info.value.retryable
+
+
+def test_bad_base64_audio_raises():
+    p = make()
+    with pytest.raises(ProviderError, match="not base64"):
+        p.receive(out("audioOutput", contentId="a", content="***"))
+
+
+def test_unknown_events_are_ignored():
+    assert make().receive(out("somethingNew", a=1)) == []
