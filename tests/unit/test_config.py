@@ -109,3 +109,16 @@ def test_session_overrides_are_validated():
     engine = s2s.new("nova", Config())
     with pytest.raises(ConfigError, match="voice 'nobody'"):
         engine.start(voice="nobody")
+
+
+def test_region_follows_the_environment(monkeypatch):
+    from novakit.s2s.nova import NovaOptions
+
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    assert NovaOptions.from_extra({}).region == "us-east-1"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    assert NovaOptions.from_extra({}).region == "us-west-2"
+    monkeypatch.setenv("AWS_REGION", "ap-northeast-1")
+    assert NovaOptions.from_extra({}).region == "ap-northeast-1"
+    assert NovaOptions.from_extra({"region": "us-east-1"}).region == "us-east-1"

@@ -31,7 +31,8 @@ class NovaOptions:
     ``base_url`` overrides the endpoint (VPC endpoints, private deployments, the emulator); by
     default the SDK builds ``https://bedrock-runtime.{region}.amazonaws.com`` or honours
     ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``. ``ca_bundle`` is a PEM file of extra trusted CAs
-    (default: ``AWS_CA_BUNDLE``).
+    (default: ``AWS_CA_BUNDLE``). ``region`` defaults to ``AWS_REGION``, then
+    ``AWS_DEFAULT_REGION``, then us-east-1.
     """
 
     region: str = DEFAULT_REGION
@@ -60,6 +61,10 @@ class NovaOptions:
                 f"unknown Nova option(s) {unknown} in Config.extra; known: {sorted(known)}"
             )
         values = dict(extra)
+        if "region" not in values:
+            # Like the AWS SDKs (and what ECS sets in a task): the environment, then a default.
+            env_region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            values["region"] = env_region or DEFAULT_REGION
         if values.get("ca_bundle") is None and os.environ.get("AWS_CA_BUNDLE"):
             values["ca_bundle"] = os.environ["AWS_CA_BUNDLE"]
         try:

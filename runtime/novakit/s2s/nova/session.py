@@ -90,16 +90,15 @@ class NovaSession(Session):
         try:
             identity = await self._credentials.snapshot()
             self._stream = await BedrockStream.open(self.config.model, self._options, identity)
-            self._receiver = asyncio.create_task(self._receive_loop(), name="nova-receive")
-            await self._send_all(self._protocol.opening_events(), report=False)
-        except ProviderError as error:
-            # A rejected request usually surfaces on the response, not the write: prefer it.
-            if self._receiver is not None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(self._receiver), 1.0)
-            error = self._failure or error
+            try:
+                await self._send_all(self._protocol.opening_events(), report=False)
+            finally:
+                # The response tells why a request was refused better than a failed write does.
+                await self._stream.accepted()
+        except ProviderError:
             await self._shutdown(server_ended=True)
-            raise error from None
+            raise
+        self._receiver = asyncio.create_task(self._receive_loop(), name="nova-receive")
 
     async def send_audio(self, pcm: bytes) -> None:
         self._check_open()

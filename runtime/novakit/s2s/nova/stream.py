@@ -75,13 +75,22 @@ class BedrockStream:
         except Exception as exc:
             raise _fail("sending", exc) from exc
 
+    async def accepted(self) -> None:
+        """Wait (bounded) for Bedrock's response headers: a rejected request (bad signature,
+        access denied, unknown model) raises here. Call after sending the opening events, since
+        a server may hold its response until input arrives."""
+        if self._receiver is not None:
+            return
+        try:
+            async with asyncio.timeout(self._options.open_timeout):
+                _, self._receiver = await self._stream.await_output()
+        except Exception as exc:
+            raise _fail("opening the stream", exc) from exc
+
     async def receive(self) -> bytes | None:
         """The next output event's JSON bytes, or ``None`` when Bedrock ended the stream."""
+        await self.accepted()
         try:
-            if self._receiver is None:
-                # The response headers: a rejected request (403, 400) surfaces here.
-                async with asyncio.timeout(self._options.open_timeout):
-                    _, self._receiver = await self._stream.await_output()
             event = await self._receiver.receive()
         except Exception as exc:
             raise _fail("receiving", exc) from exc
