@@ -1,0 +1,715 @@
+"""The conversation engine, sans I/O: accepted input events in, Nova output events out.
+
+Time is the engine's own clock, driven by the input audio (20 ms per 16 kHz frame received), so
+a test may send audio faster than real time and still see exactly the same behaviour. When no
+audio content is open the adapter moves the clock instead (``advance_to``), at a pace it chooses.
+
+What the engine does:
+
+* **Hearing.** An energy VAD over 20 ms frames: a frame is voiced when its RMS reaches a
+  threshold; speech starts after ``min_speech_seconds`` of consecutive voiced frames and ends after
+  an endpointing silence (``turnDetectionConfiguration.endpointingSensitivity`` HIGH/MEDIUM/LOW =
+  1.5/1.75/2 s, or ``EngineSettings.endpoint_seconds``). Closing the audio content also ends an
+  utterance in progress.
+* **Turns.** Each utterance (or Nova 2 interactive USER text) takes the next ``ScriptTurn``. For an
+  utterance the user's transcript comes first: a USER TEXT content (FINAL). Interactive text is not
+  echoed back as a transcript: the client already has the words it typed. The reply is spoken
+  sentence by sentence: ASSISTANT TEXT SPECULATIVE, an AUDIO content of ~100 ms audioOutput chunks,
+  ASSISTANT TEXT FINAL. The last sentence's AUDIO and FINAL contents end with END_TURN, the others
+  with PARTIAL_TURN; a usageEvent closes the turn. A scripted tool call is a TOOL content
+  (toolUse, contentEnd TOOL_USE); the reply waits for the matching toolResult and has ``{result}``
+  replaced by the result's content.
+* **Generation.** Output is scheduled on the clock: ``response_latency`` after the end of the
+  user's turn, then audio as fast as ``generation_speed`` times real time. Only what is due is
+  released, so barge-in can stop what has not been "generated" yet.
+* **Barge-in.** The assistant counts as speaking from its first audio chunk until the clock has
+  moved on by the audio's duration (the client plays it in real time). User speech that starts
+  meanwhile stops the reply: the open content ends with INTERRUPTED, then an ASSISTANT TEXT content
+  carries ``{ "interrupted" : true }`` and ends with INTERRUPTED; the new speech is the next turn.
+* **Identity.** sessionId, completionId, contentIds and toolUseIds derive from a seed, so a run
+  is reproducible byte for byte.
+"""
+
+from __future__ import annotations
+
+import base64
+import heapq
+import json
+import re
+import uuid
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from .grammar import Accepted, ContentKind, ModelInfo
+from .speech import rms, synthesize
+
+__all__ = [
+    "ENDPOINTING_SECONDS",
+    "ConversationEngine",
+    "EngineSettings",
+    "OutputEvent",
+    "Script",
+    "ScriptCursor",
+    "ScriptTurn",
+    "ToolCall",
+    "default_reply",
+    "default_transcript",
+]
+
+INPUT_RATE = 16000
+FRAME_SECONDS = 0.02
+FRAME_SAMPLES = int(INPUT_RATE * FRAME_SECONDS)
+ENDPOINTING_SECONDS: Mapping[str, float] = {"HIGH": 1.5, "MEDIUM": 1.75, "LOW": 2.0}
+INTERRUPTED_CONTENT = '{ "interrupted" : true }'
+TOKENS_PER_SPEECH_SECOND = 25  # one token per 40 ms; any fixed rate keeps counts deterministic
+_ID_NAMESPACE = uuid.UUID("6f1c2a52-8d0e-4d8e-9a53-3d1f0c0a7e11")
+_SENTENCE_RE = re.compile(r"(?<=[.!?])\s+")
+
+
+# -- scripts ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    input: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScriptTurn:
+    """What happens on one user turn: the transcript to report, a tool to call, the reply."""
+
+    reply: str
+    transcript: str | None = None  # None: the default transcript
+    tool: ToolCall | None = None
+
+
+@dataclass(frozen=True)
+class Script:
+    """Turns played in order; after the last one the engine falls back to default turns.
+
+    JSON form: ``{"turns": [{"transcript": "...", "reply": "It is {result}.",
+    "tool": {"name": "getWeather", "input": {"city": "Paris"}}}]}`` (a bare list also works).
+    """
+
+    turns: tuple[ScriptTurn, ...] = ()
+
+    @classmethod
+    def from_obj(cls, data: Any) -> Script:
+        items = data.get("turns") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise ValueError('a script is {"turns": [...]} or a list of turns')
+        turns: list[ScriptTurn] = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or not isinstance(item.get("reply"), str):
+                raise ValueError(f"script turn {i} needs a string 'reply'")
+            transcript = item.get("transcript")
+            if transcript is not None and not isinstance(transcript, str):
+                raise ValueError(f"script turn {i}: 'transcript' must be a string")
+            tool = item.get("tool")
+            call = None
+            if tool is not None:
+                if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+                    raise ValueError(f"script turn {i}: 'tool' needs a string 'name'")
+                arguments = tool.get("input", {})
+                if not isinstance(arguments, dict):
+                    raise ValueError(f"script turn {i}: tool 'input' must be an object")
+                call = ToolCall(tool["name"], arguments)
+            turns.append(ScriptTurn(reply=item["reply"], transcript=transcript, tool=call))
+        return cls(tuple(turns))
+
+    @classmethod
+    def from_json(cls, text: str) -> Script:
+        return cls.from_obj(json.loads(text))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Script:
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+    def to_obj(self) -> dict[str, Any]:
+        turns: list[dict[str, Any]] = []
+        for turn in self.turns:
+            item: dict[str, Any] = {"reply": turn.reply}
+            if turn.transcript is not None:
+                item["transcript"] = turn.transcript
+            if turn.tool is not None:
+                item["tool"] = {"name": turn.tool.name, "input": dict(turn.tool.input)}
+            turns.append(item)
+        return {"turns": turns}
+
+
+class ScriptCursor:
+    """Hands out a script's turns in order (shared by streams when the script spans them)."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.position = 0
+
+    def next_turn(self) -> ScriptTurn | None:
+        if self.position >= len(self.script.turns):
+            return None
+        turn = self.script.turns[self.position]
+        self.position += 1
+        return turn
+
+
+def default_transcript(number: int, seconds: float) -> str:
+    return f"This is utterance {number}, {seconds:.2f} seconds long."
+
+
+def default_reply(number: int, typed: bool) -> str:
+    return f"I read message {number}." if typed else f"I heard utterance {number}."
+
+
+# -- events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutputEvent:
+    """One output event; on the wire it is the JSON ``{"event": {name: body}}``."""
+
+    name: str
+    body: Mapping[str, Any]
+
+    def to_json(self) -> bytes:
+        return json.dumps({"event": {self.name: self.body}}, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    endpoint_seconds: float | None = None  # overrides the sensitivity's pause (tests)
+    vad_threshold: float = 500.0  # RMS in 16-bit units (about -36 dBFS)
+    min_speech_seconds: float = 0.1
+    generation_speed: float = 4.0  # seconds of audio generated per second of clock
+    response_latency: float = 0.2
+    chunk_seconds: float = 0.1
+
+
+# -- hearing ------------------------------------------------------------------
+
+
+class _Vad:
+    """Onset after consecutive voiced frames; end after an endpointing run of silent ones."""
+
+    def __init__(self, threshold: float, min_speech_frames: int, endpoint_frames: int) -> None:
+        self.threshold = threshold
+        self.min_speech_frames = max(1, min_speech_frames)
+        self.endpoint_frames = max(1, endpoint_frames)
+        self.speaking = False
+        self.start = 0.0
+        self.last_voiced_end = 0.0
+        self._voiced_run = 0
+        self._silent_run = 0
+
+    def push(self, level: float, frame_start: float) -> str | None:
+        voiced = level >= self.threshold
+        frame_end = frame_start + FRAME_SECONDS
+        if not self.speaking:
+            if not voiced:
+                self._voiced_run = 0
+                return None
+            if self._voiced_run == 0:
+                self.start = frame_start
+            self._voiced_run += 1
+            if self._voiced_run >= self.min_speech_frames:
+                self.speaking = True
+                self.last_voiced_end = frame_end
+                self._silent_run = 0
+                return "start"
+            return None
+        if voiced:
+            self.last_voiced_end = frame_end
+            self._silent_run = 0
+            return None
+        self._silent_run += 1
+        if self._silent_run >= self.endpoint_frames:
+            self.speaking = False
+            self._voiced_run = 0
+            return "end"
+        return None
+
+    def reset(self) -> None:
+        self.speaking = False
+        self._voiced_run = 0
+        self._silent_run = 0
+
+
+# -- turns --------------------------------------------------------------------
+
+
+class _TurnState(StrEnum):
+    QUEUED = "queued"
+    WAITING_TOOL = "waiting_tool"
+    RESPONDING = "responding"
+    DONE = "done"
+    INTERRUPTED = "interrupted"
+
+
+@dataclass
+class _Turn:
+    number: int
+    typed: bool
+    script: ScriptTurn | None
+    input_speech_seconds: float = 0.0
+    input_text_tokens: int = 0
+    state: _TurnState = _TurnState.QUEUED
+    tool_use_id: str | None = None
+    first_audio_at: float | None = None
+    audio_seconds: float = 0.0  # released so far
+    open_content: tuple[str, str] | None = None  # (contentId, type) released but not ended
+    output_text_tokens: int = 0
+    output_speech_samples: int = 0  # at the output rate; integers keep token counts exact
+    usage_sent: bool = False
+
+
+@dataclass(order=True)
+class _Scheduled:
+    due: float
+    seq: int
+    event: OutputEvent | None = field(compare=False)
+    turn: _Turn | None = field(compare=False, default=None)
+    audio_samples: int = field(compare=False, default=0)
+    text_tokens: int = field(compare=False, default=0)
+    finishes_turn: bool = field(compare=False, default=False)
+
+
+def _speech_tokens(samples: int, rate: int) -> int:
+    """Tokens for an amount of audio, rounded half up in integers (no float drift)."""
+    return (2 * samples * TOKENS_PER_SPEECH_SECOND + rate) // (2 * rate)
+
+
+def _tokens(text: str) -> int:
+    return len(text.split())
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE_RE.split(text.strip()) if s]
+
+
+class ConversationEngine:
+    """See the module docstring. Feed ``handle``; collect ``take_output``."""
+
+    def __init__(
+        self,
+        model: ModelInfo,
+        *,
+        seed: str,
+        turns: ScriptCursor,
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self.model = model
+        self.settings = settings or EngineSettings()
+        self._seed = seed
+        self._cursor = turns
+        self._id_counter = 0
+        self.session_id = self._new_id("session")
+        self.completion_id = self._new_id("completion")
+        self.clock = 0.0
+        self.prompt_name = ""
+        self.output_rate = 24000
+        self.audio_open = False
+        self.completed_turns = 0
+        self._output: list[OutputEvent] = []
+        self._schedule: list[_Scheduled] = []
+        self._seq = 0
+        self._completion_started = False
+        self._completion_ended = False
+        self._pcm_remainder = b""
+        self._vad = self._make_vad(ENDPOINTING_SECONDS["MEDIUM"])
+        self._turn_count = 0
+        self._queue: deque[_Turn] = deque()
+        self._active: _Turn | None = None
+        self._voice_turn: _Turn | None = None  # the last turn that spoke (for barge-in)
+        self._typed_parts: list[str] = []
+        self._tool_results: dict[str, str] = {}
+        self._context_tokens = 0  # system prompt and history, charged to the first turn
+        self._totals = {"input": [0, 0], "output": [0, 0]}  # [speechTokens, textTokens]
+
+    # -- public state ---------------------------------------------------------
+
+    @property
+    def user_speaking(self) -> bool:
+        return self._vad.speaking
+
+    @property
+    def assistant_speaking(self) -> bool:
+        turn = self._voice_turn
+        if turn is None or turn.first_audio_at is None or turn.state is _TurnState.INTERRUPTED:
+            return False
+        return turn.state is _TurnState.RESPONDING or self.clock < (
+            turn.first_audio_at + turn.audio_seconds
+        )
+
+    def next_due(self) -> float | None:
+        return self._schedule[0].due if self._schedule else None
+
+    def take_output(self) -> list[OutputEvent]:
+        out, self._output = self._output, []
+        return out
+
+    # -- input ----------------------------------------------------------------
+
+    def handle(self, accepted: Accepted) -> None:
+        event, content = accepted.event, accepted.content
+        body = event.body
+        match event.name:
+            case "sessionStart":
+                sensitivity = body.get("turnDetectionConfiguration", {}).get(
+                    "endpointingSensitivity", "MEDIUM"
+                )
+                self._vad = self._make_vad(ENDPOINTING_SECONDS[sensitivity])
+            case "promptStart":
+                self.prompt_name = body["promptName"]
+                self.output_rate = body["audioOutputConfiguration"]["sampleRateHertz"]
+            case "contentStart":
+                assert content is not None
+                if content.kind is ContentKind.AUDIO:
+                    self.audio_open = True
+                elif content.kind is ContentKind.USER_TEXT:
+                    self._typed_parts = []
+            case "textInput":
+                assert content is not None
+                if content.kind is ContentKind.USER_TEXT:
+                    self._typed_parts.append(body["content"])
+                else:
+                    self._context_tokens += _tokens(body["content"])
+            case "audioInput":
+                self._feed_audio(event.audio)
+            case "toolResult":
+                assert content is not None and content.tool_use_id is not None
+                self._tool_results[content.tool_use_id] = body["content"]
+            case "contentEnd":
+                assert content is not None
+                self._on_content_end(content.kind, content.tool_use_id)
+            case "promptEnd":
+                self._end_prompt()
+
+    def advance_to(self, when: float) -> None:
+        """Move the clock forward without audio (no audio content open), releasing what is due."""
+        if when > self.clock:
+            self._release_until(when)
+            self.clock = when
+
+    # -- hearing --------------------------------------------------------------
+
+    def _make_vad(self, endpoint: float) -> _Vad:
+        s = self.settings
+        seconds = s.endpoint_seconds if s.endpoint_seconds is not None else endpoint
+        return _Vad(
+            s.vad_threshold,
+            round(s.min_speech_seconds / FRAME_SECONDS),
+            round(seconds / FRAME_SECONDS),
+        )
+
+    def _feed_audio(self, pcm: bytes) -> None:
+        data = self._pcm_remainder + pcm
+        frame_bytes = FRAME_SAMPLES * 2
+        whole = len(data) - len(data) % frame_bytes
+        view = memoryview(data)
+        for offset in range(0, whole, frame_bytes):
+            frame_start = self.clock
+            self.clock = round(self.clock + FRAME_SECONDS, 6)
+            self._release_until(self.clock)
+            change = self._vad.push(rms(view[offset : offset + frame_bytes]), frame_start)
+            if change == "start":
+                self._barge_in()
+            elif change == "end":
+                self._utterance(self._vad.start, self._vad.last_voiced_end)
+        self._pcm_remainder = bytes(view[whole:])
+
+    def _on_content_end(self, kind: ContentKind, tool_use_id: str | None) -> None:
+        if kind is ContentKind.AUDIO:
+            self.audio_open = False
+            self._pcm_remainder = b""
+            if self._vad.speaking:
+                self._vad.reset()
+                self._utterance(self._vad.start, self._vad.last_voiced_end)
+        elif kind is ContentKind.USER_TEXT:
+            text = "".join(self._typed_parts)
+            self._start_completion()
+            turn = self._new_turn(typed=True)
+            turn.input_text_tokens = _tokens(text)
+            self._enqueue(turn)
+        elif kind is ContentKind.TOOL and tool_use_id is not None:
+            active = self._active
+            if (
+                active is not None
+                and active.tool_use_id == tool_use_id
+                and active.state is _TurnState.WAITING_TOOL
+            ):
+                result = self._tool_results[tool_use_id]
+                assert active.script is not None
+                reply = active.script.reply.replace("{result}", result)
+                self._speak(active, reply, self.clock + self.settings.response_latency)
+
+    def _end_prompt(self) -> None:
+        # The client has closed the prompt: nothing still to be generated will be.
+        self._schedule.clear()
+        if self._completion_started and not self._completion_ended:
+            self._completion_ended = True
+            self._emit(OutputEvent("completionEnd", self._base({"stopReason": "END_TURN"})))
+
+    # -- turns ----------------------------------------------------------------
+
+    def _new_turn(self, *, typed: bool) -> _Turn:
+        self._turn_count += 1
+        turn = _Turn(number=self._turn_count, typed=typed, script=self._cursor.next_turn())
+        if self._turn_count == 1:
+            turn.input_text_tokens += self._context_tokens
+        return turn
+
+    def _utterance(self, start: float, end: float) -> None:
+        seconds = round(end - start, 6)
+        self._start_completion()
+        turn = self._new_turn(typed=False)
+        turn.input_speech_seconds = seconds
+        transcript = (
+            turn.script.transcript
+            if turn.script is not None and turn.script.transcript is not None
+            else default_transcript(turn.number, seconds)
+        )
+        content_id = self._new_id("content")
+        self._emit(self._content_start(content_id, "TEXT", "USER", stage="FINAL"))
+        self._emit(self._content_event("textOutput", content_id, content=transcript, role="USER"))
+        self._emit(self._content_end(content_id, "TEXT", "END_TURN"))
+        self._enqueue(turn)
+
+    def _enqueue(self, turn: _Turn) -> None:
+        self._queue.append(turn)
+        self._start_next()
+
+    def _start_next(self) -> None:
+        if self._active is not None or not self._queue:
+            return
+        turn = self._active = self._queue.popleft()
+        start = self.clock + self.settings.response_latency
+        script = turn.script
+        if script is not None and script.tool is not None:
+            turn.state = _TurnState.WAITING_TOOL
+            turn.tool_use_id = self._new_id("tool-use")
+            content_id = self._new_id("content")
+            tool_start = self._content_start(content_id, "TOOL", "TOOL")
+            self._at(start, tool_start, turn)
+            use = self._content_event(
+                "toolUse",
+                content_id,
+                toolName=script.tool.name,
+                toolUseId=turn.tool_use_id,
+                content=json.dumps(dict(script.tool.input), separators=(",", ":")),
+            )
+            self._at(start, use, turn)
+            self._at(start, self._content_end(content_id, "TOOL", "TOOL_USE"), turn)
+            return
+        reply = script.reply if script is not None else default_reply(turn.number, turn.typed)
+        self._speak(turn, reply, start)
+
+    def _speak(self, turn: _Turn, text: str, start: float) -> None:
+        """Schedule the spoken reply, sentence by sentence, from ``start`` on the clock."""
+        turn.state = _TurnState.RESPONDING
+        s = self.settings
+        when = start
+        sentences = _sentences(text) or [""]
+        bytes_per_chunk = 2 * max(1, int(self.output_rate * s.chunk_seconds))
+        for index, sentence in enumerate(sentences):
+            stop = "END_TURN" if index == len(sentences) - 1 else "PARTIAL_TURN"
+            speculative = self._new_id("content")
+            self._at(
+                when, self._content_start(speculative, "TEXT", "ASSISTANT", "SPECULATIVE"), turn
+            )
+            self._at(
+                when,
+                self._content_event("textOutput", speculative, content=sentence, role="ASSISTANT"),
+                turn,
+            )
+            self._at(when, self._content_end(speculative, "TEXT", "PARTIAL_TURN"), turn)
+
+            audio_id = self._new_id("content")
+            self._at(when, self._content_start(audio_id, "AUDIO", "ASSISTANT"), turn)
+            pcm = synthesize(sentence, self.output_rate)
+            for offset in range(0, len(pcm), bytes_per_chunk):
+                chunk = pcm[offset : offset + bytes_per_chunk]
+                seconds = len(chunk) / 2 / self.output_rate
+                when += seconds / s.generation_speed
+                event = self._content_event(
+                    "audioOutput", audio_id, content=base64.b64encode(chunk).decode("ascii")
+                )
+                self._at(when, event, turn, audio_samples=len(chunk) // 2)
+            self._at(when, self._content_end(audio_id, "AUDIO", stop), turn)
+
+            final = self._new_id("content")
+            self._at(when, self._content_start(final, "TEXT", "ASSISTANT", "FINAL"), turn)
+            self._at(
+                when,
+                self._content_event("textOutput", final, content=sentence, role="ASSISTANT"),
+                turn,
+                text_tokens=_tokens(sentence),
+            )
+            self._at(when, self._content_end(final, "TEXT", stop), turn)
+        self._push(_Scheduled(round(when, 6), self._next_seq(), None, turn, finishes_turn=True))
+
+    def _barge_in(self) -> None:
+        turn = self._voice_turn
+        if turn is None or not self.assistant_speaking:
+            return
+        assert turn.first_audio_at is not None
+        # Nothing more of this turn will be generated.
+        self._schedule = [item for item in self._schedule if item.turn is not turn]
+        heapq.heapify(self._schedule)
+        if turn.open_content is not None:
+            content_id, kind = turn.open_content
+            self._emit(self._content_end(content_id, kind, "INTERRUPTED"))
+            turn.open_content = None
+        notice = self._new_id("content")
+        self._emit(self._content_start(notice, "TEXT", "ASSISTANT", "FINAL"))
+        self._emit(
+            self._content_event("textOutput", notice, content=INTERRUPTED_CONTENT, role="ASSISTANT")
+        )
+        self._emit(self._content_end(notice, "TEXT", "INTERRUPTED"))
+        # Playback stops here: the audio the client had queued is dropped.
+        turn.audio_seconds = self.clock - turn.first_audio_at
+        was_running = turn.state is _TurnState.RESPONDING
+        turn.state = _TurnState.INTERRUPTED
+        if was_running:
+            self._finish_turn(turn)
+
+    def _finish_turn(self, turn: _Turn) -> None:
+        if not turn.usage_sent:
+            turn.usage_sent = True
+            self._emit(self._usage(turn))
+        if turn.state is not _TurnState.INTERRUPTED:
+            turn.state = _TurnState.DONE
+        self.completed_turns += 1
+        if self._active is turn:
+            self._active = None
+            self._start_next()
+
+    # -- scheduling -----------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _push(self, item: _Scheduled) -> None:
+        heapq.heappush(self._schedule, item)
+
+    def _at(
+        self,
+        due: float,
+        event: OutputEvent,
+        turn: _Turn,
+        audio_samples: int = 0,
+        text_tokens: int = 0,
+    ) -> None:
+        self._push(
+            _Scheduled(round(due, 6), self._next_seq(), event, turn, audio_samples, text_tokens)
+        )
+
+    def _release_until(self, when: float) -> None:
+        while self._schedule and self._schedule[0].due <= when:
+            item = heapq.heappop(self._schedule)
+            turn = item.turn
+            if item.finishes_turn and turn is not None:
+                self._finish_turn(turn)
+                continue
+            event = item.event
+            assert event is not None
+            if turn is not None:
+                if event.name == "contentStart":
+                    turn.open_content = (event.body["contentId"], event.body["type"])
+                elif event.name == "contentEnd":
+                    turn.open_content = None
+                elif event.name == "audioOutput":
+                    if turn.first_audio_at is None:
+                        turn.first_audio_at = item.due
+                        self._voice_turn = turn
+                    turn.audio_seconds += item.audio_samples / self.output_rate
+                    turn.output_speech_samples += item.audio_samples
+                turn.output_text_tokens += item.text_tokens
+            self._emit(event)
+
+    # -- event construction ---------------------------------------------------
+
+    def _new_id(self, kind: str) -> str:
+        self._id_counter += 1
+        return str(uuid.uuid5(_ID_NAMESPACE, f"{self._seed}/{kind}/{self._id_counter}"))
+
+    def _emit(self, event: OutputEvent) -> None:
+        self._output.append(event)
+
+    def _start_completion(self) -> None:
+        if not self._completion_started:
+            self._completion_started = True
+            self._emit(OutputEvent("completionStart", self._base({})))
+
+    def _base(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "sessionId": self.session_id,
+            "promptName": self.prompt_name,
+            "completionId": self.completion_id,
+            **body,
+        }
+
+    def _content_event(self, name: str, content_id: str, **fields: Any) -> OutputEvent:
+        return OutputEvent(name, self._base({"contentId": content_id, **fields}))
+
+    def _content_start(
+        self, content_id: str, kind: str, role: str, stage: str | None = None
+    ) -> OutputEvent:
+        body: dict[str, Any] = {"type": kind, "role": role}
+        if kind == "TEXT":
+            body["additionalModelFields"] = json.dumps({"generationStage": stage or "FINAL"})
+            body["textOutputConfiguration"] = {"mediaType": "text/plain"}
+        elif kind == "AUDIO":
+            body["audioOutputConfiguration"] = {
+                "mediaType": "audio/lpcm",
+                "sampleRateHertz": self.output_rate,
+                "sampleSizeBits": 16,
+                "channelCount": 1,
+                "encoding": "base64",
+                "audioType": "SPEECH",
+            }
+        else:
+            body["toolUseOutputConfiguration"] = {"mediaType": "application/json"}
+        return self._content_event("contentStart", content_id, **body)
+
+    def _content_end(self, content_id: str, kind: str, stop: str) -> OutputEvent:
+        return self._content_event("contentEnd", content_id, type=kind, stopReason=stop)
+
+    def _usage(self, turn: _Turn) -> OutputEvent:
+        delta = {
+            "input": [
+                _speech_tokens(round(turn.input_speech_seconds * INPUT_RATE), INPUT_RATE),
+                turn.input_text_tokens,
+            ],
+            "output": [
+                _speech_tokens(turn.output_speech_samples, self.output_rate),
+                turn.output_text_tokens,
+            ],
+        }
+        for side, (speech, text) in delta.items():
+            self._totals[side][0] += speech
+            self._totals[side][1] += text
+
+        def counts(pair: list[int]) -> dict[str, int]:
+            return {"speechTokens": pair[0], "textTokens": pair[1]}
+
+        total_in = sum(self._totals["input"])
+        total_out = sum(self._totals["output"])
+        return OutputEvent(
+            "usageEvent",
+            self._base(
+                {
+                    "details": {
+                        "delta": {side: counts(pair) for side, pair in delta.items()},
+                        "total": {side: counts(pair) for side, pair in self._totals.items()},
+                    },
+                    "totalInputTokens": total_in,
+                    "totalOutputTokens": total_out,
+                    "totalTokens": total_in + total_out,
+                }
+            ),
+        )
