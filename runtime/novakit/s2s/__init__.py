@@ -10,6 +10,8 @@ async with engine.start() as session:
             play(event.audio)
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .config import (
     DEFAULT_MODEL,
     Config,
@@ -30,6 +32,19 @@ from .events import ErrorInfo, Event, EventType, ToolCall, Usage
 from .registry import new, providers, register, unregister
 from .session import Engine, Session, SessionStarter
 
+if TYPE_CHECKING:
+    from .pipeline import S2SProcessor, as_frame_processor
+
+
+def __getattr__(name: str) -> Any:
+    # The pipeline pulls in novakit.voice (numpy, soxr): import it only when asked for.
+    if name in ("as_frame_processor", "S2SProcessor"):
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT_MODEL",
     "Config",
@@ -42,6 +57,7 @@ __all__ = [
     "ProviderError",
     "ProviderNotFoundError",
     "S2SError",
+    "S2SProcessor",
     "Session",
     "SessionClosedError",
     "SessionStarter",
@@ -51,6 +67,7 @@ __all__ = [
     "ToolResult",
     "UnsupportedError",
     "Usage",
+    "as_frame_processor",
     "new",
     "providers",
     "register",

@@ -26,6 +26,7 @@ from novakit.voice.frames import (
     TextFrame,
     ToolCallFrame,
     TranscriptFrame,
+    TurnEndFrame,
 )
 from novakit.voice.processor import Chain, FrameProcessor, ProcessorError, chain, run
 from novakit.voice.resample import Quality, ResampleProcessor, Resampler, resample
@@ -53,6 +54,7 @@ __all__ = [
     "TextFrame",
     "ToolCallFrame",
     "TranscriptFrame",
+    "TurnEndFrame",
     "VADProcessor",
     "VoiceActivityDetector",
     "chain",

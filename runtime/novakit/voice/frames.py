@@ -61,6 +61,7 @@ __all__ = [
     "TextFrame",
     "ToolCallFrame",
     "TranscriptFrame",
+    "TurnEndFrame",
 ]
 
 #: Sample rates an :class:`AudioFrame` may have: the telephony, speech and media rates that
@@ -224,6 +225,11 @@ class EndFrame(Frame):
 @dataclass(frozen=True, slots=True)
 class InterruptFrame(Frame):
     """The user barged in; queued assistant output is dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class TurnEndFrame(Frame):
+    """The assistant finished its turn (it was not interrupted)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ class NovaOptions:
     send_timeout: float = 10.0
     close_timeout: float = 5.0
     max_audio_event_bytes: int = 32000
+    keepalive_after: float = 1.0  # seconds without caller audio before silence is streamed
 
     @classmethod
     def from_extra(cls, extra: Mapping[str, Any]) -> NovaOptions:
@@ -106,6 +107,8 @@ class NovaOptions:
         for name in ("open_timeout", "send_timeout", "close_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if self.keepalive_after < 0:
+            raise ConfigError("keepalive_after must be >= 0 (0 turns the keep-alive off)")
         if self.max_audio_event_bytes < 320 or self.max_audio_event_bytes % 2:
             raise ConfigError("max_audio_event_bytes must be an even number >= 320")
 

@@ -25,6 +25,8 @@ from .stream import BedrockStream
 
 log = logging.getLogger(__name__)
 
+_KEEPALIVE_STEP = 0.032  # seconds of silence per keep-alive event, sent in real time
+
 
 class _State(Enum):
     NEW = "new"
@@ -69,6 +71,8 @@ class NovaSession(Session):
         self._failure: ProviderError | None = None
         self._odd_byte = b""
         self._closed = asyncio.Event()
+        self._keepalive: asyncio.Task[None] | None = None
+        self._last_audio = 0.0
 
     @property
     def closed(self) -> bool:
@@ -99,6 +103,9 @@ class NovaSession(Session):
             await self._shutdown(server_ended=True)
             raise
         self._receiver = asyncio.create_task(self._receive_loop(), name="nova-receive")
+        self._last_audio = asyncio.get_running_loop().time()
+        if self._options.keepalive_after > 0:
+            self._keepalive = asyncio.create_task(self._keep_alive(), name="nova-keepalive")
 
     async def send_audio(self, pcm: bytes) -> None:
         self._check_open()
@@ -110,6 +117,7 @@ class NovaSession(Session):
         data, self._odd_byte = data[:cut], data[cut:]
         step = self._options.max_audio_event_bytes
         events = [self._protocol.audio_event(data[i : i + step]) for i in range(0, len(data), step)]
+        self._last_audio = asyncio.get_running_loop().time()
         await self._send_all(events)
 
     async def send_text(self, text: str) -> None:
@@ -143,7 +151,7 @@ class NovaSession(Session):
         stream = self._stream
         if stream is not None:
             with contextlib.suppress(ProviderError, SessionClosedError):
-                await self._send_all(self._protocol.closing_events(), report=False)
+                await self._send_all(self._protocol.closing_events(), report=False, closing=True)
             await stream.close_input()
             # Let Bedrock end its side so that its last events reach the caller.
             if self._receiver is not None:
@@ -164,13 +172,18 @@ class NovaSession(Session):
             reason = f" ({self._failure})" if self._failure else ""
             raise SessionClosedError(f"the session is {self._state.value}{reason}")
 
-    async def _send_all(self, events: list[bytes], *, report: bool = True) -> None:
-        """Send events in order under the send lock; ``report`` turns a failure into the
-        session's fatal error (opening and closing report theirs differently)."""
+    async def _send_all(
+        self, events: list[bytes], *, report: bool = True, closing: bool = False
+    ) -> None:
+        """Send events in order under the send lock. ``report`` turns a failure into the
+        session's fatal error; only ``closing`` sends may follow the start of ``close()``, so
+        nothing is ever written after the closing events."""
         stream = self._stream
         if stream is None:
             raise SessionClosedError("the session is not open")
         async with self._send_lock:
+            if not closing and self._state is not _State.OPEN:
+                raise SessionClosedError(f"the session is {self._state.value}")
             for payload in events:
                 if self._failure is not None:
                     raise SessionClosedError(f"the session failed ({self._failure})")
@@ -180,6 +193,26 @@ class NovaSession(Session):
                     if report:
                         self._fail(error)
                     raise
+
+    async def _keep_alive(self) -> None:
+        """Stream silence in real time while the caller sends no audio.
+
+        Bedrock cuts a stream that carries no audio for a few minutes, and it finds the end of
+        the user's turn in the audio itself: a caller that only types, or waits on a tool, must
+        not leave the stream silent."""
+        loop = asyncio.get_running_loop()
+        step = _KEEPALIVE_STEP
+        silence = self._protocol.audio_event(bytes(2 * round(16000 * step)))
+        while self._state is _State.OPEN:
+            idle_for = loop.time() - self._last_audio
+            if idle_for < self._options.keepalive_after:
+                await asyncio.sleep(self._options.keepalive_after - idle_for)
+                continue
+            try:
+                await self._send_all([silence])
+            except (ProviderError, SessionClosedError):
+                return
+            await asyncio.sleep(step)
 
     async def _receive_loop(self) -> None:
         stream = self._stream
@@ -227,7 +260,12 @@ class NovaSession(Session):
     async def _shutdown(self, *, server_ended: bool) -> None:
         if self._state is _State.CLOSED:
             return
-        receiver, current = self._receiver, asyncio.current_task()
+        current = asyncio.current_task()
+        if self._keepalive is not None and self._keepalive is not current:
+            self._keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._keepalive
+        receiver = self._receiver
         if receiver is not None and receiver is not current and not receiver.done():
             receiver.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

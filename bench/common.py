@@ -1,0 +1,115 @@
+"""Shared benchmark plumbing: the emulator in its own process, machine facts, result files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class EmulatorProcess:
+    endpoint: str
+    ca_path: str
+    region: str
+    access_key: str
+    secret_key: str
+    pid: int
+
+    def extra(self, **overrides: Any) -> dict[str, Any]:
+        extra: dict[str, Any] = {
+            "region": self.region,
+            "base_url": self.endpoint,
+            "ca_bundle": self.ca_path,
+            "aws_access_key_id": self.access_key,
+            "aws_secret_access_key": self.secret_key,
+        }
+        extra.update(overrides)
+        return extra
+
+
+@contextlib.asynccontextmanager
+async def emulator_process(*args: str) -> AsyncIterator[EmulatorProcess]:
+    """Run ``novakit emulator`` in a child process, so its CPU is not counted as the client's."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import sys; from novakit.emulator import cli_main; sys.exit(cli_main(sys.argv[1:]))",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    facts: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(30):
+            while not (line := (await process.stdout.readline()).decode()).startswith("serving"):
+                if not line:
+                    raise RuntimeError("the emulator exited before serving")
+                key, _, value = line.strip().partition("  ")
+                facts[key.strip()] = value.strip()
+        yield EmulatorProcess(
+            endpoint=facts["endpoint"],
+            ca_path=facts["CA bundle"],
+            region=facts["region"],
+            access_key=facts["access key"],
+            secret_key=facts["secret key"],
+            pid=process.pid,
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), 10)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": model or platform.processor(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average": os.getloadavg(),
+    }
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a child process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def git_revision() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def save(name: str, results: dict[str, Any]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    path = RESULTS / f"{name}-{stamp}.json"
+    document = {"benchmark": name, "revision": git_revision(), "machine": machine(), **results}
+    path.write_text(json.dumps(document, indent=2))
+    return path
