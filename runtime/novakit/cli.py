@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import json
 import signal
 import sys
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
@@ -47,6 +49,16 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(dev_stack(port=parsed.port, once=parsed.once, out=parsed.out))
     return 0
+
+
+def _local_time(arguments: Mapping[str, object]) -> str:
+    """The demo tool: the current time in an IANA time zone, or an error the model can say."""
+    zone = str(arguments.get("zone", ""))
+    try:
+        now = datetime.datetime.now(zoneinfo.ZoneInfo(zone))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return json.dumps({"error": f"unknown time zone {zone!r}"})
+    return json.dumps({"zone": zone, "time": now.strftime("%H:%M")})
 
 
 async def dev_stack(*, port: int, once: bool, out: Path, stdout: TextIO = sys.stdout) -> int:
@@ -117,7 +129,7 @@ async def demo_conversation(extra: Mapping[str, object], out: Path, stdout: Text
                             reply += event.audio
                         case s2s.EventType.TOOL_CALL if event.tool_call is not None:
                             call = event.tool_call
-                            result = json.dumps({"time": "09:30"})
+                            result = _local_time(call.arguments)
                             print(
                                 f"  tool       {call.name}({call.arguments}) -> {result}",
                                 file=stdout,
