@@ -1,4 +1,4 @@
-"""SigV4 verification for Bedrock's bidirectional stream, sans I/O.
+"""SigV4 verification for Bedrock's bidirectional stream (and plain signed requests), sans I/O.
 
 Two checks, both done the way the service does them:
 
@@ -19,6 +19,10 @@ Two checks, both done the way the service does them:
       <sha256 hex of the encoded :date header>\\n<sha256 hex of the payload>
 
   The scope's date is the chunk's own date (a stream that crosses midnight UTC changes key).
+
+``verify_request`` also checks ordinary signed requests with a body (the local API Gateway's
+``@connections`` API, service ``execute-api``): pass the ``body`` as received and the canonical
+request uses ``X-Amz-Content-SHA256`` when the client sent it, else the body's SHA-256.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from .eventstream import Message, encode_headers
 __all__ = [
     "EVENT_STREAM_PAYLOAD",
     "MAX_CLOCK_SKEW",
+    "UNSIGNED_PAYLOAD",
     "ChunkSignatureError",
     "ChunkVerifier",
     "Credentials",
@@ -48,6 +53,7 @@ __all__ = [
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 EVENT_STREAM_PAYLOAD = "STREAMING-AWS4-HMAC-SHA256-EVENTS"
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 MAX_CLOCK_SKEW = datetime.timedelta(minutes=15)
 _TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 _AUTH_RE = re.compile(
@@ -120,10 +126,10 @@ def canonical_request(
     signed_headers: list[str],
     payload_hash: str,
 ) -> str:
-    """The SigV4 canonical request, rebuilt from the wire form of an HTTP/2 request.
+    """The SigV4 canonical request, rebuilt from the wire form of a request.
 
-    ``raw_path`` is the ``:path`` pseudo-header as received (still percent-encoded); it is
-    encoded again here, as SigV4 does for every service but S3.
+    ``raw_path`` is the path and query as received (HTTP/2 ``:path``, HTTP/1.1 request target),
+    still percent-encoded; it is encoded again here, as SigV4 does for every service but S3.
     """
     path, _, query = raw_path.partition("?")
     canonical_headers = "".join(
@@ -235,6 +241,27 @@ def _check_time(
     return amz_date
 
 
+def _payload_hash(declared: str | None, body: bytes | None) -> str:
+    """The payload hash the canonical request ends with, checked against the body if any."""
+    if body is None:
+        if declared != EVENT_STREAM_PAYLOAD:
+            raise SigV4Error(
+                "InvalidSignatureException",
+                f"X-Amz-Content-SHA256 must be {EVENT_STREAM_PAYLOAD} for an event stream.",
+            )
+        return declared
+    actual = hashlib.sha256(body).hexdigest()
+    if declared is None:
+        return actual
+    if declared not in (actual, UNSIGNED_PAYLOAD):
+        raise SigV4Error(
+            "InvalidSignatureException",
+            "The provided x-amz-content-sha256 header does not match what was computed.",
+            400,
+        )
+    return declared
+
+
 def verify_request(
     method: str,
     path: str,
@@ -245,10 +272,13 @@ def verify_request(
     now: datetime.datetime,
     service: str = "bedrock",
     max_skew: datetime.timedelta = MAX_CLOCK_SKEW,
+    body: bytes | None = None,
 ) -> RequestAuth:
     """Verify a signed request; raise ``SigV4Error`` with the service's error type if it fails.
 
-    ``headers`` are the HTTP/2 header fields as received; ``:authority`` stands in for ``host``.
+    ``headers`` are the header fields as received; HTTP/2's ``:authority`` stands in for ``host``.
+    ``body`` is ``None`` for an event stream (whose frames carry their own signatures), else the
+    request body as received.
     """
     fields = _wire_fields(headers)
     auth = _parse_authorization(fields)
@@ -278,12 +308,7 @@ def verify_request(
             f"Credential should be scoped to correct service: '{service}'.",
         )
     amz_date = _check_time(amz_date_text, auth.date, now, max_skew)
-    payload_hash = fields.get("x-amz-content-sha256")
-    if payload_hash != EVENT_STREAM_PAYLOAD:
-        raise SigV4Error(
-            "InvalidSignatureException",
-            f"X-Amz-Content-SHA256 must be {EVENT_STREAM_PAYLOAD} for an event stream.",
-        )
+    payload_hash = _payload_hash(fields.get("x-amz-content-sha256"), body)
 
     canonical = canonical_request(method, path, fields, auth.signed_headers, payload_hash)
     scope = f"{auth.date}/{region}/{service}/aws4_request"

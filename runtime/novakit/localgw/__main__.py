@@ -1,0 +1,5 @@
+"""``python -m novakit.localgw``: see ``novakit.localgw.cli``."""
+
+from .cli import main
+
+raise SystemExit(main())

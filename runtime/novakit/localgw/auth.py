@@ -1,0 +1,61 @@
+"""Who may connect and who may call ``@connections``.
+
+* ``$connect`` stands in for the Lambda REQUEST authorizer: with a token configured, the client
+  must present it as ``?token=...`` (browsers cannot set headers on a WebSocket handshake).
+* ``@connections`` requires SigV4 (service ``execute-api``) when credentials are configured,
+  checked by the emulator's verifier, the same code that checks Bedrock's requests.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hmac
+from collections.abc import Iterable
+
+__all__ = ["SignatureRejectedError", "token_accepted", "verify_management_signature"]
+
+SERVICE = "execute-api"
+
+
+def token_accepted(expected: str | None, presented: str | None) -> bool:
+    """Whether a handshake passes the authorizer; no configured token admits everyone."""
+    if expected is None:
+        return True
+    if presented is None:
+        return False
+    return hmac.compare_digest(expected.encode(), presented.encode())
+
+
+class SignatureRejectedError(Exception):
+    """A management request whose SigV4 signature does not verify."""
+
+
+def verify_management_signature(
+    method: str,
+    raw_path: str,
+    headers: Iterable[tuple[str, str]],
+    body: bytes,
+    *,
+    credentials: tuple[str, str],
+    region: str,
+    now: datetime.datetime,
+) -> None:
+    """Raise ``SignatureRejectedError`` (with the service's reason) unless the request verifies."""
+    # Imported here: the emulator package also loads its HTTP/2 server, which only a gateway
+    # that checks signatures needs.
+    from novakit.emulator.sigv4 import Credentials, SigV4Error, verify_request
+
+    access_key_id, secret_access_key = credentials
+    try:
+        verify_request(
+            method,
+            raw_path,
+            headers,
+            credentials=[Credentials(access_key_id, secret_access_key)],
+            region=region,
+            now=now,
+            service=SERVICE,
+            body=body,
+        )
+    except SigV4Error as exc:
+        raise SignatureRejectedError(f"{exc.error_type}: {exc.message}") from exc

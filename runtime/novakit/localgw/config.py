@@ -1,0 +1,65 @@
+"""The local gateway's settings, validated when created."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .limits import FRAME_LIMIT
+
+__all__ = ["GatewayConfig"]
+
+
+@dataclass
+class GatewayConfig:
+    """How the local gateway listens, where it forwards, and which limits it enforces.
+
+    Defaults are API Gateway's: 10 minutes idle, 2 hours per connection, 29 s integration
+    timeout. ``outbound_buffer`` bounds the bytes queued for one client that is not reading;
+    ``@connections`` posts beyond it get 429 ``LimitExceededException``.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: an ephemeral port (see ``LocalGateway.port``)
+    backends: list[str] = field(default_factory=list)  # base URLs of the bridge processes
+    stage: str = "local"
+    token: str | None = None  # when set, clients must connect with ?token=...
+    principal: str = "local-user"  # x-principal-id of clients the token admitted
+    credentials: tuple[str, str] | None = None  # (access key id, secret): SigV4 on @connections
+    region: str = "us-east-1"
+    idle_seconds: float = 600.0
+    max_seconds: float = 7200.0
+    integration_timeout: float = 29.0
+    max_inflight_per_connection: int = 1
+    outbound_buffer: int = 1024 * 1024  # bytes
+    static_dir: Path | str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.backends:
+            raise ValueError("GatewayConfig.backends: at least one backend base URL is required")
+        for url in self.backends:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"GatewayConfig.backends: {url!r} is not an http(s) base URL")
+        if not self.stage or "/" in self.stage:
+            raise ValueError(f"GatewayConfig.stage: {self.stage!r} must be one path segment")
+        if self.token == "":
+            raise ValueError("GatewayConfig.token: an empty token would admit nobody; use None")
+        for name in ("idle_seconds", "max_seconds", "integration_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"GatewayConfig.{name} must be positive")
+        if self.max_inflight_per_connection < 1:
+            raise ValueError("GatewayConfig.max_inflight_per_connection must be at least 1")
+        if self.outbound_buffer < FRAME_LIMIT:
+            raise ValueError(
+                f"GatewayConfig.outbound_buffer must hold one full frame ({FRAME_LIMIT} bytes)"
+            )
+        if self.static_dir is not None:
+            self.static_dir = Path(self.static_dir)
+            if not self.static_dir.is_dir():
+                raise ValueError(f"GatewayConfig.static_dir: {self.static_dir} is not a directory")
+
+    @property
+    def static_root(self) -> Path | None:
+        return None if self.static_dir is None else Path(self.static_dir)

@@ -1,0 +1,244 @@
+"""``LocalGateway``: the aiohttp adapter that ties the pieces to one HTTP server.
+
+One port serves three things, as one API Gateway stage does:
+
+* WebSocket handshakes on any path (``/`` or the stage path ``/{stage}``): the ``$connect``
+  integration decides, then the connection runs until it closes and ``$disconnect`` follows;
+* the ``@connections`` management API (``/@connections/{id}``, also under ``/{stage}``);
+* static files for plain GETs when ``static_dir`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from http import HTTPStatus
+from types import TracebackType
+from typing import Self
+
+from aiohttp import web
+
+from .auth import token_accepted
+from .backends import BackendPool
+from .config import GatewayConfig
+from .connection import CLOSE_TIMEOUT, Connection
+from .ids import new_connection_id, new_request_id
+from .integration import (
+    ConnectionContext,
+    connect_rejection_status,
+    connect_request,
+    disconnect_request,
+)
+from .limits import GOING_AWAY, MESSAGE_LIMIT, Close
+from .logs import AccessLogger, log, redact
+from .management import ManagementApi
+from .metering import GatewayStats
+from .static import content_type, resolve_static
+
+__all__ = ["LocalGateway"]
+
+# How long stop() lets open connections close and post $disconnect before cancelling them.
+STOP_TIMEOUT = CLOSE_TIMEOUT + 2.0
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class LocalGateway:
+    """A local API Gateway WebSocket API in front of one or more bridge processes::
+
+    async with LocalGateway(GatewayConfig(backends=["http://127.0.0.1:9000"])) as gw:
+        ...  # clients connect to gw.url; the bridge posts to gw.management_url
+    """
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.stats = GatewayStats()
+        self._backends = BackendPool(config.backends, timeout=config.integration_timeout)
+        self._connections: dict[str, Connection] = {}
+        self._open_sessions = 0
+        self._sessions_done = asyncio.Event()
+        self._sessions_done.set()
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        await self._backends.start()
+        management = ManagementApi(
+            self._connections.get,
+            self.stats,
+            credentials=self.config.credentials,
+            region=self.config.region,
+        )
+        app = web.Application()
+        for prefix in ("", f"/{self.config.stage}"):
+            path = f"{prefix}/@connections/{{connection_id}}"
+            for method in ("POST", "GET", "DELETE"):
+                app.router.add_route(method, path, management.handle)
+        app.router.add_get("/{path:.*}", self._handle_get)
+        self._runner = web.AppRunner(
+            app, access_log_class=AccessLogger, access_log=log, shutdown_timeout=1.0
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        self._port = self._runner.addresses[0][1]
+        log.info("listening on %s and %s", self.url, self.management_url)
+
+    async def stop(self) -> None:
+        for connection in list(self._connections.values()):
+            connection.close(GOING_AWAY)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await self._sessions_done.wait()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self._backends.close()
+
+    # -- what it serves ----------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the gateway is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL clients connect to."""
+        return f"ws://{_url_host(self.config.host)}:{self.port}/"
+
+    @property
+    def management_url(self) -> str:
+        """The ``@connections`` base URL (``NOVAKIT_CONNECTIONS_URL`` for the bridge)."""
+        return f"http://{_url_host(self.config.host)}:{self.port}"
+
+    @property
+    def static_url(self) -> str | None:
+        return None if self.config.static_root is None else f"{self.management_url}/"
+
+    @property
+    def connections(self) -> list[str]:
+        """Ids of the connections open now."""
+        return list(self._connections)
+
+    # -- handlers ----------------------------------------------------------------------------
+
+    async def _handle_get(self, request: web.Request) -> web.StreamResponse:
+        socket = web.WebSocketResponse(
+            compress=False,  # API Gateway negotiates no extensions
+            max_msg_size=MESSAGE_LIMIT,
+            timeout=CLOSE_TIMEOUT,
+        )
+        if not socket.can_prepare(request).ok:
+            return self._static(request)
+        if not token_accepted(self.config.token, request.query.get("token")):
+            self.stats.rejected_connects += 1
+            log.info("handshake refused: no valid token for %s", redact(request.path_qs))
+            return web.json_response({"message": "Unauthorized"}, status=401)
+        context = ConnectionContext(
+            connection_id=new_connection_id(),
+            source_ip=request.remote or "",
+            user_agent=request.headers.get("User-Agent", ""),
+            stage=self.config.stage,
+            connected_at_ms=time.time_ns() // 1_000_000,
+            principal_id=self.config.principal if self.config.token is not None else None,
+        )
+        extra = {"connection_id": context.connection_id}
+        result = await self._backends.send(connect_request(context, new_request_id()))
+        rejection = connect_rejection_status(result.status)
+        if rejection is not None:
+            self.stats.rejected_connects += 1
+            log.info(
+                "$connect refused by %s: %s",
+                result.backend,
+                result.error or f"status {result.status}",
+                extra=extra,
+            )
+            phrase = HTTPStatus(rejection).phrase if rejection in HTTPStatus else "Rejected"
+            return web.json_response({"message": phrase}, status=rejection)
+        await socket.prepare(request)
+        await self._serve(context, socket, request)
+        return socket
+
+    async def _serve(
+        self, context: ConnectionContext, socket: web.WebSocketResponse, request: web.Request
+    ) -> None:
+        transport = request.transport
+
+        def abort() -> None:
+            if transport is not None:
+                transport.abort()
+
+        connection = Connection(
+            context,
+            socket,
+            abort,
+            backends=self._backends,
+            stats=self.stats.opened(context.connection_id),
+            gateway_stats=self.stats,
+            idle_seconds=self.config.idle_seconds,
+            max_seconds=self.config.max_seconds,
+            integration_timeout=self.config.integration_timeout,
+            max_inflight=self.config.max_inflight_per_connection,
+            outbound_buffer=self.config.outbound_buffer,
+            on_closing=self._forget,
+        )
+        self._connections[context.connection_id] = connection
+        extra = {"connection_id": context.connection_id}
+        log.info("connected from %s", context.source_ip, extra=extra)
+        self._open_sessions += 1
+        self._sessions_done.clear()
+        try:
+            await connection.run()
+        finally:
+            close = connection.final_close
+            self.stats.closed(context.connection_id, close.code)
+            log.info("disconnected: %s %s", close.code, close.reason, extra=extra)
+            await self._send_disconnect(context, close)
+            self._open_sessions -= 1
+            if self._open_sessions == 0:
+                self._sessions_done.set()
+
+    async def _send_disconnect(self, context: ConnectionContext, close: Close) -> None:
+        result = await self._backends.send(disconnect_request(context, new_request_id(), close))
+        if result.status is None or result.status >= 300:
+            log.warning(
+                "$disconnect to %s failed: %s",
+                result.backend,
+                result.error or f"status {result.status}",
+                extra={"connection_id": context.connection_id},
+            )
+
+    def _forget(self, connection: Connection) -> None:
+        self._connections.pop(connection.id, None)
+
+    def _static(self, request: web.Request) -> web.StreamResponse:
+        root = self.config.static_root
+        if root is None:
+            return web.Response(
+                status=426,
+                text="This endpoint expects a WebSocket handshake.\n",
+                headers={"Upgrade": "websocket"},
+            )
+        path = resolve_static(root, request.path)
+        if path is None:
+            return web.Response(status=404, text="Not found\n")
+        return web.FileResponse(path, headers={"Content-Type": content_type(path)})
