@@ -1,20 +1,32 @@
-"""``python -m bench [--quick]``: run the benchmarks and print what they measured."""
+"""``python -m bench [NAME ...] [--quick]``: run benchmarks and print what they measured.
+
+With no name, every benchmark runs. Results are also written to ``bench/results/*.json``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 
-from . import core
+# name -> (module, what it measures)
+BENCHMARKS = {
+    "core": ("bench.core", "CPU per audio event through the SDK, emulator in another process"),
+    "bridge": ("bench.bridge", "real-time conversations through gateway + bridge process"),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("names", nargs="*", choices=[[], *BENCHMARKS], help="which to run")
     parser.add_argument("--quick", action="store_true", help="shorter runs (noisier figures)")
     args = parser.parse_args()
-    print("core: CPU per audio event through the SDK, against the emulator in another process")
-    print(json.dumps(asyncio.run(core.run(quick=args.quick)), indent=2))
+    for name in args.names or list(BENCHMARKS):
+        module, about = BENCHMARKS[name]
+        print(f"{name}: {about}", flush=True)
+        results = asyncio.run(importlib.import_module(module).run(quick=args.quick))
+        print(json.dumps(results, indent=2), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,188 @@
+"""The API Gateway management API (``@connections``): how the bridge talks back to a client.
+
+``POST {base}/@connections/{id}`` delivers one frame; ``GET`` tells whether the client is still
+there; ``DELETE`` hangs up. Requests are SigV4-signed for ``execute-api`` with the task's
+credentials (botocore's chain, refreshed ahead of expiry), sent over one pooled aiohttp session,
+and retried with capped, jittered backoff when API Gateway throttles or fails; ``GoneException``
+(the client left) is not retried: it ends the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+log = logging.getLogger(__name__)
+
+_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class ConnectionGone(Exception):  # noqa: N818 - named after API Gateway's GoneException
+    """The client is no longer connected (410 GoneException)."""
+
+
+class PostError(Exception):
+    """A post that cannot succeed (bad request, too large, forbidden) or that ran out of tries."""
+
+    def __init__(self, status: int, error_type: str, message: str) -> None:
+        self.status = status
+        self.error_type = error_type
+        super().__init__(f"{status} {error_type}: {message}")
+
+
+class RequestSigner(Protocol):
+    def sign(self, method: str, url: str, body: bytes) -> dict[str, str]:
+        """Headers that authenticate this request."""
+        ...
+
+
+class SigV4Signer:
+    """Signs management API requests with botocore's credential chain (task role on ECS)."""
+
+    def __init__(self, region: str, credentials: Any = None, service: str = "execute-api") -> None:
+        from botocore.session import get_session
+
+        self._region = region
+        self._service = service
+        found = credentials if credentials is not None else get_session().get_credentials()
+        if found is None:
+            raise PostError(0, "NoCredentials", "no AWS credentials found to sign @connections")
+        self._credentials: Any = found
+
+    def sign(self, method: str, url: str, body: bytes) -> dict[str, str]:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        request = AWSRequest(method=method, url=url, data=body)
+        frozen = self._credentials.get_frozen_credentials()  # refreshed by botocore when due
+        SigV4Auth(frozen, self._service, self._region).add_auth(request)
+        return dict(request.headers.items())
+
+
+class Unsigned:
+    """No signature: for a local gateway that does not check them."""
+
+    def sign(self, method: str, url: str, body: bytes) -> dict[str, str]:
+        return {}
+
+
+@dataclass(slots=True)
+class PostStats:
+    posts: int = 0
+    retries: int = 0
+    failures: int = 0
+    gone: int = 0
+    bytes: int = 0
+
+
+class ConnectionsClient:
+    """Posts, reads and deletes connections through the management API."""
+
+    def __init__(
+        self,
+        base_url: str,
+        signer: RequestSigner,
+        *,
+        attempts: int = 4,
+        timeout: float = 5.0,
+        backoff_base: float = 0.05,
+        backoff_cap: float = 1.0,
+        pool_size: int = 64,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._signer = signer
+        self._attempts = attempts
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._pool_size = pool_size
+        self._http: aiohttp.ClientSession | None = None
+        self.stats = PostStats()
+
+    def url(self, connection_id: str) -> str:
+        # Connection ids end in '=': encode them once here; SigV4 encodes the path again.
+        return f"{self._base}/@connections/{quote(connection_id, safe='')}"
+
+    async def __aenter__(self) -> ConnectionsClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            connector = aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=60)
+            self._http = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def post(self, connection_id: str, data: bytes) -> float:
+        """Deliver ``data`` as one frame; returns the post's latency in seconds (last attempt).
+
+        Raises ``ConnectionGone`` when the client left and ``PostError`` when it cannot be
+        delivered (after retries for throttling and server errors).
+        """
+        started = time.monotonic()
+        await self._request("POST", connection_id, data)
+        self.stats.posts += 1
+        self.stats.bytes += len(data)
+        return time.monotonic() - started
+
+    async def delete(self, connection_id: str) -> None:
+        """Hang up on the client (API Gateway then sends ``$disconnect``)."""
+        await self._request("DELETE", connection_id, b"")
+
+    async def get(self, connection_id: str) -> dict[str, Any]:
+        """The connection's details (``ConnectedAt``, ``Identity``, ``LastActiveAt``)."""
+        body = await self._request("GET", connection_id, b"")
+        import json
+
+        result: dict[str, Any] = json.loads(body or b"{}")
+        return result
+
+    async def _request(self, method: str, connection_id: str, data: bytes) -> bytes:
+        url = self.url(connection_id)
+        for attempt in range(1, self._attempts + 1):
+            headers = self._signer.sign(method, url, data)
+            try:
+                async with self._session().request(
+                    method, URL(url, encoded=True), data=data or None, headers=headers
+                ) as response:
+                    body = await response.read()
+                    status = response.status
+                    error_type = response.headers.get("x-amzn-ErrorType", "").split(":")[0]
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                status, error_type, body = 0, type(exc).__name__, str(exc).encode()
+            if 200 <= status < 300:
+                return body
+            if status == 410:
+                self.stats.gone += 1
+                raise ConnectionGone(connection_id)
+            message = body[:200].decode("utf-8", "replace")
+            if (status in _RETRYABLE_STATUS or status == 0) and attempt < self._attempts:
+                self.stats.retries += 1
+                delay = random.uniform(0, min(self._backoff_cap, self._backoff_base * 2**attempt))
+                log.debug(
+                    "retrying @connections %s after %s %s",
+                    method,
+                    status,
+                    error_type,
+                    extra={"connection_id": connection_id, "attempt": attempt},
+                )
+                await asyncio.sleep(delay)
+                continue
+            self.stats.failures += 1
+            raise PostError(status, error_type or "HttpError", message)
+        raise AssertionError("unreachable: the last attempt returns or raises")

@@ -1,0 +1,494 @@
+"""One client connection: its ``novakit.s2s`` session, its inbound order and its ordered sender.
+
+Integration requests only hand frames over (``receive``) and return at once; a worker task
+feeds them to the model in order, a pump task turns model events into client frames, and tool
+calls run as tasks of their own. The model session opens on the client's first frame, with the
+options of its ``start`` frame if it sent one (``$connect`` cannot be answered with frames: API
+Gateway accepts posts only once the connection is open).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from .. import s2s
+from .batching import OutboundBatcher
+from .connections import ConnectionsClient
+from .metrics import Metrics
+from .protocol import (
+    ClearReason,
+    ClientAudio,
+    ClientEnd,
+    ClientFrame,
+    ClientInterrupt,
+    ClientPing,
+    ClientStart,
+    ClientText,
+    ErrorCode,
+    FrameRef,
+    ProtocolError,
+)
+from .sender import OrderedSender
+from .sequencing import InboundSequencer
+from .settings import BridgeSettings
+from .tools import ToolRunner
+
+log = logging.getLogger(__name__)
+
+# Input waiting for the model: ~30 s of 32 ms audio frames. Past it the client gets
+# rate_limited errors (never silent loss) while the model catches up.
+MAX_PENDING_INPUT = 1000
+CLOSE_TIMEOUT = 5.0
+
+
+class State(Enum):
+    WAITING = "waiting"  # connected, no frame yet
+    OPENING = "opening"
+    OPEN = "open"
+    ENDING = "ending"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class _Input:
+    """One unit of client input for the worker, in the order it must reach the model."""
+
+    frame: ClientFrame
+    received: float  # time.monotonic() when its integration request arrived
+
+
+class BridgeSession:
+    def __init__(
+        self,
+        connection_id: str,
+        *,
+        principal_id: str,
+        engine: s2s.Engine,
+        settings: BridgeSettings,
+        connections: ConnectionsClient,
+        tools: ToolRunner,
+        metrics: Metrics,
+        on_ended: Callable[[BridgeSession], None],
+        resumed: bool = False,
+    ) -> None:
+        self.connection_id = connection_id
+        self.principal_id = principal_id
+        self._engine = engine
+        self._settings = settings
+        self._tools = tools
+        self._metrics = metrics
+        self._on_ended = on_ended
+        self._resumed = resumed
+        self.state = State.WAITING
+        self.sender = OrderedSender(connection_id, connections, metrics, on_gone=self._client_gone)
+        self._batcher = OutboundBatcher(batch_ms=settings.batch_ms)
+        self._sequencer: InboundSequencer[bytes] = InboundSequencer()
+        self._pending: asyncio.Queue[_Input] = asyncio.Queue(MAX_PENDING_INPUT)
+        self._session: s2s.Session | None = None
+        self._started = False
+        self._voice = settings.voice
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._sequence_timer: asyncio.TimerHandle | None = None
+        self._awaiting_audio_since: float | None = None
+        self._last_usage: s2s.Usage | None = None
+        self._ended = asyncio.Event()
+        self._worker = self._spawn(self._work(), "worker")
+        self.created = time.monotonic()
+
+    @property
+    def _log_extra(self) -> dict[str, str]:
+        return {"connection_id": self.connection_id}
+
+    # -- inbound (called by the integration endpoints; never blocks) --------------------------
+
+    def receive(self, frame: ClientFrame) -> None:
+        if self.state in (State.ENDING, State.ENDED):
+            return
+        now = time.monotonic()
+        match frame:
+            case ClientPing(id=ping_id):
+                self._post(self._batcher.pong(ping_id, now))
+            case ClientInterrupt():
+                # Acts on output at once; it need not wait behind queued input.
+                if self._session is not None:
+                    self._spawn(self._interrupt(), "interrupt")
+            case ClientStart() if self._started:
+                self.reject(
+                    ProtocolError(
+                        ErrorCode.ALREADY_STARTED,
+                        "the session has started; send start before any audio or text",
+                        ref=FrameRef("start"),
+                    )
+                )
+            case ClientAudio(seq=seq, pcm=pcm):
+                self._started = True
+                delivery = self._sequencer.push(seq, pcm, now)
+                for error in delivery.errors:
+                    self.reject(error)
+                for chunk in delivery.released:
+                    self._enqueue(ClientAudio(seq, chunk))
+                self._arm_sequence_timer()
+            case _:
+                self._started = True
+                self._enqueue(frame)
+
+    def reject(self, error: ProtocolError) -> None:
+        """Tell the client a frame was refused; the session goes on unless the error is fatal."""
+        self._metrics.count("ProtocolErrors")
+        log.info("refused a frame: %s", error, extra=self._log_extra)
+        self._post(self._batcher.protocol_error(error, time.monotonic()))
+        if error.fatal:
+            self.end("protocol error")
+
+    def _enqueue(self, frame: ClientFrame) -> None:
+        try:
+            self._pending.put_nowait(_Input(frame, time.monotonic()))
+        except asyncio.QueueFull:
+            ref = FrameRef(frame.TYPE, getattr(frame, "seq", None))
+            self._post(
+                self._batcher.protocol_error(
+                    ProtocolError(
+                        ErrorCode.RATE_LIMITED,
+                        "input arrives faster than the model takes it; this frame was dropped",
+                        ref=ref,
+                    ),
+                    time.monotonic(),
+                )
+            )
+
+    def _arm_sequence_timer(self) -> None:
+        deadline = self._sequencer.next_deadline()
+        if deadline is None or self._sequence_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._sequence_timer = loop.call_at(
+            loop.time() + max(0.0, deadline - time.monotonic()), self._release_held_audio
+        )
+
+    def _release_held_audio(self) -> None:
+        self._sequence_timer = None
+        delivery = self._sequencer.expire(time.monotonic())
+        if delivery.skipped:
+            log.warning(
+                "audio frames never arrived; went on without them",
+                extra={**self._log_extra, "missing_frames": delivery.skipped},
+            )
+        for chunk in delivery.released:
+            self._enqueue(ClientAudio(-1, chunk))
+        self._arm_sequence_timer()
+
+    # -- the worker: opens the model session, then feeds it input in order ----------------
+
+    async def _work(self) -> None:
+        try:
+            first = await self._pending.get()
+            start = first.frame if isinstance(first.frame, ClientStart) else ClientStart()
+            if not await self._open(start):
+                return
+            if not isinstance(first.frame, ClientStart):
+                await self._feed(first)
+            while True:
+                item = await self._pending.get()
+                if isinstance(item.frame, ClientEnd):
+                    self.end("client ended the session")
+                    return
+                await self._feed(item)
+        except s2s.SessionClosedError:
+            # The model session ended (its ERROR event told the client why): stop feeding it.
+            self.end("model session closed")
+
+    async def _open(self, start: ClientStart) -> bool:
+        self.state = State.OPENING
+        now = time.monotonic()
+        if start.output_sample_rate is not None or start.batch_ms is not None:
+            self._batcher = OutboundBatcher(
+                sample_rate=start.output_sample_rate or 24000,
+                batch_ms=start.batch_ms or self._settings.batch_ms,
+            )
+        instructions = None
+        if start.instructions is not None:
+            if not self._settings.allow_client_instructions:
+                self.reject(
+                    ProtocolError(
+                        ErrorCode.BAD_FRAME,
+                        "this bridge does not let clients set instructions; using its own",
+                        ref=FrameRef("start"),
+                    )
+                )
+            else:
+                instructions = start.instructions
+        self._voice = start.voice or self._settings.voice
+        try:
+            self._session = await self._engine.start(voice=self._voice, instructions=instructions)
+        except (s2s.ConfigError, s2s.ProviderError) as exc:
+            code = getattr(exc, "code", "config")
+            log.warning("could not open the model session: %s", exc, extra=self._log_extra)
+            self._metrics.count("Errors")
+            self._post(
+                self._batcher.error(
+                    ErrorCode.SESSION_FAILED,
+                    f"could not start the conversation ({code}): {exc}",
+                    True,
+                    FrameRef("start"),
+                    time.monotonic(),
+                )
+            )
+            self.end("model session failed to open")
+            return False
+        self.state = State.OPEN
+        self._metrics.count("SessionsStarted")
+        log.info(
+            "session open",
+            extra={**self._log_extra, "open_ms": round((time.monotonic() - now) * 1000)},
+        )
+        self._post(
+            self._batcher.session(
+                "resumed" if self._resumed else "ready",
+                self.connection_id,
+                self._engine.config.model,
+                self._voice,
+                time.monotonic(),
+            )
+        )
+        self._spawn(self._pump(self._session), "pump")
+        return True
+
+    async def _feed(self, item: _Input) -> None:
+        assert self._session is not None
+        match item.frame:
+            case ClientAudio(pcm=pcm):
+                await self._session.send_audio(pcm)
+                self._metrics.observe("InputLatencyMs", (time.monotonic() - item.received) * 1000)
+            case ClientText(text=text):
+                await self._session.send_text(text)
+                self._awaiting_audio_since = time.monotonic()
+            case ClientStart():
+                self.reject(
+                    ProtocolError(
+                        ErrorCode.ALREADY_STARTED, "the session has started", ref=FrameRef("start")
+                    )
+                )
+            case _:
+                pass  # ping and interrupt are handled on receipt; end stops the worker
+
+    async def _interrupt(self) -> None:
+        if self._session is not None and not self._session.closed:
+            with contextlib.suppress(s2s.SessionClosedError):
+                await self._session.interrupt()
+
+    # -- the pump: model events to client frames ----------------------------------------
+
+    async def _pump(self, session: s2s.Session) -> None:
+        async for event in session.recv():
+            now = time.monotonic()
+            match event.type:
+                case s2s.EventType.AUDIO_OUTPUT:
+                    if self._awaiting_audio_since is not None:
+                        wait_ms = (now - self._awaiting_audio_since) * 1000
+                        self._metrics.observe("TimeToFirstAudioMs", wait_ms)
+                        self._awaiting_audio_since = None
+                    self._post(self._batcher.audio(event.audio, now))
+                    self._arm_flush_timer()
+                case s2s.EventType.TEXT_OUTPUT:
+                    self._post(self._batcher.assistant_text(event.text, event.final, now))
+                case s2s.EventType.TRANSCRIPT:
+                    self._awaiting_audio_since = now
+                    self._post(self._batcher.transcript(event.text, now))
+                case s2s.EventType.TOOL_CALL if event.tool_call is not None:
+                    call = event.tool_call
+                    self._post(self._batcher.tool(call.call_id, call.name, "started", now))
+                    self._spawn(self._run_tool(session, call), f"tool-{call.name}")
+                case s2s.EventType.TURN_END:
+                    self._post(self._batcher.turn_end(now))
+                    if self._last_usage is not None:
+                        self._post(self._batcher.usage(self._last_usage, now))
+                        self._last_usage = None
+                case s2s.EventType.INTERRUPTED:
+                    reason: ClearReason = (
+                        "client" if event.meta.get("reason") == "client" else "barge_in"
+                    )
+                    self.sender.barge_in(self._batcher.barge_in(reason, now))
+                case s2s.EventType.USAGE if event.usage is not None:
+                    self._last_usage = event.usage  # sent once per turn, not per model event
+                case s2s.EventType.ERROR if event.error is not None:
+                    self._on_model_error(event.error, now)
+                case _:
+                    self._on_other_event(event, now)
+        if self.state is State.OPEN:
+            self.end("model session ended")
+
+    def _on_model_error(self, error: s2s.ErrorInfo, now: float) -> None:
+        self._metrics.count("Errors")
+        log.warning(
+            "model error %s: %s",
+            error.code,
+            error.message,
+            extra={**self._log_extra, "fatal": error.fatal},
+        )
+        code = ErrorCode.SESSION_FAILED if error.fatal else ErrorCode.INTERNAL
+        message = f"{error.code}: {error.message}"
+        self._post(self._batcher.error(code, message, error.fatal, None, now))
+
+    def _on_other_event(self, event: s2s.Event, now: float) -> None:
+        # Providers may add event types (a reconnection after a fault, say): tell the client
+        # of a new model stream, and log anything else rather than drop it unseen.
+        if event.type.value == "reconnected":
+            reason = str(event.meta.get("reason", "")) or None
+            self._post(
+                self._batcher.session(
+                    "reconnected",
+                    self.connection_id,
+                    self._engine.config.model,
+                    self._voice,
+                    now,
+                    reason=reason,
+                )
+            )
+        else:
+            log.debug("event not forwarded: %s", event.type, extra=self._log_extra)
+
+    async def _run_tool(self, session: s2s.Session, call: s2s.ToolCall) -> None:
+        outcome = await self._tools.run(
+            call, connection_id=self.connection_id, principal_id=self.principal_id
+        )
+        ms = round(outcome.seconds * 1000)
+        self._metrics.observe("ToolLatencyMs", ms)
+        error = outcome.result.text() if outcome.result.is_error else None
+        if outcome.status != "succeeded":
+            self._metrics.count("ToolFailures")
+        self._post(
+            self._batcher.tool(
+                call.call_id,
+                call.name,
+                outcome.status,  # type: ignore[arg-type]
+                time.monotonic(),
+                ms=ms,
+                error=error,
+            )
+        )
+        try:
+            await session.send_tool_result(outcome.result)
+        except (s2s.SessionClosedError, ValueError) as exc:
+            log.info("tool result not delivered: %s", exc, extra=self._log_extra)
+
+    # -- output -------------------------------------------------------------------------
+
+    def _post(self, frames: list[str]) -> None:
+        if frames:
+            self.sender.send(frames)
+
+    def _arm_flush_timer(self) -> None:
+        deadline = self._batcher.next_deadline()
+        if deadline is None or self._timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(
+            loop.time() + max(0.0, deadline - time.monotonic()), self._flush_due
+        )
+
+    def _flush_due(self) -> None:
+        self._timer = None
+        self._post(self._batcher.due(time.monotonic()))
+        self._arm_flush_timer()
+
+    # -- ending ---------------------------------------------------------------------------
+
+    def _client_gone(self) -> None:
+        self.end("client gone")
+
+    def end(self, reason: str) -> None:
+        """End the session (idempotent): close the model stream, post what is left, release."""
+        if self.state in (State.ENDING, State.ENDED):
+            return
+        self.state = State.ENDING
+        log.info("session ending: %s", reason, extra=self._log_extra)
+        asyncio.get_running_loop().create_task(self._finish(reason), name="bridge-end")
+
+    async def _finish(self, reason: str) -> None:
+        for handle in (self._timer, self._sequence_timer):
+            if handle is not None:
+                handle.cancel()
+        current = asyncio.current_task()
+        if self._session is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._session.close(), CLOSE_TIMEOUT * 2)
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if not self.sender.gone:
+            now = time.monotonic()
+            self._post(self._batcher.flush(now))
+            if reason != "client disconnected":
+                self._post(
+                    self._batcher.session(
+                        "ended",
+                        self.connection_id,
+                        self._engine.config.model,
+                        self._voice,
+                        now,
+                        reason=reason,
+                    )
+                )
+        await self.sender.close(within=CLOSE_TIMEOUT if reason != "client disconnected" else 0)
+        self.state = State.ENDED
+        self._ended.set()
+        self._on_ended(self)
+
+    async def wait_ended(self, within: float) -> bool:
+        try:
+            async with asyncio.timeout(within):
+                await self._ended.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def draining(self, reason: str) -> None:
+        """Tell the client this task is going away (it should reconnect when convenient)."""
+        if self.state in (State.WAITING, State.OPENING, State.OPEN):
+            self._post(
+                self._batcher.session(
+                    "draining",
+                    self.connection_id,
+                    self._engine.config.model,
+                    self._voice,
+                    time.monotonic(),
+                    reason=reason,
+                )
+            )
+
+    def _spawn(self, coro: object, name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
+            coro,  # type: ignore[arg-type]
+            name=f"{name}-{self.connection_id}",
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error(
+                "session task %s failed", task.get_name(), exc_info=exc, extra=self._log_extra
+            )
+            self._post(
+                self._batcher.error(
+                    ErrorCode.INTERNAL,
+                    "the bridge failed; the conversation is ending",
+                    True,
+                    None,
+                    time.monotonic(),
+                )
+            )
+            self.end("internal error")

@@ -1,0 +1,203 @@
+"""The bridge's settings: one typed object read from environment variables, validated at start.
+
+ECS hands a container its configuration as environment variables, so that is the only source.
+Every problem is reported at once, by variable name, before the service listens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..s2s.config import DEFAULT_MODEL
+
+PREFIX = "NOVAKIT_"
+
+
+class SettingsError(ValueError):
+    """The environment does not describe a bridge that can start; lists every problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid bridge settings:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class BridgeSettings:
+    """Everything the bridge reads from its environment (see ``describe()`` for the names)."""
+
+    connections_url: str
+    """Base of the @connections API: ``https://{api}.execute-api.{region}.amazonaws.com/{stage}``
+    on AWS, the local gateway's ``http://127.0.0.1:8080`` locally."""
+    region: str = "us-east-1"
+    host: str = "0.0.0.0"
+    port: int = 8080
+    model: str = DEFAULT_MODEL
+    voice: str = "matthew"
+    instructions: str = "You are a helpful voice assistant. Keep answers short and spoken."
+    allow_client_instructions: bool = False
+    batch_ms: int = 100
+    max_sessions: int = 200
+    tools_manifest: tuple[Mapping[str, Any], ...] = ()
+    tools_dir: Path | None = None
+    directory_table: str | None = None
+    drain_seconds: float = 60.0
+    tool_timeout: float = 10.0
+    post_attempts: int = 4
+    log_level: str = "INFO"
+    provider_extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> BridgeSettings:
+        env = os.environ if environ is None else environ
+        problems: list[str] = []
+        reader = _Reader(env, problems)
+        url = reader.text("CONNECTIONS_URL", required=True)
+        if url and urlsplit(url).scheme not in ("http", "https"):
+            problems.append(f"{PREFIX}CONNECTIONS_URL must be an http(s) URL, got {url!r}")
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+        settings = cls(
+            connections_url=(url or "").rstrip("/"),
+            region=region,
+            host=reader.text("HOST") or cls.host,
+            port=reader.integer("PORT", cls.port, 1, 65535),
+            model=reader.text("MODEL_ID") or cls.model,
+            voice=reader.text("VOICE") or cls.voice,
+            instructions=reader.text("INSTRUCTIONS") or cls.instructions,
+            allow_client_instructions=reader.flag("ALLOW_CLIENT_INSTRUCTIONS"),
+            batch_ms=reader.integer("BATCH_MS", cls.batch_ms, 20, 1000),
+            max_sessions=reader.integer("MAX_SESSIONS", cls.max_sessions, 1, 100_000),
+            tools_manifest=reader.manifest("TOOLS"),
+            tools_dir=reader.path("TOOLS_DIR"),
+            directory_table=reader.text("DIRECTORY_TABLE"),
+            drain_seconds=reader.number("DRAIN_SECONDS", cls.drain_seconds, 0, 3600),
+            tool_timeout=reader.number("TOOL_TIMEOUT", cls.tool_timeout, 0.1, 300),
+            post_attempts=reader.integer("POST_ATTEMPTS", cls.post_attempts, 1, 20),
+            log_level=(reader.text("LOG_LEVEL") or cls.log_level).upper(),
+            provider_extra=reader.json_object("PROVIDER_EXTRA"),
+        )
+        if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            levels = "DEBUG, INFO, WARNING or ERROR"
+            problems.append(f"{PREFIX}LOG_LEVEL must be {levels}, got {settings.log_level!r}")
+        if problems:
+            raise SettingsError(problems)
+        return settings
+
+    @staticmethod
+    def describe() -> list[tuple[str, str]]:
+        """(variable, meaning) for every setting, for ``novakit bridge --help`` and the docs."""
+        return [
+            (f"{PREFIX}CONNECTIONS_URL", "base URL of the @connections API (required)"),
+            ("AWS_REGION", "Region of Bedrock and API Gateway (default us-east-1)"),
+            (f"{PREFIX}PORT", "port of the integration endpoints and /health (default 8080)"),
+            (f"{PREFIX}MODEL_ID", f"Nova Sonic model id (default {DEFAULT_MODEL})"),
+            (f"{PREFIX}VOICE", "default voice (default matthew)"),
+            (f"{PREFIX}INSTRUCTIONS", "the system prompt"),
+            (f"{PREFIX}ALLOW_CLIENT_INSTRUCTIONS", "let clients replace the system prompt (0/1)"),
+            (f"{PREFIX}BATCH_MS", "audio per output frame, in ms of audio, 20-1000 (default 100)"),
+            (f"{PREFIX}MAX_SESSIONS", "sessions this process accepts (default 200)"),
+            (f"{PREFIX}TOOLS", "tool manifest: a JSON list, or @path to a JSON file"),
+            (f"{PREFIX}TOOLS_DIR", "run the tools of this tools/ folder in-process (local use)"),
+            (f"{PREFIX}DIRECTORY_TABLE", "DynamoDB table of the session directory"),
+            (f"{PREFIX}DRAIN_SECONDS", "how long SIGTERM waits for sessions to end (default 60)"),
+            (f"{PREFIX}TOOL_TIMEOUT", "default tool timeout in seconds (default 10)"),
+            (f"{PREFIX}POST_ATTEMPTS", "attempts per @connections post (default 4)"),
+            (f"{PREFIX}LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
+            (f"{PREFIX}PROVIDER_EXTRA", "JSON object of Nova provider options (endpoint, ...)"),
+        ]
+
+
+class _Reader:
+    """Reads ``NOVAKIT_*`` variables, collecting problems instead of stopping at the first."""
+
+    def __init__(self, env: Mapping[str, str], problems: list[str]) -> None:
+        self._env = env
+        self._problems = problems
+
+    def text(self, name: str, *, required: bool = False) -> str | None:
+        value = self._env.get(PREFIX + name, "").strip()
+        if not value:
+            if required:
+                self._problems.append(f"{PREFIX}{name} is required")
+            return None
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self._problems.append(f"{PREFIX}{name} must be an integer, got {raw!r}")
+            return default
+        if not low <= value <= high:
+            self._problems.append(f"{PREFIX}{name} must be between {low} and {high}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self._problems.append(f"{PREFIX}{name} must be a number, got {raw!r}")
+            return default
+        if not low <= value <= high:
+            self._problems.append(f"{PREFIX}{name} must be between {low} and {high}, got {value}")
+        return value
+
+    def flag(self, name: str) -> bool:
+        raw = (self.text(name) or "0").lower()
+        if raw not in ("0", "1", "true", "false", "yes", "no"):
+            self._problems.append(f"{PREFIX}{name} must be 0 or 1, got {raw!r}")
+        return raw in ("1", "true", "yes")
+
+    def path(self, name: str) -> Path | None:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        path = Path(raw)
+        if not path.is_dir():
+            self._problems.append(f"{PREFIX}{name}: {raw!r} is not a directory")
+        return path
+
+    def json_object(self, name: str) -> dict[str, Any]:
+        raw = self.text(name)
+        if raw is None:
+            return {}
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            self._problems.append(f"{PREFIX}{name} is not valid JSON: {exc}")
+            return {}
+        if not isinstance(value, dict):
+            self._problems.append(f"{PREFIX}{name} must be a JSON object")
+            return {}
+        return value
+
+    def manifest(self, name: str) -> tuple[Mapping[str, Any], ...]:
+        raw = self.text(name)
+        if raw is None:
+            return ()
+        if raw.startswith("@"):
+            try:
+                raw = Path(raw[1:]).read_text(encoding="utf-8")
+            except OSError as exc:
+                self._problems.append(f"{PREFIX}{name}: cannot read {raw[1:]!r}: {exc}")
+                return ()
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            self._problems.append(f"{PREFIX}{name} is not valid JSON: {exc}")
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            self._problems.append(f"{PREFIX}{name} must be a JSON list of tool objects")
+            return ()
+        return tuple(value)

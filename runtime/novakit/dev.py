@@ -1,0 +1,220 @@
+"""``novakit dev``: the local stack, the same code that runs on AWS.
+
+    WebSocket client ──► local API Gateway (:8080, serves web/) ──► bridge ──► Bedrock emulator
+                          ◄── @connections ◄──────────────────────┘      (or real Bedrock)
+
+The bridge is the container's code (``novakit.bridge``); tools from ``tools/`` run in-process
+through the same event contract as Lambda. ``--once`` runs a scripted conversation through the
+whole stack as a WebSocket client would, prints it, and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from aiohttp import web
+
+from . import audio
+
+DEMO_QUESTION_SECONDS = 1.5
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    port: int = 8080
+    bedrock: bool = False
+    tools_dir: Path | None = Path("tools")
+    web_dir: Path | None = Path("web")
+    token: str | None = None
+    batch_ms: int = 100
+
+
+@dataclass
+class RunningStack:
+    gateway_url: str
+    bridge_url: str
+    emulator_endpoint: str | None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _demo_script() -> Any:
+    from .emulator import Script, ScriptTurn, ToolCall
+
+    return Script(
+        (
+            ScriptTurn(
+                transcript="what time is it in Tokyo",
+                tool=ToolCall("get_time", {"timezone": "Asia/Tokyo"}),
+                reply="Here is what the clock says. {result}",
+            ),
+            ScriptTurn(reply="You are welcome. Goodbye!"),
+        )
+    )
+
+
+@contextlib.asynccontextmanager
+async def local_stack(
+    options: DevOptions, stdout: TextIO = sys.stdout
+) -> AsyncIterator[RunningStack]:
+    """Start emulator (unless ``bedrock``), bridge and gateway; stop them in reverse order."""
+    from .bridge.app import Bridge
+    from .bridge.connections import Unsigned
+    from .bridge.settings import BridgeSettings
+    from .localgw import GatewayConfig, LocalGateway
+
+    gateway_port = options.port or _free_port()
+    async with contextlib.AsyncExitStack() as stack:
+        provider_extra: dict[str, Any] = {}
+        emulator_endpoint = None
+        if not options.bedrock:
+            from .emulator import DEFAULT_CREDENTIALS, Emulator, EmulatorConfig
+
+            emu = await stack.enter_async_context(
+                Emulator(EmulatorConfig(script=_demo_script(), script_scope="emulator"))
+            )
+            emulator_endpoint = emu.endpoint
+            provider_extra = {
+                "base_url": emu.endpoint,
+                "ca_bundle": emu.ca_path,
+                "aws_access_key_id": DEFAULT_CREDENTIALS.access_key_id,
+                "aws_secret_access_key": DEFAULT_CREDENTIALS.secret_access_key,
+            }
+        tools_dir = options.tools_dir if options.tools_dir and options.tools_dir.is_dir() else None
+        settings = BridgeSettings(
+            connections_url=f"http://127.0.0.1:{gateway_port}",
+            host="127.0.0.1",
+            port=0,
+            tools_dir=tools_dir,
+            batch_ms=options.batch_ms,
+            drain_seconds=2.0,
+            provider_extra=provider_extra,
+            region=_region(options),
+        )
+        bridge = Bridge(settings, signer=Unsigned())
+        runner = web.AppRunner(bridge.application(), access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        await web.TCPSite(runner, "127.0.0.1", 0, shutdown_timeout=1.0).start()
+        bridge_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        web_dir = options.web_dir if options.web_dir and options.web_dir.is_dir() else None
+        gateway = await stack.enter_async_context(
+            LocalGateway(
+                GatewayConfig(
+                    port=gateway_port,
+                    backends=[bridge_url],
+                    token=options.token,
+                    static_dir=web_dir,
+                )
+            )
+        )
+        running = RunningStack(gateway.url, bridge_url, emulator_endpoint)
+        _banner(running, bridge, options, web_dir, stdout)
+        yield running
+
+
+def _region(options: DevOptions) -> str:
+    import os
+
+    if not options.bedrock:
+        return "us-east-1"  # the emulator's
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def _banner(
+    running: RunningStack, bridge: Any, options: DevOptions, web_dir: Path | None, out: TextIO
+) -> None:
+    token = f"?token={options.token}" if options.token else ""
+    lines = ["novakit dev: the local stack"]
+    lines.append(f"  WebSocket API     {running.gateway_url}{token}  (API Gateway stand-in)")
+    if web_dir is not None:
+        lines.append(f"  browser client    http://127.0.0.1:{options.port}/  (from {web_dir}/)")
+    lines.append(f"  bridge            {running.bridge_url}  (the container's code)")
+    if running.emulator_endpoint:
+        lines.append(f"  Bedrock           emulator at {running.emulator_endpoint}")
+    else:
+        lines.append(f"  Bedrock           real, Region {bridge.settings.region}")
+    names = ", ".join(d.name for d in bridge.tools.definitions) or "none"
+    lines.append(f"  tools             {names}  (in-process, Lambda event contract)")
+    print("\n".join(lines), file=out, flush=True)
+
+
+async def run_dev(
+    options: DevOptions, *, once: bool, out: Path, stdout: TextIO = sys.stdout
+) -> int:
+    async with local_stack(options, stdout) as running:
+        if once:
+            url = running.gateway_url + (f"?token={options.token}" if options.token else "")
+            return await demo_client(url, out, stdout)
+        print("serving until Ctrl-C", file=stdout, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    return 0
+
+
+async def demo_client(url: str, out: Path, stdout: TextIO, *, within: float = 60.0) -> int:
+    """A spoken question (with a tool call), then a typed thank-you, as a WebSocket client."""
+    import websockets
+
+    reply = bytearray()
+    print("demo conversation (through the gateway and the bridge):", file=stdout)
+    async with asyncio.timeout(within), websockets.connect(url, open_timeout=10) as ws:
+        microphone = asyncio.create_task(_microphone(ws))
+        turns = 0
+        try:
+            async for message in ws:
+                frame: Mapping[str, Any] = json.loads(message)
+                match frame.get("type"):
+                    case "transcript":
+                        print(f"  user       {frame['text']}", file=stdout)
+                    case "text" if frame.get("final"):
+                        print(f"  assistant  {frame['text']}", file=stdout)
+                    case "audio":
+                        reply += base64.b64decode(frame["data"])
+                    case "tool" if frame.get("status") != "started":
+                        print(f"  tool       {frame['name']}: {frame['status']}", file=stdout)
+                    case "error":
+                        print(f"  error      {frame['code']}: {frame['message']}", file=stdout)
+                        if frame.get("fatal"):
+                            return 1
+                    case "turn_end":
+                        turns += 1
+                        if turns == 2:
+                            break
+                        print("  user       (typed) Thanks!", file=stdout)
+                        await ws.send(json.dumps({"type": "text", "text": "Thanks!"}))
+        finally:
+            microphone.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await microphone
+    audio.write_wav(out, bytes(reply), 24000)
+    print(f"  wrote {out} ({audio.duration(bytes(reply), 24000):.1f} s of speech)", file=stdout)
+    return 0
+
+
+async def _microphone(ws: Any) -> None:
+    """A stand-in microphone: a question, then silence, at twice real time."""
+    pcm = audio.speech_like(DEMO_QUESTION_SECONDS) + audio.silence(3.0)
+    for seq, i in enumerate(range(0, len(pcm), 1024)):
+        chunk = base64.b64encode(pcm[i : i + 1024]).decode()
+        await ws.send(json.dumps({"type": "audio", "seq": seq, "data": chunk}))
+        await asyncio.sleep(0.016)

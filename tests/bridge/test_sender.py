@@ -1,0 +1,112 @@
+"""The ordered sender: one post at a time, barge-in drops queued audio, Gone ends it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from novakit.bridge.batching import OutboundBatcher
+from novakit.bridge.connections import ConnectionGone, PostError
+from novakit.bridge.metrics import Metrics
+from novakit.bridge.sender import OrderedSender
+
+
+class FakeConnections:
+    def __init__(self) -> None:
+        self.posted: list[str] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.fail: dict[int, Exception] = {}
+
+    async def post(self, connection_id: str, data: bytes) -> float:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await self.gate.wait()
+            index = len(self.posted)
+            if index in self.fail:
+                error = self.fail.pop(index)
+                raise error
+            self.posted.append(data.decode())
+            return 0.001
+        finally:
+            self.in_flight -= 1
+
+
+def frames(batcher: OutboundBatcher) -> list[str]:
+    out = batcher.transcript("hello", 0.0)
+    out += batcher.audio(bytes(4800 * 3), 0.0)  # three 100 ms audio frames
+    out += batcher.assistant_text("Hi", False, 0.0)
+    return out
+
+
+async def test_frames_are_posted_one_at_a_time_in_order() -> None:
+    fake = FakeConnections()
+    sender = OrderedSender("c=", fake, Metrics(), on_gone=lambda: None)  # type: ignore[arg-type]
+    sent = frames(OutboundBatcher())
+    sender.send(sent)
+    assert await sender.drain(5)
+    assert fake.posted == sent
+    assert fake.max_in_flight == 1
+    await sender.close()
+
+
+async def test_barge_in_drops_queued_audio_and_clears_first() -> None:
+    fake = FakeConnections()
+    fake.gate.clear()  # hold the first post so the rest stays queued
+    batcher = OutboundBatcher()
+    sender = OrderedSender("c=", fake, Metrics(), on_gone=lambda: None)  # type: ignore[arg-type]
+    sent = frames(batcher)
+    sender.send(sent)
+    await asyncio.sleep(0.01)
+    dropped = sender.barge_in(batcher.barge_in("barge_in", 0.0))
+    fake.gate.set()
+    assert await sender.drain(5)
+    kinds = [frame.split('"type":"')[1].split('"')[0] for frame in fake.posted]
+    # the transcript was already in flight; the three audio frames never went; clear came next
+    assert kinds == ["transcript", "clear_audio", "text"]
+    assert dropped == 3
+    await sender.close()
+
+
+async def test_a_failed_post_is_counted_and_the_next_frames_still_go() -> None:
+    fake = FakeConnections()
+    fake.fail[1] = PostError(413, "PayloadTooLargeException", "too big")
+    metrics = Metrics()
+    sender = OrderedSender("c=", fake, metrics, on_gone=lambda: None)  # type: ignore[arg-type]
+    sent = frames(OutboundBatcher())
+    sender.send(sent)
+    assert await sender.drain(5)
+    assert fake.posted == [sent[0], *sent[2:]]
+    assert sender.failed == 1
+    assert metrics.snapshot()["counts"] == {"PostFailures": 1}
+    await sender.close()
+
+
+async def test_gone_stops_the_sender_and_tells_the_session() -> None:
+    fake = FakeConnections()
+    fake.fail[1] = ConnectionGone("c=")
+    told = asyncio.Event()
+    sender = OrderedSender("c=", fake, Metrics(), on_gone=told.set)  # type: ignore[arg-type]
+    sender.send(frames(OutboundBatcher()))
+    async with asyncio.timeout(5):
+        await told.wait()
+    assert sender.gone and len(fake.posted) == 1
+    sender.send(["ignored"])
+    assert await sender.drain(1)
+    await sender.close()
+
+
+async def test_a_client_that_cannot_keep_up_loses_old_audio_not_events() -> None:
+    fake = FakeConnections()
+    fake.gate.clear()
+    batcher = OutboundBatcher(batch_ms=20)
+    sender = OrderedSender("c=", fake, Metrics(), on_gone=lambda: None, max_queued=10)  # type: ignore[arg-type]
+    sender.send(batcher.audio(bytes(960 * 30), 0.0))  # 30 audio frames
+    sender.send(batcher.turn_end(0.0))
+    fake.gate.set()
+    assert await sender.drain(5)
+    assert fake.posted[-1].startswith('{"type":"turn_end"')
+    assert len(fake.posted) <= 11 and sender.dropped_audio_frames >= 20
+    await sender.close()

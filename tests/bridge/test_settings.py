@@ -1,0 +1,56 @@
+"""Bridge settings from the environment: defaults, every problem reported at once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from novakit.bridge.settings import BridgeSettings, SettingsError
+
+
+def test_defaults_need_only_the_connections_url() -> None:
+    settings = BridgeSettings.from_env(
+        {
+            "NOVAKIT_CONNECTIONS_URL": "https://abc.execute-api.eu-west-1.amazonaws.com/prod/",
+            "AWS_REGION": "eu-west-1",
+        }
+    )
+    assert settings.connections_url == "https://abc.execute-api.eu-west-1.amazonaws.com/prod"
+    assert (settings.region, settings.port, settings.batch_ms) == ("eu-west-1", 8080, 100)
+    assert settings.model == "amazon.nova-2-sonic-v1:0"
+    assert settings.tools_manifest == ()
+
+
+def test_every_problem_is_listed_by_variable_name() -> None:
+    with pytest.raises(SettingsError) as failure:
+        BridgeSettings.from_env(
+            {
+                "NOVAKIT_PORT": "http",
+                "NOVAKIT_BATCH_MS": "5",
+                "NOVAKIT_TOOLS": "[1, 2]",
+                "NOVAKIT_LOG_LEVEL": "loud",
+                "NOVAKIT_TOOLS_DIR": "/no/such/dir",
+            }
+        )
+    problems = failure.value.problems
+    assert problems == [
+        "NOVAKIT_CONNECTIONS_URL is required",
+        "NOVAKIT_PORT must be an integer, got 'http'",
+        "NOVAKIT_BATCH_MS must be between 20 and 1000, got 5",
+        "NOVAKIT_TOOLS must be a JSON list of tool objects",
+        "NOVAKIT_TOOLS_DIR: '/no/such/dir' is not a directory",
+        "NOVAKIT_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got 'LOUD'",
+    ]
+    assert "NOVAKIT_PORT must be an integer" in str(failure.value)
+
+
+def test_the_tool_manifest_inline_or_from_a_file(tmp_path: Path) -> None:
+    manifest = [{"name": "get_time", "function_arn": "arn:aws:lambda:eu-west-1:1:function:t"}]
+    path = tmp_path / "tools.json"
+    path.write_text(json.dumps(manifest))
+    base = {"NOVAKIT_CONNECTIONS_URL": "http://127.0.0.1:8080"}
+    inline = BridgeSettings.from_env({**base, "NOVAKIT_TOOLS": json.dumps(manifest)})
+    from_file = BridgeSettings.from_env({**base, "NOVAKIT_TOOLS": f"@{path}"})
+    assert inline.tools_manifest == from_file.tools_manifest == tuple(manifest)
