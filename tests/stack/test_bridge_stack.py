@@ -230,3 +230,21 @@ async def test_sigterm_drains_clients_then_ends_their_sessions(tmp_path: Path) -
         assert await asyncio.to_thread(stack.bridge.wait, 30) == 0
         (record,) = await stack.emulator.wait_for_streams(1)
         assert record.session_end_received
+
+
+async def test_start_options_reach_the_model_and_seq_keeps_counting(stack: Stack) -> None:
+    stack.emulator.script = Script((ScriptTurn(transcript="hi", reply="Hello."),))
+    async with connect(stack) as client:
+        await client.send({"type": "ping", "id": 1})  # a frame goes out before the start
+        await client.wait_for(kind("pong"))
+        await client.send({"type": "start", "output_sample_rate": 16000, "batch_ms": 200})
+        ready = await client.wait_for(kind("session"))
+        assert (ready["output_sample_rate"], ready["batch_ms"]) == (16000, 200)
+        await client.speak(0.8)
+        await client.wait_for(kind("turn_end"))
+        assert {f["sample_rate"] for f in client.of_type("audio")} == {16000}
+        assert max(f["ms"] for f in client.of_type("audio")) == 200
+        assert_numbered(client)
+    record = stack.emulator.records[0]
+    (prompt,) = [e.body for e in record.input_events if e.name == "promptStart"]
+    assert prompt["audioOutputConfiguration"]["sampleRateHertz"] == 16000

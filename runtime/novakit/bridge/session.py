@@ -208,9 +208,12 @@ class BridgeSession:
         self.state = State.OPENING
         now = time.monotonic()
         if start.output_sample_rate is not None or start.batch_ms is not None:
-            self._batcher = OutboundBatcher(
-                sample_rate=start.output_sample_rate or 24000,
-                batch_ms=start.batch_ms or self._settings.batch_ms,
+            # Reconfigure rather than replace: frames may have gone out already (a pong, an
+            # error), and seq must keep counting.
+            self._post(
+                self._batcher.configure(
+                    now, sample_rate=start.output_sample_rate, batch_ms=start.batch_ms
+                )
             )
         instructions = None
         if start.instructions is not None:
@@ -226,7 +229,11 @@ class BridgeSession:
                 instructions = start.instructions
         self._voice = start.voice or self._settings.voice
         try:
-            self._session = await self._engine.start(voice=self._voice, instructions=instructions)
+            self._session = await self._engine.start(
+                voice=self._voice,
+                instructions=instructions,
+                output_sample_rate=self._batcher.sample_rate,
+            )
         except (s2s.ConfigError, s2s.ProviderError) as exc:
             code = getattr(exc, "code", "config")
             log.warning("could not open the model session: %s", exc, extra=self._log_extra)

@@ -116,6 +116,7 @@ class Engine(ABC):
         tools: Sequence[ToolDefinition] | None = None,
         model: str | None = None,
         voice: str | None = None,
+        output_sample_rate: int | None = None,
         history: Sequence[Message] = (),
     ) -> SessionStarter:
         """Start a session; keyword arguments override the engine's config for this session."""
@@ -124,6 +125,7 @@ class Engine(ABC):
             tools=tuple(tools) if tools is not None else None,
             model=model,
             voice=voice,
+            output_sample_rate=output_sample_rate,
         )
         return SessionStarter(self.create_session(config, tuple(history)))
 
