@@ -154,12 +154,16 @@ async def test_bad_frames_get_error_frames_and_the_session_goes_on(stack: Stack)
         await client.send({"type": "dance"})
         await client.send({"type": "start", "input_sample_rate": 8000})
         await client.send({"type": "text"})
+        await client.send({"type": "text", "text": "x" * 5000})  # oversized, under 32 KB
         await client.send({"type": "ping", "id": "p1"})
-        codes = []
-        for code in ("bad_json", "bad_audio", "unknown_type", "bad_sample_rate", "bad_frame"):
+        for code in ("bad_json", "bad_audio", "unknown_type", "bad_sample_rate"):
             frame = await client.wait_for(lambda f, c=code: f.get("code") == c)
             assert frame["type"] == "error" and frame["fatal"] is False
-            codes.append(code)
+        await client.wait_for(
+            lambda f: len([g for g in client.of_type("error") if g["code"] == "bad_frame"]) == 2
+        )
+        bad = [f["message"] for f in client.of_type("error") if f["code"] == "bad_frame"]
+        assert "text" in bad[0] and "1 to 4000 characters" in bad[1]
         pong = await client.wait_for(kind("pong"))
         assert pong["id"] == "p1"
         # out of order: a frame numbered behind the sequence is refused, not played twice
