@@ -6,6 +6,9 @@
 ``novakit bridge``    the session bridge, as the container runs it (settings from environment).
 ``novakit gateway``   only the local API Gateway stand-in (``novakit gateway --help``).
 ``novakit emulator``  only the Bedrock emulator (``novakit emulator --help``).
+``novakit new-tool``  a new tool folder: tool.json, handler.py and its test.
+``novakit talk``      a command-line client: a WAV file (or the microphone) in, the assistant's
+                      audio and the transcript out (``novakit talk --help``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import sys
 from pathlib import Path
 
 # Commands with parsers of their own: everything after the name is theirs.
-DELEGATED = ("bridge", "gateway", "emulator")
+DELEGATED = ("bridge", "gateway", "emulator", "new-tool", "talk")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("bridge", help="run the session bridge (see: novakit bridge -h)")
     commands.add_parser("gateway", help="run the local API Gateway (see: novakit gateway -h)")
     commands.add_parser("emulator", help="run the Bedrock emulator (see: novakit emulator -h)")
+    commands.add_parser("talk", help="talk to a voice agent from a WAV file (see: novakit talk -h)")
+    commands.add_parser("new-tool", help="create tools/NAME/ (see: novakit new-tool -h)")
     dev = commands.add_parser("dev", help="run the local stack")
     dev.add_argument("--port", type=int, default=8080, help="WebSocket and web port (8080)")
     dev.add_argument("--once", action="store_true", help="run a scripted conversation and exit")
@@ -69,6 +74,14 @@ def _delegate(command: str, args: list[str]) -> int:
         from .localgw.cli import main as gateway_main
 
         return gateway_main(args)
+    if command == "new-tool":
+        from .tools.scaffold import main as new_tool_main
+
+        return new_tool_main(args)
+    if command == "talk":
+        from .talk import main as talk_main
+
+        return talk_main(args)
     from .emulator import cli_main
 
     return cli_main(args)

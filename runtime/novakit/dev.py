@@ -44,6 +44,7 @@ class RunningStack:
     gateway_url: str
     bridge_url: str
     emulator_endpoint: str | None
+    emulator: Any = None  # the running Emulator (tests change its script), None with Bedrock
 
 
 def _free_port() -> int:
@@ -82,6 +83,7 @@ async def local_stack(
     async with contextlib.AsyncExitStack() as stack:
         provider_extra: dict[str, Any] = {}
         emulator_endpoint = None
+        emu: Any = None
         if not options.bedrock:
             from .emulator import DEFAULT_CREDENTIALS, Emulator, EmulatorConfig
 
@@ -107,10 +109,10 @@ async def local_stack(
             region=_region(options),
         )
         bridge = Bridge(settings, signer=Unsigned())
-        runner = web.AppRunner(bridge.application(), access_log=None)
+        runner = web.AppRunner(bridge.application(), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
-        await web.TCPSite(runner, "127.0.0.1", 0, shutdown_timeout=1.0).start()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
         bridge_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
         web_dir = options.web_dir if options.web_dir and options.web_dir.is_dir() else None
         gateway = await stack.enter_async_context(
@@ -123,7 +125,7 @@ async def local_stack(
                 )
             )
         )
-        running = RunningStack(gateway.url, bridge_url, emulator_endpoint)
+        running = RunningStack(gateway.url, bridge_url, emulator_endpoint, emu)
         _banner(running, bridge, options, web_dir, stdout)
         yield running
 

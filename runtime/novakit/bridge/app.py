@@ -222,9 +222,11 @@ class Bridge:
 
 async def serve(bridge: Bridge, *, ready: asyncio.Event | None = None) -> None:
     """Run ``bridge`` until SIGTERM or SIGINT, then drain and exit."""
-    runner = web.AppRunner(bridge.application(), handle_signals=False, access_log=None)
+    runner = web.AppRunner(
+        bridge.application(), handle_signals=False, access_log=None, shutdown_timeout=1.0
+    )
     await runner.setup()
-    site = web.TCPSite(runner, bridge.settings.host, bridge.settings.port, shutdown_timeout=1.0)
+    site = web.TCPSite(runner, bridge.settings.host, bridge.settings.port)
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

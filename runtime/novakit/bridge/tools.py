@@ -11,6 +11,7 @@ import asyncio
 import importlib.util
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -220,6 +221,13 @@ def tools_from_folder(root: Path) -> list[BoundTool]:
 
     bound = []
     for spec in discover_tools(root):
+        # Lambda gives each function its own environment; one process can only offer defaults
+        # (a variable already set, by the user or another tool, wins and is reported).
+        for key, value in spec.environment.items():
+            if os.environ.setdefault(key, value) != value:
+                log.warning(
+                    "tool %s: %s is already set in the environment; keeping it", spec.name, key
+                )
         handler = load_handler(spec.folder / "handler.py")
         definition = ToolDefinition(spec.name, spec.description, spec.input_schema)
         invoker = LocalInvoker(spec.name, handler, spec.memory_mb)
