@@ -195,8 +195,10 @@ class Client:
 
 
 @contextlib.asynccontextmanager
-async def connect(stack: Stack) -> AsyncIterator[Client]:
-    async with websockets.connect(stack.url, open_timeout=10, close_timeout=5) as ws:
+async def connect(target: Stack | str) -> AsyncIterator[Client]:
+    """A client of ``target`` (a stack, or a gateway URL)."""
+    url = target if isinstance(target, str) else target.url
+    async with websockets.connect(url, open_timeout=10, close_timeout=5) as ws:
         client = Client(ws)
         reader = asyncio.create_task(client.reader())
         try:

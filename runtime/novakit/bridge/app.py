@@ -18,12 +18,23 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Sequence
 
 from aiohttp import web
 
 from .. import s2s
+from .cluster import (
+    ADOPT_HEADER,
+    RELAYED_HEADER,
+    Relay,
+    RelayOutcome,
+    discover_address,
+    heartbeat_loop,
+)
 from .connections import ConnectionsClient, RequestSigner, SigV4Signer, Unsigned
+from .directory import Directory, DynamoDirectory, MemoryDirectory, SessionRecord
+from .lease import SessionLease
 from .metrics import Metrics
 from .protocol import ErrorCode, ProtocolError, parse_client_frame
 from .session import BridgeSession
@@ -46,6 +57,7 @@ class Bridge:
         tools: Sequence[BoundTool] | None = None,
         signer: RequestSigner | None = None,
         metrics: Metrics | None = None,
+        directory: Directory | None = None,
     ) -> None:
         self.settings = settings
         if tools is None:
@@ -74,6 +86,18 @@ class Bridge:
         self.draining = False
         self._flusher: asyncio.Task[None] | None = None
         self._all_ended = asyncio.Event()
+        self.directory: Directory = directory or (
+            DynamoDirectory(settings.directory_table, settings.region)
+            if settings.directory_table
+            else MemoryDirectory()
+        )
+        self.relay = Relay(settings.relay_timeout)
+        # Where other tasks reach this one; serve() fixes it once the port is bound.
+        self.address = settings.advertise_url or ""
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._next_peer = 0
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._last_request = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -99,6 +123,12 @@ class Bridge:
             self.settings.connections_url, signer, attempts=self.settings.post_attempts
         )
         self._flusher = asyncio.create_task(self._flush_metrics(), name="metrics")
+        if not self.address:
+            self.address = discover_address(self.settings.port)
+        self._heartbeat = asyncio.create_task(
+            heartbeat_loop(self.directory, self.address, self.settings.heartbeat_seconds),
+            name="heartbeat",
+        )
         log.info(
             "bridge ready",
             extra={
@@ -106,24 +136,44 @@ class Bridge:
                 "model": self.settings.model,
                 "tools": [d.name for d in self.tools.definitions],
                 "connections_url": self.settings.connections_url,
+                "address": self.address,
+                "directory": self.settings.directory_table or "memory",
             },
         )
 
     async def _shutdown(self, _app: web.Application) -> None:
         await self.drain(0.0)
-        if self._flusher is not None:
-            self._flusher.cancel()
+        for task in (self._flusher, self._heartbeat):
+            if task is not None:
+                task.cancel()
+        await self.relay.close()
+        await self.directory.close()
         self.metrics.flush()
         if self.connections is not None:
             await self.connections.close()
         await self.engine.close()
 
     async def drain(self, seconds: float) -> None:
-        """Stop taking sessions, warn clients, let them finish for ``seconds``, then end them."""
+        """Stop taking sessions. With other tasks alive, hand every session over to them (the
+        clients hear at most a short gap); alone, warn clients, let them finish for
+        ``seconds``, then end them."""
         if not self.sessions:
             self.draining = True
             return
         self.draining = True
+        peers = [p for p in await self._live_peers() if p != self.address]
+        if peers:
+            log.info(
+                "handing sessions over", extra={"sessions": len(self.sessions), "peers": len(peers)}
+            )
+            for session in list(self.sessions.values()):
+                session.end("this task is stopping", hand_over=True)
+            await asyncio.gather(
+                *(s.wait_ended(10.0) for s in list(self.sessions.values())),
+                return_exceptions=True,
+            )
+            await self._linger(seconds)
+            return
         log.info("draining", extra={"sessions": len(self.sessions), "seconds": seconds})
         for session in list(self.sessions.values()):
             session.draining("this server is shutting down; reconnect to continue")
@@ -135,6 +185,21 @@ class Bridge:
         await asyncio.gather(
             *(s.wait_ended(10.0) for s in list(self.sessions.values())), return_exceptions=True
         )
+
+    async def _linger(self, seconds: float) -> None:
+        """Keep passing frames to peers until the load balancer stops sending them here (no
+        request for a second), for at most ``seconds``: what arrives now is not lost."""
+        deadline = time.monotonic() + seconds
+        # Polls for the *absence* of requests, which no event can signal.
+        while time.monotonic() < deadline and time.monotonic() - self._last_request < 1.0:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+
+    async def _live_peers(self) -> list[str]:
+        try:
+            return await self.directory.peers(self.settings.owner_timeout)
+        except Exception as exc:  # the directory is unreachable: behave as a lone task
+            log.warning("could not list peers: %r", exc)
+            return []
 
     async def _flush_metrics(self) -> None:
         while True:
@@ -154,23 +219,26 @@ class Bridge:
             log.warning("at capacity: refused a connection", extra={"connection_id": connection_id})
             return web.json_response({"message": "at capacity"}, status=503)
         if connection_id not in self.sessions:
-            self._create(connection_id, request.headers.get("x-principal-id", ""), resumed=False)
+            principal = request.headers.get("x-principal-id", "")
+            record = await self.directory.claim(connection_id, self.address, principal=principal)
+            if record is None:  # a retried $connect: the first one registered it
+                record = await self.directory.get(connection_id)
+            lease = SessionLease(self.directory, record) if record is not None else None
+            self._create(connection_id, principal, lease=lease, resumed=False)
         return web.json_response({"connectionId": connection_id})
 
     async def on_message(self, request: web.Request) -> web.Response:
         connection_id = request.headers.get("x-connection-id", "")
         if not connection_id:
             return web.json_response({"message": "x-connection-id header missing"}, status=400)
+        body = await request.read()
+        self._last_request = time.monotonic()
         session = self.sessions.get(connection_id)
         if session is None:
-            # A frame for a connection this process does not hold (it restarted, or the
-            # connect went elsewhere): take the connection on with a fresh session.
-            if self.draining or len(self.sessions) >= self.settings.max_sessions:
-                return web.json_response({"message": "unavailable"}, status=503)
-            session = self._create(
-                connection_id, request.headers.get("x-principal-id", ""), resumed=True
-            )
-        body = await request.read()
+            located = await self._locate(request, connection_id, body)
+            if isinstance(located, web.Response):
+                return located
+            session = located
         try:
             frame = parse_client_frame(body)
         except ProtocolError as error:
@@ -189,13 +257,148 @@ class Bridge:
         session = self.sessions.get(connection_id)
         if session is not None:
             session.end("client disconnected")
+            return web.Response(status=200)
+        if RELAYED_HEADER in request.headers:
+            return web.Response(status=409)
+        record = await self.directory.get(connection_id)
+        if record is not None and record.owner and record.owner != self.address:
+            relayed = await self.relay.forward(
+                record.owner, "/ws/disconnect", request.headers, b"", adopt=False
+            )
+            if relayed.outcome is RelayOutcome.DELIVERED:
+                return web.Response(status=200)
+        if record is not None:
+            await self.directory.release(record, forget=True)  # nobody holds it: forget it
         return web.Response(status=200)
 
     async def on_health(self, _request: web.Request) -> web.Response:
         body = {"status": "draining" if self.draining else "ok", "sessions": len(self.sessions)}
         return web.json_response(body, status=503 if self.draining else 200)
 
-    def _create(self, connection_id: str, principal_id: str, *, resumed: bool) -> BridgeSession:
+    # -- ownership: relay to the owner, or take the session over -------------------------
+
+    async def _locate(
+        self, request: web.Request, connection_id: str, body: bytes
+    ) -> BridgeSession | web.Response:
+        """The local session for a frame this task does not hold yet, or the response to give
+        when the frame went to (or must go to) another task."""
+        relayed = RELAYED_HEADER in request.headers
+        adopt = ADOPT_HEADER in request.headers
+        if relayed and not adopt:
+            # The sender believes this task owns the connection, but it does not hold it
+            # (it restarted, or ended the session): the sender will take the session over.
+            return web.Response(status=409)
+        # One lookup per connection at a time: concurrent frames of a connection this task
+        # does not hold must not each take it over. The entry lives while requests use it.
+        lock, users = self._locks.get(connection_id, (asyncio.Lock(), 0))
+        self._locks[connection_id] = (lock, users + 1)
+        try:
+            async with lock:
+                return await self._adopt_or_relay(request, connection_id, body, adopt=adopt)
+        finally:
+            lock, users = self._locks[connection_id]
+            if users == 1:
+                del self._locks[connection_id]
+            else:
+                self._locks[connection_id] = (lock, users - 1)
+
+    async def _adopt_or_relay(
+        self, request: web.Request, connection_id: str, body: bytes, *, adopt: bool
+    ) -> BridgeSession | web.Response:
+        session = self.sessions.get(connection_id)
+        if session is not None:  # adopted while this request waited for the lock
+            return session
+        principal = request.headers.get("x-principal-id", "")
+        for _ in range(3):  # each round: someone else changed the record; look again
+            record = await self.directory.get(connection_id)
+            if self.draining and not adopt:
+                return await self._pass_to_peer(request, body)
+            if record is None:
+                # No record (it expired, or a single process restarted): a fresh session.
+                if len(self.sessions) >= self.settings.max_sessions:
+                    return web.json_response({"message": "at capacity"}, status=503)
+                claimed = await self.directory.claim(
+                    connection_id, self.address, principal=principal
+                )
+                if claimed is not None:
+                    return self._create(
+                        connection_id,
+                        principal,
+                        lease=SessionLease(self.directory, claimed),
+                        resumed=True,
+                    )
+                continue
+            owner = record.owner
+            if owner and owner != self.address and not adopt:
+                result = await self.relay.forward(
+                    owner, "/ws/message", request.headers, body, adopt=False
+                )
+                self.metrics.observe("RelayLatencyMs", result.seconds * 1000)
+                if result.outcome is RelayOutcome.DELIVERED:
+                    return web.Response(status=200)
+                if result.outcome is RelayOutcome.TIMED_OUT and await self.directory.alive(
+                    owner, self.settings.owner_timeout
+                ):
+                    # Alive but slow: taking over would cut a working session. This frame is
+                    # lost (API Gateway tells the client); the next one will try again.
+                    log.warning(
+                        "owner %s is slow; frame not delivered",
+                        owner,
+                        extra={"connection_id": connection_id},
+                    )
+                    return web.json_response({"message": "owner busy"}, status=503)
+            taken = await self._take_over(record, principal)
+            if taken is not None:
+                return taken
+        return web.json_response({"message": "ownership is changing; retry"}, status=503)
+
+    async def _take_over(self, record: SessionRecord, principal: str) -> BridgeSession | None:
+        started = time.monotonic()
+        claimed = await self.directory.claim(
+            record.connection_id, self.address, replacing=record, principal=principal
+        )
+        if claimed is None:
+            return None  # another task won the race
+        self.metrics.count("Takeovers")
+        log.info(
+            "took the session over",
+            extra={
+                "connection_id": record.connection_id,
+                "previous_owner": record.owner or None,
+                "turns": len(claimed.state.get("history", [])),
+                "claim_ms": round((time.monotonic() - started) * 1000),
+            },
+        )
+        return self._create(
+            record.connection_id,
+            claimed.principal or principal,
+            lease=SessionLease(self.directory, claimed),
+            resumed=True,
+        )
+
+    async def _pass_to_peer(self, request: web.Request, body: bytes) -> web.Response:
+        """While draining: hand a frame to a live task, which takes the session on."""
+        alive = await self.directory.peers(self.settings.owner_timeout)
+        peers = [peer for peer in alive if peer != self.address]
+        if peers:
+            # Start at a different peer each time so adopted sessions spread out.
+            self._next_peer = (self._next_peer + 1) % len(peers)
+            for peer in peers[self._next_peer :] + peers[: self._next_peer]:
+                result = await self.relay.forward(
+                    peer, "/ws/message", request.headers, body, adopt=True
+                )
+                if result.outcome is RelayOutcome.DELIVERED:
+                    return web.Response(status=200)
+        return web.json_response({"message": "draining"}, status=503)
+
+    def _create(
+        self,
+        connection_id: str,
+        principal_id: str,
+        *,
+        lease: SessionLease | None,
+        resumed: bool,
+    ) -> BridgeSession:
         assert self.connections is not None, "the application has not started"
         session = BridgeSession(
             connection_id,
@@ -206,6 +409,7 @@ class Bridge:
             tools=self.tools,
             metrics=self.metrics,
             on_ended=self._ended,
+            lease=lease,
             resumed=resumed,
         )
         self.sessions[connection_id] = session
@@ -234,6 +438,8 @@ async def serve(bridge: Bridge, *, ready: asyncio.Event | None = None) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
     port = runner.addresses[0][1] if runner.addresses else bridge.settings.port
+    if not bridge.settings.advertise_url and bridge.settings.port == 0:
+        bridge.address = f"http://127.0.0.1:{port}"
     print(f"novakit bridge listening on http://{bridge.settings.host}:{port}", flush=True)
     if ready is not None:
         ready.set()

@@ -13,13 +13,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from .. import s2s
 from .batching import OutboundBatcher
 from .connections import ConnectionsClient
+from .lease import SessionLease
 from .metrics import Metrics
 from .protocol import (
     ClearReason,
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 # rate_limited errors (never silent loss) while the model catches up.
 MAX_PENDING_INPUT = 1000
 CLOSE_TIMEOUT = 5.0
+# Conversation kept for a takeover; Bedrock's own history limit (40 KB) trims it further.
+MAX_REMEMBERED = 60
 
 
 class State(Enum):
@@ -75,6 +79,7 @@ class BridgeSession:
         tools: ToolRunner,
         metrics: Metrics,
         on_ended: Callable[[BridgeSession], None],
+        lease: SessionLease | None = None,
         resumed: bool = False,
     ) -> None:
         self.connection_id = connection_id
@@ -85,6 +90,15 @@ class BridgeSession:
         self._metrics = metrics
         self._on_ended = on_ended
         self._resumed = resumed
+        self.lease = lease
+        # What was said, for a task that takes this session over (and for Bedrock's history).
+        self.conversation: list[s2s.Message] = []
+        self._start_options: ClientStart | None = None
+        if lease is not None and resumed:
+            self.conversation = _messages(lease.state.get("history", []))
+            self._start_options = _start_from(lease.state.get("options", {}))
+        self._saving: asyncio.Task[None] | None = None
+        self._save_again = False
         self.state = State.WAITING
         self.sender = OrderedSender(connection_id, connections, metrics, on_gone=self._client_gone)
         self._batcher = OutboundBatcher(batch_ms=settings.batch_ms)
@@ -189,7 +203,8 @@ class BridgeSession:
     async def _work(self) -> None:
         try:
             first = await self._pending.get()
-            start = first.frame if isinstance(first.frame, ClientStart) else ClientStart()
+            start = first.frame if isinstance(first.frame, ClientStart) else None
+            start = start or self._start_options or ClientStart()
             if not await self._open(start):
                 return
             if not isinstance(first.frame, ClientStart):
@@ -228,11 +243,18 @@ class BridgeSession:
             else:
                 instructions = start.instructions
         self._voice = start.voice or self._settings.voice
+        self._start_options = ClientStart(
+            voice=self._voice,
+            instructions=instructions,
+            output_sample_rate=self._batcher.sample_rate,
+            batch_ms=self._batcher.batch_ms,
+        )
         try:
             self._session = await self._engine.start(
                 voice=self._voice,
                 instructions=instructions,
                 output_sample_rate=self._batcher.sample_rate,
+                history=self.conversation,
             )
         except (s2s.ConfigError, s2s.ProviderError) as exc:
             code = getattr(exc, "code", "config")
@@ -275,6 +297,7 @@ class BridgeSession:
                 self._metrics.observe("InputLatencyMs", (time.monotonic() - item.received) * 1000)
             case ClientText(text=text):
                 await self._session.send_text(text)
+                self._remember("user", text)
                 self._awaiting_audio_since = time.monotonic()
             case ClientStart():
                 self.reject(
@@ -305,8 +328,11 @@ class BridgeSession:
                     self._arm_flush_timer()
                 case s2s.EventType.TEXT_OUTPUT:
                     self._post(self._batcher.assistant_text(event.text, event.final, now))
+                    if event.final:
+                        self._remember("assistant", event.text)
                 case s2s.EventType.TRANSCRIPT:
                     self._awaiting_audio_since = now
+                    self._remember("user", event.text)
                     self._post(self._batcher.transcript(event.text, now))
                 case s2s.EventType.TOOL_CALL if event.tool_call is not None:
                     call = event.tool_call
@@ -317,11 +343,13 @@ class BridgeSession:
                     if self._last_usage is not None:
                         self._post(self._batcher.usage(self._last_usage, now))
                         self._last_usage = None
+                    self._persist()
                 case s2s.EventType.INTERRUPTED:
                     reason: ClearReason = (
                         "client" if event.meta.get("reason") == "client" else "barge_in"
                     )
                     self.sender.barge_in(self._batcher.barge_in(reason, now))
+                    self._persist()
                 case s2s.EventType.USAGE if event.usage is not None:
                     self._last_usage = event.usage  # sent once per turn, not per model event
                 case s2s.EventType.ERROR if event.error is not None:
@@ -405,20 +433,74 @@ class BridgeSession:
         self._post(self._batcher.due(time.monotonic()))
         self._arm_flush_timer()
 
+    # -- what a new owner needs ------------------------------------------------------------
+
+    def _remember(self, role: str, text: str) -> None:
+        if not text.strip():
+            return
+        if self.conversation and self.conversation[-1].role == role:
+            # Nova speaks sentence by sentence: one message per turn keeps history compact.
+            last = self.conversation[-1]
+            self.conversation[-1] = s2s.Message(role, f"{last.text} {text}")
+        else:
+            self.conversation.append(s2s.Message(role, text))
+        del self.conversation[:-MAX_REMEMBERED]
+
+    def saved_state(self) -> dict[str, Any]:
+        start = self._start_options or ClientStart()
+        return {
+            "history": [{"role": m.role, "text": m.text} for m in self.conversation],
+            "options": {
+                "voice": start.voice,
+                "instructions": start.instructions,
+                "output_sample_rate": start.output_sample_rate,
+                "batch_ms": start.batch_ms,
+            },
+        }
+
+    def _persist(self) -> None:
+        """Save the state after a turn, in the background, one save at a time."""
+        if self.lease is None:
+            return
+        if self._saving is not None and not self._saving.done():
+            self._save_again = True
+            return
+        self._saving = self._spawn(self._save_loop(), "save")
+
+    async def _save_loop(self) -> None:
+        while True:
+            self._save_again = False
+            if not await self._save_now():
+                log.warning("another task owns this session now", extra=self._log_extra)
+                self.end("ownership moved")
+                return
+            if not self._save_again:
+                return
+
+    async def _save_now(self) -> bool:
+        return self.lease is None or await self.lease.save(self.saved_state())
+
     # -- ending ---------------------------------------------------------------------------
 
     def _client_gone(self) -> None:
         self.end("client gone")
 
-    def end(self, reason: str) -> None:
-        """End the session (idempotent): close the model stream, post what is left, release."""
+    def end(self, reason: str, *, hand_over: bool = False) -> None:
+        """End the session (idempotent): close the model stream, post what is left, release.
+
+        ``hand_over``: another task continues the conversation: nothing is said to the client,
+        the state is saved and the directory record is kept for the next owner.
+        """
         if self.state in (State.ENDING, State.ENDED):
             return
         self.state = State.ENDING
         log.info("session ending: %s", reason, extra=self._log_extra)
-        asyncio.get_running_loop().create_task(self._finish(reason), name="bridge-end")
+        asyncio.get_running_loop().create_task(
+            self._finish(reason, hand_over=hand_over), name="bridge-end"
+        )
 
-    async def _finish(self, reason: str) -> None:
+    async def _finish(self, reason: str, *, hand_over: bool = False) -> None:
+        quiet = hand_over or (self.lease is not None and self.lease.lost)
         for handle in (self._timer, self._sequence_timer):
             if handle is not None:
                 handle.cancel()
@@ -430,7 +512,11 @@ class BridgeSession:
             if task is not current:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if not self.sender.gone:
+        if self.lease is not None:
+            if hand_over:
+                await self._save_now()
+            await self.lease.release(forget=not hand_over)
+        if not self.sender.gone and not quiet:
             now = time.monotonic()
             self._post(self._batcher.flush(now))
             if reason != "client disconnected":
@@ -444,7 +530,7 @@ class BridgeSession:
                         reason=reason,
                     )
                 )
-        await self.sender.close(within=CLOSE_TIMEOUT if reason != "client disconnected" else 0)
+        await self.sender.close(within=0 if reason == "client disconnected" else CLOSE_TIMEOUT)
         self.state = State.ENDED
         self._ended.set()
         self._on_ended(self)
@@ -499,3 +585,25 @@ class BridgeSession:
                 )
             )
             self.end("internal error")
+
+
+def _messages(items: Iterable[Any]) -> list[s2s.Message]:
+    kept = []
+    for item in items:
+        if isinstance(item, Mapping) and item.get("role") in ("user", "assistant"):
+            kept.append(s2s.Message(str(item["role"]), str(item.get("text", ""))))
+    return kept
+
+
+def _start_from(options: Mapping[str, Any]) -> ClientStart:
+    def number(name: str) -> int | None:
+        value = options.get(name)
+        return value if isinstance(value, int) else None
+
+    voice, instructions = options.get("voice"), options.get("instructions")
+    return ClientStart(
+        voice=voice if isinstance(voice, str) else None,
+        instructions=instructions if isinstance(instructions, str) else None,
+        output_sample_rate=number("output_sample_rate"),
+        batch_ms=number("batch_ms"),
+    )

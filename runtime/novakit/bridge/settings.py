@@ -46,6 +46,11 @@ class BridgeSettings:
     tools_manifest: tuple[Mapping[str, Any], ...] = ()
     tools_dir: Path | None = None
     directory_table: str | None = None
+    advertise_url: str | None = None
+    """How other tasks reach this one (relay); on ECS, found from the task metadata."""
+    heartbeat_seconds: float = 2.0
+    owner_timeout: float = 6.0
+    relay_timeout: float = 2.0
     drain_seconds: float = 60.0
     tool_timeout: float = 10.0
     post_attempts: int = 4
@@ -75,6 +80,10 @@ class BridgeSettings:
             tools_manifest=reader.manifest("TOOLS"),
             tools_dir=reader.path("TOOLS_DIR"),
             directory_table=reader.text("DIRECTORY_TABLE"),
+            advertise_url=reader.text("ADVERTISE_URL"),
+            heartbeat_seconds=reader.number("HEARTBEAT_SECONDS", cls.heartbeat_seconds, 0.1, 60),
+            owner_timeout=reader.number("OWNER_TIMEOUT", cls.owner_timeout, 0.3, 300),
+            relay_timeout=reader.number("RELAY_TIMEOUT", cls.relay_timeout, 0.1, 29),
             drain_seconds=reader.number("DRAIN_SECONDS", cls.drain_seconds, 0, 3600),
             tool_timeout=reader.number("TOOL_TIMEOUT", cls.tool_timeout, 0.1, 300),
             post_attempts=reader.integer("POST_ATTEMPTS", cls.post_attempts, 1, 20),
@@ -103,7 +112,11 @@ class BridgeSettings:
             (f"{PREFIX}MAX_SESSIONS", "sessions this process accepts (default 200)"),
             (f"{PREFIX}TOOLS", "tool manifest: a JSON list, or @path to a JSON file"),
             (f"{PREFIX}TOOLS_DIR", "run the tools of this tools/ folder in-process (local use)"),
-            (f"{PREFIX}DIRECTORY_TABLE", "DynamoDB table of the session directory"),
+            (f"{PREFIX}DIRECTORY_TABLE", "DynamoDB table of the session directory (several tasks)"),
+            (f"{PREFIX}ADVERTISE_URL", "this task's URL for other tasks (default: from ECS)"),
+            (f"{PREFIX}HEARTBEAT_SECONDS", "how often the task says it is alive (default 2)"),
+            (f"{PREFIX}OWNER_TIMEOUT", "heartbeat age after which a task counts as gone (6)"),
+            (f"{PREFIX}RELAY_TIMEOUT", "bound on relaying a frame to its owner, s (default 2)"),
             (f"{PREFIX}DRAIN_SECONDS", "how long SIGTERM waits for sessions to end (default 60)"),
             (f"{PREFIX}TOOL_TIMEOUT", "default tool timeout in seconds (default 10)"),
             (f"{PREFIX}POST_ATTEMPTS", "attempts per @connections post (default 4)"),

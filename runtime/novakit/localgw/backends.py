@@ -3,11 +3,19 @@
 Successive requests go to successive backends whatever their connection, so a frame can reach a
 process that does not own its connection; the bridge relays it. One pooled aiohttp session keeps
 connections to the backends alive between requests.
+
+With ``health_path`` set, backends are health-checked like NLB targets: after
+``unhealthy_threshold`` failed checks in a row a backend gets no more requests, and it gets them
+again after as many successes. Requests sent to a dead backend before that fail, as they do
+behind an NLB. When no backend is healthy, requests go to all of them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +24,8 @@ import aiohttp
 from .integration import IntegrationRequest
 
 __all__ = ["BackendPool", "IntegrationResult"]
+
+log = logging.getLogger("novakit.localgw")
 
 
 @dataclass(frozen=True)
@@ -28,13 +38,27 @@ class IntegrationResult:
 
 
 class BackendPool:
-    def __init__(self, backends: Sequence[str], *, timeout: float) -> None:
+    def __init__(
+        self,
+        backends: Sequence[str],
+        *,
+        timeout: float,
+        health_path: str | None = None,
+        health_interval: float = 5.0,
+        unhealthy_threshold: int = 2,
+    ) -> None:
         if not backends:
             raise ValueError("at least one backend URL is required")
         self.backends = tuple(url.rstrip("/") for url in backends)
         self._next_backend = itertools.cycle(self.backends)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
+        self._health_path = health_path
+        self._health_interval = health_interval
+        self._threshold = unhealthy_threshold
+        self.healthy = dict.fromkeys(self.backends, True)
+        self._streak = dict.fromkeys(self.backends, 0)  # checks in a row against the state
+        self._checker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -42,16 +66,51 @@ class BackendPool:
             auto_decompress=False,
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
         )
+        if self._health_path is not None:
+            self._checker = asyncio.create_task(self._check_health(), name="health-checks")
 
     async def close(self) -> None:
+        if self._checker is not None:
+            self._checker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checker
         if self._session is not None:
             await self._session.close()
             self._session = None
 
+    def _pick(self) -> str:
+        for _ in self.backends:
+            backend = next(self._next_backend)
+            if self.healthy[backend]:
+                return backend
+        return next(self._next_backend)  # none healthy: try them all, as an NLB fails open
+
+    async def _check_health(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=max(0.2, self._health_interval / 2))
+        async with aiohttp.ClientSession(timeout=timeout) as checks:
+            while True:
+                await asyncio.gather(*(self._check(checks, b) for b in self.backends))
+                await asyncio.sleep(self._health_interval)
+
+    async def _check(self, checks: aiohttp.ClientSession, backend: str) -> None:
+        try:
+            async with checks.get(f"{backend}{self._health_path}") as response:
+                ok = response.status == 200
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            ok = False
+        if ok == self.healthy[backend]:
+            self._streak[backend] = 0
+            return
+        self._streak[backend] += 1
+        if self._streak[backend] >= self._threshold:
+            self.healthy[backend] = ok
+            self._streak[backend] = 0
+            log.info("backend %s is %s", backend, "healthy" if ok else "unhealthy")
+
     async def send(self, request: IntegrationRequest) -> IntegrationResult:
         if self._session is None:
             raise RuntimeError("BackendPool.start() was not called")
-        backend = next(self._next_backend)
+        backend = self._pick()
         try:
             async with self._session.post(
                 backend + request.path,

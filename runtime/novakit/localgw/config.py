@@ -34,6 +34,10 @@ class GatewayConfig:
     max_inflight_per_connection: int = 1
     outbound_buffer: int = 1024 * 1024  # bytes
     static_dir: Path | str | None = None
+    # NLB-style target health checks (None: every backend always gets requests)
+    health_path: str | None = None
+    health_interval: float = 5.0
+    unhealthy_threshold: int = 2
 
     def __post_init__(self) -> None:
         if not self.backends:

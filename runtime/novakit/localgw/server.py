@@ -56,7 +56,13 @@ class LocalGateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.stats = GatewayStats()
-        self._backends = BackendPool(config.backends, timeout=config.integration_timeout)
+        self._backends = BackendPool(
+            config.backends,
+            timeout=config.integration_timeout,
+            health_path=config.health_path,
+            health_interval=config.health_interval,
+            unhealthy_threshold=config.unhealthy_threshold,
+        )
         self._connections: dict[str, Connection] = {}
         self._open_sessions = 0
         self._sessions_done = asyncio.Event()

@@ -1,0 +1,119 @@
+"""Several bridge tasks behind one API: each task's address, heartbeats, and frame relay.
+
+The NLB hands a frame to any task; the task that owns the connection is in the directory.
+A frame that lands elsewhere is relayed to the owner over the internal network: the same
+integration request, marked ``x-novakit-relayed`` so it is never relayed twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+import aiohttp
+
+from .directory import Directory
+
+log = logging.getLogger(__name__)
+
+RELAYED_HEADER = "x-novakit-relayed"
+# A relayed frame for a connection the receiver should take on even if it does not own it
+# (the sender is shutting down and has handed the session over).
+ADOPT_HEADER = "x-novakit-adopt"
+FORWARDED_HEADERS = (
+    "x-connection-id",
+    "x-request-id",
+    "x-route-key",
+    "x-source-ip",
+    "x-stage",
+    "x-connected-at",
+    "x-principal-id",
+    "content-type",
+)
+
+
+def discover_address(port: int, environ: Mapping[str, str] | None = None) -> str:
+    """This task's URL for other tasks: configured, from ECS task metadata, or loopback."""
+    env = os.environ if environ is None else environ
+    if env.get("NOVAKIT_ADVERTISE_URL"):
+        return env["NOVAKIT_ADVERTISE_URL"].rstrip("/")
+    metadata = env.get("ECS_CONTAINER_METADATA_URI_V4")
+    if metadata:
+        # The container's own metadata lists its awsvpc network interface addresses.
+        with urllib.request.urlopen(metadata, timeout=2) as response:  # local link only
+            container = json.load(response)
+        for network in container.get("Networks", []):
+            for address in network.get("IPv4Addresses", []):
+                return f"http://{address}:{port}"
+        raise RuntimeError("ECS task metadata lists no IPv4 address for this container")
+    return f"http://127.0.0.1:{port}"
+
+
+class RelayOutcome(Enum):
+    DELIVERED = "delivered"
+    NOT_OWNER = "not_owner"  # the owner answered that it does not hold the session (409)
+    REFUSED = "refused"  # no process listens there: the owner is gone
+    TIMED_OUT = "timed_out"  # no answer in time, or an error status: the owner may be alive
+
+
+@dataclass(frozen=True, slots=True)
+class RelayResult:
+    outcome: RelayOutcome
+    seconds: float
+    detail: str = ""
+
+
+class Relay:
+    """Forwards integration requests to other tasks over kept-alive connections."""
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(1.0, timeout))
+        self._http: aiohttp.ClientSession | None = None
+
+    async def forward(
+        self, owner: str, path: str, headers: Mapping[str, str], body: bytes, *, adopt: bool
+    ) -> RelayResult:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(
+                timeout=self._timeout, connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
+            )
+        sent = {k: v for k, v in headers.items() if k.lower() in FORWARDED_HEADERS}
+        sent[RELAYED_HEADER] = "1"
+        if adopt:
+            sent[ADOPT_HEADER] = "1"
+        started = time.monotonic()
+        try:
+            async with self._http.post(owner + path, data=body or None, headers=sent) as response:
+                await response.read()
+                status = response.status
+        except (aiohttp.ClientConnectorError, ConnectionRefusedError) as exc:
+            return RelayResult(RelayOutcome.REFUSED, time.monotonic() - started, repr(exc))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return RelayResult(RelayOutcome.TIMED_OUT, time.monotonic() - started, repr(exc))
+        elapsed = time.monotonic() - started
+        if status == 409:
+            return RelayResult(RelayOutcome.NOT_OWNER, elapsed)
+        if 200 <= status < 300:
+            return RelayResult(RelayOutcome.DELIVERED, elapsed)
+        return RelayResult(RelayOutcome.TIMED_OUT, elapsed, f"status {status}")
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+
+async def heartbeat_loop(directory: Directory, address: str, every: float) -> None:
+    """Tell the directory this task is alive, until cancelled; a failed beat is retried."""
+    while True:
+        try:
+            await directory.heartbeat(address)
+        except Exception as exc:  # the directory is briefly unreachable: try again next beat
+            log.warning("heartbeat failed: %r", exc)
+        await asyncio.sleep(every)

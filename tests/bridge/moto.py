@@ -1,0 +1,60 @@
+"""A DynamoDB-compatible server for tests: moto's server mode, on loopback, in a subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+MOTO_SERVER = Path(sys.executable).parent / "moto_server"
+KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """Start the server; yields its endpoint URL; stops it (bounded) at the end."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def dynamodb_client(endpoint: str) -> Any:
+    from botocore.session import get_session
+
+    return get_session().create_client(
+        "dynamodb", region_name="us-east-1", endpoint_url=endpoint, **KEYS
+    )
