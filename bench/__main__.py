@@ -14,6 +14,7 @@ import json
 BENCHMARKS = {
     "core": ("bench.core", "CPU per audio event through the SDK, emulator in another process"),
     "bridge": ("bench.bridge", "real-time conversations through gateway + bridge process"),
+    "cluster": ("bench.cluster", "relay latency and takeover time, three bridge processes"),
 }
 
 
