@@ -81,6 +81,16 @@ def test_iam_statements_are_kept_with_reasons(tmp_path):
     assert spec.iam_statements == tuple(statements)
 
 
+def test_a_tool_may_read_a_knowledge_base(tmp_path):
+    statement = {
+        "actions": ["bedrock:Retrieve"],
+        "resources": ["arn:aws:bedrock:us-east-1:111122223333:knowledge-base/KB123"],
+    }
+    make_tool(tmp_path, "kb", iam_statements=[statement])
+    (spec,) = discover_tools(tmp_path)
+    assert spec.iam_statements == (statement,)
+
+
 def test_the_example_tool_is_valid():
     names = [spec.name for spec in discover_tools(REPO_TOOLS)]
     assert "get_time" in names
@@ -118,7 +128,11 @@ def test_the_example_tool_is_valid():
         ),
         (
             {"iam_statements": [{"actions": ["bedrock:InvokeModel"], "resources": ["arn:x"]}]},
-            "no Bedrock permissions",
+            "no Bedrock permissions except",
+        ),
+        (
+            {"iam_statements": [{"actions": ["bedrock:*"], "resources": ["arn:x"]}]},
+            "no Bedrock permissions except",
         ),
         (
             {"iam_statements": [{"actions": ["s3:GetObject"], "resources": ["a"], "why": "x"}]},

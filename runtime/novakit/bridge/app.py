@@ -79,7 +79,7 @@ class Bridge:
                 extra={"region": settings.region, **settings.provider_extra},
             ),
         )
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or Metrics(settings.metrics_service)
         self._signer = signer
         self.connections: ConnectionsClient | None = None
         self.sessions: dict[str, BridgeSession] = {}

@@ -55,6 +55,7 @@ class BridgeSettings:
     tool_timeout: float = 10.0
     post_attempts: int = 4
     log_level: str = "INFO"
+    metrics_service: str = "bridge"  # the Service dimension of the bridge's metrics
     provider_extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -88,6 +89,7 @@ class BridgeSettings:
             tool_timeout=reader.number("TOOL_TIMEOUT", cls.tool_timeout, 0.1, 300),
             post_attempts=reader.integer("POST_ATTEMPTS", cls.post_attempts, 1, 20),
             log_level=(reader.text("LOG_LEVEL") or cls.log_level).upper(),
+            metrics_service=reader.text("METRICS_SERVICE") or cls.metrics_service,
             provider_extra=reader.json_object("PROVIDER_EXTRA"),
         )
         if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -121,6 +123,7 @@ class BridgeSettings:
             (f"{PREFIX}TOOL_TIMEOUT", "default tool timeout in seconds (default 10)"),
             (f"{PREFIX}POST_ATTEMPTS", "attempts per @connections post (default 4)"),
             (f"{PREFIX}LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
+            (f"{PREFIX}METRICS_SERVICE", "Service dimension of the metrics (default bridge)"),
             (f"{PREFIX}PROVIDER_EXTRA", "JSON object of Nova provider options (endpoint, ...)"),
         ]
 

@@ -56,6 +56,8 @@ _KNOWN_KEYS = frozenset(
     )
 )
 _STATEMENT_KEYS = frozenset({"actions", "resources", "reason"})
+# Knowledge base retrieval (no model invocation) is the one Bedrock action a tool may have.
+_BEDROCK_ALLOWED = frozenset({"bedrock:retrieve"})
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Lambda refuses these names in a function's environment.
 _RESERVED_ENV = frozenset(
@@ -249,10 +251,13 @@ def _iam_statements(value: Any, fail: _Fail) -> tuple[dict[str, Any], ...]:
         for action in actions:
             if action == "*" or ":" not in action:
                 raise fail(f"{where}: action {action!r} must be service:Action, not all actions")
-            # The bridge is the only Bedrock caller; a tool that talks to the model could
-            # bypass the session's guardrails and budget.
-            if action.lower().startswith("bedrock:"):
-                raise fail(f"{where}: tools get no Bedrock permissions ({action!r})")
+            # The bridge is the only caller of the model: a tool that invokes models could
+            # bypass the session's guardrails and budget. Reading a knowledge base is allowed.
+            if action.lower().startswith("bedrock:") and action.lower() not in _BEDROCK_ALLOWED:
+                raise fail(
+                    f"{where}: tools get no Bedrock permissions except "
+                    f"{sorted(_BEDROCK_ALLOWED)} ({action!r})"
+                )
         reason = statement.get("reason")
         if reason is not None and (not isinstance(reason, str) or not reason.strip()):
             raise fail(f"{where}.reason must be a non-empty string")

@@ -1,0 +1,248 @@
+"""The session bridge on Fargate behind an internal Network Load Balancer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+BRIDGE_PORT = 8080
+HEALTH_PATH = "/health"
+# The container image is built from the repository root with runtime/Dockerfile.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = "runtime/Dockerfile"
+# Stopping a task: the NLB first stops sending it new connections and lets open ones finish for
+# DEREGISTRATION_SECONDS; then ECS sends SIGTERM and waits STOP_TIMEOUT_SECONDS (Fargate's
+# maximum) before killing it. The bridge spends DRAIN_SECONDS of that letting sessions end.
+DEREGISTRATION_SECONDS = 120
+STOP_TIMEOUT_SECONDS = 120
+DRAIN_SECONDS = 100
+
+
+@dataclass(frozen=True)
+class BridgeServiceProps:
+    vpc: ec2.IVpc
+    vpc_cidr: str
+    table: dynamodb.ITableV2
+    model_id: str
+    connections_url: str
+    # execute-api ARNs of this stage's @connections (POST to send, GET status, DELETE hang up).
+    manage_connections_arns: list[str]
+    tool_function_arns: list[str]
+    environment: dict[str, str]
+    cpu: int
+    memory_mib: int
+    min_tasks: int
+    max_tasks: int
+    max_sessions_per_task: int
+    log_retention: logs.RetentionDays
+    metrics_namespace: str
+    metrics_service: str
+    cpu_target_percent: int = 60
+    # The asset's build context; tests point it at a small copy to keep synth fast.
+    image_directory: Path = field(default=REPO_ROOT)
+
+
+class BridgeService(Construct):
+    """ECS cluster (Container Insights), ARM64 Fargate service with rollback on failed
+    deployments, internal NLB with HTTP health checks, CPU and sessions autoscaling."""
+
+    def __init__(self, scope: Construct, construct_id: str, props: BridgeServiceProps) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self.cluster = ecs.Cluster(
+            self, "Cluster", vpc=props.vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
+        )
+
+        self.task_role = iam.Role(
+            self,
+            "TaskRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description="novakit bridge: the model, this API's @connections, the tools, the table",
+        )
+        self._grant_task_permissions(stack, props)
+
+        self.task_definition = ecs.FargateTaskDefinition(
+            self,
+            "Task",
+            cpu=props.cpu,
+            memory_limit_mib=props.memory_mib,
+            task_role=self.task_role,
+            runtime_platform=ecs.RuntimePlatform(
+                cpu_architecture=ecs.CpuArchitecture.ARM64,
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
+            ),
+        )
+        self.log_group = logs.LogGroup(
+            self, "Logs", retention=props.log_retention, removal_policy=RemovalPolicy.DESTROY
+        )
+        image = ecs.ContainerImage.from_asset(
+            str(props.image_directory),
+            file=DOCKERFILE,
+            platform=ecr_assets.Platform.LINUX_ARM64,
+        )
+        self.container = self.task_definition.add_container(
+            "bridge",
+            image=image,
+            essential=True,
+            port_mappings=[ecs.PortMapping(container_port=BRIDGE_PORT)],
+            environment={
+                "NOVAKIT_PORT": str(BRIDGE_PORT),
+                "NOVAKIT_CONNECTIONS_URL": props.connections_url,
+                "NOVAKIT_DIRECTORY_TABLE": props.table.table_name,
+                "NOVAKIT_MODEL_ID": props.model_id,
+                "NOVAKIT_MAX_SESSIONS": str(props.max_sessions_per_task),
+                "NOVAKIT_METRICS_SERVICE": props.metrics_service,
+                "NOVAKIT_DRAIN_SECONDS": str(DRAIN_SECONDS),
+                **props.environment,
+            },
+            logging=ecs.LogDriver.aws_logs(stream_prefix="bridge", log_group=self.log_group),
+            stop_timeout=Duration.seconds(STOP_TIMEOUT_SECONDS),
+        )
+
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "TaskSecurityGroup",
+            vpc=props.vpc,
+            description="novakit bridge tasks",
+            allow_all_outbound=True,
+        )
+        # The NLB (VPC link traffic, health checks) and other bridge tasks (relaying frames to
+        # a session's owner) reach the bridge from inside the VPC only.
+        self.security_group.add_ingress_rule(
+            ec2.Peer.ipv4(props.vpc_cidr),
+            ec2.Port.tcp(BRIDGE_PORT),
+            "bridge port from inside the VPC (NLB, other bridge tasks)",
+        )
+
+        self.service = ecs.FargateService(
+            self,
+            "Service",
+            cluster=self.cluster,
+            task_definition=self.task_definition,
+            desired_count=props.min_tasks,
+            min_healthy_percent=100,
+            max_healthy_percent=200,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            security_groups=[self.security_group],
+            assign_public_ip=False,
+            health_check_grace_period=Duration.seconds(60),
+            enable_execute_command=False,
+        )
+
+        self.load_balancer = elbv2.NetworkLoadBalancer(
+            self,
+            "LoadBalancer",
+            vpc=props.vpc,
+            internet_facing=False,
+            cross_zone_enabled=True,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+        )
+        listener = self.load_balancer.add_listener(
+            "Bridge", port=BRIDGE_PORT, protocol=elbv2.Protocol.TCP
+        )
+        self.target_group = listener.add_targets(
+            "Tasks",
+            port=BRIDGE_PORT,
+            protocol=elbv2.Protocol.TCP,
+            targets=[
+                self.service.load_balancer_target(
+                    container_name="bridge", container_port=BRIDGE_PORT
+                )
+            ],
+            deregistration_delay=Duration.seconds(DEREGISTRATION_SECONDS),
+            health_check=elbv2.HealthCheck(
+                protocol=elbv2.Protocol.HTTP,
+                path=HEALTH_PATH,
+                port=str(BRIDGE_PORT),
+                interval=Duration.seconds(10),
+                healthy_threshold_count=2,
+                unhealthy_threshold_count=2,
+                timeout=Duration.seconds(5),
+            ),
+        )
+        self.port = BRIDGE_PORT
+
+        scaling = self.service.auto_scale_task_count(
+            min_capacity=props.min_tasks, max_capacity=props.max_tasks
+        )
+        scaling.scale_on_cpu_utilization(
+            "Cpu",
+            target_utilization_percent=props.cpu_target_percent,
+            scale_in_cooldown=Duration.minutes(10),
+            scale_out_cooldown=Duration.minutes(1),
+        )
+        # Sessions per task (the bridge's SessionsActive gauge, averaged over tasks): add tasks
+        # before the per-task session cap is reached.
+        self.sessions_metric = cloudwatch.Metric(
+            namespace=props.metrics_namespace,
+            metric_name="SessionsActive",
+            dimensions_map={"Service": props.metrics_service},
+            statistic="Average",
+            period=Duration.minutes(1),
+        )
+        scaling.scale_to_track_custom_metric(
+            "Sessions",
+            metric=self.sessions_metric,
+            target_value=max(1, round(props.max_sessions_per_task * 0.7)),
+            scale_in_cooldown=Duration.minutes(10),
+            scale_out_cooldown=Duration.minutes(1),
+        )
+
+    def _grant_task_permissions(self, stack: Stack, props: BridgeServiceProps) -> None:
+        # Nova Sonic, the configured model only, in this Region only (Bedrock refuses
+        # cross-Region streams). The API reference names bedrock:InvokeModel as the permission
+        # InvokeModelWithBidirectionalStream checks; the stream action is granted too.
+        self.task_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="InvokeNovaSonic",
+                actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithBidirectionalStream"],
+                resources=[
+                    f"arn:{stack.partition}:bedrock:{stack.region}::foundation-model/{props.model_id}"
+                ],
+            )
+        )
+        # Send to, look up and hang up this stage's WebSocket connections. The connection id is
+        # only known at run time, hence the trailing wildcard.
+        self.task_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ManageThisApisConnections",
+                actions=["execute-api:ManageConnections"],
+                resources=props.manage_connections_arns,
+            )
+        )
+        if props.tool_function_arns:
+            # The tool functions found under tools/, and nothing else.
+            self.task_role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="InvokeTools",
+                    actions=["lambda:InvokeFunction"],
+                    resources=props.tool_function_arns,
+                )
+            )
+        # The session directory: items by connection id and task heartbeats; a stopping task
+        # scans the (few) heartbeats to find the peers it hands its sessions to.
+        self.task_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="SessionDirectory",
+                actions=[
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                    "dynamodb:Scan",
+                ],
+                resources=[props.table.table_arn],
+            )
+        )

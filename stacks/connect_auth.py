@@ -1,0 +1,157 @@
+"""How ``$connect`` is authenticated: a Lambda REQUEST authorizer (shared secret or Cognito),
+IAM (SigV4), or nothing at all when explicitly allowed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_cognito as cognito
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from stacks.settings import AuthMode
+
+AUTHORIZER_CODE = Path(__file__).parent / "functions" / "ws_authorizer"
+TOKEN_QUERY_PARAMETER = "token"
+
+
+@dataclass(frozen=True)
+class ConnectAuthProps:
+    mode: AuthMode
+    api: apigwv2.CfnApi
+    log_retention: logs.RetentionDays
+
+
+class ConnectAuth(Construct):
+    """Creates what the chosen mode needs; ``route_authorization`` goes on the ``$connect`` route.
+
+    Other routes need no authorization: API Gateway only lets frames through on a connection
+    whose ``$connect`` was accepted.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, props: ConnectAuthProps) -> None:
+        super().__init__(scope, construct_id)
+        self.mode = props.mode
+        self.secret: secretsmanager.Secret | None = None
+        self.user_pool: cognito.UserPool | None = None
+        self.user_pool_client: cognito.UserPoolClient | None = None
+        self.authorizer: apigwv2.CfnAuthorizer | None = None
+        self.function: lambda_.Function | None = None
+
+        if props.mode is AuthMode.SECRET:
+            self.secret = secretsmanager.Secret(
+                self,
+                "SharedSecret",
+                description="novakit: the token clients pass as ?token= when they connect",
+                generate_secret_string=secretsmanager.SecretStringGenerator(
+                    password_length=48, exclude_punctuation=True
+                ),
+                removal_policy=RemovalPolicy.DESTROY,
+            )
+            self._lambda_authorizer(props, {"SECRET_ARN": self.secret.secret_arn})
+            assert self.function is not None
+            # Reads the one secret it checks tokens against.
+            self.secret.grant_read(self.function)
+        elif props.mode is AuthMode.COGNITO:
+            self.user_pool = cognito.UserPool(
+                self,
+                "Users",
+                self_sign_up_enabled=False,
+                sign_in_aliases=cognito.SignInAliases(email=True, username=True),
+                password_policy=cognito.PasswordPolicy(
+                    min_length=12,
+                    require_digits=True,
+                    require_lowercase=True,
+                    require_uppercase=True,
+                    require_symbols=True,
+                ),
+                account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
+            )
+            self.user_pool_client = self.user_pool.add_client(
+                "Client",
+                # A public client (no secret): the command-line and browser clients sign in.
+                generate_secret=False,
+                auth_flows=cognito.AuthFlow(user_srp=True, user_password=True),
+                access_token_validity=Duration.hours(1),
+            )
+            self._lambda_authorizer(
+                props,
+                {
+                    "USER_POOL_ID": self.user_pool.user_pool_id,
+                    "CLIENT_ID": self.user_pool_client.user_pool_client_id,
+                },
+            )
+
+    @property
+    def route_authorization(self) -> tuple[str, str | None]:
+        """``(authorization_type, authorizer_id)`` for the ``$connect`` route."""
+        if self.authorizer is not None:
+            return "CUSTOM", self.authorizer.ref
+        if self.mode is AuthMode.IAM:
+            return "AWS_IAM", None
+        return "NONE", None
+
+    def _lambda_authorizer(self, props: ConnectAuthProps, environment: dict[str, str]) -> None:
+        log_group = logs.LogGroup(
+            self,
+            "AuthorizerLogs",
+            retention=props.log_retention,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        role = iam.Role(
+            self,
+            "AuthorizerRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="novakit $connect authorizer: its own logs (and its secret, if any)",
+        )
+        # Its own log group only (instead of the managed basic-execution policy on all groups).
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            )
+        )
+        self.function = lambda_.Function(
+            self,
+            "Authorizer",
+            description="novakit: checks the token of a WebSocket $connect",
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.ARM_64,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(str(AUTHORIZER_CODE), exclude=["__pycache__"]),
+            timeout=Duration.seconds(10),
+            memory_size=256,
+            environment={"AUTH_MODE": props.mode.value, **environment},
+            role=role,
+            log_group=log_group,
+        )
+        stack = Stack.of(self)
+        self.authorizer = apigwv2.CfnAuthorizer(
+            self,
+            "ConnectAuthorizer",
+            api_id=props.api.ref,
+            name="connect-token",
+            authorizer_type="REQUEST",
+            authorizer_uri=(
+                f"arn:{stack.partition}:apigateway:{stack.region}:lambda:path/2015-03-31/"
+                f"functions/{self.function.function_arn}/invocations"
+            ),
+            # A connect without ?token= is refused by API Gateway before the function runs.
+            identity_source=[f"route.request.querystring.{TOKEN_QUERY_PARAMETER}"],
+        )
+        # Only this API's authorizer may invoke the function.
+        self.function.add_permission(
+            "InvokedByApiGateway",
+            principal=iam.ServicePrincipal("apigateway.amazonaws.com"),
+            source_arn=stack.format_arn(
+                service="execute-api",
+                resource=props.api.ref,
+                resource_name=f"authorizers/{self.authorizer.ref}",
+            ),
+        )

@@ -1,0 +1,201 @@
+"""The public WebSocket endpoint: API Gateway WebSocket API, VPC link (V1) to the bridge's NLB,
+one HTTP_PROXY integration per route, a throttled stage with token-free access logs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+# What the bridge learns about every frame, as request headers (contract with the bridge).
+# Only variables that API Gateway documents for WebSocket mappings: the close code and reason
+# of a $disconnect reach Lambda integrations but are not mappable, so they are not sent.
+COMMON_HEADERS = {
+    "x-connection-id": "context.connectionId",
+    "x-request-id": "context.requestId",
+    "x-route-key": "context.routeKey",
+    "x-source-ip": "context.identity.sourceIp",
+    "x-stage": "context.stage",
+    "x-connected-at": "context.connectedAt",
+}
+# The bridge endpoint of each route.
+ROUTE_PATHS = {
+    "$connect": "/ws/connect",
+    "$default": "/ws/message",
+    "$disconnect": "/ws/disconnect",
+}
+ROUTE_IDS = {"$connect": "Connect", "$default": "Default", "$disconnect": "Disconnect"}
+
+# One JSON line per connect, frame and disconnect. No query string (where tokens travel) and
+# no headers: nothing here can carry a credential.
+ACCESS_LOG_FORMAT = json.dumps(
+    {
+        "requestId": "$context.requestId",
+        "connectionId": "$context.connectionId",
+        "eventType": "$context.eventType",
+        "routeKey": "$context.routeKey",
+        "status": "$context.status",
+        "sourceIp": "$context.identity.sourceIp",
+        "requestTime": "$context.requestTime",
+        "integrationLatency": "$context.integrationLatency",
+        "authorizeStatus": "$context.authorize.status",
+        "authorizerError": "$context.authorizer.error",
+        "errorMessage": "$context.error.message",
+    },
+    separators=(",", ":"),
+)
+
+
+@dataclass(frozen=True)
+class WebSocketGatewayProps:
+    stage_name: str
+    throttle_rate: int
+    throttle_burst: int
+    log_retention: logs.RetentionDays
+    # API Gateway writes WebSocket logs only when the account (per Region) names a CloudWatch
+    # role; without one the stage fails to deploy. Off when the account already has one.
+    account_logging_role: bool = True
+
+
+@dataclass(frozen=True)
+class ConnectAuthorization:
+    authorization_type: str  # CUSTOM, AWS_IAM or NONE
+    authorizer_id: str | None
+    # Who made the connect: the authorizer's principal id, or the signing IAM identity.
+    principal_expression: str | None
+
+
+class WebSocketGateway(Construct):
+    """The API and its stage exist first (the bridge needs their ids for ``@connections``);
+    ``connect_backend`` then wires the routes to the bridge's load balancer."""
+
+    def __init__(self, scope: Construct, construct_id: str, props: WebSocketGatewayProps) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self.stage_name = props.stage_name
+        self.api = apigwv2.CfnApi(
+            self,
+            "Api",
+            name=f"{stack.stack_name}-voice",
+            protocol_type="WEBSOCKET",
+            route_selection_expression="$request.body.action",
+            description="novakit voice agent: clients stream audio here",
+        )
+        self.access_logs = logs.LogGroup(
+            self, "AccessLogs", retention=props.log_retention, removal_policy=RemovalPolicy.DESTROY
+        )
+        self.stage = apigwv2.CfnStage(
+            self,
+            "Stage",
+            api_id=self.api.ref,
+            stage_name=props.stage_name,
+            # Every route change is live at once; there is no separate deployment to forget.
+            auto_deploy=True,
+            default_route_settings=apigwv2.CfnStage.RouteSettingsProperty(
+                throttling_rate_limit=props.throttle_rate,
+                throttling_burst_limit=props.throttle_burst,
+                # Errors only, and never request data: execution logs must not see tokens.
+                logging_level="ERROR",
+                data_trace_enabled=False,
+                detailed_metrics_enabled=True,
+            ),
+            access_log_settings=apigwv2.CfnStage.AccessLogSettingsProperty(
+                destination_arn=self.access_logs.log_group_arn,
+                format=ACCESS_LOG_FORMAT,
+            ),
+        )
+        self.url = (
+            f"wss://{self.api.ref}.execute-api.{stack.region}.{stack.url_suffix}/{props.stage_name}"
+        )
+        self.connections_url = f"https://{self.api.ref}.execute-api.{stack.region}.{stack.url_suffix}/{props.stage_name}"
+        self.manage_connections_arns = [
+            stack.format_arn(
+                service="execute-api",
+                resource=self.api.ref,
+                resource_name=f"{props.stage_name}/{method}/@connections/*",
+            )
+            for method in ("POST", "GET", "DELETE")
+        ]
+        self.connect_arn = stack.format_arn(
+            service="execute-api",
+            resource=self.api.ref,
+            resource_name=f"{props.stage_name}/$connect",
+        )
+        self.logging_role: iam.Role | None = None
+        if props.account_logging_role:
+            self.logging_role = self._account_logging_role()
+        self.integrations: dict[str, apigwv2.CfnIntegration] = {}
+        self.routes: dict[str, apigwv2.CfnRoute] = {}
+
+    def _account_logging_role(self) -> iam.Role:
+        role = iam.Role(
+            self,
+            "ApiGatewayLogsRole",
+            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
+            description="API Gateway (account setting): write API logs to CloudWatch Logs",
+            # The policy AWS documents for this account setting.
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name(
+                    "service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+                )
+            ],
+        )
+        account = apigw.CfnAccount(self, "ApiGatewayAccount", cloud_watch_role_arn=role.role_arn)
+        # The setting is account-wide: other APIs may rely on it after this stack is gone.
+        role.apply_removal_policy(RemovalPolicy.RETAIN)
+        account.apply_removal_policy(RemovalPolicy.RETAIN)
+        self.stage.node.add_dependency(account)
+        return role
+
+    def connect_backend(
+        self,
+        load_balancer: elbv2.INetworkLoadBalancer,
+        port: int,
+        authorization: ConnectAuthorization,
+    ) -> None:
+        """VPC link V1 to the NLB (V2 links serve HTTP APIs only) and the three routes."""
+        self.vpc_link = apigw.VpcLink(
+            self,
+            "VpcLink",
+            targets=[load_balancer],
+            description="novakit: API Gateway to the bridge's internal NLB",
+        )
+        for route_key, path in ROUTE_PATHS.items():
+            headers = dict(COMMON_HEADERS)
+            if route_key == "$connect" and authorization.principal_expression:
+                headers["x-principal-id"] = authorization.principal_expression
+            integration = apigwv2.CfnIntegration(
+                self,
+                f"{ROUTE_IDS[route_key]}Integration",
+                api_id=self.api.ref,
+                integration_type="HTTP_PROXY",
+                integration_method="POST",
+                integration_uri=f"http://{load_balancer.load_balancer_dns_name}:{port}{path}",
+                connection_type="VPC_LINK",
+                connection_id=self.vpc_link.vpc_link_id,
+                request_parameters={
+                    f"integration.request.header.{name}": source for name, source in headers.items()
+                },
+                timeout_in_millis=29_000,
+            )
+            is_connect = route_key == "$connect"
+            route = apigwv2.CfnRoute(
+                self,
+                f"{ROUTE_IDS[route_key]}Route",
+                api_id=self.api.ref,
+                route_key=route_key,
+                target=f"integrations/{integration.ref}",
+                authorization_type=authorization.authorization_type if is_connect else "NONE",
+                authorizer_id=authorization.authorizer_id if is_connect else None,
+            )
+            self.integrations[route_key] = integration
+            self.routes[route_key] = route
+            # The stage's first automatic deployment then includes every route.
+            self.stage.node.add_dependency(route)

@@ -1,0 +1,100 @@
+"""Deployment settings are checked before anything is defined: clear messages, safe defaults."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stacks import AuthMode, Settings, SettingsError
+from tests.infra.conftest import REPO
+
+
+def test_defaults_are_the_quick_start():
+    settings = Settings.from_context({"region": "us-east-1"})
+    assert settings.model_id == "amazon.nova-2-sonic-v1:0"
+    assert settings.auth_mode is AuthMode.SECRET
+    assert settings.allow_unauthenticated is False
+    assert settings.web_client is False
+
+
+def test_cdk_json_context_is_valid_and_matches_the_defaults():
+    context = json.loads((REPO / "cdk.json").read_text())["context"]
+    settings = Settings.from_context({"region": "us-east-1", **context})
+    assert settings == Settings.from_context({"region": "us-east-1"})
+
+
+def test_command_line_strings_are_coerced():
+    settings = Settings.from_context(
+        {
+            "region": "us-west-2",
+            "min_tasks": "2",
+            "max_tasks": "6",
+            "web_client": "true",
+            "auth_mode": "COGNITO",
+            "batch_ms": "60",
+        }
+    )
+    assert (settings.min_tasks, settings.max_tasks, settings.batch_ms) == (2, 6, 60)
+    assert settings.web_client is True
+    assert settings.auth_mode is AuthMode.COGNITO
+
+
+def test_region_comes_from_the_cli_environment_when_not_given(monkeypatch):
+    monkeypatch.setenv("CDK_DEFAULT_REGION", "ap-northeast-1")
+    assert Settings.from_context({}).region == "ap-northeast-1"
+    monkeypatch.delenv("CDK_DEFAULT_REGION")
+    assert Settings.from_context({}).region == "us-east-1"
+
+
+def test_region_outside_nova_sonic_fails_with_the_list():
+    with pytest.raises(SettingsError, match=r"not offered in eu-west-1") as info:
+        Settings.from_context({"region": "eu-west-1"})
+    assert "us-east-1" in str(info.value)
+    assert "cross-Region" in str(info.value)
+
+
+def test_v1_model_has_its_own_regions():
+    settings = Settings.from_context({"region": "eu-north-1", "model_id": "amazon.nova-sonic-v1:0"})
+    assert settings.region == "eu-north-1"
+    with pytest.raises(SettingsError, match="not offered in eu-north-1"):
+        Settings.from_context({"region": "eu-north-1"})
+
+
+def test_open_endpoint_needs_the_loud_flag():
+    with pytest.raises(SettingsError, match="allow_unauthenticated=true"):
+        Settings.from_context({"region": "us-east-1", "auth_mode": "none"})
+    settings = Settings.from_context(
+        {"region": "us-east-1", "auth_mode": "none", "allow_unauthenticated": "true"}
+    )
+    assert settings.auth_mode is AuthMode.NONE
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"model_id": "amazon.titan-text"}, "not a Nova Sonic model"),
+        ({"voice": "hal"}, "not offered by amazon.nova-2-sonic-v1:0"),
+        ({"auth_mode": "oauth"}, "auth_mode must be one of secret, cognito, iam, none"),
+        ({"task_cpu": 300}, "task_cpu must be one of"),
+        ({"task_cpu": 256, "task_memory_mib": 4096}, "does not fit task_cpu 256"),
+        ({"min_tasks": 0}, "min_tasks must be from 1"),
+        ({"min_tasks": 3, "max_tasks": 2}, "max_tasks must be from 3"),
+        ({"min_tasks": "two"}, "min_tasks must be a whole number"),
+        ({"web_client": "maybe"}, "web_client must be true or false"),
+        ({"batch_ms": 5}, "batch_ms must be from 20"),
+        ({"log_retention_days": 10}, "log_retention_days must be one of"),
+        ({"stage_name": "prod-1"}, "stage_name must be letters and digits"),
+        ({"log_level": "chatty"}, "log_level must be"),
+    ],
+)
+def test_bad_values_are_refused(context, message):
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_context({"region": "us-east-1", **context})
+
+
+def test_every_accepted_log_retention_has_a_cdk_value():
+    from stacks.settings import _LOG_RETENTION_DAYS
+    from stacks.voice_agent_stack import RETENTION
+
+    assert set(RETENTION) == set(_LOG_RETENTION_DAYS)

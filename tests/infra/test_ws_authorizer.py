@@ -1,0 +1,111 @@
+"""The $connect authorizer function, run locally with a stand-in for boto3."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import sys
+import types
+
+import pytest
+
+from stacks.connect_auth import AUTHORIZER_CODE
+
+METHOD_ARN = "arn:aws:execute-api:us-east-1:111122223333:abc123/live/$connect"
+
+
+class FakeClients:
+    def __init__(self) -> None:
+        self.secret = "s3cret-token"
+        self.valid_access_tokens: set[str] = set()
+        self.secret_reads = 0
+
+    def client(self, name: str):
+        clients = self
+
+        class SecretsManager:
+            def get_secret_value(self, SecretId):  # noqa: N803 (boto3's argument name)
+                clients.secret_reads += 1
+                return {"SecretString": clients.secret}
+
+        class CognitoIdp:
+            def get_user(self, AccessToken):  # noqa: N803
+                if AccessToken not in clients.valid_access_tokens:
+                    raise RuntimeError("NotAuthorizedException")
+                return {"Username": "someone"}
+
+        return {"secretsmanager": SecretsManager, "cognito-idp": CognitoIdp}[name]()
+
+
+@pytest.fixture
+def authorizer(monkeypatch):
+    fake = FakeClients()
+    monkeypatch.setitem(sys.modules, "boto3", types.SimpleNamespace(client=fake.client))
+    spec = importlib.util.spec_from_file_location("ws_authorizer", AUTHORIZER_CODE / "handler.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.fake = fake
+    return module
+
+
+def event(token: str | None) -> dict:
+    params = {"token": token} if token is not None else None
+    return {"methodArn": METHOD_ARN, "queryStringParameters": params}
+
+
+def effect(answer: dict) -> str:
+    return answer["policyDocument"]["Statement"][0]["Effect"]
+
+
+def test_shared_secret(authorizer, monkeypatch):
+    monkeypatch.setenv("AUTH_MODE", "secret")
+    monkeypatch.setenv("SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:x")
+    allowed = authorizer.handler(event("s3cret-token"))
+    assert effect(allowed) == "Allow"
+    assert allowed["principalId"] == "shared-secret"
+    assert allowed["policyDocument"]["Statement"][0]["Resource"] == METHOD_ARN
+    assert effect(authorizer.handler(event("wrong"))) == "Deny"
+    assert effect(authorizer.handler(event(""))) == "Deny"
+    assert effect(authorizer.handler(event(None))) == "Deny"
+    # The secret is read once and cached while the function is warm.
+    assert authorizer.fake.secret_reads == 1
+
+
+def jwt(claims: dict) -> str:
+    def part(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'RS256'})}.{part(claims)}.signature"
+
+
+def test_cognito_access_token(authorizer, monkeypatch):
+    monkeypatch.setenv("AUTH_MODE", "cognito")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("USER_POOL_ID", "us-east-1_pool")
+    monkeypatch.setenv("CLIENT_ID", "client123")
+    claims = {
+        "iss": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_pool",
+        "client_id": "client123",
+        "token_use": "access",
+        "sub": "user-sub-1",
+    }
+    good = jwt(claims)
+    authorizer.fake.valid_access_tokens.add(good)
+    allowed = authorizer.handler(event(good))
+    assert effect(allowed) == "Allow"
+    assert allowed["principalId"] == "user-sub-1"
+
+    # Right claims, but Cognito does not vouch for it (forged, expired or revoked).
+    forged = jwt({**claims, "sub": "someone-else"})
+    assert effect(authorizer.handler(event(forged))) == "Deny"
+    # Valid at Cognito, but for another pool, client or an id token.
+    for other in (
+        {**claims, "iss": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_other"},
+        {**claims, "client_id": "another-client"},
+        {**claims, "token_use": "id"},
+    ):
+        token = jwt(other)
+        authorizer.fake.valid_access_tokens.add(token)
+        assert effect(authorizer.handler(event(token))) == "Deny"
+    assert effect(authorizer.handler(event("not-a-jwt"))) == "Deny"
