@@ -225,3 +225,15 @@ def test_the_bundled_helper_needs_only_the_standard_library_and_powertools():
                 "aws_lambda_powertools",
                 "__future__",
             ), name
+
+
+def test_a_tool_made_by_new_tool_is_in_the_template(synth, tmp_path_factory):
+    from novakit.tools.scaffold import new_tool
+
+    root = tmp_path_factory.mktemp("scaffolded")
+    new_tool("opening_hours", root)
+    made = synth("scaffolded", tools=root, nag=False)
+    assert sorted(made.stack.tools.functions) == ["opening_hours"]
+    entries, _ = decode_manifest(manifest_of(made))
+    assert [e["name"] for e in entries] == ["opening_hours"]
+    assert entries[0]["input_schema"]["required"] == ["query"]
