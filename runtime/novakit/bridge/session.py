@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 # rate_limited errors (never silent loss) while the model catches up.
 MAX_PENDING_INPUT = 1000
 CLOSE_TIMEOUT = 5.0
+# At most this many waiting client audio frames go to Bedrock as one event (~128 ms).
+MAX_COALESCED_FRAMES = 4
 # Conversation kept for a takeover; Bedrock's own history limit (40 KB) trims it further.
 MAX_REMEMBERED = 60
 
@@ -104,6 +106,7 @@ class BridgeSession:
         self._batcher = OutboundBatcher(batch_ms=settings.batch_ms)
         self._sequencer: InboundSequencer[bytes] = InboundSequencer()
         self._pending: asyncio.Queue[_Input] = asyncio.Queue(MAX_PENDING_INPUT)
+        self._lookahead: _Input | None = None  # taken from the queue while coalescing audio
         self._session: s2s.Session | None = None
         self._started = False
         self._voice = settings.voice
@@ -210,14 +213,33 @@ class BridgeSession:
             if not isinstance(first.frame, ClientStart):
                 await self._feed(first)
             while True:
-                item = await self._pending.get()
+                item = self._lookahead or await self._pending.get()
+                self._lookahead = None
                 if isinstance(item.frame, ClientEnd):
                     self.end("client ended the session")
                     return
+                if isinstance(item.frame, ClientAudio):
+                    item = self._coalesce(item)
                 await self._feed(item)
         except s2s.SessionClosedError:
             # The model session ended (its ERROR event told the client why): stop feeding it.
             self.end("model session closed")
+
+    def _coalesce(self, item: _Input) -> _Input:
+        """Join audio already waiting into one send: when the model side falls behind, fewer,
+        larger Bedrock events cost less CPU, and nothing waits that was not waiting already."""
+        assert isinstance(item.frame, ClientAudio)
+        chunks = [item.frame.pcm]
+        while len(chunks) < MAX_COALESCED_FRAMES and not self._pending.empty():
+            waiting = self._pending.get_nowait()
+            if not isinstance(waiting.frame, ClientAudio):
+                self._lookahead = waiting
+                break
+            chunks.append(waiting.frame.pcm)
+        if len(chunks) == 1:
+            return item
+        self._metrics.count("CoalescedFrames", len(chunks) - 1)
+        return _Input(ClientAudio(item.frame.seq, b"".join(chunks)), item.received)
 
     async def _open(self, start: ClientStart) -> bool:
         self.state = State.OPENING

@@ -1,0 +1,109 @@
+"""BridgeSession without sockets: a fake model session and a fake @connections client."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from novakit import s2s
+from novakit.bridge.metrics import Metrics
+from novakit.bridge.protocol import ClientAudio, ClientText
+from novakit.bridge.session import BridgeSession
+from novakit.bridge.settings import BridgeSettings
+from novakit.bridge.tools import ToolRunner
+
+
+class FakeSession(s2s.Session):
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any]] = []
+        self.changed = asyncio.Condition()
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self._closed = False
+        self.events: asyncio.Queue[s2s.Event | None] = asyncio.Queue()
+
+    async def open(self) -> None:
+        return None
+
+    async def send_audio(self, pcm: bytes) -> None:
+        await self.gate.wait()
+        await self._record(("audio", pcm))
+
+    async def send_text(self, text: str) -> None:
+        await self._record(("text", text))
+
+    async def _record(self, item: tuple[str, Any]) -> None:
+        async with self.changed:
+            self.sent.append(item)
+            self.changed.notify_all()
+
+    async def send_tool_result(self, result: s2s.ToolResult) -> None:
+        self.sent.append(("tool", result))
+
+    async def interrupt(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._closed = True
+        self.events.put_nowait(None)
+
+    async def recv(self) -> AsyncIterator[s2s.Event]:  # type: ignore[override]
+        while (event := await self.events.get()) is not None:
+            yield event
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+class FakeEngine(s2s.Engine):
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.config = s2s.Config()
+        self.session = FakeSession()
+
+    def create_session(self, config: s2s.Config, history: Sequence[s2s.Message]) -> s2s.Session:
+        return self.session
+
+
+class FakeConnections:
+    def __init__(self) -> None:
+        self.posted: list[str] = []
+
+    async def post(self, connection_id: str, data: bytes) -> float:
+        self.posted.append(data.decode())
+        return 0.0
+
+
+async def test_audio_waiting_behind_a_slow_send_goes_to_bedrock_as_one_event() -> None:
+    engine = FakeEngine()
+    session = BridgeSession(
+        "c=",
+        principal_id="",
+        engine=engine,
+        settings=BridgeSettings(connections_url="http://127.0.0.1:1"),
+        connections=FakeConnections(),  # type: ignore[arg-type]
+        tools=ToolRunner(),
+        metrics=Metrics(),
+        on_ended=lambda s: None,
+    )
+    engine.session.gate.clear()  # Bedrock is slow: the first send blocks
+    for seq in range(7):
+        session.receive(ClientAudio(seq, bytes([seq]) * 4))
+    session.receive(ClientText("typed"))
+    session.receive(ClientAudio(7, bytes([7]) * 4))
+    await asyncio.sleep(0.05)
+    engine.session.gate.set()
+    async with asyncio.timeout(5), engine.session.changed:
+        await engine.session.changed.wait_for(lambda: len(engine.session.sent) >= 5)
+    sent = engine.session.sent
+    assert sent[0] == ("audio", bytes([0]) * 4)  # the one that was sending
+    # then up to four waiting frames at once, in order, and nothing jumps the text
+    assert sent[1] == ("audio", b"".join(bytes([n]) * 4 for n in (1, 2, 3, 4)))
+    assert sent[2] == ("audio", b"".join(bytes([n]) * 4 for n in (5, 6)))
+    assert sent[3] == ("text", "typed")
+    assert sent[4] == ("audio", bytes([7]) * 4)
+    session.end("test over")
+    assert await session.wait_ended(5)
