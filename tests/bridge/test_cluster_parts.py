@@ -1,0 +1,97 @@
+"""The parts of scale-out that need no cluster: the task's address and the relay's outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from aiohttp import web
+
+from novakit.bridge.cluster import RELAYED_HEADER, Relay, RelayOutcome, discover_address
+
+
+@pytest.fixture
+def metadata() -> Iterator[str]:
+    """A stand-in for the ECS container metadata endpoint (v4)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(
+                {
+                    "Name": "bridge",
+                    "Networks": [{"NetworkMode": "awsvpc", "IPv4Addresses": ["10.0.3.17"]}],
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v4/container"
+    finally:
+        server.shutdown()
+
+
+def test_the_address_comes_from_config_then_ecs_metadata_then_loopback(metadata: str) -> None:
+    assert discover_address(8080, {"NOVAKIT_ADVERTISE_URL": "http://bridge-1:9000/"}) == (
+        "http://bridge-1:9000"
+    )
+    assert discover_address(8080, {"ECS_CONTAINER_METADATA_URI_V4": metadata}) == (
+        "http://10.0.3.17:8080"
+    )
+    assert discover_address(8081, {}) == "http://127.0.0.1:8081"
+
+
+async def test_relay_outcomes() -> None:
+    seen: list[dict[str, str]] = []
+
+    async def message(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        match request.headers["x-connection-id"]:
+            case "mine=":
+                return web.Response()
+            case "not-mine=":
+                return web.Response(status=409)
+            case _:
+                await asyncio.sleep(2)
+                return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/ws/message", message)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    owner = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    relay = Relay(timeout=0.5)
+    try:
+        headers = {"x-connection-id": "mine=", "x-request-id": "r1", "authorization": "secret"}
+        done = await relay.forward(owner, "/ws/message", headers, b"{}", adopt=False)
+        assert done.outcome is RelayOutcome.DELIVERED
+        assert seen[0][RELAYED_HEADER] == "1"
+        assert "authorization" not in {k.lower() for k in seen[0]}  # only the context travels
+        other = {"x-connection-id": "not-mine="}
+        assert (await relay.forward(owner, "/ws/message", other, b"{}", adopt=False)).outcome is (
+            RelayOutcome.NOT_OWNER
+        )
+        slow = {"x-connection-id": "slow="}
+        assert (await relay.forward(owner, "/ws/message", slow, b"{}", adopt=False)).outcome is (
+            RelayOutcome.TIMED_OUT
+        )
+        gone = "http://127.0.0.1:9"
+        assert (await relay.forward(gone, "/ws/message", other, b"{}", adopt=False)).outcome is (
+            RelayOutcome.REFUSED
+        )
+    finally:
+        await relay.close()
+        await runner.cleanup()
