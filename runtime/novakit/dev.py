@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -37,6 +37,8 @@ class DevOptions:
     web_dir: Path | None = Path("web")
     token: str | None = None
     batch_ms: int = 100
+    # The emulator's script (an emulator Script); None: it answers every turn generically.
+    script: Any = None
 
 
 @dataclass
@@ -88,7 +90,11 @@ async def local_stack(
             from .emulator import DEFAULT_CREDENTIALS, Emulator, EmulatorConfig
 
             emu = await stack.enter_async_context(
-                Emulator(EmulatorConfig(script=_demo_script(), script_scope="emulator"))
+                Emulator(
+                    EmulatorConfig(script=options.script, script_scope="emulator")
+                    if options.script is not None
+                    else EmulatorConfig()
+                )
             )
             emulator_endpoint = emu.endpoint
             provider_extra = {
@@ -159,6 +165,8 @@ def _banner(
 async def run_dev(
     options: DevOptions, *, once: bool, out: Path, stdout: TextIO = sys.stdout
 ) -> int:
+    if once and not options.bedrock and options.script is None:
+        options = replace(options, script=_demo_script())
     async with local_stack(options, stdout) as running:
         if once:
             url = running.gateway_url + (f"?token={options.token}" if options.token else "")
