@@ -168,8 +168,8 @@ def test_lenient_results() -> None:
 
 def test_tool_folders_load_and_bad_handlers_name_their_file(tmp_path: Path) -> None:
     bound = tools_from_folder(REPO / "tests" / "stack" / "tools")
-    assert [t.definition.name for t in bound] == ["lookup", "slow"]
-    assert [t.timeout for t in bound] == [5.0, 1.0]
+    assert [t.definition.name for t in bound] == ["lookup", "slow", "strict"]
+    assert [t.timeout for t in bound] == [5.0, 1.0, 5.0]
     broken = tmp_path / "handler.py"
     broken.write_text("raise ImportError('missing dependency')\n")
     with pytest.raises(ToolSetupError, match=r"handler.py: import failed: ImportError"):

@@ -100,6 +100,11 @@ async def test_failing_tools_become_error_results_and_the_conversation_goes_on(
             reply="Sorry: {result}",
         ),
         ScriptTurn(transcript="be slow", tool=ToolCall("slow", {}), reply="Sorry: {result}"),
+        ScriptTurn(
+            transcript="count to many",
+            tool=ToolCall("strict", {"count": "many"}),
+            reply="Sorry: {result}",
+        ),
         ScriptTurn(transcript="hello", reply="Still here."),
     ]
     stack.emulator.script = Script(tuple(turns))
@@ -110,14 +115,20 @@ async def test_failing_tools_become_error_results_and_the_conversation_goes_on(
         ends = [
             (f["name"], f["status"]) for f in client.of_type("tool") if f["status"] != "started"
         ]
-        assert ends == [("lookup", "failed"), ("lookup", "failed"), ("slow", "timed_out")]
+        assert ends == [
+            ("lookup", "failed"),
+            ("lookup", "failed"),
+            ("slow", "timed_out"),
+            ("strict", "failed"),
+        ]
         finals = [f["text"] for f in client.of_type("text") if f["final"]]
         assert "the tool failed (Unhandled): the handbook is on fire" in finals[0]
         assert "not valid JSON" in finals[1]
         assert "did not answer within 1 seconds" in finals[2]
-        assert finals[3] == "Still here."
+        assert "invalid input (count)" in finals[3]
+        assert finals[4] == "Still here."
     results = [e.body for e in stack.emulator.records[0].input_events if e.name == "toolResult"]
-    assert len(results) == 3
+    assert len(results) == 4
 
 
 async def test_barge_in_clears_audio_before_any_more_audio(stack: Stack) -> None:
