@@ -230,9 +230,11 @@ function playerNews(message) {
   }
   if (message.type === "cleared") {
     stats.queuedSeconds = message.queuedSeconds;
-    const clear = stats.clears.at(-1);
+    // The player empties its queue in the order it was told to: this report is for the oldest
+    // stop still waiting for one (a server's clear_audio may already have followed it).
+    const clear = stats.clears.find((c) => c.queuedSecondsAfter === null);
     if (clear && message.reason !== "new connection") {
-      // The player reports in order: every frame it starts from now on was queued after this.
+      // Every frame the player starts from now on was queued after this.
       clear.queuedSecondsAfter = message.queuedSeconds;
       clear.droppedSeconds = message.droppedSeconds;
       clear.framesPlayedAfter = stats.framesPlayed;

@@ -49,7 +49,8 @@ class RunningStack:
     emulator: Any = None  # the running Emulator (tests change its script), None with Bedrock
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port free right now (for servers that must know their port before binding)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -81,7 +82,7 @@ async def local_stack(
     from .bridge.settings import BridgeSettings
     from .localgw import GatewayConfig, LocalGateway
 
-    gateway_port = options.port or _free_port()
+    gateway_port = options.port or free_port()
     async with contextlib.AsyncExitStack() as stack:
         provider_extra: dict[str, Any] = {}
         emulator_endpoint = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import sys
 import time
@@ -12,21 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from novakit.dev import free_port
+
 MOTO_SERVER = Path(sys.executable).parent / "moto_server"
 KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
     """Start the server; yields its endpoint URL; stops it (bounded) at the end."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

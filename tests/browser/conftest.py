@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from aiohttp import web
 from novakit.bridge.app import Bridge
 from novakit.bridge.connections import Unsigned
 from novakit.bridge.settings import BridgeSettings
+from novakit.dev import free_port
 from novakit.emulator import DEFAULT_CREDENTIALS, Emulator, EmulatorConfig
 from novakit.localgw import GatewayConfig, LocalGateway
 
@@ -48,13 +48,6 @@ def chromium_path() -> str:
     if path is None:
         pytest.skip("no chromium binary (make test installs Debian's: apt-get install chromium)")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

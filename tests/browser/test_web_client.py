@@ -139,7 +139,11 @@ async def test_token_errors_typed_text_interrupt_and_reconnect(tmp_path: Path) -
         await page.wait_for(lambda s: s["stats"]["framesPlayed"] >= 3, "the answer")
         await ui("interrupt").click()
         state = await page.wait_for(
-            lambda s: len(s["stats"]["clears"]) >= 2, "the local stop and the server's"
+            lambda s: (
+                len(s["stats"]["clears"]) >= 2
+                and all(c["queuedSecondsAfter"] is not None for c in s["stats"]["clears"][:2])
+            ),
+            "the local stop and the server's, both carried out by the player",
         )
         local, server = state["stats"]["clears"][:2]
         assert (local["reason"], local["seq"], local["queuedSecondsAfter"]) == ("client", None, 0)

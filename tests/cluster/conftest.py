@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from novakit.bridge.directory import DynamoDirectory, create_table
+from novakit.dev import free_port
 from novakit.emulator import Emulator, EmulatorConfig
 from novakit.localgw import GatewayConfig, LocalGateway
 
 from ..bridge.moto import dynamodb_client, moto_server
-from ..stack.conftest import NOVAKIT, bridge_env, free_port, wait_healthy
+from ..stack.conftest import NOVAKIT, bridge_env, wait_healthy
 
 TABLE = "novakit-sessions"
 

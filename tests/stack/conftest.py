@@ -10,7 +10,6 @@ import base64
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -23,19 +22,13 @@ import pytest
 import websockets
 
 from novakit import audio
+from novakit.dev import free_port
 from novakit.emulator import DEFAULT_CREDENTIALS, Emulator, EmulatorConfig
 from novakit.localgw import GatewayConfig, LocalGateway
 
 REPO = Path(__file__).resolve().parents[2]
 NOVAKIT = Path(sys.executable).parent / "novakit"
 CHUNK = 1024  # 32 ms of 16 kHz PCM16
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
