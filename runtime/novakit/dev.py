@@ -57,7 +57,9 @@ def free_port() -> int:
         return port
 
 
-def _demo_script() -> Any:
+def demo_script() -> Any:
+    """The scripted conversation of `novakit dev --once`: a spoken question with a tool call,
+    then a typed thank-you."""
     from .emulator import Script, ScriptTurn, ToolCall
 
     return Script(
@@ -167,7 +169,7 @@ async def run_dev(
     options: DevOptions, *, once: bool, out: Path, stdout: TextIO = sys.stdout
 ) -> int:
     if once and not options.bedrock and options.script is None:
-        options = replace(options, script=_demo_script())
+        options = replace(options, script=demo_script())
     async with local_stack(options, stdout) as running:
         if once:
             url = running.gateway_url + (f"?token={options.token}" if options.token else "")

@@ -23,7 +23,7 @@ import pytest
 import websockets
 
 from novakit import audio
-from novakit.dev import DevOptions, RunningStack, local_stack
+from novakit.dev import DevOptions, RunningStack, demo_script, local_stack
 from novakit.emulator.speech import synthesize
 from novakit.talk import (
     Conversation,
@@ -201,7 +201,7 @@ async def novakit_talk(*args: str, cwd: Path, within: float = 60.0) -> Run:
 async def stack() -> AsyncIterator[RunningStack]:
     """The local stack with its demo script: a spoken question answered with a tool's help, then
     a typed thank-you."""
-    options = DevOptions(port=0, tools_dir=REPO / "tools", web_dir=None)
+    options = DevOptions(port=0, tools_dir=REPO / "tools", web_dir=None, script=demo_script())
     async with local_stack(options, stdout=io.StringIO()) as running:
         yield running
 
