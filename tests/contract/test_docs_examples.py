@@ -17,9 +17,12 @@ from novakit.emulator import (
     DEFAULT_CREDENTIALS,
     Emulator,
     EmulatorConfig,
+    FaultKind,
+    FaultPlan,
     Script,
     ScriptTurn,
     ToolCall,
+    Trigger,
 )
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "s2s.md"
@@ -41,7 +44,12 @@ SCRIPTS = {
         (ScriptTurn(reply=" ".join(["Plants turn light into sugar."] * 6)),)
     ),
     "pipeline": Script((ScriptTurn(transcript="is the shop open", reply="Yes, until six."),)),
+    "long-conversation": Script(
+        (ScriptTurn(transcript="what is a noun", reply="A noun names a thing. Cat is one."),)
+    ),
 }
+# What an example is shown surviving: the stream fails while the answer is being spoken.
+FAULTS = {"long-conversation": (FaultPlan(FaultKind.THROTTLE, Trigger.ASSISTANT_SPEECH),)}
 
 
 def test_every_example_has_a_script() -> None:
@@ -78,11 +86,17 @@ async def run_example(name: str, emu: Emulator, cwd: Path) -> str:
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 async def test_example_runs_as_written(name: str, tmp_path: Path) -> None:
-    config = EmulatorConfig(endpoint_seconds=0.5, script=SCRIPTS[name])
+    config = EmulatorConfig(
+        endpoint_seconds=0.5,
+        script=SCRIPTS[name],
+        script_scope="emulator",
+        faults=FAULTS.get(name, ()),
+    )
     async with Emulator(config) as emu:
         out = await run_example(name, emu, tmp_path)
-        await emu.wait_for_streams(1)
-    assert emu.records and all(r.session_end_received for r in emu.records), out
+        await emu.wait_for_streams(len(emu.records))
+    ended = [r for r in emu.records if r.fault is None]
+    assert ended and all(r.session_end_received for r in ended), out
     lines = out.splitlines()
     match name:
         case "quickstart":
@@ -102,3 +116,8 @@ async def test_example_runs_as_written(name: str, tmp_path: Path) -> None:
             assert "assistant: Yes, until six." in lines
             pcm, rate = audio.read_wav(tmp_path / "answer.wav")
             assert audio.duration(pcm, rate) > 0.3
+        case "long-conversation":
+            assert lines.index("interrupted: recovery") < lines.index("reconnected after throttled")
+            assert lines.count("assistant: A noun names a thing.") == 1  # given again, once
+            assert "streams: 2" in lines
+            assert any(line.startswith("metric recovery ") for line in lines), out

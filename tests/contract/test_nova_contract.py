@@ -231,8 +231,10 @@ async def test_access_denied_at_open(emulator: Emulator, engine_for) -> None:
 async def test_mid_stream_faults_end_in_one_clear_error(
     emulator: Emulator, engine_for, kind: FaultKind, code: str, when: Trigger
 ) -> None:
+    """Each fault surfaces with its code; with recovery off (``recovery_attempts=0``) it ends
+    the session. (With recovery on, the default, tests/contract/test_recovery.py.)"""
     emulator.faults = [FaultPlan(kind, when)]
-    session = await engine_for().start()
+    session = await engine_for(extra={"recovery_attempts": 0}).start()
     try:
         started = time.monotonic()
         # the fault may land while we are still sending
@@ -257,6 +259,7 @@ async def test_mid_stream_faults_end_in_one_clear_error(
     record = emulator.records[0]
     await emulator.wait_for_streams(1)
     assert record.fault is kind
+    assert len(emulator.records) == 1  # no retry
 
 
 async def test_close_is_orderly_and_idempotent(emulator: Emulator, engine_for) -> None:

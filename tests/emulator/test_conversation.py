@@ -24,6 +24,7 @@ from .helpers import (
     AUDIO,
     audio_inputs,
     audio_start,
+    closing,
     content_end,
     event,
     opening,
@@ -46,11 +47,15 @@ class Driver:
         script: Script | None = None,
         settings: EngineSettings = FAST,
         seed: str = "test",
+        cursor: ScriptCursor | None = None,
     ) -> None:
         model = MODELS[NOVA_2_SONIC]
         self.grammar = InputGrammar(model)
         self.engine = ConversationEngine(
-            model, seed=seed, turns=ScriptCursor(script or Script()), settings=settings
+            model,
+            seed=seed,
+            turns=cursor or ScriptCursor(script or Script()),
+            settings=settings,
         )
         self.out: list[OutputEvent] = []
 
@@ -378,6 +383,40 @@ def test_prompt_end_drops_what_is_not_generated_yet() -> None:
     d.advance(100.0)
     assert d.summary()[-2:] == ["end TEXT END_TURN", "completionEnd"]
     assert not any(e.name == "audioOutput" for e in d.out)
+
+
+def finals(d: Driver) -> list[str]:
+    return [line.split(": ", 1)[1] for line in d.summary() if line.startswith("text ASSISTANT")][
+        1::2
+    ]
+
+
+def test_a_shared_script_gives_an_unanswered_turn_to_the_next_stream() -> None:
+    script = Script(tuple(ScriptTurn(reply=r) for r in ("One.", "Two.", "Three.", "Four.")))
+    cursor = ScriptCursor(script)
+    first = Driver(cursor=cursor, seed="a")
+    first.send(*opening())
+    first.audio(tone(0.8) + silence(3.0))  # answered
+    first.audio(tone(0.8) + silence(0.6))  # asked; the answer is under way when the stream ends
+    first.send(*closing())
+    assert finals(first) == ["One."]
+    assert any(line == "text ASSISTANT: Two." for line in first.summary())  # begun, not finished
+
+    second = Driver(cursor=cursor, seed="b")  # the client carries on on a new stream
+    second.send(*opening())
+    second.audio(tone(0.8) + silence(3.0))  # the same question again gets the same answer
+    second.send(*text_content("t1", "USER", "and then?", interactive=True))
+    second.advance(second.engine.clock + 10.0)
+    assert finals(second) == ["Two.", "Three."]
+    assert cursor.answered == 3
+
+
+def test_on_one_stream_a_shared_script_runs_in_order() -> None:
+    cursor = ScriptCursor(Script(tuple(ScriptTurn(reply=r) for r in ("One.", "Two.", "Three."))))
+    d = Driver(cursor=cursor)
+    d.send(*opening())
+    d.audio(tone(0.6) + silence(0.4) + tone(0.6) + silence(4.0))  # a second question queued
+    assert finals(d) == ["One.", "Two."]
 
 
 # -- usage, identity, audio ------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from novakit.emulator.faults import FaultKind, FaultPlan, FaultTracker, Trigger,
             FaultPlan(FaultKind.MODEL_STREAM_ERROR, Trigger.ASSISTANT_SPEECH, every_stream=True),
         ),
         ("idle_cut@start:every", FaultPlan(FaultKind.IDLE_CUT, every_stream=True)),
+        ("validation@1turn", FaultPlan(FaultKind.VALIDATION, Trigger.TURNS, 1)),
     ],
 )
 def test_parse(spec: str, plan: FaultPlan) -> None:
@@ -54,6 +55,10 @@ def test_exception_faults_name_the_bedrock_exception() -> None:
     assert exception is not None
     assert exception[0] == "validationException"
     assert "InternalErrorCode=531" in exception[1]
+    rejected = FaultPlan(FaultKind.VALIDATION).exception
+    assert rejected is not None
+    assert rejected[0] == "validationException"
+    assert "531" not in rejected[1]  # a plain rejection, not the idle cut
     assert FaultPlan(FaultKind.RESET).exception is None
 
 

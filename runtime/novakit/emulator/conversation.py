@@ -143,18 +143,28 @@ class Script:
 
 
 class ScriptCursor:
-    """Hands out a script's turns in order (shared by streams when the script spans them)."""
+    """Hands out a script's turns in order; shared by streams when the script spans them.
 
-    def __init__(self, script: Script) -> None:
+    A turn's place in the script is the number of turns *answered* so far (spoken to the end,
+    or cut by barge-in) on every stream sharing the cursor, plus the turns its own stream took
+    before it and has not answered yet. A stream that ends before answering a turn therefore
+    gives it back: the next stream asked that question (a client that carries the conversation
+    over to a new stream asks again what was left unanswered) gets the same turn, as a model
+    given the same conversation would answer the same way. On a single stream this is plain
+    script order.
+    """
+
+    def __init__(self, script: Script, *, follows_history: bool = False) -> None:
         self.script = script
-        self.position = 0
+        self.answered = 0
+        # A stream's own cursor (script_scope "stream"): a stream that opens with conversation
+        # history (a client resuming on a new stream) continues the script after the user turns
+        # already in that history, as a model given the conversation would not answer its first
+        # question again.
+        self.follows_history = follows_history
 
-    def next_turn(self) -> ScriptTurn | None:
-        if self.position >= len(self.script.turns):
-            return None
-        turn = self.script.turns[self.position]
-        self.position += 1
-        return turn
+    def turn_at(self, index: int) -> ScriptTurn | None:
+        return self.script.turns[index] if index < len(self.script.turns) else None
 
 
 def default_transcript(number: int, seconds: float) -> str:
@@ -321,6 +331,9 @@ class ConversationEngine:
         self._pcm_remainder = b""
         self._vad = self._make_vad(ENDPOINTING_SECONDS["MEDIUM"])
         self._turn_count = 0
+        self._unanswered = 0  # turns taken from the cursor and not finished on this stream
+        self._history_user_turns = 0  # user turns in the history this stream opened with
+        self._last_history_role = ""
         self._queue: deque[_Turn] = deque()
         self._active: _Turn | None = None
         self._voice_turn: _Turn | None = None  # the last turn that spoke (for barge-in)
@@ -367,6 +380,11 @@ class ConversationEngine:
                 self.output_rate = body["audioOutputConfiguration"]["sampleRateHertz"]
             case "contentStart":
                 assert content is not None
+                if content.kind is ContentKind.HISTORY:
+                    # A long message arrives as several contents of one role: one turn.
+                    if content.role == "USER" and self._last_history_role != "USER":
+                        self._history_user_turns += 1
+                    self._last_history_role = content.role
                 if content.kind is ContentKind.AUDIO:
                     self.audio_open = True
                 elif content.kind is ContentKind.USER_TEXT:
@@ -457,7 +475,11 @@ class ConversationEngine:
 
     def _new_turn(self, *, typed: bool) -> _Turn:
         self._turn_count += 1
-        turn = _Turn(number=self._turn_count, typed=typed, script=self._cursor.next_turn())
+        index = self._cursor.answered + self._unanswered
+        if self._cursor.follows_history:
+            index += self._history_user_turns
+        self._unanswered += 1
+        turn = _Turn(number=self._turn_count, typed=typed, script=self._cursor.turn_at(index))
         if self._turn_count == 1:
             turn.input_text_tokens += self._context_tokens
         return turn
@@ -583,6 +605,8 @@ class ConversationEngine:
         if turn.state is not _TurnState.INTERRUPTED:
             turn.state = _TurnState.DONE
         self.completed_turns += 1
+        self._unanswered -= 1
+        self._cursor.answered += 1
         if self._active is turn:
             self._active = None
             self._start_next()

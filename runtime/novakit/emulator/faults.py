@@ -37,6 +37,7 @@ class FaultKind(StrEnum):
     INTERNAL = "internal"
     UNAVAILABLE = "unavailable"
     IDLE_CUT = "idle_cut"
+    VALIDATION = "validation"  # Bedrock rejects an input event: final, the client's fault
     RESET = "reset"  # RST_STREAM on this stream
     DROP = "drop"  # the TCP connection is cut (every stream on it)
     INVALID_EVENT = "invalid_event"  # an output message that fails its CRC
@@ -76,6 +77,10 @@ EXCEPTION_FAULTS: dict[FaultKind, tuple[str, str]] = {
         "The service is temporarily unavailable. Try again later.",
     ),
     FaultKind.IDLE_CUT: ("validationException", IDLE_CUT_MESSAGE),
+    FaultKind.VALIDATION: (
+        "validationException",
+        "Invalid input request, please fix your input and try again.",
+    ),
 }
 
 _WHEN_RE = re.compile(r"^(?:(?P<seconds>\d+(?:\.\d+)?)s|(?P<turns>\d+)turns?|(?P<word>\w+))$")

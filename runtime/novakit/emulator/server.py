@@ -82,7 +82,8 @@ class EmulatorConfig:
     credentials: tuple[Credentials, ...] = (DEFAULT_CREDENTIALS,)
     script: Script = field(default_factory=Script)
     # "stream": every stream starts the script from its first turn; "emulator": one cursor runs
-    # on across streams (a client that rolls over to a new stream continues the conversation).
+    # on across streams (a client that rolls over to a new stream continues the conversation;
+    # a turn a stream did not finish answering is the next stream's, see ``ScriptCursor``).
     script_scope: Literal["stream", "emulator"] = "stream"
     pace: float = 1.0  # clock seconds per wall second when no audio drives it; 0 = at once
     endpoint_seconds: float | None = None  # shorter endpointing pause than the model's (tests)
@@ -264,7 +265,9 @@ class Emulator:
         if config.endpoint_seconds is not None:
             engine = replace(engine, endpoint_seconds=config.endpoint_seconds)
         cursor = (
-            self._shared_cursor if config.script_scope == "emulator" else ScriptCursor(self._script)
+            self._shared_cursor
+            if config.script_scope == "emulator"
+            else ScriptCursor(self._script, follows_history=True)
         )
         session = StreamSession(
             model=model,

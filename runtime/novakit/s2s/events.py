@@ -21,11 +21,19 @@ Meaning of each type:
     The assistant finished its turn normally. An assistant turn ends with exactly one of
     ``TURN_END`` or ``INTERRUPTED``.
 ``INTERRUPTED``
-    The assistant's turn was cut short: the user spoke over it (barge-in detected by the model) or
-    the caller called ``Session.interrupt()``. Output audio still queued in the session has been
-    dropped; a listener must drop what it has queued too.
+    The assistant's turn was cut short: the user spoke over it (barge-in detected by the model),
+    the caller called ``Session.interrupt()``, or a failed stream cut it (``meta["reason"]``:
+    ``barge_in``, ``client`` or ``recovery``; after ``recovery`` a new stream gives the answer
+    again). Output audio still queued in the session has been dropped; a listener must drop
+    what it has queued too.
 ``USAGE``
-    Token accounting from the model: ``usage`` has input/output speech and text tokens and totals.
+    Token accounting from the model: ``usage`` has input/output speech and text tokens and
+    running totals for the session.
+``RECONNECTED``
+    The session replaced a failed Bedrock stream and goes on: ``meta`` has ``reason`` (the error
+    code of the failure), ``attempts`` (streams tried) and ``downtime`` (seconds). Audio sent
+    meanwhile was kept and replayed; an answer cut by the failure was first ended with
+    ``INTERRUPTED`` (reason ``recovery``). Informational: nothing needs doing.
 ``ERROR``
     Something failed: ``error`` has a stable code, a message and whether the session survived it
     (``fatal``). After a fatal error the session is closed and ``recv()`` ends.
@@ -46,6 +54,7 @@ class EventType(StrEnum):
     TURN_END = "turn_end"
     INTERRUPTED = "interrupted"
     USAGE = "usage"
+    RECONNECTED = "reconnected"
     ERROR = "error"
 
 
@@ -60,7 +69,8 @@ class ToolCall:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts; ``input_*``/``output_*`` are running totals for the stream."""
+    """Token counts; ``input_*``/``output_*`` are running totals for the session (a Nova
+    session that moved to new streams adds up what each stream counted)."""
 
     input_speech_tokens: int = 0
     input_text_tokens: int = 0
@@ -121,6 +131,13 @@ class Event:
     @classmethod
     def usage_event(cls, usage: Usage) -> Event:
         return cls(EventType.USAGE, usage=usage)
+
+    @classmethod
+    def reconnected(cls, reason: str, attempts: int, downtime: float) -> Event:
+        return cls(
+            EventType.RECONNECTED,
+            meta={"reason": reason, "attempts": attempts, "downtime": downtime},
+        )
 
     @classmethod
     def failure(cls, code: str, message: str, *, fatal: bool, retryable: bool = False) -> Event:

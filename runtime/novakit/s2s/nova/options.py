@@ -52,6 +52,13 @@ class NovaOptions:
     close_timeout: float = 5.0
     max_audio_event_bytes: int = 32000
     keepalive_after: float = 1.0  # seconds without caller audio before silence is streamed
+    # Long conversations (docs/s2s.md, "Long conversations"): a stream older than this many
+    # seconds is replaced at the next quiet point (0: never; Bedrock ends streams at ~8 min).
+    rollover_after: float = 360.0
+    replay_seconds: float = 10.0  # user audio kept for replay to a new stream
+    recovery_attempts: int = 5  # fresh streams tried per outage (0: failures end the session)
+    recovery_budget: float = 30.0  # seconds an outage may last before the session gives up
+    on_telemetry: Any = None  # callable(name, value, tags); see telemetry.py
 
     @classmethod
     def from_extra(cls, extra: Mapping[str, Any]) -> NovaOptions:
@@ -109,6 +116,16 @@ class NovaOptions:
                 raise ConfigError(f"{name} must be positive")
         if self.keepalive_after < 0:
             raise ConfigError("keepalive_after must be >= 0 (0 turns the keep-alive off)")
+        if self.rollover_after < 0:
+            raise ConfigError("rollover_after must be >= 0 (0 turns rollover off)")
+        if self.replay_seconds < 0.5:
+            raise ConfigError("replay_seconds must be at least 0.5")
+        if self.recovery_attempts < 0:
+            raise ConfigError("recovery_attempts must be >= 0 (0 turns recovery off)")
+        if self.recovery_budget <= 0:
+            raise ConfigError("recovery_budget must be positive")
+        if self.on_telemetry is not None and not callable(self.on_telemetry):
+            raise ConfigError("on_telemetry must be a callable(name, value, tags)")
         if self.max_audio_event_bytes < 320 or self.max_audio_event_bytes % 2:
             raise ConfigError("max_audio_event_bytes must be an even number >= 320")
 

@@ -67,8 +67,15 @@ def split_utf8(text: str, limit: int = TEXT_INPUT_LIMIT) -> list[str]:
 
 
 def prepare_history(messages: Sequence[Message], limit: int = HISTORY_LIMIT) -> list[Message]:
-    """Make history acceptable to Nova: non-empty turns, consecutive same-role turns merged,
-    no leading assistant turn, and at most ``limit`` bytes (oldest turns dropped first)."""
+    """Make history acceptable to Nova, keeping the most recent conversation.
+
+    Policy, in order: empty turns are dropped; consecutive turns of one role are merged (Nova
+    wants USER and ASSISTANT to alternate); the oldest turns are dropped whole until the total
+    is within ``limit`` UTF-8 bytes; if the newest turn alone is over ``limit`` only its end is
+    kept (cut at a space); finally leading ASSISTANT turns are dropped, since history must begin
+    with USER. Dropping message by message and then the leading ASSISTANT one amounts to
+    dropping whole exchanges, oldest first. Splitting into textInputs of at most 1 KB happens
+    when the events are built."""
     merged: list[Message] = []
     for message in messages:
         text = message.text.strip()
@@ -79,9 +86,23 @@ def prepare_history(messages: Sequence[Message], limit: int = HISTORY_LIMIT) -> 
         else:
             merged.append(Message(message.role, text))
     total = sum(len(m.text.encode()) for m in merged)
-    while merged and (merged[0].role != "user" or total > limit):
+    while len(merged) > 1 and total > limit:
         total -= len(merged.pop(0).text.encode())
+    if merged and total > limit:
+        merged[0] = Message(merged[0].role, _keep_end(merged[0].text, limit))
+    while merged and merged[0].role != "user":
+        merged.pop(0)
     return merged
+
+
+def _keep_end(text: str, limit: int) -> str:
+    """The end of ``text`` in at most ``limit`` UTF-8 bytes, starting at a word if one fits."""
+    encoded = text.encode()
+    tail = encoded[len(encoded) - limit :].decode(errors="ignore")
+    space = tail.find(" ")
+    if 0 <= space < len(tail) // 2:
+        tail = tail[space + 1 :]
+    return tail
 
 
 @dataclass(slots=True)
@@ -119,13 +140,18 @@ class NovaProtocol:
         self._turn: _Turn | None = None
         self._tool_uses: dict[str, ToolCall] = {}
         self._awaiting_results: set[str] = set()
-        self._opened = False
-        self._closing = False
+        self._prompt_open = False
+        self._audio_open = False
 
     # ---- input ---------------------------------------------------------------------------
 
     def opening_events(self) -> list[bytes]:
         """sessionStart, promptStart, system prompt, history, and the open audio content."""
+        return self.setup_events() + self.start_events()
+
+    def setup_events(self) -> list[bytes]:
+        """sessionStart, promptStart and the system prompt: all a stream opened ahead of use
+        (a rollover's next stream) is sent until it takes over."""
         s = self.settings
         session_start: dict[str, Any] = {
             "inferenceConfiguration": {
@@ -167,7 +193,15 @@ class NovaProtocol:
             }
         events = [_event("sessionStart", session_start), _event("promptStart", prompt_start)]
         events += self._text_block("SYSTEM", s.instructions, interactive=False)
-        for message in prepare_history(s.history):
+        self._prompt_open = True
+        return events
+
+    def start_events(self, history: Sequence[Message] | None = None) -> list[bytes]:
+        """The conversation so far (``history``, default the settings' history, cleaned by
+        ``prepare_history``), then the long-lived audio content; after ``setup_events``."""
+        events: list[bytes] = []
+        chosen = self.settings.history if history is None else history
+        for message in prepare_history(chosen):
             events += self._text_block(message.role.upper(), message.text, interactive=False)
         events.append(
             _event(
@@ -189,7 +223,7 @@ class NovaProtocol:
                 },
             )
         )
-        self._opened = True
+        self._audio_open = True
         return events
 
     def audio_event(self, pcm: bytes) -> bytes:
@@ -246,18 +280,19 @@ class NovaProtocol:
         ]
 
     def closing_events(self) -> list[bytes]:
-        """contentEnd (audio), promptEnd, sessionEnd: the orderly close, also after errors."""
-        self._closing = True
+        """contentEnd (audio, if open), promptEnd (if started), sessionEnd: the orderly close."""
         events = []
-        if self._opened:
+        if self._audio_open:
             events.append(
                 _event(
                     "contentEnd",
                     {"promptName": self.prompt_name, "contentName": self.audio_content_name},
                 )
             )
+        if self._prompt_open:
             events.append(_event("promptEnd", {"promptName": self.prompt_name}))
         events.append(_event("sessionEnd", {}))
+        self._audio_open = self._prompt_open = False
         return events
 
     @property

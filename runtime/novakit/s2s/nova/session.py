@@ -1,8 +1,30 @@
-"""The asyncio session: moves bytes between the caller, ``NovaProtocol`` and ``BedrockStream``.
+"""The asyncio session: one conversation over a succession of Bedrock streams ("legs").
 
-Concurrency model: one receive task per session reads the model's events; senders share one
-lock so that a tool result's three events are never interleaved with audio. Every failure
-becomes exactly one ``ERROR`` event; a fatal one closes the session and ends ``recv()``.
+Concurrency model: each leg has one receive task, which hands the model's events to the
+session synchronously (``_on_leg_events``), and one write lock, so that a tool result's three
+events are never interleaved with audio and nothing is written to a leg that another task is
+starting or closing. Locks are per leg so that a send stuck on a dying stream never holds up
+its successor. The decisions (when to switch, what a failure cut, what to replay, how long to
+retry) live in sans-I/O pieces: ``TurnTracker``, ``AudioRing``, ``ConversationLog`` and
+``RecoveryPolicy`` (continuity.py, history.py); this module carries them out.
+
+Long conversations (docs/s2s.md, "Long conversations"):
+
+* **Rollover.** Once the live leg is ``rollover_after`` seconds old, the next leg is opened in
+  the background (fresh credentials; setup only). At the first quiet point (an answer played
+  out, a barge-in, or no answer owed) the session switches: the old leg is retired (from then
+  on only its USAGE events count) and closed in Bedrock's order in the background; the new one
+  is sent the history and the audio content, then the user's audio since the last transcript,
+  which the old leg heard but had not turned into words. Nothing is heard twice (the old leg's
+  answers are complete or cut when it is retired) and nothing is lost (what it had not
+  answered is replayed).
+* **Recovery.** When the live leg fails with a retryable error, a fresh leg is opened with the
+  history (backoff with full jitter; bounded attempts and time). Meanwhile ``send_audio`` keeps
+  (bounded) what it is given; it is replayed. An answer being spoken is ended with
+  ``INTERRUPTED`` (reason ``recovery``); an answer owed is asked for again by sending the
+  user's words as text (Nova 2), so it is given in full. Then one ``RECONNECTED`` event. An
+  attempt is all or nothing: the new leg's events are held until it is in place. A final error,
+  or running out of attempts, ends the session with one fatal ``ERROR``.
 """
 
 from __future__ import annotations
@@ -10,22 +32,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+import random
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from ..config import Config, Message, ToolResult
-from ..errors import ProviderError, SessionClosedError
-from ..events import Event, EventType
+from ..errors import ProviderError, SessionClosedError, UnsupportedError
+from ..events import Event, EventType, ToolCall, Usage
 from ..session import EventQueue, Session
+from .continuity import INPUT_BYTES_PER_SECOND, AudioRing, RecoveryPolicy, TurnTracker
 from .credentials import CredentialSource
+from .faults import to_provider_error
+from .history import ConversationLog
+from .leg import Leg
 from .models import NovaModel
 from .options import NovaOptions
-from .protocol import NovaProtocol, StreamSettings
-from .stream import BedrockStream
+from .protocol import StreamSettings, tool_result_json
+from .telemetry import SessionStats, StatsRecorder
 
 log = logging.getLogger(__name__)
 
 _KEEPALIVE_STEP = 0.032  # seconds of silence per keep-alive event, sent in real time
+_PREOPEN_RETRY_MAX = 30.0  # seconds between attempts to pre-open a rollover leg, at most
+# A replacement leg counts as working (RECONNECTED is sent) once Bedrock has sent it something
+# or it has stayed up this long: one that is refused at once continues the outage instead.
+_SETTLE_SECONDS = 1.0
 
 
 class _State(Enum):
@@ -35,8 +68,33 @@ class _State(Enum):
     CLOSED = "closed"
 
 
+@dataclass(slots=True)
+class _Outage:
+    """A failure being recovered from."""
+
+    reason: str  # the error code of the failure that began it
+    error: ProviderError  # the latest failure
+    started: float  # the first failure (attempts and the time budget count from here)
+    failed_at: float  # the latest failure
+    attempts: int = 0
+    downtime: float = 0.0  # from the latest failure to a new leg in place
+
+
+@dataclass(slots=True)
+class _Rollover:
+    triggered_at: float
+    at: str = "quiet"  # the kind of quiet point it switched at
+
+
+@dataclass(slots=True)
+class _Call:
+    call: ToolCall
+    leg: Leg
+    answered: bool = False
+
+
 class NovaSession(Session):
-    """A conversation over one Bedrock bidirectional stream."""
+    """A conversation with Nova Sonic that outlives any single Bedrock stream."""
 
     def __init__(
         self,
@@ -48,31 +106,59 @@ class NovaSession(Session):
     ) -> None:
         self.config = config
         self._options = options
+        self._model = model
         self._credentials = credentials
-        self._protocol = NovaProtocol(
-            StreamSettings(
-                model=model,
-                voice=config.voice,
-                instructions=config.instructions,
-                tools=config.tools,
-                output_sample_rate=config.output_sample_rate,
-                max_tokens=options.max_tokens,
-                top_p=options.top_p,
-                temperature=options.temperature,
-                endpointing_sensitivity=options.endpointing_sensitivity,
-                history=history,
-            )
+        self._settings = StreamSettings(
+            model=model,
+            voice=config.voice,
+            instructions=config.instructions,
+            tools=config.tools,
+            output_sample_rate=config.output_sample_rate,
+            max_tokens=options.max_tokens,
+            top_p=options.top_p,
+            temperature=options.temperature,
+            endpointing_sensitivity=options.endpointing_sensitivity,
         )
+        self._log = ConversationLog(history)
+        self._ring = AudioRing(round(options.replay_seconds * INPUT_BYTES_PER_SECOND))
+        self._turns = TurnTracker()
+        self._recovery = RecoveryPolicy(
+            attempts=options.recovery_attempts, budget=options.recovery_budget
+        )
+        self._rng = random.Random()
+        self._stats = StatsRecorder(options.on_telemetry)
         self._events = EventQueue()
-        self._stream: BedrockStream | None = None
-        self._receiver: asyncio.Task[None] | None = None
-        self._send_lock = asyncio.Lock()
         self._state = _State.NEW
         self._failure: ProviderError | None = None
-        self._odd_byte = b""
         self._closed = asyncio.Event()
+        self._odd_byte = b""
+        self._heard_upto = 0  # ring offset up to which some stream has been sent the audio
+        self._last_audio = 0.0  # when the caller last sent audio (for the keep-alive)
+        self._legs_opened = 0
+        self._leg: Leg | None = None  # the leg carrying the conversation
+        self._next: Leg | None = None  # a rollover's next leg, set up and waiting
+        self._calls: dict[str, _Call] = {}
+        self._usage: dict[int, Usage] = {}  # last running totals of each leg
+        self._rollover: _Rollover | None = None
+        self._boundary = "quiet"  # the last quiet point's kind
+        self._preopen_failures = 0
+        self._preopen_not_before = 0.0
+        self._outage: _Outage | None = None
+        self._last_outage: _Outage | None = None
+        self._held: list[Event] = []  # a recovery attempt's events, delivered if it succeeds
+        self._unsettled: tuple[Leg, _Outage, asyncio.TimerHandle] | None = None
+        # Texts for the model that no leg could take yet (an outage): (text, the user's words?).
+        # Typed input, and results of tool calls whose leg is gone.
+        self._queued_texts: list[tuple[str, bool]] = []
+        self._last_output_audio: float | None = None
+        self._gap_from: float | None = None  # set after a switch until the new leg's first audio
         self._keepalive: asyncio.Task[None] | None = None
-        self._last_audio = 0.0
+        self._preopening: asyncio.Task[None] | None = None
+        self._recovering: asyncio.Task[None] | None = None
+        self._switching: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ---- public --------------------------------------------------------------------------
 
     @property
     def closed(self) -> bool:
@@ -85,24 +171,25 @@ class NovaSession(Session):
 
     @property
     def pending_tool_calls(self) -> frozenset[str]:
-        return self._protocol.pending_tool_calls
+        return frozenset(cid for cid, c in self._calls.items() if not c.answered)
+
+    @property
+    def stats(self) -> SessionStats:
+        """Rollovers, recoveries and streams so far (see ``telemetry.py``)."""
+        return self._stats.snapshot()
 
     async def open(self) -> None:
         if self._state is not _State.NEW:
             raise SessionClosedError("a session can be opened once")
         self._state = _State.OPEN
         try:
-            identity = await self._credentials.snapshot()
-            self._stream = await BedrockStream.open(self.config.model, self._options, identity)
-            try:
-                await self._send_all(self._protocol.opening_events(), report=False)
-            finally:
-                # The response tells why a request was refused better than a failed write does.
-                await self._stream.accepted()
+            leg = await self._open_leg("initial")
+            self._leg = leg
+            async with leg.lock:
+                await self._start_leg(leg, self._log.messages())
         except ProviderError:
-            await self._shutdown(server_ended=True)
+            await self._shutdown()
             raise
-        self._receiver = asyncio.create_task(self._receive_loop(), name="nova-receive")
         self._last_audio = asyncio.get_running_loop().time()
         if self._options.keepalive_after > 0:
             self._keepalive = asyncio.create_task(self._keep_alive(), name="nova-keepalive")
@@ -115,24 +202,57 @@ class NovaSession(Session):
         # PCM16 samples are two bytes: keep a dangling byte for the next call.
         cut = len(data) - (len(data) % 2)
         data, self._odd_byte = data[:cut], data[cut:]
-        step = self._options.max_audio_event_bytes
-        events = [self._protocol.audio_event(data[i : i + step]) for i in range(0, len(data), step)]
         self._last_audio = asyncio.get_running_loop().time()
-        await self._send_all(events)
+        self._take_audio(data)
+        await self._flush_audio()
 
     async def send_text(self, text: str) -> None:
         self._check_open()
-        await self._send_all(self._protocol.text_events(text))
+        if not self._model.interactive_text:
+            raise UnsupportedError(
+                f"{self._model.model_id} does not accept typed text during a voice"
+                " session; use amazon.nova-2-sonic-v1:0"
+            )
+        if not text.strip():
+            raise ValueError("text is empty")
+        self._turns.user_input()
+        if self._outage is None and await self._send_on_live(
+            lambda leg: leg.protocol.text_events(text)
+        ):
+            # Logged once sent, so that a leg started meanwhile does not also get it as history.
+            self._log.user(text)
+        else:
+            self._queued_texts.append((text, True))  # the next leg is told
 
     async def send_tool_result(self, result: ToolResult) -> None:
         self._check_open()
-        await self._send_all(self._protocol.tool_result_events(result))
+        entry = self._calls.get(result.call_id)
+        if entry is None or entry.answered:
+            known = ", ".join(sorted(self.pending_tool_calls)) or "none"
+            raise ValueError(
+                f"no tool call {result.call_id!r} is waiting for a result (waiting: {known})"
+            )
+        entry.answered = True
+        sent = await self._send_on_live(
+            lambda leg: leg.protocol.tool_result_events(result), only_on=entry.leg
+        )
+        # Still outstanding while being sent: no rollover switches away from its leg meanwhile.
+        self._log.tool_answered(result)
+        self._turns.tool_answered(result.call_id)
+        if not sent:
+            # The leg that asked is gone; no other leg knows the call id.
+            await self._tell_orphan_result(entry.call, result)
 
     async def interrupt(self) -> None:
         self._check_open()
-        self._protocol.interrupt()
+        leg = self._leg
+        if leg is not None and leg.started:
+            leg.protocol.interrupt()
         dropped = self._events.drop_audio()
         log.debug("client interrupt dropped %d bytes of queued audio", dropped)
+        self._turns.interrupted()
+        self._log.turn_over()
+        self._boundary = "interrupted"
         self._events.put(Event.interrupted("client"))
 
     def recv(self) -> AsyncIterator[Event]:
@@ -147,102 +267,546 @@ class NovaSession(Session):
         if self._state is not _State.OPEN:
             await self._closed.wait()
             return
-        self._state = _State.CLOSING
-        stream = self._stream
-        if stream is not None:
-            with contextlib.suppress(ProviderError, SessionClosedError):
-                await self._send_all(self._protocol.closing_events(), report=False, closing=True)
-            await stream.close_input()
+        self._state = _State.CLOSING  # no send starts from now on
+        leg = self._leg
+        if leg is not None:
+            async with leg.lock:  # a send in flight finishes first
+                await leg.finish_input()
+        # Only now stop the background work: cancelling a task in the middle of a send could
+        # break that stream's signature chain before its closing events.
+        await self._cancel_tasks()
+        if leg is not None:
             # Let Bedrock end its side so that its last events reach the caller.
-            if self._receiver is not None:
-                try:
-                    await asyncio.wait_for(
-                        asyncio.shield(self._receiver), self._options.close_timeout
-                    )
-                except TimeoutError:
-                    log.warning(
-                        "Bedrock did not end the stream within %ss", self._options.close_timeout
-                    )
-        await self._shutdown(server_ended=False)
+            await leg.close(self._options.close_timeout)
+        await self._shutdown()
 
-    # ---- internals -----------------------------------------------------------------------
+    # ---- sending -------------------------------------------------------------------------
 
     def _check_open(self) -> None:
         if self._state is not _State.OPEN:
             reason = f" ({self._failure})" if self._failure else ""
             raise SessionClosedError(f"the session is {self._state.value}{reason}")
 
-    async def _send_all(
-        self, events: list[bytes], *, report: bool = True, closing: bool = False
-    ) -> None:
-        """Send events in order under the send lock. ``report`` turns a failure into the
-        session's fatal error; only ``closing`` sends may follow the start of ``close()``, so
-        nothing is ever written after the closing events."""
-        stream = self._stream
-        if stream is None:
-            raise SessionClosedError("the session is not open")
-        async with self._send_lock:
-            if not closing and self._state is not _State.OPEN:
-                raise SessionClosedError(f"the session is {self._state.value}")
-            for payload in events:
-                if self._failure is not None:
-                    raise SessionClosedError(f"the session failed ({self._failure})")
+    def _take_audio(self, data: bytes) -> None:
+        start = self._ring.start
+        self._ring.append(data)
+        self._turns.input_audio(len(data) / INPUT_BYTES_PER_SECOND)
+        lost = self._ring.start - max(start, self._heard_upto)  # pushed out, never sent
+        if lost > 0:
+            self._stats.audio_dropped(lost / INPUT_BYTES_PER_SECOND)
+
+    async def _flush_audio(self) -> None:
+        """Send the live leg the audio it has not had yet (nothing during an outage: it is
+        kept for the next leg)."""
+        while (leg := self._usable_leg()) is not None:
+            async with leg.lock:
+                if leg is not self._usable_leg():
+                    continue  # switched or failed while waiting: try the live one
                 try:
-                    await stream.send(payload)
+                    if leg.started:
+                        await self._send_ring(leg)
+                    else:
+                        await self._complete_switch(leg)
                 except ProviderError as error:
-                    if report:
-                        self._fail(error)
+                    self._leg_failed(leg, error)
+                except asyncio.CancelledError:
+                    self._send_cancelled(leg)
                     raise
+            break
+        self._maybe_roll()
+
+    async def _send_on_live(
+        self, build: Callable[[Leg], list[bytes]], *, only_on: Leg | None = None
+    ) -> bool:
+        """Send what ``build`` makes for the live leg; False if there is none fit to take it
+        (an outage, a failed leg, or not ``only_on``). ``build`` may raise ``ValueError``."""
+        while True:
+            self._check_open()
+            leg = self._usable_leg()
+            if leg is None or (only_on is not None and leg is not only_on):
+                return False
+            async with leg.lock:
+                self._check_open()
+                if leg is not self._usable_leg():
+                    continue  # switched or failed while waiting
+                try:
+                    if not leg.started:
+                        await self._complete_switch(leg)
+                    await leg.send_all(build(leg))
+                except ProviderError as error:
+                    self._leg_failed(leg, error)
+                    return False
+                except asyncio.CancelledError:
+                    self._send_cancelled(leg)
+                    raise
+                return True
+
+    def _send_cancelled(self, leg: Leg) -> None:
+        """The caller cancelled a send midway: that stream can take nothing more (its event
+        signatures are chained), so it is replaced like a failed one."""
+        if leg.broken:
+            self._leg_failed(
+                leg, ProviderError("connection", "a send was cancelled midway", retryable=True)
+            )
+
+    def _usable_leg(self) -> Leg | None:
+        leg = self._leg
+        if self._state is not _State.OPEN or self._outage is not None:
+            return None
+        if leg is None or leg.failure is not None:
+            return None
+        return leg
+
+    async def _send_ring(self, leg: Leg) -> None:
+        data = self._ring.read(leg.audio_sent_upto)
+        leg.audio_sent_upto = self._heard_upto = self._ring.end
+        if data:
+            step = self._options.max_audio_event_bytes
+            await leg.send_all(
+                [leg.protocol.audio_event(data[i : i + step]) for i in range(0, len(data), step)]
+            )
+
+    async def _start_leg(
+        self, leg: Leg, history: Sequence[Message], texts: Sequence[str] = ()
+    ) -> float:
+        """Make ``leg`` carry the conversation (its lock held): history, the audio content,
+        typed texts, then the audio it has not heard. Returns how long that took."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        payloads = leg.protocol.start_events(history)
+        for text in texts:
+            payloads += leg.protocol.text_events(text)
+        await leg.send_all(payloads)
+        leg.started = True
+        await self._send_ring(leg)
+        return loop.time() - began
+
+    async def _tell_orphan_result(self, call: ToolCall, result: ToolResult) -> None:
+        """A result for a call made on a leg that is gone: it is in the history; a model that
+        takes text is also told now, so that it can give the answer that was waiting on it."""
+        if not self._model.interactive_text:
+            return
+        text = (
+            f"(The {call.name} tool, called before the connection to the model was renewed, "
+            f"returned: {tool_result_json(result)})"
+        )
+        sent = await self._send_on_live(lambda leg: leg.protocol.text_events(text))
+        if sent:
+            self._turns.user_input()
+        else:
+            self._queued_texts.append((text, False))
 
     async def _keep_alive(self) -> None:
         """Stream silence in real time while the caller sends no audio.
 
         Bedrock cuts a stream that carries no audio for a few minutes, and it finds the end of
         the user's turn in the audio itself: a caller that only types, or waits on a tool, must
-        not leave the stream silent."""
+        not leave the stream silent. It follows the live leg; during an outage it pauses."""
         loop = asyncio.get_running_loop()
         step = _KEEPALIVE_STEP
-        silence = self._protocol.audio_event(bytes(2 * round(16000 * step)))
+        silence = bytes(2 * round(16000 * step))
+        due: float | None = None  # when the next piece of silence is due (real-time pace)
         while self._state is _State.OPEN:
-            idle_for = loop.time() - self._last_audio
+            now = loop.time()
+            idle_for = now - self._last_audio
             if idle_for < self._options.keepalive_after:
+                due = None
                 await asyncio.sleep(self._options.keepalive_after - idle_for)
                 continue
-            try:
-                await self._send_all([silence])
-            except (ProviderError, SessionClosedError):
-                return
-            await asyncio.sleep(step)
+            due = now if due is None else due
+            # Behind schedule (a busy loop): catch up, as a microphone's buffer would.
+            pieces = min(1 + int((now - due) / step), 32)
+            due += pieces * step
+            if self._outage is None:
+                self._take_audio(silence * pieces)
+                await self._flush_audio()
+            else:
+                due = None
+            await asyncio.sleep(max(0.0, due - loop.time()) if due is not None else step)
 
-    async def _receive_loop(self) -> None:
-        stream = self._stream
-        assert stream is not None
+    # ---- receiving -----------------------------------------------------------------------
+
+    def _on_leg_events(self, leg: Leg, events: list[Event]) -> None:
+        if leg is not self._leg:
+            # A retired leg was switched away from at a quiet point: nothing of a turn in
+            # progress is left on it, and what it hears after is replayed to its successor.
+            # Its token counts still count. A leg set up in advance says nothing.
+            for event in events:
+                if event.type is EventType.USAGE and event.usage is not None:
+                    self._events.put(self._session_usage(leg, event.usage))
+            return
+        if self._outage is not None:
+            self._held.extend(events)  # a recovery attempt: all or nothing
+            return
+        self._deliver(leg, events)
+        self._maybe_roll()
+
+    def _deliver(self, leg: Leg, events: list[Event]) -> None:
+        if self._unsettled is not None and self._unsettled[0] is leg:
+            self._settled(leg)  # Bedrock answers on it: the recovery is done
+        now = asyncio.get_running_loop().time()
+        for received in events:
+            event = received
+            match event.type:
+                case EventType.TRANSCRIPT:
+                    # What this leg was sent is now words: a successor need not hear it.
+                    self._ring.forget_before(leg.audio_sent_upto)
+                    self._log.user(event.text)
+                    self._turns.user_input()
+                case EventType.TEXT_OUTPUT if event.final:
+                    self._log.assistant(event.text)
+                case EventType.AUDIO_OUTPUT:
+                    self._turns.assistant_audio(len(event.audio) / 2 / event.sample_rate, now)
+                    if self._gap_from is not None:
+                        self._stats.rollover_audio_gap(now - self._gap_from)
+                        self._gap_from = None
+                    self._last_output_audio = now
+                case EventType.TOOL_CALL if event.tool_call is not None:
+                    call = event.tool_call
+                    self._calls[call.call_id] = _Call(call, leg)
+                    self._log.tool_called(call)
+                    self._turns.tool_called(call.call_id)
+                case EventType.TURN_END:
+                    self._turns.turn_ended()
+                    self._log.turn_over()
+                    self._boundary = "turn_end"
+                case EventType.INTERRUPTED:
+                    self._events.drop_audio()
+                    self._turns.interrupted()
+                    self._log.turn_over()
+                    self._boundary = "interrupted"
+                case EventType.USAGE if event.usage is not None:
+                    event = self._session_usage(leg, event.usage)
+                case _:
+                    pass
+            self._events.put(event)
+
+    def _session_usage(self, leg: Leg, usage: Usage) -> Event:
+        """Usage events carry running totals for the session, over all its legs."""
+        self._usage[leg.number] = usage
+        legs = self._usage.values()
+        return Event.usage_event(
+            Usage(
+                input_speech_tokens=sum(u.input_speech_tokens for u in legs),
+                input_text_tokens=sum(u.input_text_tokens for u in legs),
+                output_speech_tokens=sum(u.output_speech_tokens for u in legs),
+                output_text_tokens=sum(u.output_text_tokens for u in legs),
+                total_tokens=sum(u.total_tokens for u in legs),
+            )
+        )
+
+    def _on_leg_end(self, leg: Leg, error: ProviderError | None) -> None:
+        """A leg's receive task ended: Bedrock ended the stream (``error`` None) or it failed."""
+        if leg is self._next:
+            self._next = None
+            self._preopen_failed(error)
+            self._spawn(leg.release())
+            return
+        error = error or ProviderError("stream_ended", "Bedrock ended the stream", retryable=True)
+        if leg is self._leg and self._state is _State.OPEN:
+            self._leg_failed(leg, error)
+        elif not leg.retired:
+            leg.fail(error)  # e.g. a recovery attempt's leg, not live yet
+
+    # ---- rollover ------------------------------------------------------------------------
+
+    def _maybe_roll(self) -> None:
+        """Past ``rollover_after``: set up the next leg, then switch at a quiet point."""
+        after = self._options.rollover_after
+        leg = self._leg
+        if after <= 0 or self._state is not _State.OPEN or self._outage is not None:
+            return
+        if leg is None or not leg.started or leg.failure is not None:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if leg.age(now) < after:
+            return
+        if self._rollover is None:
+            self._rollover = _Rollover(triggered_at=now)
+        if self._next is None:
+            if self._preopening is None and now >= self._preopen_not_before:
+                self._preopening = loop.create_task(self._preopen(), name="nova-preopen")
+            return
+        if self._turns.quiet(now):
+            self._switch()
+
+    async def _preopen(self) -> None:
         try:
-            while (payload := await stream.receive()) is not None:
-                if not payload:
-                    continue
-                try:
-                    events = self._protocol.receive(payload)
-                except ProviderError as error:
-                    # One bad event is reported; the stream itself may well carry on.
-                    self._events.put(Event.failure(error.code, error.message, fatal=False))
-                    continue
-                for event in events:
-                    if event.type is EventType.INTERRUPTED:
-                        self._events.drop_audio()
-                    self._events.put(event)
-            if self._state is _State.OPEN:
-                self._fail(
-                    ProviderError("stream_ended", "Bedrock ended the stream", retryable=True)
-                )
+            leg = await self._open_leg("rollover")
         except ProviderError as error:
-            if self._state is _State.OPEN:
-                self._fail(error)
-        except asyncio.CancelledError:
+            self._preopen_failed(error)
+            return
+        finally:
+            self._preopening = None
+        if self._state is not _State.OPEN or leg.failure is not None or leg.ended:
+            await leg.close(self._options.close_timeout)
+            return
+        self._preopen_failures = 0
+        self._next = leg
+        self._maybe_roll()
+
+    def _preopen_failed(self, error: ProviderError | None) -> None:
+        """Opening the next leg failed, or it ended before use: try again later, backing off."""
+        self._preopen_failures += 1
+        wait = min(_PREOPEN_RETRY_MAX, 2.0**self._preopen_failures)
+        self._preopen_not_before = asyncio.get_running_loop().time() + wait
+        log.warning("the stream set up for a rollover failed (%s); again in %.0f s", error, wait)
+
+    def _switch(self) -> None:
+        """Make the waiting leg the live one. Synchronous, so that no event of the old leg is
+        delivered after the decision; the new leg is started by whoever next holds its lock
+        (the switch task, or a send that gets there first)."""
+        old, new = self._leg, self._next
+        assert old is not None and new is not None and self._rollover is not None
+        self._next = None
+        self._rollover.at = self._boundary
+        self._boundary = "quiet"
+        new.audio_sent_upto = self._ring.start  # what no transcript has accounted for
+        self._leg = new
+        self._retire(old)
+        log.info("rolling over from stream %d to %d", old.number, new.number)
+        self._switching = asyncio.get_running_loop().create_task(
+            self._finish_switch(new), name="nova-switch"
+        )
+
+    async def _finish_switch(self, new: Leg) -> None:
+        async with new.lock:
+            if self._usable_leg() is new and not new.started:
+                try:
+                    await self._complete_switch(new)
+                except ProviderError as error:
+                    self._leg_failed(new, error)
+        self._switching = None
+
+    async def _complete_switch(self, new: Leg) -> None:
+        """Start a leg switched to by a rollover (its lock held)."""
+        pause = await self._start_leg(new, self._log.messages())
+        rollover = self._rollover
+        if rollover is not None:
+            now = asyncio.get_running_loop().time()
+            self._stats.rolled_over(now - rollover.triggered_at, pause, rollover.at)
+            self._rollover = None
+        self._gap_from = self._last_output_audio
+
+    def _retire(self, leg: Leg) -> None:
+        leg.retired = True
+
+        async def close_retired() -> None:
+            async with leg.lock:  # a send to it may be in flight
+                await leg.finish_input()
+            await leg.close(self._options.close_timeout)
+
+        self._spawn(close_retired())
+
+    # ---- recovery ------------------------------------------------------------------------
+
+    def _leg_failed(self, leg: Leg, error: ProviderError) -> None:
+        if not leg.fail(error):
+            return
+        if leg is not self._leg or self._state is not _State.OPEN:
+            return
+        if self._outage is not None:
+            return  # an attempt's leg: the recovery task sees it
+        log.warning("stream %d failed: %s", leg.number, error)
+        self._spawn(leg.release())
+        if self._unsettled is not None:
+            self._unsettled[2].cancel()
+            self._unsettled = None
+        if not error.retryable or self._recovery.attempts == 0:
+            self._fail(error)
+            return
+        now = asyncio.get_running_loop().time()
+        previous = self._last_outage
+        if previous is not None and self._recovery.continues_outage(
+            replacement=leg.purpose == "recovery",
+            heard_from=leg.events_received > 0,
+            age=leg.age(now),
+        ):
+            outage = previous
+            outage.error = error
+            outage.failed_at = now
+        else:
+            outage = _Outage(reason=error.code, error=error, started=now, failed_at=now)
+        self._outage = outage
+        self._leg = None
+        self._rollover = None
+        self._cut_turn()
+        self._recovering = asyncio.get_running_loop().create_task(
+            self._recover(outage), name="nova-recover"
+        )
+
+    def _cut_turn(self) -> None:
+        """The live leg is gone mid-conversation: end an answer being spoken."""
+        if self._turns.stream_cut():
+            self._events.drop_audio()
+            self._events.put(Event.interrupted("recovery"))
+
+    async def _recover(self, outage: _Outage) -> None:
+        loop = asyncio.get_running_loop()
+        while self._state is _State.OPEN:
+            delay = self._recovery.delay(outage.attempts, loop.time() - outage.started, self._rng)
+            if delay is None:
+                self._give_up(outage)
+                return
+            leg = self._take_next_leg()
+            if leg is None:
+                await asyncio.sleep(delay)
+            outage.attempts += 1
+            # Ask again what the failure left unanswered (not while a tool call is out: its
+            # result, when it comes, is what the model needs, and a second call could repeat
+            # what the tool did).
+            question = None
+            if (
+                self._model.interactive_text
+                and self._turns.owes_answer
+                and not self._turns.tools_outstanding
+            ):
+                question = self._log.rewind_unanswered()
+            history = self._log.messages()
+            if question:
+                self._log.user(question)
+            # Queued texts follow; a tool result's summary only if the question is not asked
+            # again (then the history's tool line tells the model).
+            queued = list(self._queued_texts)
+            texts = [question] if question else []
+            texts += [text for text, words in queued if words or not question]
+            try:
+                if leg is None:
+                    leg = await self._open_leg("recovery")
+                leg.audio_sent_upto = self._ring.start
+                self._held.clear()
+                self._leg = leg
+                async with leg.lock:
+                    await self._start_leg(leg, history, texts)
+                if leg.failure is not None:
+                    raise leg.failure
+                if leg.ended:
+                    raise ProviderError("stream_ended", "Bedrock ended the stream", retryable=True)
+            except ProviderError as error:
+                log.warning("reconnect attempt %d failed: %s", outage.attempts, error)
+                if leg is not None:
+                    leg.fail(error)
+                    self._spawn(leg.release())
+                self._leg = None
+                self._held.clear()
+                outage.error = error
+                if not error.retryable:
+                    self._fail(error)
+                    return
+                continue
+            self._reconnected(leg, outage, told=bool(texts), queued=queued)
+            return
+
+    def _take_next_leg(self) -> Leg | None:
+        """A leg set up for a rollover serves a recovery attempt (a stream that hit Bedrock's
+        limit before the rollover could switch) without waiting, unless it is already due for
+        a rollover itself (it has waited that long for a quiet point)."""
+        leg, self._next = self._next, None
+        if leg is None:
+            return None
+        age = leg.age(asyncio.get_running_loop().time())
+        if leg.failure is not None or leg.ended or age >= self._options.rollover_after:
+            self._spawn(leg.close(self._options.close_timeout))
+            return None
+        leg.purpose = "recovery"
+        return leg
+
+    def _reconnected(
+        self, leg: Leg, outage: _Outage, *, told: bool, queued: list[tuple[str, bool]]
+    ) -> None:
+        """``leg`` is in place: audio flows to it again. The recovery is announced once it
+        settles (``_SETTLE_SECONDS``), or at once if Bedrock has already sent it something."""
+        loop = asyncio.get_running_loop()
+        self._outage = None
+        self._last_outage = outage
+        del self._queued_texts[: len(queued)]
+        for text, words in queued:
+            if words:
+                self._log.user(text)
+        if self._queued_texts:  # queued while this attempt was under way
+            self._spawn(self._send_queued())
+        if told:
+            self._turns.user_input()
+        else:
+            self._turns.answer_abandoned()
+        outage.downtime = loop.time() - outage.failed_at
+        timer = loop.call_later(_SETTLE_SECONDS, self._settled, leg)
+        self._unsettled = (leg, outage, timer)
+        held, self._held = self._held, []
+        if held:
+            self._deliver(leg, held)
+        self._recovering = None
+
+    async def _send_queued(self) -> None:
+        while self._queued_texts and self._outage is None and self._state is _State.OPEN:
+            text, words = self._queued_texts[0]
+            if not await self._send_on_live(_text_builder(text)):
+                return  # the next recovery takes them
+            self._queued_texts.pop(0)
+            if words:
+                self._log.user(text)
+            self._turns.user_input()
+
+    def _settled(self, leg: Leg) -> None:
+        if self._unsettled is None or self._unsettled[0] is not leg:
+            return
+        _, outage, timer = self._unsettled
+        self._unsettled = None
+        timer.cancel()
+        if self._state is not _State.OPEN:
+            return
+        log.info(
+            "stream %d replaces the failed one after %d attempt(s), %.2f s (%s)",
+            leg.number,
+            outage.attempts,
+            outage.downtime,
+            outage.reason,
+        )
+        self._stats.recovered(outage.downtime, outage.reason, outage.attempts)
+        self._events.put(Event.reconnected(outage.reason, outage.attempts, outage.downtime))
+
+    def _give_up(self, outage: _Outage) -> None:
+        self._stats.recovery_failed(outage.attempts, outage.reason)
+        error = outage.error
+        elapsed = asyncio.get_running_loop().time() - outage.started
+        self._fail(
+            ProviderError(
+                error.code,
+                f"{error.message} (no working stream after {outage.attempts} reconnect"
+                f" attempt(s) in {elapsed:.1f} s)",
+                retryable=error.retryable,
+            )
+        )
+
+    # ---- legs and lifetime -----------------------------------------------------------------
+
+    async def _open_leg(self, purpose: str) -> Leg:
+        loop = asyncio.get_running_loop()
+        self._legs_opened += 1
+        began = loop.time()
+        try:
+            leg = await Leg.open(
+                number=self._legs_opened,
+                purpose=purpose,
+                settings=self._settings,
+                model_id=self.config.model,
+                options=self._options,
+                credentials=self._credentials,
+                on_events=self._on_leg_events,
+                on_end=self._on_leg_end,
+            )
+        except ProviderError:
             raise
-        except Exception as exc:  # a bug here must not leave the caller waiting forever
-            log.exception("receive loop failed")
-            self._fail(ProviderError("internal", repr(exc), retryable=False))
+        except Exception as exc:  # e.g. the credential chain failed: classify it
+            raise to_provider_error(exc) from exc
+        self._stats.stream_opened(loop.time() - began, purpose)
+        return leg
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _fail(self, error: ProviderError) -> None:
         """Record the first fatal error, tell the caller once, and close in the background."""
@@ -255,23 +819,37 @@ class NovaSession(Session):
         )
         if self._state is _State.OPEN:
             self._state = _State.CLOSING
-            asyncio.get_running_loop().create_task(self._shutdown(server_ended=True))
+            self._spawn(self._shutdown())
 
-    async def _shutdown(self, *, server_ended: bool) -> None:
+    async def _cancel_tasks(self) -> None:
+        if self._unsettled is not None:
+            self._unsettled[2].cancel()
+            self._unsettled = None
+        current = asyncio.current_task()
+        for task in (self._keepalive, self._preopening, self._recovering, self._switching):
+            if task is not None and task is not current and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _shutdown(self) -> None:
         if self._state is _State.CLOSED:
             return
+        await self._cancel_tasks()
+        legs = [leg for leg in (self._leg, self._next) if leg is not None]
+        self._leg = self._next = None
+        # A leg set up in advance is healthy: end it in order too. Bounded by close_timeout.
+        await asyncio.gather(*(leg.close(self._options.close_timeout) for leg in legs))
         current = asyncio.current_task()
-        if self._keepalive is not None and self._keepalive is not current:
-            self._keepalive.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._keepalive
-        receiver = self._receiver
-        if receiver is not None and receiver is not current and not receiver.done():
-            receiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await receiver
-        if self._stream is not None:
-            await self._stream.aclose(input_done=server_ended)
+        pending = [t for t in self._background if t is not current and not t.done()]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=self._options.close_timeout + 1)
+            for task in late:
+                task.cancel()
         self._state = _State.CLOSED
         self._events.close()
         self._closed.set()
+
+
+def _text_builder(text: str) -> Callable[[Leg], list[bytes]]:
+    return lambda leg: leg.protocol.text_events(text)

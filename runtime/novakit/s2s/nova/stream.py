@@ -39,6 +39,7 @@ class BedrockStream:
         self._stream = stream
         self._options = options
         self._receiver: Any = None
+        self._send_deadline: asyncio.Timeout | None = None
         self._input_closed = False
         self._closed = False
 
@@ -53,6 +54,7 @@ class BedrockStream:
         }
         if options.base_url:
             config_args["endpoint_uri"] = options.base_url
+        client: AsyncBedrockRuntimeClient | None = None
         try:
             async with asyncio.timeout(options.open_timeout):
                 config = await AsyncBedrockRuntimeConfig.resolve(**config_args)
@@ -60,20 +62,39 @@ class BedrockStream:
                 stream = await client.invoke_model_with_bidirectional_stream(
                     InvokeModelWithBidirectionalStreamOperationInput(model_id=model_id)
                 )
-        except Exception as exc:
-            raise _fail("opening the stream", exc) from exc
+        except BaseException as exc:  # also cancellation: never leak the connection
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(options.close_timeout):
+                        await client.close()
+            if isinstance(exc, Exception):
+                raise _fail("opening the stream", exc) from exc
+            raise
         return cls(client, stream, options)
 
     async def send(self, payload: bytes) -> None:
-        """Send one event (its JSON bytes)."""
+        """Send one event (its JSON bytes); one send at a time per stream."""
         chunk = InvokeModelWithBidirectionalStreamInputChunk(
             value=BidirectionalInputPayloadPart(bytes_=payload)
         )
         try:
-            async with asyncio.timeout(self._options.send_timeout):
+            async with asyncio.timeout(self._options.send_timeout) as deadline:
+                self._send_deadline = deadline
                 await self._stream.input_stream.send(chunk)
         except Exception as exc:
             raise _fail("sending", exc) from exc
+        finally:
+            self._send_deadline = None
+
+    def abort_send(self) -> None:
+        """Make a send in progress give up now (it raises a ``timeout`` ProviderError).
+
+        Once Bedrock has ended a stream (RST_STREAM, a dropped connection), the SDK takes no
+        more input and a send would wait for ``send_timeout``; whoever learns first that the
+        stream is gone (usually the receive side) cuts it short."""
+        deadline = self._send_deadline
+        if deadline is not None and not deadline.expired():
+            deadline.reschedule(asyncio.get_running_loop().time())
 
     async def accepted(self) -> None:
         """Wait (bounded) for Bedrock's response headers: a rejected request (bad signature,
@@ -118,6 +139,7 @@ class BedrockStream:
         if self._closed:
             return
         self._closed = True
+        self.abort_send()
         if input_done:
             self._input_closed = True
         await self.close_input()

@@ -1,0 +1,201 @@
+"""Decisions that let a session outlive its Bedrock streams, sans I/O.
+
+- ``AudioRing``: the user's audio since the last transcript (bounded). It is the single source
+  of audio sent to Bedrock: each stream records how far it has been sent, so a new stream is
+  sent what the old one heard but never turned into a transcript (a rollover's replay, a
+  recovery's replay plus what the caller sent during the outage), and nothing twice.
+- ``TurnTracker``: where the conversation stands (who owes what, whether the listener is still
+  hearing the assistant, tool calls outstanding), which decides when a rollover may switch
+  streams and what a failure cut.
+- ``RecoveryPolicy``: how long, and how often, to try fresh streams after a recoverable failure.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass
+from enum import StrEnum
+
+INPUT_BYTES_PER_SECOND = 32000  # 16 kHz PCM16 mono
+
+
+class AudioRing:
+    """User audio by absolute byte offset; keeps at most ``max_bytes`` (oldest dropped)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        if max_bytes < 2:
+            raise ValueError("an audio ring needs room for one sample")
+        self._max = max_bytes - max_bytes % 2
+        self._chunks: deque[bytes] = deque()
+        self.start = 0  # offset of the oldest byte kept
+        self.end = 0  # offset after the newest byte
+        self.dropped = 0  # bytes pushed out by the bound before any stream was sent them
+
+    def append(self, pcm: bytes) -> None:
+        if not pcm:
+            return
+        self._chunks.append(pcm)
+        self.end += len(pcm)
+        overflow = (self.end - self.start) - self._max
+        if overflow > 0:
+            self._drop(overflow)
+
+    def read(self, offset: int) -> bytes:
+        """Everything kept from ``offset`` on (from the oldest kept byte if that is later)."""
+        offset = max(offset, self.start)
+        if offset >= self.end:
+            return b""
+        parts: list[bytes] = []
+        position = self.end
+        for chunk in reversed(self._chunks):
+            position -= len(chunk)
+            if position + len(chunk) <= offset:
+                break
+            parts.append(chunk[max(0, offset - position) :])
+        parts.reverse()
+        return b"".join(parts)
+
+    def forget_before(self, offset: int) -> None:
+        """Drop what lies before ``offset`` (audio a transcript has accounted for)."""
+        if offset > self.start:
+            self._drop(min(offset, self.end) - self.start, counted=False)
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start) / INPUT_BYTES_PER_SECOND
+
+    def _drop(self, count: int, *, counted: bool = True) -> None:
+        count -= count % 2  # whole samples only
+        if counted:
+            self.dropped += count
+        self.start += count
+        while count > 0 and self._chunks:
+            head = self._chunks[0]
+            if len(head) <= count:
+                self._chunks.popleft()
+                count -= len(head)
+            else:
+                self._chunks[0] = head[count:]
+                count = 0
+
+
+class Phase(StrEnum):
+    IDLE = "idle"  # nobody is owed an answer and no assistant audio is playing
+    AWAITING = "awaiting"  # the user spoke or typed; the answer has not begun
+    SPEAKING = "speaking"  # the answer's audio is arriving
+    PLAYING_OUT = "playing_out"  # the answer is complete; the listener is still hearing it
+
+
+class TurnTracker:
+    """Follows the conversation's turns from the events the caller receives and the audio it
+    sends. Clocks: ``now`` is wall time; ``input_clock`` counts seconds of user audio sent,
+    which is the clock Bedrock hears (a client streams in real time; tests stream faster).
+
+    A listener plays the assistant's audio in real time after it arrives (faster than real
+    time), so an answer whose generation ended is still being heard: it has played out once
+    as much input audio has gone by since its first chunk as it lasts, or as much wall time,
+    whichever comes first. Until then the model still counts as speaking and would recognise a
+    barge-in, so a rollover does not switch streams before.
+    """
+
+    def __init__(self) -> None:
+        self.phase = Phase.IDLE
+        self.input_clock = 0.0
+        self.tools_outstanding: set[str] = set()
+        self._answer_seconds = 0.0
+        self._answer_started_clock = 0.0
+        self._answer_started_wall = 0.0
+
+    # -- what happened ---------------------------------------------------------------------
+
+    def input_audio(self, seconds: float) -> None:
+        self.input_clock += seconds
+
+    def user_input(self) -> None:
+        """A transcript arrived or text was sent: an answer is owed."""
+        self.phase = Phase.AWAITING
+
+    def assistant_audio(self, seconds: float, now: float) -> None:
+        if self.phase is not Phase.SPEAKING:
+            self.phase = Phase.SPEAKING
+            self._answer_seconds = 0.0
+            self._answer_started_clock = self.input_clock
+            self._answer_started_wall = now
+        self._answer_seconds += seconds
+
+    def turn_ended(self) -> None:
+        self.phase = Phase.PLAYING_OUT if self.phase is Phase.SPEAKING else Phase.IDLE
+
+    def interrupted(self) -> None:
+        """Barge-in or a client interrupt: the listener dropped what it had queued."""
+        self.phase = Phase.IDLE
+
+    def tool_called(self, call_id: str) -> None:
+        self.tools_outstanding.add(call_id)
+        if self.phase is Phase.IDLE:
+            self.phase = Phase.AWAITING
+
+    def tool_answered(self, call_id: str) -> None:
+        self.tools_outstanding.discard(call_id)
+
+    def stream_cut(self) -> bool:
+        """The stream carrying the conversation failed. Returns whether an answer was being
+        spoken (its audio must be dropped: the next stream gives the answer anew or not at
+        all); an answer still owed stays owed."""
+        speaking = self.phase is Phase.SPEAKING
+        if speaking:
+            self.phase = Phase.AWAITING
+        return speaking
+
+    def answer_abandoned(self) -> None:
+        """A new stream will not answer what was owed (the model cannot be asked again)."""
+        if self.phase is Phase.AWAITING and not self.tools_outstanding:
+            self.phase = Phase.IDLE
+
+    # -- what it means -----------------------------------------------------------------------
+
+    @property
+    def owes_answer(self) -> bool:
+        return self.phase in (Phase.AWAITING, Phase.SPEAKING)
+
+    def quiet(self, now: float) -> bool:
+        """True at a point where streams can be switched without the listener noticing: no
+        answer owed or playing, no tool call outstanding. (The user may be speaking: what the
+        old stream heard since the last transcript is replayed to the new one.)"""
+        if self.phase is Phase.PLAYING_OUT:
+            played = (
+                self.input_clock - self._answer_started_clock >= self._answer_seconds
+                or now - self._answer_started_wall >= self._answer_seconds
+            )
+            if played:
+                self.phase = Phase.IDLE
+        return self.phase is Phase.IDLE and not self.tools_outstanding
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryPolicy:
+    """Fresh streams after a recoverable failure: at most ``attempts`` per outage, within
+    ``budget`` seconds of its start, waiting before each a random time in ``[0, b)`` ("full
+    jitter") with ``b = min(max_delay, base_delay * 2**(n-1))`` for the n-th attempt, so that
+    many sessions cut at once (a throttled account, a service blip) do not retry in step."""
+
+    attempts: int = 5
+    budget: float = 30.0
+    base_delay: float = 0.25
+    max_delay: float = 4.0
+    proven_after: float = 30.0  # seconds up after which a replacement stream has proved itself
+
+    def delay(self, attempts_made: int, elapsed: float, rng: random.Random) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up."""
+        if attempts_made >= self.attempts or elapsed >= self.budget:
+            return None
+        ceiling = min(self.max_delay, self.base_delay * 2**attempts_made)
+        return min(rng.uniform(0.0, ceiling), max(0.0, self.budget - elapsed))
+
+    def continues_outage(self, *, replacement: bool, heard_from: bool, age: float) -> bool:
+        """Whether a failed stream continues the outage it was put in place to end: it did
+        (a replacement) but Bedrock never sent it anything and it was young. Its attempts then
+        count toward the same bound, so that streams refused one after another end in a final
+        error instead of a retry storm."""
+        return replacement and not heard_from and age < self.proven_after

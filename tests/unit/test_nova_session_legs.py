@@ -1,0 +1,256 @@
+"""The session over several streams, with an in-memory stand-in for ``BedrockStream``: the
+test decides when streams open, what Bedrock says and when it fails. No sockets, no SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from novakit import s2s
+from novakit.s2s.errors import ProviderError
+from novakit.s2s.nova import NovaEngine
+from novakit.s2s.nova import leg as leg_module
+from novakit.s2s.nova.credentials import StaticCredentials
+
+E = s2s.EventType
+
+
+class FakeStream:
+    """One stream: records what the session sends; replays what the test makes Bedrock say."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.sent: list[dict[str, Any]] = []
+        self.output: asyncio.Queue[bytes | Exception | None] = asyncio.Queue()
+        self.hold_sends: asyncio.Event | None = None  # set: sends wait for it
+        self.input_closed = False
+        self.released = False
+
+    # -- what BedrockStream offers --
+    async def send(self, payload: bytes) -> None:
+        if self.hold_sends is not None:
+            await self.hold_sends.wait()
+        self.sent.append(json.loads(payload)["event"])
+
+    async def accepted(self) -> None:
+        return None
+
+    async def receive(self) -> bytes | None:
+        item = await self.output.get()
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    async def close_input(self) -> None:
+        self.input_closed = True
+        self.output.put_nowait(None)  # Bedrock ends its side in turn
+
+    async def aclose(self, *, input_done: bool = False) -> None:
+        self.released = True
+        if not input_done:
+            self.input_closed = True
+
+    def abort_send(self) -> None:
+        return None
+
+    # -- for the test --
+    def say(self, name: str, **body: Any) -> None:
+        self.output.put_nowait(json.dumps({"event": {name: body}}).encode())
+
+    def fail(self, code: str = "throttled") -> None:
+        self.output.put_nowait(ProviderError(code, "injected", retryable=True))
+
+    def names(self) -> list[str]:
+        return [next(iter(event)) for event in self.sent]
+
+    def texts(self, *, interactive: bool) -> list[tuple[str, str]]:
+        """(role, text) of the TEXT contents sent, history or interactive."""
+        found: list[tuple[str, str]] = []
+        roles: dict[str, str] = {}
+        for event in self.sent:
+            (name, body), *_ = event.items()
+            if name == "contentStart" and body["type"] == "TEXT" and body["role"] != "SYSTEM":
+                if body["interactive"] is interactive:
+                    roles[body["contentName"]] = body["role"]
+            elif name == "textInput" and body["contentName"] in roles:
+                found.append((roles[body["contentName"]], body["content"]))
+        return found
+
+    def audio(self) -> bytes:
+        return b"".join(
+            base64.b64decode(e["audioInput"]["content"]) for e in self.sent if "audioInput" in e
+        )
+
+
+class Bedrock:
+    """Hands out FakeStreams; ``gate`` (when cleared) holds the opening of new ones."""
+
+    def __init__(self) -> None:
+        self.streams: list[FakeStream] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self._opened = asyncio.Event()
+
+    async def open(self, model_id: str, options: Any, identity: Any) -> FakeStream:
+        await self.gate.wait()
+        stream = FakeStream(len(self.streams))
+        self.streams.append(stream)
+        self._opened.set()
+        return stream
+
+    async def wait_for(self, count: int) -> FakeStream:
+        async with asyncio.timeout(5):
+            while len(self.streams) < count:
+                self._opened.clear()
+                await self._opened.wait()
+        return self.streams[count - 1]
+
+
+@pytest.fixture
+def bedrock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Bedrock]:
+    fake = Bedrock()
+
+    class Stream:
+        open = staticmethod(fake.open)
+
+    monkeypatch.setattr(leg_module, "BedrockStream", Stream)
+    yield fake
+
+
+def engine(model: str = "amazon.nova-2-sonic-v1:0", **extra: Any) -> NovaEngine:
+    options = {"region": "us-east-1", "keepalive_after": 0, **extra}
+    return NovaEngine(
+        s2s.Config(model=model, extra=options), credentials=StaticCredentials("k", "s", None)
+    )
+
+
+@pytest.fixture
+async def session(bedrock: Bedrock) -> AsyncIterator[s2s.Session]:
+    async with engine().start() as opened:
+        yield opened
+
+
+async def next_event(session: s2s.Session, kind: s2s.EventType) -> s2s.Event:
+    async with asyncio.timeout(5):
+        async for event in session.recv():
+            if event.type is kind:
+                return event
+    raise AssertionError(f"recv() ended before {kind}")
+
+
+def assistant_says(stream: FakeStream, text: str, n: int) -> None:
+    """A complete spoken answer: audio, then its FINAL text ending the turn."""
+    stream.say("contentStart", contentId=f"a{n}", type="AUDIO", role="ASSISTANT")
+    stream.say("audioOutput", contentId=f"a{n}", content=base64.b64encode(bytes(4800)).decode())
+    stream.say("contentEnd", contentId=f"a{n}", type="AUDIO", stopReason="END_TURN")
+    final = json.dumps({"generationStage": "FINAL"})
+    stream.say(
+        "contentStart",
+        contentId=f"t{n}",
+        type="TEXT",
+        role="ASSISTANT",
+        additionalModelFields=final,
+    )
+    stream.say("textOutput", contentId=f"t{n}", content=text, role="ASSISTANT")
+    stream.say("contentEnd", contentId=f"t{n}", type="TEXT", stopReason="END_TURN")
+
+
+def user_said(stream: FakeStream, text: str, n: int) -> None:
+    stream.say("contentStart", contentId=f"u{n}", type="TEXT", role="USER")
+    stream.say("textOutput", contentId=f"u{n}", content=text, role="USER")
+    stream.say("contentEnd", contentId=f"u{n}", type="TEXT", stopReason="END_TURN")
+
+
+async def test_text_typed_during_an_outage_is_sent_once_to_the_next_stream(
+    bedrock: Bedrock, session: s2s.Session
+) -> None:
+    first = bedrock.streams[0]
+    bedrock.gate.clear()  # the replacement stream will take a while to open
+    first.fail()
+    await asyncio.sleep(0.05)
+    await session.send_text("are you there?")  # during the outage: neither raises nor is lost
+    bedrock.gate.set()
+    second = await bedrock.wait_for(2)
+    reconnected = await next_event(session, E.RECONNECTED)
+    assert reconnected.meta["reason"] == "throttled"
+    assert first.texts(interactive=True) == []
+    assert second.texts(interactive=True) == [("USER", "are you there?")]
+    assert second.texts(interactive=False) == []  # not history as well
+    # From then on it is part of the conversation: a later stream is told it as history.
+    assistant_says(second, "I am.", 1)
+    await next_event(session, E.TURN_END)
+    second.fail("model_timeout")
+    third = await bedrock.wait_for(3)
+    await next_event(session, E.RECONNECTED)
+    assert third.texts(interactive=False) == [("USER", "are you there?"), ("ASSISTANT", "I am.")]
+    assert third.texts(interactive=True) == []  # answered: not asked again
+
+
+async def test_a_send_cancelled_midway_replaces_the_stream(
+    bedrock: Bedrock, session: s2s.Session
+) -> None:
+    first = bedrock.streams[0]
+    first.hold_sends = asyncio.Event()  # the network stalls
+    sending = asyncio.create_task(session.send_audio(b"\x01\x00" * 160))
+    await asyncio.sleep(0.05)
+    sending.cancel()  # the caller gives up on this send
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    second = await bedrock.wait_for(2)
+    reconnected = await next_event(session, E.RECONNECTED)
+    assert reconnected.meta["reason"] == "connection"
+    assert second.audio() == b"\x01\x00" * 160  # what the first may not have got is replayed
+    first.hold_sends.set()
+    await asyncio.sleep(0.05)
+    assert "promptEnd" not in first.names()  # nothing written after a broken send
+
+
+async def test_usage_is_counted_over_all_streams(bedrock: Bedrock, session: s2s.Session) -> None:
+    first = bedrock.streams[0]
+    first.say("usageEvent", details={"total": {"output": {"speechTokens": 10}}}, totalTokens=10)
+    assert (await next_event(session, E.USAGE)).usage == s2s.Usage(
+        output_speech_tokens=10, total_tokens=10
+    )
+    first.fail()
+    second = await bedrock.wait_for(2)
+    second.say("usageEvent", details={"total": {"output": {"speechTokens": 4}}}, totalTokens=4)
+    usage = (await next_event(session, E.USAGE)).usage
+    assert usage == s2s.Usage(output_speech_tokens=14, total_tokens=14)
+
+
+async def test_on_nova_sonic_v1_a_cut_answer_is_not_asked_again(bedrock: Bedrock) -> None:
+    async with engine(model="amazon.nova-sonic-v1:0").start() as session:
+        first = bedrock.streams[0]
+        user_said(first, "what is new", 1)
+        first.say("contentStart", contentId="a1", type="AUDIO", role="ASSISTANT")
+        first.say("audioOutput", contentId="a1", content=base64.b64encode(bytes(480)).decode())
+        await next_event(session, E.AUDIO_OUTPUT)
+        first.fail("model_stream_error")
+        cut = await next_event(session, E.INTERRUPTED)
+        assert cut.meta["reason"] == "recovery"
+        second = await bedrock.wait_for(2)
+        await next_event(session, E.RECONNECTED)
+        # No typed text on v1: the question stays in the history for the user to take up.
+        assert second.texts(interactive=True) == []
+        assert second.texts(interactive=False) == [("USER", "what is new")]
+        # ...and the session is not left waiting for an answer that will not come.
+        assert session._turns.quiet(0.0)  # type: ignore[attr-defined]
+
+
+async def test_with_recovery_off_a_failure_ends_the_session(bedrock: Bedrock) -> None:
+    async with engine(recovery_attempts=0).start() as session:
+        bedrock.streams[0].fail()
+        error = await next_event(session, E.ERROR)
+        assert error.error is not None
+        assert (error.error.code, error.error.fatal, error.error.retryable) == (
+            "throttled",
+            True,
+            True,
+        )
+        assert [e async for e in session.recv()] == []
+    assert len(bedrock.streams) == 1
