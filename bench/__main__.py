@@ -13,8 +13,12 @@ import json
 # name -> (module, what it measures)
 BENCHMARKS = {
     "core": ("bench.core", "CPU per audio event through the SDK, emulator in another process"),
-    "bridge": ("bench.bridge", "real-time conversations through gateway + bridge process"),
+    "rollover": ("bench.rollover", "cost of stream rollover and recovery in long conversations"),
+    "micro": ("bench.micro", "per-frame work of the bridge, microseconds, no sockets"),
+    "capacity": ("bench.capacity", "sessions per bridge process within 20 ms added latency"),
+    "bridge": ("bench.bridge", "latency, barge-in, memory and messages/cost of the bridge"),
     "cluster": ("bench.cluster", "relay latency and takeover time, three bridge processes"),
+    "plots": ("bench.plots", "PNG plots of the latest results"),
 }
 
 

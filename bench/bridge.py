@@ -1,16 +1,24 @@
-"""The bridge under real-time load: N conversations through the local gateway and one bridge
-process (started as the container starts it) against the emulator in another process.
+"""The bridge under real-time load: latency, barge-in, memory and messages (hence cost).
 
-Each conversation is a WebSocket client that streams 32 ms audio frames at real-time pace: a
-spoken question, then silence until the assistant's turn ends, again and again. Measured:
+Every measurement runs one ``novakit bridge`` process (started as the container starts it),
+the emulator in another process and the load generator (``bench.driver``) in a third, which
+drives the bridge as API Gateway does (one integration request per client frame, the
+``@connections`` posts answered by it); see ``bench/stack.py``.
 
-- bridge CPU per session-second (the bridge process alone, from /proc);
-- bridge-added latency, from the bridge's own telemetry (its EMF lines): ``InputLatencyMs``,
-  a client frame's arrival to the SDK accepting the audio for Bedrock; ``OutputLatencyMs``, a
-  client frame ready to post (after batching) to API Gateway accepting the post; and
-  ``PostLatencyMs``, the post alone;
-- messages and 32 KB units per session-minute through the gateway, in and out, and the API
-  Gateway cost they imply at published prices.
+- ``load``: N conversations (real-time microphone frames of 32 or 100 ms: a question, then
+  silence until the answer has played) at a few loads: bridge-added latency from the bridge's
+  own telemetry (``InputLatencyMs``, ``OutputDelayMs``, ``OutputLatencyMs``), playback
+  underruns, CPU of each process.
+- ``barge_in``: the client speaks over every answer: the model's interruption to the
+  ``clear_audio`` post completing (``BargeInMs``, the bridge's), the client's first interrupting
+  frame to ``clear_audio`` (which includes the model's, here the emulator's, detection), and
+  audio of the interrupted answer posted after the clear (should be none).
+- ``memory``: bridge RSS with N idle sessions (connected, model stream open, no audio) against
+  none.
+- ``cost``: messages and 32 KB units per session-minute each way for each client frame size and
+  batching setting, and the infra cost per session-minute they imply (``bench/costs.py``).
+- ``gateway_check``: a few conversations through the local gateway (WebSocket clients), whose
+  metering must agree with the load generator's message counts.
 """
 
 from __future__ import annotations
@@ -19,211 +27,188 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
-import socket
-import statistics
-import sys
+import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import websockets
 
 from novakit import audio
 from novakit.localgw import GatewayConfig, LocalGateway
 
-from .common import EmulatorProcess, emulator_process, process_cpu, save
-
-CHUNK = 1024  # 32 ms of 16 kHz PCM16
-STEP = 0.032
-# API Gateway WebSocket prices (us-east-1, first billion): messages per million (metered in
-# 32 KB units) and connection-minutes per million.
-PRICE_PER_MILLION_MESSAGES = 1.00
-PRICE_PER_MILLION_CONNECTION_MINUTES = 0.25
+from . import costs, stack
+from .common import EmulatorProcess, emulator_process, latest_capacity, save
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextlib.asynccontextmanager
-async def bridge_process(
-    emu: EmulatorProcess, gateway_url: str, port: int, batch_ms: int, log: Path
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "NOVAKIT_"))}
-    env.update(
-        NOVAKIT_HOST="127.0.0.1",
-        NOVAKIT_PORT=str(port),
-        NOVAKIT_CONNECTIONS_URL=gateway_url,
-        NOVAKIT_BATCH_MS=str(batch_ms),
-        NOVAKIT_DRAIN_SECONDS="1",
-        NOVAKIT_MAX_SESSIONS="1000",
-        NOVAKIT_LOG_LEVEL="WARNING",
-        AWS_REGION=emu.region,
-        AWS_ENDPOINT_URL_BEDROCK_RUNTIME=emu.endpoint,
-        AWS_CA_BUNDLE=emu.ca_path,
-        AWS_ACCESS_KEY_ID=emu.access_key,
-        AWS_SECRET_ACCESS_KEY=emu.secret_key,
+async def load(emu: EmulatorProcess, workdir: Path, quick: bool) -> list[dict[str, Any]]:
+    seconds = 8.0 if quick else 20.0
+    points = (
+        ((32, 10), (100, 10), (100, 50))
+        if quick
+        else ((32, 10), (32, 50), (100, 10), (100, 50), (100, 100))
     )
-    novakit = Path(sys.executable).parent / "novakit"
-    with log.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(
-            str(novakit), "bridge", env=env, stdout=out, stderr=asyncio.subprocess.STDOUT
+    results = []
+    for frame_ms, sessions in points:
+        result = await stack.run(
+            emu, workdir, sessions=sessions, seconds=seconds, frame_ms=frame_ms, pin=True
         )
-        try:
-            async with asyncio.timeout(30), aiohttp.ClientSession() as http:
-                while True:
-                    with contextlib.suppress(aiohttp.ClientError):
-                        async with http.get(f"http://127.0.0.1:{port}/health") as response:
-                            if response.status == 200:
-                                break
-                    await asyncio.sleep(0.1)
-            yield process
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), 30)
+        results.append(result)
+        print(
+            f"  load {sessions} x {frame_ms} ms: input p99"
+            f" {result['input_latency_ms'].get('p99')} ms, output delay p99"
+            f" {result['output_delay_ms'].get('p99')} ms, {result['underruns']} underruns",
+            flush=True,
+        )
+    return results
 
 
-def telemetry(log: Path) -> dict[str, list[float]]:
-    """Every observation the bridge wrote as EMF (values repeated by their counts)."""
-    values: dict[str, list[float]] = {}
-    for line in log.read_text(errors="replace").splitlines():
-        if not line.startswith('{"_aws"'):
-            continue
-        document = json.loads(line)
-        for name, value in document.items():
-            if isinstance(value, dict) and "Values" in value:
-                bucket = values.setdefault(name, [])
-                for v, n in zip(value["Values"], value["Counts"], strict=True):
-                    bucket.extend([v] * n)
-    return values
+async def barge_in(emu: EmulatorProcess, workdir: Path, quick: bool) -> dict[str, Any]:
+    result = await stack.run(
+        emu,
+        workdir,
+        sessions=5 if quick else 10,
+        seconds=10.0 if quick else 30.0,
+        mode="barge",
+        frame_ms=32,
+        pin=True,
+    )
+    result.pop("cdf", None)
+    return result
 
 
-def percentiles(values: list[float]) -> dict[str, float]:
-    if len(values) < 2:
-        return {}
-    q = statistics.quantiles(values, n=100)
+async def memory(emu: EmulatorProcess, workdir: Path, quick: bool) -> dict[str, Any]:
+    counts = (25, 50) if quick else (50, 100, 200)
+    rows = []
+    for sessions in counts:
+        result = await stack.run(
+            emu, workdir, sessions=sessions, seconds=5.0, mode="idle", warmup_seconds=3.0
+        )
+        rows.append(
+            {
+                "sessions": sessions,
+                "rss_mb_before": result["bridge_rss_mb_before"],
+                "rss_mb": result["bridge_rss_mb"],
+                "mb_per_session": round(
+                    (result["bridge_rss_mb"] - result["bridge_rss_mb_before"]) / sessions, 3
+                ),
+                "bridge_cores": result["cpu_cores"].get("bridge"),
+                "bridge_cpu_ms_per_session_second": result["bridge_cpu_ms_per_session_second"],
+            }
+        )
+        print(f"  memory: {rows[-1]}", flush=True)
+    return {"idle_sessions": rows}
+
+
+async def cost(
+    emu: EmulatorProcess, workdir: Path, quick: bool, capacity: dict[int, int]
+) -> list[dict[str, Any]]:
+    seconds = 10.0 if quick else 30.0
+    rows = []
+    for frame_ms in (32, 100):
+        for batch_ms in (40, 100, 200, 500):
+            result = await stack.run(
+                emu,
+                workdir,
+                sessions=5,
+                seconds=seconds,
+                frame_ms=frame_ms,
+                bridge=stack.BridgeOptions(batch_ms=batch_ms),
+            )
+            per_vcpu = capacity.get(frame_ms) or result["bridge_sessions_per_core_at_this_cost"]
+            row = {
+                "frame_ms": frame_ms,
+                "batch_ms": batch_ms,
+                "messages_per_session_minute_in": result["messages_per_session_minute_in"],
+                "messages_per_session_minute_out": result["messages_per_session_minute_out"],
+                "units_per_session_minute_in": result["units_per_session_minute_in"],
+                "units_per_session_minute_out": result["units_per_session_minute_out"],
+                "audio_out_seconds_per_session_minute": result[
+                    "audio_out_seconds_per_session_minute"
+                ],
+                "output_latency_ms_p50": result["output_latency_ms"].get("p50"),
+                "underruns": result["underruns"],
+                "sessions_per_vcpu_assumed": per_vcpu,
+                "usd_per_session_minute": costs.per_session_minute(
+                    result["units_per_session_minute_in"],
+                    result["units_per_session_minute_out"],
+                    per_vcpu or 1,
+                ),
+            }
+            rows.append(row)
+            print(f"  cost: {row}", flush=True)
+    return rows
+
+
+async def gateway_check(emu: EmulatorProcess, workdir: Path, seconds: float) -> dict[str, Any]:
+    port = stack.free_port()
+    sessions = 5
+    config = GatewayConfig(backends=[f"http://127.0.0.1:{port}"])
+    async with LocalGateway(config) as gateway:
+        options = stack.BridgeOptions()
+        log = workdir / "bridge-gateway.log"
+        async with stack.bridge_process(emu, gateway.management_url, port, options, log):
+            started = time.monotonic()
+            await asyncio.gather(
+                *(_ws_conversation(gateway.url, seconds, i * 0.032 / sessions) for i in range(5))
+            )
+            wall = time.monotonic() - started
+        totals = gateway.stats.snapshot()["totals"]
+    minutes = sessions * wall / 60
     return {
-        "p50": round(q[49], 2),
-        "p90": round(q[89], 2),
-        "p99": round(q[98], 2),
-        "n": len(values),
+        "sessions": sessions,
+        "seconds": round(wall, 1),
+        "messages_per_session_minute_in": round(totals["messages_in"] / minutes, 1),
+        "messages_per_session_minute_out": round(totals["messages_out"] / minutes, 1),
     }
 
 
-async def conversation(url: str, seconds: float, offset: float, stats: dict[str, int]) -> None:
-    """Real-time microphone frames: 1.5 s of speech, then silence until the turn ends."""
+async def _ws_conversation(url: str, seconds: float, offset: float) -> None:
     question = audio.speech_like(1.5)
-    silence = audio.silence(STEP)
+    silence = audio.silence(0.032)
     await asyncio.sleep(offset)
     async with websockets.connect(url, open_timeout=30, max_queue=None) as ws:
         turn_over = asyncio.Event()
         turn_over.set()
+        played_until = [0.0]  # the answer's audio, played from its arrival in real time
 
         async def listen() -> None:
             async for message in ws:
-                if '"type":"turn_end"' in message or '"type":"clear_audio"' in message:
-                    stats["turns"] += 1
+                if '"type":"audio"' in message:
+                    now = time.monotonic()
+                    played_until[0] = max(played_until[0], now) + json.loads(message)["ms"] / 1000
+                elif '"type":"turn_end"' in message or '"type":"clear_audio"' in message:
                     turn_over.set()
-                elif '"type":"audio"' in message:
-                    stats["audio_frames"] += 1
-                elif '"type":"error"' in message:
-                    stats["errors"] += 1
 
         listener = asyncio.create_task(listen())
         start = time.monotonic()
         seq = 0
         pending = b""
-        while (elapsed := time.monotonic() - start) < seconds:
-            if not pending and turn_over.is_set():
+        while time.monotonic() - start < seconds:
+            if not pending and turn_over.is_set() and time.monotonic() >= played_until[0]:
                 turn_over.clear()
                 pending = question
-            chunk, pending = (pending[:CHUNK], pending[CHUNK:]) if pending else (silence, b"")
+            chunk, pending = (pending[:1024], pending[1024:]) if pending else (silence, b"")
             data = base64.b64encode(chunk).decode()
             await ws.send(json.dumps({"type": "audio", "seq": seq, "data": data}))
             seq += 1
-            due = start + seq * STEP
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            stats["late_frames"] += int(time.monotonic() - due > 0.02)
-        del elapsed
+            await asyncio.sleep(max(0.0, start + seq * 0.032 - time.monotonic()))
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
             await listener
 
 
-async def load(
-    emu: EmulatorProcess, sessions: int, seconds: float, batch_ms: int, workdir: Path
-) -> dict[str, Any]:
-    port = _free_port()
-    log = workdir / f"bridge-{sessions}-{batch_ms}.log"
-    config = GatewayConfig(backends=[f"http://127.0.0.1:{port}"])
-    async with LocalGateway(config) as gateway:
-        async with bridge_process(emu, gateway.management_url, port, batch_ms, log) as bridge:
-            stats = {"turns": 0, "audio_frames": 0, "errors": 0, "late_frames": 0}
-            cpu0, wall0 = process_cpu(bridge.pid), time.monotonic()
-            await asyncio.gather(
-                *(
-                    conversation(gateway.url, seconds, i * STEP / sessions, stats)
-                    for i in range(sessions)
-                )
-            )
-            cpu, wall = process_cpu(bridge.pid) - cpu0, time.monotonic() - wall0
-            rss_kb = _rss_kb(bridge.pid)
-        totals = gateway.stats.snapshot()["totals"]
-    observed = telemetry(log)
-    minutes = sessions * wall / 60
-    messages_in, messages_out = totals["messages_in"], totals["messages_out"]
-    units = totals.get("units_in", 0) + totals.get("units_out", 0)
-    cost = units / 1e6 * PRICE_PER_MILLION_MESSAGES + (
-        minutes / 1e6 * PRICE_PER_MILLION_CONNECTION_MINUTES
-    )
-    per_session = cpu / wall / sessions
-    return {
-        "sessions": sessions,
-        "batch_ms": batch_ms,
-        "seconds": round(wall, 1),
-        "turns": stats["turns"],
-        "errors": stats["errors"],
-        "client_late_frames": stats["late_frames"],
-        "bridge_cpu_ms_per_session_second": round(per_session * 1000, 2),
-        "bridge_sessions_per_core_extrapolated": int(1 / per_session) if per_session else None,
-        "bridge_rss_mb_at_end": round(rss_kb / 1024, 1),
-        "input_latency_ms": percentiles(observed.get("InputLatencyMs", [])),
-        "output_latency_ms": percentiles(observed.get("OutputLatencyMs", [])),
-        "post_latency_ms": percentiles(observed.get("PostLatencyMs", [])),
-        "time_to_first_audio_ms": percentiles(observed.get("TimeToFirstAudioMs", [])),
-        "messages_per_session_minute_in": round(messages_in / minutes, 1),
-        "messages_per_session_minute_out": round(messages_out / minutes, 1),
-        "api_gateway_usd_per_session_minute": round(cost / minutes, 6),
-    }
-
-
-def _rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 async def run(quick: bool = False) -> dict[str, Any]:
-    import tempfile
-
-    seconds = 10.0 if quick else 30.0
-    counts = (5, 20) if quick else (10, 25, 50)
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"costs": costs.describe()}
+    capacity = latest_capacity()
+    results["capacity_used_for_fargate"] = capacity
     with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
         async with emulator_process("--pace", "1") as emu:
-            results["load"] = [await load(emu, n, seconds, 100, Path(tmp)) for n in counts]
-            results["batching"] = [
-                await load(emu, counts[0], seconds, batch_ms, Path(tmp))
-                for batch_ms in (40, 200, 500)
-            ]
+            results["load"] = await load(emu, workdir, quick)
+            results["barge_in"] = await barge_in(emu, workdir, quick)
+            results["memory"] = await memory(emu, workdir, quick)
+            results["cost"] = await cost(emu, workdir, quick, capacity)
+            results["gateway_check"] = await gateway_check(emu, workdir, 10.0)
     results["path"] = str(save("bridge", results))
     return results

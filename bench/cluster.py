@@ -34,8 +34,8 @@ from novakit import audio
 from novakit.bridge.directory import create_table
 from novakit.localgw import GatewayConfig, LocalGateway
 
-from .bridge import percentiles, telemetry
 from .common import EmulatorProcess, emulator_process, save
+from .stack import percentiles, telemetry
 
 TABLE = "novakit-sessions"
 CHUNK = 1024
@@ -195,7 +195,7 @@ async def run(quick: bool = False) -> dict[str, Any]:
                         await asyncio.to_thread(bridge.wait, 30)
                 relayed: list[float] = []
                 for log in logs:
-                    relayed += telemetry(log).get("RelayLatencyMs", [])
+                    relayed += telemetry(log)["values"].get("RelayLatencyMs", [])
                 results["relay_latency_ms"] = percentiles(relayed)
     results["path"] = str(save("cluster", results))
     return results

@@ -97,6 +97,13 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def thread_cpu(pid: int, tid: int) -> float:
+    """CPU seconds one thread of a process has used so far."""
+    fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
 def git_revision() -> str:
     try:
         return subprocess.run(
@@ -113,3 +120,18 @@ def save(name: str, results: dict[str, Any]) -> Path:
     document = {"benchmark": name, "revision": git_revision(), "machine": machine(), **results}
     path.write_text(json.dumps(document, indent=2))
     return path
+
+
+def latest_capacity() -> dict[int, int]:
+    """Sessions per core within the latency bound, by client frame ms, from the latest capacity
+    run (``python -m bench capacity``); empty when there is none."""
+    paths = sorted(RESULTS.glob("capacity-*.json"))
+    if not paths:
+        return {}
+    document = json.loads(paths[-1].read_text())
+    knees: dict[int, int] = {}
+    for sweep in document.get("sweeps", []):
+        if sweep.get("knee_sessions"):
+            # the bridge's event loop is one thread: its knee is what one core carries
+            knees[int(sweep["frame_ms"])] = int(sweep["knee_sessions"])
+    return knees

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import websockets
@@ -160,3 +161,76 @@ async def test_an_unreachable_gateway_fails_within_the_attempts() -> None:
             await client.post("abc=", b"{}")
     assert failure.value.status == 0
     assert client.stats.retries == 1
+
+
+# -- the cached-key signer agrees with botocore's SigV4Auth, byte for byte -------------------
+
+
+def _frozen(moment: float) -> Any:
+    """botocore's clock stopped at ``moment`` (epoch seconds)."""
+    import datetime
+    from unittest import mock
+
+    when = datetime.datetime.fromtimestamp(moment, datetime.UTC).replace(tzinfo=None)
+    return mock.patch("botocore.auth.get_current_datetime", return_value=when)
+
+
+def _botocore_headers(
+    credentials: Credentials, method: str, url: str, body: bytes, *, moment: float, region: str
+) -> dict[str, str]:
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    request = AWSRequest(method=method, url=url, data=body)
+    with _frozen(moment):
+        SigV4Auth(credentials.get_frozen_credentials(), "execute-api", region).add_auth(request)
+    return dict(request.headers.items())
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://abc123.execute-api.us-east-1.amazonaws.com/prod/@connections/Ab1CdE2fGh3=",
+        "https://ABC123.execute-api.eu-west-1.amazonaws.com:443/dev/@connections/x%3D%3D",
+        "http://127.0.0.1:8080/@connections/L0c4lId%2B%2F%3D",
+        "http://[::1]:8080/@connections/v6%3D",
+        "http://user@LOCALHOST:80/@connections/c%3D",
+        "https://example.com/a/./b/../stage//@connections/id~with-safe_chars.",
+        "https://abc.execute-api.us-east-1.amazonaws.com/prod/@connections/id?since=1&a=b",
+    ],
+)
+@pytest.mark.parametrize("token", [None, "FwoGZXIvYXdzE  token/with+chars=="])
+@pytest.mark.parametrize(("method", "body"), [("POST", b'{"type":"audio"}'), ("GET", b"")])
+def test_signer_matches_botocore(url: str, token: str | None, method: str, body: bytes) -> None:
+    credentials = Credentials(*KEYS, token=token)
+    moment = 1_790_000_000.25
+    signer = SigV4Signer("eu-west-1", credentials, clock=lambda: moment)
+    for _ in range(2):  # the second time from the caches
+        with _frozen(moment):  # a URL with a query is signed by botocore itself
+            headers = signer.sign(method, url, body)
+        assert headers == _botocore_headers(
+            credentials, method, url, body, moment=moment, region="eu-west-1"
+        )
+
+
+def test_signer_derives_a_new_key_each_day_and_for_new_credentials() -> None:
+    url = "https://abc.execute-api.us-east-1.amazonaws.com/prod/@connections/id%3D"
+    clock = [1_790_035_199.0]  # one second before midnight UTC
+    credentials = Credentials(*KEYS)
+    signer = SigV4Signer("us-east-1", credentials, clock=lambda: clock[0])
+    before = signer.sign("POST", url, b"x")
+    assert before == _botocore_headers(
+        credentials, "POST", url, b"x", moment=clock[0], region="us-east-1"
+    )
+    clock[0] += 2  # the next day
+    after = signer.sign("POST", url, b"x")
+    assert after == _botocore_headers(
+        credentials, "POST", url, b"x", moment=clock[0], region="us-east-1"
+    )
+    assert before["X-Amz-Date"][:8] != after["X-Amz-Date"][:8]
+    # rotated credentials (botocore refreshes them in place): the key follows the secret
+    rotated = Credentials(KEYS[0], "rotated-secret")
+    signer._credentials = rotated
+    assert signer.sign("POST", url, b"x") == _botocore_headers(
+        rotated, "POST", url, b"x", moment=clock[0], region="us-east-1"
+    )

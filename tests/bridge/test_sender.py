@@ -7,6 +7,7 @@ import asyncio
 from novakit.bridge.batching import OutboundBatcher
 from novakit.bridge.connections import ConnectionGone, PostError
 from novakit.bridge.metrics import Metrics
+from novakit.bridge.protocol import encode_audio
 from novakit.bridge.sender import OrderedSender
 
 
@@ -109,4 +110,49 @@ async def test_a_client_that_cannot_keep_up_loses_old_audio_not_events() -> None
     assert await sender.drain(5)
     assert fake.posted[-1].startswith('{"type":"turn_end"')
     assert len(fake.posted) <= 11 and sender.dropped_audio_frames >= 20
+    await sender.close()
+
+
+async def test_barge_in_is_timed_to_the_clear_posted_and_no_stale_audio_follows() -> None:
+    fake = FakeConnections()
+    fake.gate.clear()  # the transcript's post is in flight when the model is interrupted
+    metrics = Metrics()
+    batcher = OutboundBatcher()
+    sender = OrderedSender("c=", fake, metrics, on_gone=lambda: None)  # type: ignore[arg-type]
+    sender.send(frames(batcher))
+    await asyncio.sleep(0.01)
+    interrupted_at = asyncio.get_running_loop().time() - 0.5  # the pump saw it 0.5 s ago
+    sender.barge_in(batcher.barge_in("barge_in", 0.0), since=interrupted_at)
+    # audio of the next answer: newer than the clear, so not stale
+    sender.send(batcher.audio(bytes(4800), 0.0))
+    fake.gate.set()
+    assert await sender.drain(5)
+    values = metrics.snapshot()["values"]
+    assert isinstance(values, dict)
+    (barge_ms,) = values["BargeInMs"]
+    assert 500 <= barge_ms < 5000
+    assert "StaleAudioFrames" not in metrics.snapshot()["counts"]  # type: ignore[operator]
+    # a frame of the interrupted answer posted after the clear would be counted
+    sender.send([encode_audio(1, bytes(4800), 24000)])  # seq 1 < the clear's seq 5
+    assert await sender.drain(5)
+    assert metrics.snapshot()["counts"] == {"StaleAudioFrames": 1}
+    await sender.close()
+
+
+async def test_output_delay_leaves_out_the_wait_behind_earlier_frames() -> None:
+    fake = FakeConnections()
+    fake.gate.clear()
+    metrics = Metrics()
+    sender = OrderedSender("c=", fake, metrics, on_gone=lambda: None)  # type: ignore[arg-type]
+    sender.send(frames(OutboundBatcher()))  # five frames, queued at once
+    await asyncio.sleep(0.2)  # the first post is held: the others wait behind it
+    fake.gate.set()
+    assert await sender.drain(5)
+    values = metrics.snapshot()["values"]
+    assert isinstance(values, dict)
+    waited = sorted(v for v, n in values["OutputLatencyMs"].items() for _ in range(n))
+    delays = [v for v, n in values["OutputDelayMs"].items() for _ in range(n)]
+    assert len(delays) == len(waited) == 5
+    assert waited[-1] >= 200  # queued to posted includes the held post
+    assert max(delays) < 100  # but each frame went as soon as the one before it was done
     await sender.close()

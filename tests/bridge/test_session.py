@@ -71,10 +71,19 @@ class FakeEngine(s2s.Engine):
 class FakeConnections:
     def __init__(self) -> None:
         self.posted: list[str] = []
+        self.changed = asyncio.Condition()
 
     async def post(self, connection_id: str, data: bytes) -> float:
-        self.posted.append(data.decode())
+        async with self.changed:
+            self.posted.append(data.decode())
+            self.changed.notify_all()
         return 0.0
+
+    async def wait_for(self, kind: str) -> None:
+        async with asyncio.timeout(5), self.changed:
+            await self.changed.wait_for(
+                lambda: any(f'"type":"{kind}"' in frame for frame in self.posted)
+            )
 
 
 async def test_audio_waiting_behind_a_slow_send_goes_to_bedrock_as_one_event() -> None:
@@ -105,5 +114,31 @@ async def test_audio_waiting_behind_a_slow_send_goes_to_bedrock_as_one_event() -
     assert sent[2] == ("audio", b"".join(bytes([n]) * 4 for n in (5, 6)))
     assert sent[3] == ("text", "typed")
     assert sent[4] == ("audio", bytes([7]) * 4)
+    session.end("test over")
+    assert await session.wait_ended(5)
+
+
+async def test_a_barge_in_is_timed_from_the_model_event_to_the_clear_posted() -> None:
+    engine = FakeEngine()
+    connections = FakeConnections()
+    metrics = Metrics()
+    session = BridgeSession(
+        "c=",
+        principal_id="",
+        engine=engine,
+        settings=BridgeSettings(connections_url="http://127.0.0.1:1"),
+        connections=connections,  # type: ignore[arg-type]
+        tools=ToolRunner(),
+        metrics=metrics,
+        on_ended=lambda s: None,
+    )
+    session.receive(ClientAudio(0, bytes(640)))  # opens the model session
+    await connections.wait_for("session")
+    engine.session.events.put_nowait(s2s.Event.interrupted("barge_in"))
+    await connections.wait_for("clear_audio")
+    await asyncio.sleep(0)  # the sender notes the post once it returns
+    values = metrics.snapshot()["values"]
+    assert isinstance(values, dict)
+    assert sum(values["BargeInMs"].values()) == 1
     session.end("test over")
     assert await session.wait_ended(5)

@@ -54,3 +54,13 @@ def test_the_tool_manifest_inline_or_from_a_file(tmp_path: Path) -> None:
     inline = BridgeSettings.from_env({**base, "NOVAKIT_TOOLS": json.dumps(manifest)})
     from_file = BridgeSettings.from_env({**base, "NOVAKIT_TOOLS": f"@{path}"})
     assert inline.tools_manifest == from_file.tools_manifest == tuple(manifest)
+
+
+def test_how_often_metrics_are_written() -> None:
+    base = {"NOVAKIT_CONNECTIONS_URL": "http://127.0.0.1:8080"}
+    assert BridgeSettings.from_env(base).metrics_seconds == 60.0
+    often = BridgeSettings.from_env({**base, "NOVAKIT_METRICS_SECONDS": "2.5"})
+    assert often.metrics_seconds == 2.5
+    with pytest.raises(SettingsError) as failure:
+        BridgeSettings.from_env({**base, "NOVAKIT_METRICS_SECONDS": "0"})
+    assert failure.value.problems[0].startswith("NOVAKIT_METRICS_SECONDS must be between 1")

@@ -43,8 +43,6 @@ from .tools import BoundTool, ToolRunner, tools_from_folder, tools_from_manifest
 
 log = logging.getLogger(__name__)
 
-METRICS_INTERVAL = 60.0
-
 
 class Bridge:
     """Holds the sessions of one process and answers API Gateway's integration requests."""
@@ -203,7 +201,7 @@ class Bridge:
 
     async def _flush_metrics(self) -> None:
         while True:
-            await asyncio.sleep(METRICS_INTERVAL)
+            await asyncio.sleep(self.settings.metrics_seconds)
             self.metrics.gauge("SessionsActive", len(self.sessions))
             self.metrics.flush()
 

@@ -5,6 +5,13 @@ flight. Barge-in drops the audio still queued and puts ``clear_audio`` at the he
 so the client stops playback before anything else arrives. A client that left (410) ends the
 sender and tells the session; a frame that cannot be delivered after retries is counted and
 logged, and the ones behind it still go.
+
+Metrics, per frame posted: ``OutputLatencyMs`` (queued to posted, including the wait behind the
+connection's earlier frames: Nova generates faster than real time, so an answer's frames queue
+up), ``OutputDelayMs`` (the part the bridge adds: from when the frame could go, queued and the
+previous post done, to its post starting) and ``PostLatencyMs`` (the post itself). Per barge-in:
+``BargeInMs``, the model's interruption to ``clear_audio`` posted, and ``StaleAudioFrames``,
+audio of the interrupted answer posted after the clear (the design says none).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from collections.abc import Callable, Iterable
 
 from .connections import ConnectionGone, ConnectionsClient, PostError
 from .metrics import Metrics
-from .protocol import is_audio_frame
+from .protocol import frame_seq, is_audio_frame
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,9 @@ class OrderedSender:
         self._on_gone = on_gone
         # (frame, when it was queued): the wait is part of the latency the client sees
         self._queue: deque[tuple[str, float]] = deque()
+        # a clear_audio frame still to post, and when the interruption it answers happened
+        self._clear: tuple[str, float] | None = None
+        self._cleared_below = 0  # audio frames with a lower seq belong to an interrupted answer
         self._max_queued = max_queued
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -66,13 +76,18 @@ class OrderedSender:
             self._idle.clear()
             self._wake.set()
 
-    def barge_in(self, clear_frames: Iterable[str]) -> int:
-        """Drop queued audio and send ``clear_frames`` before everything still queued."""
+    def barge_in(self, clear_frames: Iterable[str], since: float | None = None) -> int:
+        """Drop queued audio and send ``clear_frames`` before everything still queued.
+
+        ``since``: when the interruption happened (``time.monotonic()``), for ``BargeInMs``."""
         kept = [item for item in self._queue if not is_audio_frame(item[0])]
         dropped = len(self._queue) - len(kept)
         self.dropped_audio_frames += dropped
         now = time.monotonic()
-        self._queue = deque([*((frame, now) for frame in clear_frames), *kept])
+        clears = list(clear_frames)
+        if clears:
+            self._clear = (clears[-1], now if since is None else since)
+        self._queue = deque([*((frame, now) for frame in clears), *kept])
         if self._queue and not self._gone:
             self._idle.clear()
             self._wake.set()
@@ -111,6 +126,8 @@ class OrderedSender:
         )
 
     async def _run(self) -> None:
+        metrics = self._metrics
+        free_since = 0.0  # when the previous post finished
         while True:
             if not self._queue:
                 self._idle.set()
@@ -118,6 +135,8 @@ class OrderedSender:
                 await self._wake.wait()
                 continue
             frame, queued_at = self._queue.popleft()
+            started = time.monotonic()
+            metrics.observe("OutputDelayMs", (started - max(queued_at, free_since)) * 1000)
             try:
                 latency = await self._client.post(self.connection_id, frame.encode())
             except ConnectionGone:
@@ -129,11 +148,20 @@ class OrderedSender:
                 return
             except PostError as exc:
                 self.failed += 1
-                self._metrics.count("PostFailures")
+                metrics.count("PostFailures")
                 log.error(
                     "could not post a frame: %s", exc, extra={"connection_id": self.connection_id}
                 )
+                free_since = time.monotonic()
                 continue
+            free_since = done = time.monotonic()
             self.posted += 1
-            self._metrics.observe("PostLatencyMs", latency * 1000)
-            self._metrics.observe("OutputLatencyMs", (time.monotonic() - queued_at) * 1000)
+            metrics.observe("PostLatencyMs", latency * 1000)
+            metrics.observe("OutputLatencyMs", (done - queued_at) * 1000)
+            if self._cleared_below and is_audio_frame(frame):
+                if frame_seq(frame) < self._cleared_below:
+                    metrics.count("StaleAudioFrames")
+            elif self._clear is not None and frame is self._clear[0]:
+                metrics.observe("BargeInMs", (done - self._clear[1]) * 1000)
+                self._cleared_below = frame_seq(frame)
+                self._clear = None

@@ -370,7 +370,7 @@ class BridgeSession:
                     reason: ClearReason = (
                         "client" if event.meta.get("reason") == "client" else "barge_in"
                     )
-                    self.sender.barge_in(self._batcher.barge_in(reason, now))
+                    self.sender.barge_in(self._batcher.barge_in(reason, now), since=now)
                     self._persist()
                 case s2s.EventType.USAGE if event.usage is not None:
                     self._last_usage = event.usage  # sent once per turn, not per model event

@@ -56,6 +56,7 @@ class BridgeSettings:
     post_attempts: int = 4
     log_level: str = "INFO"
     metrics_service: str = "bridge"  # the Service dimension of the bridge's metrics
+    metrics_seconds: float = 60.0  # how often aggregated metrics are written
     provider_extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -90,6 +91,7 @@ class BridgeSettings:
             post_attempts=reader.integer("POST_ATTEMPTS", cls.post_attempts, 1, 20),
             log_level=(reader.text("LOG_LEVEL") or cls.log_level).upper(),
             metrics_service=reader.text("METRICS_SERVICE") or cls.metrics_service,
+            metrics_seconds=reader.number("METRICS_SECONDS", cls.metrics_seconds, 1, 3600),
             provider_extra=reader.json_object("PROVIDER_EXTRA"),
         )
         if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -124,6 +126,7 @@ class BridgeSettings:
             (f"{PREFIX}POST_ATTEMPTS", "attempts per @connections post (default 4)"),
             (f"{PREFIX}LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
             (f"{PREFIX}METRICS_SERVICE", "Service dimension of the metrics (default bridge)"),
+            (f"{PREFIX}METRICS_SECONDS", "how often metrics are written, s (default 60)"),
             (f"{PREFIX}PROVIDER_EXTRA", "JSON object of Nova provider options (endpoint, ...)"),
         ]
 
