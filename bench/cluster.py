@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import websockets
 
 from novakit import audio
 from novakit.bridge.directory import create_table
+from novakit.dev import free_port
 from novakit.localgw import GatewayConfig, LocalGateway
 
 from .common import EmulatorProcess, emulator_process, save
@@ -41,16 +41,9 @@ TABLE = "novakit-sessions"
 CHUNK = 1024
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def dynamodb_server() -> Any:
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -159,7 +152,7 @@ async def run(quick: bool = False) -> dict[str, Any]:
     results: dict[str, Any] = {"sessions": sessions}
     with tempfile.TemporaryDirectory() as tmp, dynamodb_server() as dynamodb:
         async with emulator_process("--pace", "1") as emu:
-            ports = [_free_port() for _ in range(3)]
+            ports = [free_port() for _ in range(3)]
             urls = [f"http://127.0.0.1:{p}" for p in ports]
             config = GatewayConfig(
                 backends=urls, health_path="/health", health_interval=0.5, unhealthy_threshold=2

@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import socket
 import statistics
 import sys
 import time
@@ -25,19 +24,14 @@ from typing import Any
 
 import aiohttp
 
+from novakit.dev import free_port
+
 from .common import EmulatorProcess, process_cpu, thread_cpu
 
 # The bridge writes its aggregated metrics this often during a benchmark (default: 60 s), so
 # that the lines written while the load ramps up can be left out.
 METRICS_SECONDS = 1.0
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def set_affinity(pid: int, cpus: set[int]) -> None:

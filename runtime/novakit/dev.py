@@ -14,7 +14,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -25,6 +24,7 @@ from typing import Any, TextIO
 from aiohttp import web
 
 from . import audio
+from .signals import stop_event
 
 DEMO_QUESTION_SECONDS = 1.5
 
@@ -175,12 +175,7 @@ async def run_dev(
             url = running.gateway_url + (f"?token={options.token}" if options.token else "")
             return await demo_client(url, out, stdout)
         print("serving until Ctrl-C", file=stdout, flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await stop_event().wait()
     return 0
 
 

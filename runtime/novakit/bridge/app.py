@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections.abc import Sequence
 
 from aiohttp import web
 
 from .. import s2s
+from ..signals import stop_event
 from .cluster import (
     ADOPT_HEADER,
     RELAYED_HEADER,
@@ -430,11 +430,7 @@ async def serve(bridge: Bridge, *, ready: asyncio.Event | None = None) -> None:
     await runner.setup()
     site = web.TCPSite(runner, bridge.settings.host, bridge.settings.port)
     await site.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signum, stop.set)
+    stop = stop_event()
     port = runner.addresses[0][1] if runner.addresses else bridge.settings.port
     if not bridge.settings.advertise_url and bridge.settings.port == 0:
         bridge.address = f"http://127.0.0.1:{port}"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import sys
 from typing import TextIO
 
+from ..signals import stop_event
 from .conversation import Script
 from .faults import FaultKind, FaultPlan
 from .server import DEFAULT_CREDENTIALS, Emulator, EmulatorConfig
@@ -78,11 +78,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
 
 
 async def _serve(config: EmulatorConfig, out: TextIO) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     async with Emulator(config) as emu:
         creds = config.credentials[0]
         print(f"endpoint      {emu.endpoint}", file=out)
