@@ -1,6 +1,7 @@
 """Before/after: the same bridge load with two (or more) bridge variants, interleaved.
 
-``python -m bench.ab --variant NAME[:KEY=VALUE,...] ... [--sessions N] [--seconds S] [--runs R]``
+``python -m bench.ab --variant NAME[:KEY=VALUE,...] ... [--sessions N] [--seconds S] [--runs R]
+[--mode talk|idle] [--pin]``
 
 Each variant is a bridge process option set: ``pythonpath=DIR`` (run the ``novakit`` package
 found in DIR: a copy of the code before a change), ``uvloop=1``, ``batch_ms=N``, or any
@@ -49,6 +50,7 @@ KEYS = (
     ("output_delay_ms", "p50"),
     ("output_delay_ms", "p99"),
     ("client_request_ms", "p99"),
+    ("bridge_mb_per_session", None),
 )
 
 
@@ -67,6 +69,7 @@ async def compare(
     runs: int,
     frame_ms: int = 32,
     pin: bool = False,
+    mode: str = "talk",
 ) -> dict[str, Any]:
     runs_by: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in variants}
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,8 +84,12 @@ async def compare(
                         frame_ms=frame_ms,
                         bridge=options,
                         pin=pin,
+                        mode=mode,
                     )
                     result.pop("cdf", None)
+                    result["bridge_mb_per_session"] = round(
+                        (result["bridge_rss_mb"] - result["bridge_rss_mb_before"]) / sessions, 3
+                    )
                     runs_by[name].append(result)
                     print(
                         f"  {name}: {result['bridge_cpu_ms_per_session_second']} ms CPU per"
@@ -111,6 +118,7 @@ async def compare(
         "runs": runs,
         "frame_ms": frame_ms,
         "pinned": pin,
+        "mode": mode,
         "median": summary,
         "runs_by_variant": runs_by,
     }
@@ -125,6 +133,9 @@ def main() -> None:
     parser.add_argument("--frame-ms", type=int, default=32)
     parser.add_argument("--name", default="ab")
     parser.add_argument("--pin", action="store_true", help="bridge on one core, rest on the other")
+    parser.add_argument(
+        "--mode", choices=("talk", "idle"), default="talk", help="conversations, or idle sessions"
+    )
     args = parser.parse_args()
     variants = [parse_variant(v) for v in args.variant]
     results = asyncio.run(
@@ -135,6 +146,7 @@ def main() -> None:
             runs=args.runs,
             frame_ms=args.frame_ms,
             pin=args.pin,
+            mode=args.mode,
         )
     )
     for name, row in results["median"].items():

@@ -1,7 +1,8 @@
 """Aggregate py-spy raw profiles (``py-spy record --format raw``: one collapsed stack and its
 sample count per line) into where the time goes.
 
-``python -m bench.profile record [--sessions N] [--frame-ms MS] [--seconds S]`` runs the bridge
+``python -m bench.profile record [--sessions N] [--frame-ms MS] [--seconds S] [--mode idle]`` runs
+the bridge
 under load (``bench/stack.py``, the bridge pinned to one core) with py-spy attached for the
 measured window, then prints the aggregate below and saves it to ``bench/results``;
 ``python -m bench.profile FILE [--top N]`` aggregates a raw profile already recorded. Both print:
@@ -37,7 +38,12 @@ AREAS: list[tuple[str, tuple[str, ...]]] = [
     ),
     (
         "Bedrock send: SDK event signing",
-        ("aws_sdk_signers", "smithy_aws_event_stream/aio/__init__.py:send", "EventSigner"),
+        (
+            "aws_sdk_signers",
+            "smithy_aws_event_stream/aio/__init__.py:send",
+            "EventSigner",
+            "s2s/nova/signing.py",
+        ),
     ),
     ("Bedrock send: SDK/awscrt", ("BedrockStream.send", "input_stream", "smithy_http", "awscrt")),
     ("Bedrock receive: SDK/awscrt", ("BedrockStream.receive", "_receiver", "AsyncEventReceiver")),
@@ -107,7 +113,9 @@ def aggregate(stacks: list[tuple[list[str], int]], top: int = 25) -> dict[str, A
     }
 
 
-async def record(sessions: int, frame_ms: int, seconds: float, path: Path) -> dict[str, Any]:
+async def record(
+    sessions: int, frame_ms: int, seconds: float, path: Path, mode: str = "talk"
+) -> dict[str, Any]:
     """Profile the bridge under load; the load's own figures are returned too."""
     import tempfile
 
@@ -124,6 +132,7 @@ async def record(sessions: int, frame_ms: int, seconds: float, path: Path) -> di
                 frame_ms=frame_ms,
                 profile=path,
                 pin=True,
+                mode=mode,
             )
     result.pop("cdf", None)
     return result
@@ -141,10 +150,12 @@ def main() -> None:
         parser.add_argument("--frame-ms", type=int, default=32)
         parser.add_argument("--seconds", type=float, default=20.0)
         parser.add_argument("--top", type=int, default=25)
+        parser.add_argument("--mode", choices=("talk", "idle"), default="talk")
         args = parser.parse_args(sys.argv[2:])
         RESULTS.mkdir(exist_ok=True)
-        path = RESULTS / f"profile-{args.sessions}x{args.frame_ms}ms.txt"
-        load = asyncio.run(record(args.sessions, args.frame_ms, args.seconds, path))
+        size = "idle" if args.mode == "idle" else f"{args.frame_ms}ms"
+        path = RESULTS / f"profile-{args.sessions}x{size}.txt"
+        load = asyncio.run(record(args.sessions, args.frame_ms, args.seconds, path, args.mode))
         summary = aggregate(parse(path), args.top)
         save("profile", {"raw": str(path), "load": load, **summary})
     else:

@@ -331,11 +331,17 @@ def test_emulator_extra_is_valid() -> None:
     s2s.new("nova", s2s.Config(extra=emulator_extra(Fake())))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("keepalive_after", "expect_audio"), [(0.2, True), (0, False)])
+@pytest.mark.parametrize(
+    ("keepalive_after", "step", "expect_audio"),
+    [(0.2, None, True), (0.2, 0.032, True), (0.2, 0.25, True), (0, None, False)],
+)
 async def test_keepalive_streams_silence_while_the_caller_is_idle(
-    emulator: Emulator, engine_for, keepalive_after: float, expect_audio: bool
+    emulator: Emulator, engine_for, keepalive_after: float, step: float | None, expect_audio: bool
 ) -> None:
-    engine = engine_for(extra={"keepalive_after": keepalive_after})
+    extra: dict[str, float] = {"keepalive_after": keepalive_after}
+    if step is not None:
+        extra["keepalive_step"] = step
+    engine = engine_for(extra=extra)
     async with engine.start():
         await asyncio.sleep(0.8)
     await emulator.wait_for_streams(1)
@@ -347,9 +353,12 @@ async def test_keepalive_streams_silence_while_the_caller_is_idle(
         if e.name == "audioInput"
     ]
     if expect_audio:
-        # ~0.6 s of real-time silence after the 0.2 s grace, in 32 ms events
+        # ~0.6 s of real-time silence after the 0.2 s grace, in events of one step each
+        # (100 ms by default), at real-time pace: never more than a step ahead of the clock.
         seconds = sum(len(c) for c in chunks) / 32000
-        assert 0.3 < seconds < 0.8
+        piece = step or 0.1
+        assert 0.6 - 2 * piece < seconds <= 0.6 + piece
         assert all(set(c) == {0} for c in chunks)
+        assert {len(c) for c in chunks} == {2 * round(16000 * piece)}
     else:
         assert chunks == []

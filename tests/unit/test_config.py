@@ -85,6 +85,9 @@ def test_nova_rejects_unknown_model_and_rates():
         ({"aws_access_key_id": "AKID"}, "give both"),
         ({"temperature": 2.0}, "temperature"),
         ({"endpointing_sensitivity": "SOMETIMES"}, "HIGH, MEDIUM, LOW"),
+        ({"keepalive_step": 0}, "keepalive_step must be between"),
+        ({"keepalive_step": 2.0}, "keepalive_step must be between"),
+        ({"keepalive_after": -1}, "keepalive_after must be >= 0"),
     ],
 )
 def test_nova_extra_validation(extra, message):

@@ -52,6 +52,9 @@ class NovaOptions:
     close_timeout: float = 5.0
     max_audio_event_bytes: int = 32000
     keepalive_after: float = 1.0  # seconds without caller audio before silence is streamed
+    # Seconds of silence per keep-alive event (sent at real-time pace): the send path costs per
+    # event, not per byte, so an idle session costs a third of one at 32 ms a piece.
+    keepalive_step: float = 0.1
     # Long conversations (docs/s2s.md, "Long conversations"): a stream older than this many
     # seconds is replaced at the next quiet point (0: never; Bedrock ends streams at ~8 min).
     rollover_after: float = 360.0
@@ -116,6 +119,8 @@ class NovaOptions:
                 raise ConfigError(f"{name} must be positive")
         if self.keepalive_after < 0:
             raise ConfigError("keepalive_after must be >= 0 (0 turns the keep-alive off)")
+        if not 0.01 <= self.keepalive_step <= 0.5:
+            raise ConfigError("keepalive_step must be between 0.01 and 0.5 seconds")
         if self.rollover_after < 0:
             raise ConfigError("rollover_after must be >= 0 (0 turns rollover off)")
         if self.replay_seconds < 0.5:

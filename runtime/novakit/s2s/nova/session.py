@@ -54,7 +54,6 @@ from .telemetry import SessionStats, StatsRecorder
 
 log = logging.getLogger(__name__)
 
-_KEEPALIVE_STEP = 0.032  # seconds of silence per keep-alive event, sent in real time
 _PREOPEN_RETRY_MAX = 30.0  # seconds between attempts to pre-open a rollover leg, at most
 # A replacement leg counts as working (RECONNECTED is sent) once Bedrock has sent it something
 # or it has stayed up this long: one that is refused at once continues the outage instead.
@@ -403,7 +402,7 @@ class NovaSession(Session):
         the user's turn in the audio itself: a caller that only types, or waits on a tool, must
         not leave the stream silent. It follows the live leg; during an outage it pauses."""
         loop = asyncio.get_running_loop()
-        step = _KEEPALIVE_STEP
+        step = self._options.keepalive_step
         silence = bytes(2 * round(16000 * step))
         due: float | None = None  # when the next piece of silence is due (real-time pace)
         while self._state is _State.OPEN:
@@ -414,8 +413,9 @@ class NovaSession(Session):
                 await asyncio.sleep(self._options.keepalive_after - idle_for)
                 continue
             due = now if due is None else due
-            # Behind schedule (a busy loop): catch up, as a microphone's buffer would.
-            pieces = min(1 + int((now - due) / step), 32)
+            # Behind schedule (a busy loop): catch up, as a microphone's buffer would, by up
+            # to a second.
+            pieces = min(1 + int((now - due) / step), max(1, round(1.0 / step)))
             due += pieces * step
             if self._outage is None:
                 self._take_audio(silence * pieces)

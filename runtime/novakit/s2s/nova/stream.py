@@ -1,9 +1,10 @@
 """Thin adapter over the SDK: one ``InvokeModelWithBidirectionalStream`` call.
 
 Each stream gets its own SDK client (its own HTTP/2 connection, closed with the stream) and a
-credentials snapshot. Every wait on the network is bounded by the options' timeouts, except
-waiting for the model's next event, which is legitimately open-ended (the stream itself is cut
-by Bedrock after ~8 minutes at most).
+credentials snapshot; its events are signed by ``ChainedEventSigner`` (signing.py). Every wait
+on the network is bounded by the options' timeouts, except waiting for the model's next event,
+which is legitimately open-ended (the stream itself is cut by Bedrock after ~8 minutes at
+most).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..errors import ProviderError
 from .credentials import pinned_resolver
 from .faults import to_provider_error
 from .options import NovaOptions
+from .signing import ChainedSigV4AuthScheme
 from .transport import BedrockTransport
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,9 @@ class BedrockStream:
             "region": options.region,
             "transport": BedrockTransport(ca_bundle=options.ca_bundle),
             "aws_credentials_identity_resolver": pinned_resolver(identity),
+            "auth_schemes": {
+                ChainedSigV4AuthScheme.scheme_id: ChainedSigV4AuthScheme(service="bedrock")
+            },
         }
         if options.base_url:
             config_args["endpoint_uri"] = options.base_url
