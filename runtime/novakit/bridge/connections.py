@@ -10,7 +10,6 @@ and retried with capped, jittered backoff when API Gateway throttles or fails; `
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import random
 import time
@@ -22,6 +21,8 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 from yarl import URL
+
+from ..sigv4 import hmac_sha256, sha256_hex, signing_key
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class SigV4Signer:
         secret = frozen.secret_key
         cached_secret, cached_day, key = self._key
         if cached_day != day or cached_secret != secret:
-            key = _signing_key(secret, day, self._region, self._service)
+            key = signing_key(secret, day, self._region, self._service)
             self._key = (secret, day, key)
         token = frozen.token
         if token:
@@ -104,13 +105,13 @@ class SigV4Signer:
         else:
             headers_block = f"host:{host}\nx-amz-date:{stamp}\n"
             signed = "host;x-amz-date"
-        payload = sha256(body).hexdigest() if body else _EMPTY_SHA256
+        payload = sha256_hex(body) if body else _EMPTY_SHA256
         canonical = f"{method.upper()}\n{path}\n\n{headers_block}\n{signed}\n{payload}"
         scope = f"{day}/{self._region}/{self._service}/aws4_request"
         string_to_sign = (
             f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{sha256(canonical.encode()).hexdigest()}"
         )
-        signature = hmac.new(key, string_to_sign.encode(), sha256).hexdigest()
+        signature = hmac_sha256(key, string_to_sign.encode()).hex()
         headers = {"X-Amz-Date": stamp}
         if token:
             headers["X-Amz-Security-Token"] = token
@@ -157,13 +158,6 @@ class SigV4Signer:
 _EMPTY_SHA256 = sha256(b"").hexdigest()
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _MAX_TARGETS = 10_000
-
-
-def _signing_key(secret: str, day: str, region: str, service: str) -> bytes:
-    key = hmac.new(f"AWS4{secret}".encode(), day.encode(), sha256).digest()
-    for part in (region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), sha256).digest()
-    return key
 
 
 class Unsigned:
