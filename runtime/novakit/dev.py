@@ -92,11 +92,13 @@ async def local_stack(
         if not options.bedrock:
             from .emulator import DEFAULT_CREDENTIALS, Emulator, EmulatorConfig
 
+            # A dev stack runs for hours: the emulator remembers the last streams, not audio.
+            bounded: dict[str, Any] = {"keep_records": 20, "record_audio": False}
             emu = await stack.enter_async_context(
                 Emulator(
-                    EmulatorConfig(script=options.script, script_scope="emulator")
+                    EmulatorConfig(script=options.script, script_scope="emulator", **bounded)
                     if options.script is not None
-                    else EmulatorConfig()
+                    else EmulatorConfig(**bounded)
                 )
             )
             emulator_endpoint = emu.endpoint

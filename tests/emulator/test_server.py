@@ -277,3 +277,29 @@ async def test_many_streams_at_once_with_large_audio_both_ways() -> None:
         assert {r.outcome for r in records} == {Outcome.COMPLETED}
         # every event each stream sent arrived, in order: none lost or stalled in a window
         assert sorted(r.input_names() for r in records) == sorted(s.sent for s in streams)
+
+
+async def test_a_long_running_emulator_bounds_what_it_remembers() -> None:
+    # novakit emulator / novakit dev: the last finished streams, without their audio.
+    config = EmulatorConfig(endpoint_seconds=0.3, pace=0, keep_records=2, record_audio=False)
+    async with Emulator(config) as emu:
+        for n in range(4):
+            s = await open_sdk_stream(emu.endpoint, emu.ca_path)
+            for raw in opening():
+                await s.send(raw)
+            turn = await speak_and_listen(s, tone(0.6))
+            await finish(s)
+            assert "audioOutput" in [name for name, _ in turn]  # audio still flows
+            await emu.wait_for_streams(min(n + 1, 2))
+        assert [r.index for r in emu.records] == [2, 3]
+        for record in emu.records:
+            assert record.outcome is Outcome.COMPLETED
+            assert "audioInput" not in record.input_names()
+            assert "audioOutput" not in record.output_names()
+            assert record.input_names()[:2] == ["sessionStart", "promptStart"]
+            assert "textOutput" in record.output_names()
+        s = await open_sdk_stream(emu.endpoint, emu.ca_path)  # a fifth: the oldest goes
+        for raw in opening():
+            await s.send(raw)
+        await finish(s)
+        assert [r.index for r in emu.records] == [3, 4]

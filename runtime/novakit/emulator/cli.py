@@ -74,6 +74,9 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         stream_seconds=args.stream_seconds,
         idle_seconds=args.idle_seconds,
         faults=tuple(FaultPlan.parse(spec) for spec in args.fault),
+        # A server runs for hours and nothing reads its records: remember little.
+        keep_records=20,
+        record_audio=False,
     )
 
 

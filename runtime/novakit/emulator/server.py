@@ -93,18 +93,24 @@ class EmulatorConfig:
     engine: EngineSettings = field(default_factory=EngineSettings)
     max_clock_skew: datetime.timedelta = MAX_CLOCK_SKEW
     clock: Callable[[], datetime.datetime] = _utc_now  # the time SigV4 checks against
+    # What it remembers (``records``). Tests read every event; a long-running emulator
+    # (``novakit emulator``, ``novakit dev``) would otherwise grow by every second of audio.
+    keep_records: int | None = None  # finished streams' records kept, oldest dropped; None: all
+    record_audio: bool = True  # False: audioInput and audioOutput events are not recorded
 
 
 class Emulator:
     """A running emulator: ``async with Emulator(config) as emu: ...``.
 
     ``endpoint`` and ``ca_path`` are what a client needs; ``script`` and ``faults`` may be changed
-    between streams; ``records`` has one ``StreamRecord`` per request, in arrival order.
+    between streams; ``records`` has one ``StreamRecord`` per request, in arrival order (the
+    oldest finished ones dropped beyond ``config.keep_records``).
     """
 
     def __init__(self, config: EmulatorConfig | None = None) -> None:
         self.config = config or EmulatorConfig()
         self.records: list[StreamRecord] = []
+        self._streams = 0  # requests so far (records may have been dropped: keep_records)
         self._script = self.config.script
         self._shared_cursor = ScriptCursor(self._script)
         self._faults: list[FaultPlan] = list(self.config.faults)
@@ -210,10 +216,22 @@ class Emulator:
     # -- used by connections --------------------------------------------------
 
     def _notify(self) -> None:
+        self._forget_old()
         self._changed.set()
 
+    def _forget_old(self) -> None:
+        keep = self.config.keep_records
+        if keep is None or len(self.records) <= keep:
+            return
+        finished = [r for r in self.records if r.done]
+        if len(finished) > keep:
+            dropped = {id(r) for r in finished[: len(finished) - keep]}
+            self.records = [r for r in self.records if id(r) not in dropped]
+
     def _new_record(self, model_id: str) -> StreamRecord:
-        record = StreamRecord(index=len(self.records), model_id=model_id)
+        record = StreamRecord(index=self._streams, model_id=model_id)
+        self._streams += 1
+        self._forget_old()
         self.records.append(record)
         return record
 
@@ -279,6 +297,7 @@ class Emulator:
             engine_settings=engine,
             limits=SessionLimits(config.stream_seconds, config.idle_seconds, config.pace),
             faults=armed,
+            record_audio=config.record_audio,
         )
         return record, session
 

@@ -52,6 +52,14 @@ class SessionLimits:
     pace: float = 1.0  # clock seconds per wall second when no audio drives it; 0 = at once
 
 
+def _every_event(name: str) -> bool:
+    return True
+
+
+def _not_audio(name: str) -> bool:
+    return name not in ("audioInput", "audioOutput")
+
+
 def chunk_message(event: OutputEvent) -> Message:
     payload = json.dumps({"bytes": base64.b64encode(event.to_json()).decode("ascii")})
     return Message(
@@ -120,8 +128,10 @@ class StreamSession:
         engine_settings: EngineSettings | None = None,
         limits: SessionLimits | None = None,
         faults: list[FaultPlan] | None = None,
+        record_audio: bool = True,
     ) -> None:
         self.record = record
+        self._recorded = _every_event if record_audio else _not_audio
         self.limits = limits or SessionLimits()
         self.started_at = now
         self.end_action: EndAction | None = None
@@ -168,7 +178,8 @@ class StreamSession:
                 return
             try:
                 event = parse_event(unwrap_chunk(payload))
-                self.record.input_events.append(RecordedEvent(event.name, dict(event.body)))
+                if self._recorded(event.name):
+                    self.record.input_events.append(RecordedEvent(event.name, dict(event.body)))
                 accepted = self._grammar.accept(event)
             except ViolationError as exc:
                 self._violation(exc.message)
@@ -246,7 +257,8 @@ class StreamSession:
         for event in self._engine.take_output():
             if event.name == "toolUse":
                 self._grammar.expect_tool_result(event.body["toolUseId"])
-            self.record.output_events.append(RecordedEvent(event.name, dict(event.body)))
+            if self._recorded(event.name):
+                self.record.output_events.append(RecordedEvent(event.name, dict(event.body)))
             self._out += chunk_message(event).encode()
         plan = self._faults.due(
             now=now,
