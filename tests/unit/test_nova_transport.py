@@ -37,5 +37,9 @@ def test_a_ca_bundle_has_its_own_context_and_survives_the_sdk_copy(tmp_path: Pat
 
 
 def test_a_missing_ca_bundle_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(Exception, match="(?i)file|path|not found|AWS_IO"):
-        BedrockTransport(ca_bundle=str(tmp_path / "missing.pem"))
+    missing = tmp_path / "missing.pem"
+    with pytest.raises(FileNotFoundError, match="missing.pem"):
+        BedrockTransport(ca_bundle=str(missing))
+    # Not cached: once the file exists, the same path works.
+    trustme.CA().cert_pem.write_to_path(str(missing))
+    assert BedrockTransport(ca_bundle=str(missing))._tls_ctx is tls_context(str(missing))

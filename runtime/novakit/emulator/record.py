@@ -40,7 +40,8 @@ class RecordedError:
 
 @dataclass
 class StreamRecord:
-    """One stream, in order: every input event parsed, every output event sent, how it ended.
+    """One stream, in order: every input event parsed, every output event sent (audio events
+    left out when ``EmulatorConfig.record_audio`` is off), how it ended.
 
     ``input_events`` include the event that caused a violation (it is the last one). Exceptions
     are not events: they are in ``error``.

@@ -52,12 +52,7 @@ class SessionLimits:
     pace: float = 1.0  # clock seconds per wall second when no audio drives it; 0 = at once
 
 
-def _every_event(name: str) -> bool:
-    return True
-
-
-def _not_audio(name: str) -> bool:
-    return name not in ("audioInput", "audioOutput")
+_AUDIO_EVENTS = frozenset({"audioInput", "audioOutput"})
 
 
 def chunk_message(event: OutputEvent) -> Message:
@@ -131,7 +126,7 @@ class StreamSession:
         record_audio: bool = True,
     ) -> None:
         self.record = record
-        self._recorded = _every_event if record_audio else _not_audio
+        self._record_audio = record_audio
         self.limits = limits or SessionLimits()
         self.started_at = now
         self.end_action: EndAction | None = None
@@ -178,7 +173,7 @@ class StreamSession:
                 return
             try:
                 event = parse_event(unwrap_chunk(payload))
-                if self._recorded(event.name):
+                if self._record_audio or event.name not in _AUDIO_EVENTS:
                     self.record.input_events.append(RecordedEvent(event.name, dict(event.body)))
                 accepted = self._grammar.accept(event)
             except ViolationError as exc:
@@ -257,7 +252,7 @@ class StreamSession:
         for event in self._engine.take_output():
             if event.name == "toolUse":
                 self._grammar.expect_tool_result(event.body["toolUseId"])
-            if self._recorded(event.name):
+            if self._record_audio or event.name not in _AUDIO_EVENTS:
                 self.record.output_events.append(RecordedEvent(event.name, dict(event.body)))
             self._out += chunk_message(event).encode()
         plan = self._faults.due(
