@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
+
+import pytest
 
 from novakit import s2s
 from novakit.bridge.metrics import Metrics
@@ -140,5 +143,39 @@ async def test_a_barge_in_is_timed_from_the_model_event_to_the_clear_posted() ->
     values = metrics.snapshot()["values"]
     assert isinstance(values, dict)
     assert sum(values["BargeInMs"].values()) == 1
+    session.end("test over")
+    assert await session.wait_ended(5)
+
+
+@pytest.mark.parametrize(
+    ("model_reason", "clear_reason"),
+    [
+        ("barge_in", "barge_in"),
+        ("client", "client"),
+        ("recovery", "recovery"),  # the stream was lost mid answer: not the user's doing
+        ("something new", "barge_in"),
+    ],
+)
+async def test_clear_audio_says_why_the_answer_stopped(
+    model_reason: str, clear_reason: str
+) -> None:
+    engine = FakeEngine()
+    connections = FakeConnections()
+    session = BridgeSession(
+        "c=",
+        principal_id="",
+        engine=engine,
+        settings=BridgeSettings(connections_url="http://127.0.0.1:1"),
+        connections=connections,  # type: ignore[arg-type]
+        tools=ToolRunner(),
+        metrics=Metrics(),
+        on_ended=lambda s: None,
+    )
+    session.receive(ClientAudio(0, bytes(640)))
+    await connections.wait_for("session")
+    engine.session.events.put_nowait(s2s.Event.interrupted(model_reason))
+    await connections.wait_for("clear_audio")
+    (clear,) = [json.loads(f) for f in connections.posted if '"type":"clear_audio"' in f]
+    assert clear["reason"] == clear_reason
     session.end("test over")
     assert await session.wait_ended(5)

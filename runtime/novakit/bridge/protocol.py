@@ -98,7 +98,7 @@ MAX_BATCH_MS: Final = 1000
 
 SessionState = Literal["ready", "reconnected", "resumed", "draining", "ended"]
 ToolStatus = Literal["started", "succeeded", "failed", "timed_out"]
-ClearReason = Literal["barge_in", "client"]
+ClearReason = Literal["barge_in", "client", "recovery"]
 SESSION_STATES: Final[frozenset[str]] = frozenset(get_args(SessionState))
 TOOL_STATUSES: Final[frozenset[str]] = frozenset(get_args(ToolStatus))
 CLEAR_REASONS: Final[frozenset[str]] = frozenset(get_args(ClearReason))

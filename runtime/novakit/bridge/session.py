@@ -43,6 +43,12 @@ from .tools import ToolRunner
 
 log = logging.getLogger(__name__)
 
+# Why the model's answer stopped (its INTERRUPTED event) -> clear_audio's reason.
+_CLEAR_REASONS: dict[str, ClearReason] = {
+    "client": "client",  # the client sent interrupt
+    "recovery": "recovery",  # the model's stream was lost mid answer; a new one goes on
+}
+
 # Input waiting for the model: ~30 s of 32 ms audio frames. Past it the client gets
 # rate_limited errors (never silent loss) while the model catches up.
 MAX_PENDING_INPUT = 1000
@@ -367,9 +373,7 @@ class BridgeSession:
                         self._last_usage = None
                     self._persist()
                 case s2s.EventType.INTERRUPTED:
-                    reason: ClearReason = (
-                        "client" if event.meta.get("reason") == "client" else "barge_in"
-                    )
+                    reason = _CLEAR_REASONS.get(event.meta.get("reason", ""), "barge_in")
                     self.sender.barge_in(self._batcher.barge_in(reason, now), since=now)
                     self._persist()
                 case s2s.EventType.USAGE if event.usage is not None:
