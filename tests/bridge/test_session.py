@@ -89,18 +89,24 @@ class FakeConnections:
             )
 
 
-async def test_audio_waiting_behind_a_slow_send_goes_to_bedrock_as_one_event() -> None:
-    engine = FakeEngine()
-    session = BridgeSession(
+def bridge_session(
+    engine: FakeEngine, connections: FakeConnections | None = None, metrics: Metrics | None = None
+) -> BridgeSession:
+    return BridgeSession(
         "c=",
         principal_id="",
         engine=engine,
         settings=BridgeSettings(connections_url="http://127.0.0.1:1"),
-        connections=FakeConnections(),  # type: ignore[arg-type]
+        connections=connections or FakeConnections(),  # type: ignore[arg-type]
         tools=ToolRunner(),
-        metrics=Metrics(),
+        metrics=metrics or Metrics(),
         on_ended=lambda s: None,
     )
+
+
+async def test_audio_waiting_behind_a_slow_send_goes_to_bedrock_as_one_event() -> None:
+    engine = FakeEngine()
+    session = bridge_session(engine)
     engine.session.gate.clear()  # Bedrock is slow: the first send blocks
     for seq in range(7):
         session.receive(ClientAudio(seq, bytes([seq]) * 4))
@@ -125,16 +131,7 @@ async def test_a_barge_in_is_timed_from_the_model_event_to_the_clear_posted() ->
     engine = FakeEngine()
     connections = FakeConnections()
     metrics = Metrics()
-    session = BridgeSession(
-        "c=",
-        principal_id="",
-        engine=engine,
-        settings=BridgeSettings(connections_url="http://127.0.0.1:1"),
-        connections=connections,  # type: ignore[arg-type]
-        tools=ToolRunner(),
-        metrics=metrics,
-        on_ended=lambda s: None,
-    )
+    session = bridge_session(engine, connections, metrics)
     session.receive(ClientAudio(0, bytes(640)))  # opens the model session
     await connections.wait_for("session")
     engine.session.events.put_nowait(s2s.Event.interrupted("barge_in"))
@@ -161,16 +158,7 @@ async def test_clear_audio_says_why_the_answer_stopped(
 ) -> None:
     engine = FakeEngine()
     connections = FakeConnections()
-    session = BridgeSession(
-        "c=",
-        principal_id="",
-        engine=engine,
-        settings=BridgeSettings(connections_url="http://127.0.0.1:1"),
-        connections=connections,  # type: ignore[arg-type]
-        tools=ToolRunner(),
-        metrics=Metrics(),
-        on_ended=lambda s: None,
-    )
+    session = bridge_session(engine, connections)
     session.receive(ClientAudio(0, bytes(640)))
     await connections.wait_for("session")
     engine.session.events.put_nowait(s2s.Event.interrupted(model_reason))
