@@ -11,7 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from aiohttp import web
 
-from novakit.bridge.cluster import RELAYED_HEADER, Relay, RelayOutcome, discover_address
+from novakit.bridge.cluster import (
+    ADOPT_HEADER,
+    RELAYED_HEADER,
+    Relay,
+    RelayOutcome,
+    discover_address,
+)
 
 
 @pytest.fixture
@@ -76,20 +82,26 @@ async def test_relay_outcomes() -> None:
     relay = Relay(timeout=0.5)
     try:
         headers = {"x-connection-id": "mine=", "x-request-id": "r1", "authorization": "secret"}
-        done = await relay.forward(owner, "/ws/message", headers, b"{}", adopt=False)
+        done = await relay.forward(owner, "/ws/message", headers, b"{}")
         assert done.outcome is RelayOutcome.DELIVERED
         assert seen[0][RELAYED_HEADER] == "1"
         assert "authorization" not in {k.lower() for k in seen[0]}  # only the context travels
+        assert ADOPT_HEADER not in seen[0]
+        handed = await relay.forward(
+            owner, "/ws/message", headers, b"{}", handed_over_by="http://10.0.3.17:8080"
+        )
+        assert handed.outcome is RelayOutcome.DELIVERED
+        assert seen[1][ADOPT_HEADER] == "http://10.0.3.17:8080"  # who is handing it over
         other = {"x-connection-id": "not-mine="}
-        assert (await relay.forward(owner, "/ws/message", other, b"{}", adopt=False)).outcome is (
+        assert (await relay.forward(owner, "/ws/message", other, b"{}")).outcome is (
             RelayOutcome.NOT_OWNER
         )
         slow = {"x-connection-id": "slow="}
-        assert (await relay.forward(owner, "/ws/message", slow, b"{}", adopt=False)).outcome is (
+        assert (await relay.forward(owner, "/ws/message", slow, b"{}")).outcome is (
             RelayOutcome.TIMED_OUT
         )
         gone = "http://127.0.0.1:9"
-        assert (await relay.forward(gone, "/ws/message", other, b"{}", adopt=False)).outcome is (
+        assert (await relay.forward(gone, "/ws/message", other, b"{}")).outcome is (
             RelayOutcome.REFUSED
         )
     finally:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
+from novakit.bridge.cluster import ADOPT_HEADER, RELAYED_HEADER
 from novakit.emulator import Script, ScriptTurn
 
 from ..stack.conftest import Client, connect
@@ -186,6 +187,40 @@ async def test_sigterm_hands_sessions_over_without_losing_a_turn(tmp_path: Path)
             assert finals(client) == ["First answer.", "Second answer."]
             assert not [f for f in client.frames if f.get("state") == "ended"]
             assert not client.of_type("error")
+
+
+async def test_a_handed_over_frame_goes_to_the_task_that_adopted_the_session(
+    tmp_path: Path,
+) -> None:
+    # A task that is shutting down passes its frames to its peers in turn. Once one peer has
+    # adopted the session, a frame the draining task passes to another peer must reach the
+    # adopter: taking the session from it would leave two sessions answering one client.
+    async with cluster(tmp_path) as running:
+        running.emulator.script = TURNS
+        async with connect(running.url) as client:
+            await converse(client, 1)
+            connection_id = client.frames[0]["connection_id"]
+            adopter = (await running.directory.get(connection_id)).owner
+            other = next(b for b in running.bridges if b.url != adopter)
+            draining = "http://127.0.0.1:9"  # the task handing over; not the owner any more
+            headers = {
+                "x-connection-id": connection_id,
+                "x-route-key": "$default",
+                RELAYED_HEADER: "1",
+                ADOPT_HEADER: draining,
+            }
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    other.url + "/ws/message", data=json.dumps({"type": "ping"}), headers=headers
+                ) as response,
+            ):
+                assert response.status == 200
+            assert (await running.directory.get(connection_id)).owner == adopter
+            await client.wait_for(lambda f: f.get("type") == "pong", within=5)
+            await converse_more(client)
+            assert finals(client) == ["First answer.", "Second answer."]
+            assert [f["state"] for f in client.of_type("session")] == ["ready"]
 
 
 async def converse_more(client: Client) -> None:

@@ -260,9 +260,7 @@ class Bridge:
             return web.Response(status=409)
         record = await self.directory.get(connection_id)
         if record is not None and record.owner and record.owner != self.address:
-            relayed = await self.relay.forward(
-                record.owner, "/ws/disconnect", request.headers, b"", adopt=False
-            )
+            relayed = await self.relay.forward(record.owner, "/ws/disconnect", request.headers, b"")
             if relayed.outcome is RelayOutcome.DELIVERED:
                 return web.Response(status=200)
         if record is not None:
@@ -281,8 +279,8 @@ class Bridge:
         """The local session for a frame this task does not hold yet, or the response to give
         when the frame went to (or must go to) another task."""
         relayed = RELAYED_HEADER in request.headers
-        adopt = ADOPT_HEADER in request.headers
-        if relayed and not adopt:
+        handed_over_by = request.headers.get(ADOPT_HEADER)
+        if relayed and handed_over_by is None:
             # The sender believes this task owns the connection, but it does not hold it
             # (it restarted, or ended the session): the sender will take the session over.
             return web.Response(status=409)
@@ -292,7 +290,9 @@ class Bridge:
         self._locks[connection_id] = (lock, users + 1)
         try:
             async with lock:
-                return await self._adopt_or_relay(request, connection_id, body, adopt=adopt)
+                return await self._adopt_or_relay(
+                    request, connection_id, body, handed_over_by=handed_over_by
+                )
         finally:
             lock, users = self._locks[connection_id]
             if users == 1:
@@ -301,7 +301,12 @@ class Bridge:
                 self._locks[connection_id] = (lock, users - 1)
 
     async def _adopt_or_relay(
-        self, request: web.Request, connection_id: str, body: bytes, *, adopt: bool
+        self,
+        request: web.Request,
+        connection_id: str,
+        body: bytes,
+        *,
+        handed_over_by: str | None,
     ) -> BridgeSession | web.Response:
         session = self.sessions.get(connection_id)
         if session is not None:  # adopted while this request waited for the lock
@@ -309,7 +314,7 @@ class Bridge:
         principal = request.headers.get("x-principal-id", "")
         for _ in range(3):  # each round: someone else changed the record; look again
             record = await self.directory.get(connection_id)
-            if self.draining and not adopt:
+            if self.draining and handed_over_by is None:
                 return await self._pass_to_peer(request, body)
             if record is None:
                 # No record (it expired, or a single process restarted): a fresh session.
@@ -327,10 +332,12 @@ class Bridge:
                     )
                 continue
             owner = record.owner
-            if owner and owner != self.address and not adopt:
-                result = await self.relay.forward(
-                    owner, "/ws/message", request.headers, body, adopt=False
-                )
+            # A frame handed over by a task that is shutting down is this task's to take only
+            # while that task still owns the session: a draining task hands frames to its
+            # peers in turn, and another peer may have adopted the session already. Taking it
+            # from that peer would leave two live sessions answering one client.
+            if owner and owner not in (self.address, handed_over_by):
+                result = await self.relay.forward(owner, "/ws/message", request.headers, body)
                 self.metrics.observe("RelayLatencyMs", result.seconds * 1000)
                 if result.outcome is RelayOutcome.DELIVERED:
                     return web.Response(status=200)
@@ -383,7 +390,7 @@ class Bridge:
             self._next_peer = (self._next_peer + 1) % len(peers)
             for peer in peers[self._next_peer :] + peers[: self._next_peer]:
                 result = await self.relay.forward(
-                    peer, "/ws/message", request.headers, body, adopt=True
+                    peer, "/ws/message", request.headers, body, handed_over_by=self.address
                 )
                 if result.outcome is RelayOutcome.DELIVERED:
                     return web.Response(status=200)

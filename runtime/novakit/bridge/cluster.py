@@ -24,8 +24,10 @@ from .directory import Directory
 log = logging.getLogger(__name__)
 
 RELAYED_HEADER = "x-novakit-relayed"
-# A relayed frame for a connection the receiver should take on even if it does not own it
-# (the sender is shutting down and has handed the session over).
+# A relayed frame from a task that is shutting down and has handed its sessions over; the
+# header's value is that task's address. The receiver takes the session on while the record
+# still names that task (or nobody) as owner; once another task has adopted it, the frame goes
+# to that task like any other.
 ADOPT_HEADER = "x-novakit-adopt"
 FORWARDED_HEADERS = (
     "x-connection-id",
@@ -78,16 +80,24 @@ class Relay:
         self._http: aiohttp.ClientSession | None = None
 
     async def forward(
-        self, owner: str, path: str, headers: Mapping[str, str], body: bytes, *, adopt: bool
+        self,
+        owner: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        handed_over_by: str | None = None,
     ) -> RelayResult:
+        """Send an integration request to ``owner``; ``handed_over_by``: this task's address,
+        when it is shutting down and gives the session to ``owner``."""
         if self._http is None or self._http.closed:
             self._http = aiohttp.ClientSession(
                 timeout=self._timeout, connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
             )
         sent = {k: v for k, v in headers.items() if k.lower() in FORWARDED_HEADERS}
         sent[RELAYED_HEADER] = "1"
-        if adopt:
-            sent[ADOPT_HEADER] = "1"
+        if handed_over_by is not None:
+            sent[ADOPT_HEADER] = handed_over_by
         started = time.monotonic()
         try:
             async with self._http.post(owner + path, data=body or None, headers=sent) as response:
