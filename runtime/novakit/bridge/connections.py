@@ -22,7 +22,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from yarl import URL
 
-from ..sigv4 import hmac_sha256, sha256_hex, signing_key
+from ..sigv4 import amz_date, hmac_sha256, sha256_hex, signing_key
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,7 @@ class SigV4Signer:
         if found is None:
             raise PostError(0, "NoCredentials", "no AWS credentials found to sign @connections")
         self._credentials: Any = found
-        self._key: tuple[str, str, bytes] = ("", "", b"")  # (secret, day, signing key)
         self._targets: dict[str, tuple[str, str]] = {}  # url -> (host, canonical path)
-        self._second = -1
-        self._stamp = ""
 
     def sign(self, method: str, url: str, body: bytes) -> dict[str, str]:
         frozen = self._credentials.get_frozen_credentials()  # refreshed by botocore when due
@@ -90,13 +87,9 @@ class SigV4Signer:
                 return self._sign_with_botocore(frozen, method, url, body)
             target = self._target(url)
         host, path = target
-        stamp = self._timestamp()
+        stamp = amz_date(int(self._clock()))
         day = stamp[:8]
-        secret = frozen.secret_key
-        cached_secret, cached_day, key = self._key
-        if cached_day != day or cached_secret != secret:
-            key = signing_key(secret, day, self._region, self._service)
-            self._key = (secret, day, key)
+        key = signing_key(frozen.secret_key, day, self._region, self._service)
         token = frozen.token
         if token:
             trimmed = " ".join(token.split())
@@ -120,13 +113,6 @@ class SigV4Signer:
             f"SignedHeaders={signed}, Signature={signature}"
         )
         return headers
-
-    def _timestamp(self) -> str:
-        now = int(self._clock())
-        if now != self._second:  # one strftime per second, not per post
-            self._second = now
-            self._stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-        return self._stamp
 
     def _target(self, url: str) -> tuple[str, str]:
         from botocore.utils import normalize_url_path
