@@ -501,6 +501,8 @@ class _Client:
                 try:
                     code = await self._converse(ws)
                 finally:
+                    # Audio stops before ``end`` goes: ``end`` is the conversation's last frame,
+                    # and the bridge would take audio after it for a new conversation.
                     sender.cancel()
                     with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
                         await sender

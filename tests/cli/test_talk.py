@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import os
@@ -408,3 +409,64 @@ async def test_mic_mode_talks_and_plays_the_answer(
     pcm, _ = audio.read_wav(out)
     assert audio.duration(pcm, 24000) > 1.0
     assert any(device.played)  # the answer went to the speaker
+
+
+@pytest.mark.parametrize("source", ["wav", "mic"])
+async def test_no_audio_goes_out_after_end(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audio streams until the conversation is over; then ``end`` is the last frame on the wire,
+    however long the server takes to finish."""
+    received: list[dict[str, Any]] = []
+    after_end = asyncio.Event()
+
+    async def server(ws: websockets.ServerConnection) -> None:
+        seq = 0
+
+        async def send(frame: dict[str, Any]) -> None:
+            nonlocal seq
+            await ws.send(json.dumps({**frame, "seq": seq}))
+            seq += 1
+
+        session = {"type": "session", "v": 1, "connection_id": "c1", "model": "m", "voice": "v"}
+        async for message in ws:
+            frame = json.loads(message)
+            received.append(frame)
+            if frame["type"] == "start":
+                await send({**session, "state": "ready", "output_sample_rate": 24000})
+            elif frame["type"] == "text":
+                await send({"type": "text", "role": "assistant", "text": "Hi.", "final": True})
+                await send({"type": "turn_end"})
+            elif frame["type"] == "end":
+                # Whatever the client still had in flight would arrive now: give it time to
+                # (a bounded wait for frames that must not come), then finish.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.5):
+                        async for late in ws:
+                            received.append(json.loads(late))
+                after_end.set()
+                await send({**session, "state": "ended", "reason": "client ended the session"})
+
+    wav = tmp_path / "q.wav"
+    audio.write_wav(wav, audio.speech_like(0.5) + audio.silence(0.2), 16000)
+    if source == "mic":
+        monkeypatch.setitem(sys.modules, "sounddevice", FakeSoundDevice(audio.speech_like(0.5)))
+    async with websockets.serve(server, "127.0.0.1", 0) as listening:
+        port = listening.sockets[0].getsockname()[1]
+        options = TalkOptions(
+            url=f"ws://127.0.0.1:{port}/",
+            wav=wav if source == "wav" else None,
+            mic=source == "mic",
+            text="hello",
+            speed=4.0,
+            quiet=0.3,
+            timeout=1.5 if source == "mic" else 10.0,
+        )
+        stderr = io.StringIO()
+        code = await talk(options, io.StringIO(), stderr)
+    assert code is Exit.OK, stderr.getvalue()
+    assert after_end.is_set()
+    kinds = [frame["type"] for frame in received]
+    assert kinds.count("audio") >= 5 and kinds.count("end") == 1
+    assert kinds[-1] == "end", kinds[-5:]
+    assert "session ended: client ended the session" in stderr.getvalue()
