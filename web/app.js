@@ -3,10 +3,13 @@
 
 import { AudioEngine, base64ToPcm, pcmToBase64 } from "./audio.js";
 import { Connection, defaultUrl } from "./connection.js";
+import { canConnect, canDisconnect, canReconnect, streams } from "./lifecycle.js";
 import { Transcript } from "./transcript.js";
+import { DEFAULT_MODEL, voicesOf } from "./voices.js";
 
 const FRAMES_PER_MESSAGE = 3; // 3 × 32 ms: ~100 ms of audio per frame, as the protocol suggests
 const INTERRUPT_WAIT_MS = 2000; // how long audio is dropped while the server confirms a stop
+const NOT_ANSWERING = "the agent is not answering, retrying…";
 
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
 const transcript = new Transcript($("transcript"));
@@ -26,12 +29,14 @@ const stats = {
   micLevel: 0,
   usage: null,
   errors: [],
+  banners: 0, // error banners shown (a banner that stays up counts once)
 };
 
 let engine = null;
 let microphone = "off"; // off, on, unavailable
 let connection = null;
 let sessionState = null;
+let sessionLive = false; // a session frame said the conversation is on (ready, resumed, ...)
 let muted = false;
 let batch = [];
 let clearedBelow = -1; // audio frames with a lower seq belong to an interrupted answer
@@ -42,6 +47,7 @@ let interruptedAt = 0;
 const params = new URLSearchParams(location.search);
 $("url").value = params.get("url") ?? defaultUrl(location);
 $("token").value = params.get("token") ?? "";
+showVoices(DEFAULT_MODEL, "");
 useHostingConfig();
 
 // Hosted by the stack (web_client=true), the page has a config.json naming its WebSocket API
@@ -71,10 +77,26 @@ $("connect-form").addEventListener("submit", (event) => {
 $("reconnect").addEventListener("click", () => connect());
 $("disconnect").addEventListener("click", () => connection?.close());
 
+// The voices of the model: before a session the bridge's default model's, then the session's.
+// The user's choice stays chosen (for the next connection) when the model has that voice.
+function showVoices(model, voice) {
+  const select = $("voice");
+  const chosen = select.value;
+  const voices = voicesOf(model) ?? [...select.options].map((o) => o.value).filter(Boolean);
+  if (voice && !voices.includes(voice)) voices.push(voice);
+  const options = [new Option("the server's", "")];
+  for (const name of voices) options.push(new Option(name, name));
+  select.replaceChildren(...options);
+  select.value = voices.includes(chosen) ? chosen : "";
+}
+
 async function connect() {
   showError("");
+  // The previous connection ends (politely, if it was live); its events are no longer news.
+  const old = connection;
+  connection = null;
+  old?.close();
   await startAudio();
-  if (connection) connection.close();
   const options = { url: $("url").value.trim(), token: $("token").value, voice: $("voice").value };
   try {
     connection = new Connection(options);
@@ -85,7 +107,16 @@ async function connect() {
   const current = connection;
   current.addEventListener("state", (event) => {
     if (current !== connection) return;
-    if (event.detail.state === "open") newConversation();
+    const { state, previous, event: cause, words } = event.detail;
+    if (cause === "opened") {
+      newConversation();
+      showError(""); // whatever went wrong before, this connection works
+    }
+    if (state === "retrying" && previous !== "retrying") showError(NOT_ANSWERING);
+    if (cause === "answered") showError("");
+    if (cause === "giveUp") showError(`gave up: ${words}. Press Reconnect to try again.`);
+    // The conversation is over for good: let the microphone go.
+    if (["closing", "closed", "failed"].includes(state)) releaseMicrophone();
     showState(event.detail);
   });
   current.addEventListener("frame", (event) => {
@@ -107,7 +138,7 @@ async function startAudio() {
     showError(`audio does not work in this browser: ${error.message}`);
     return;
   }
-  if (microphone !== "off") return;
+  if (microphone === "on") return;
   try {
     await engine.startMicrophone();
     microphone = "on";
@@ -116,6 +147,14 @@ async function startAudio() {
     showError(microphoneProblem(error));
   }
   showMicrophone();
+}
+
+async function releaseMicrophone() {
+  batch = [];
+  if (microphone === "off") return;
+  microphone = "off";
+  showMicrophone();
+  await engine?.stopMicrophone();
 }
 
 function microphoneProblem(error) {
@@ -134,6 +173,9 @@ function receive(frame) {
   switch (frame.type) {
     case "session":
       sessionState = frame.state;
+      // Any state but ended means the conversation is on (unknown ones are informational).
+      if (frame.state !== "ended") sessionLive = true;
+      if (frame.model) showVoices(frame.model, frame.voice);
       sessionNews(frame);
       break;
     case "audio":
@@ -172,11 +214,8 @@ function receive(frame) {
         showError(`${frame.fatal ? "The conversation failed: " : ""}${frame.message} (${frame.code})`);
       }
       break;
-    case "pong":
-      break;
     default:
-      // API Gateway's own answer when the bridge could not take a frame.
-      if (!frame.type && frame.message) showError(`the gateway says: ${frame.message}`);
+      break; // pong, and frame types of newer servers
   }
 }
 
@@ -214,6 +253,7 @@ function newConversation() {
   clearedBelow = -1;
   interruptedAt = 0;
   sessionState = null;
+  sessionLive = false;
   batch = [];
   engine?.clear("new connection");
   transcript.endTurn();
@@ -233,7 +273,7 @@ function playerNews(message) {
     // The player empties its queue in the order it was told to: this report is for the oldest
     // stop still waiting for one (a server's clear_audio may already have followed it).
     const clear = stats.clears.find((c) => c.queuedSecondsAfter === null);
-    if (clear && message.reason !== "new connection") {
+    if (clear && !["new connection", "disconnected"].includes(message.reason)) {
       // Every frame the player starts from now on was queued after this.
       clear.queuedSecondsAfter = message.queuedSeconds;
       clear.droppedSeconds = message.droppedSeconds;
@@ -248,7 +288,7 @@ function playerNews(message) {
 function microphoneFrame(pcm, level) {
   stats.micLevel = level;
   $("mic-level").value = Math.min(1, level * 4);
-  if (connection?.state !== "open") {
+  if (!connection || !streams(connection.state)) {
     batch = [];
     return;
   }
@@ -297,23 +337,30 @@ $("text-form").addEventListener("submit", (event) => {
 function showState({ state, words }) {
   const label = {
     connecting: "connecting…",
-    open: sessionState === "ready" ? "connected" : "connected, starting…",
+    open: sessionLive ? "connected" : "connected, starting…",
+    retrying: NOT_ANSWERING,
     waiting: "connection lost",
+    closing: "disconnecting…",
     closed: "disconnected",
+    failed: "not connected",
   }[state];
   $("state").textContent = words ? `${label}: ${words}` : label;
   document.body.dataset.state = state;
-  const live = state === "open";
-  $("disconnect").disabled = state === "closed";
-  $("reconnect").disabled = state === "open" || state === "connecting";
-  $("connect").disabled = state !== "closed";
+  const live = streams(state);
+  $("disconnect").disabled = !canDisconnect(state);
+  $("reconnect").disabled = !(connection && canReconnect(state));
+  $("connect").disabled = !canConnect(state);
   for (const id of ["interrupt", "send", "text-input", "mute"]) $(id).disabled = !live;
 }
 
 function showError(words) {
+  const shown = $("error").hidden ? "" : $("error").textContent;
   $("error").textContent = words;
   $("error").hidden = !words;
-  if (words) stats.errors.push(words);
+  if (words && words !== shown) {
+    stats.errors.push(words);
+    stats.banners++;
+  }
 }
 
 showState({ state: "closed", words: "" });
@@ -324,6 +371,17 @@ window.novakit = {
   },
   get sessionState() {
     return sessionState;
+  },
+  // sockets opened, probes sent and gateway error frames, for the current connection
+  get counts() {
+    return connection ? { ...connection.counts } : null;
+  },
+  // readyState of every microphone track the page opened ("live" or "ended")
+  get microphoneTracks() {
+    return engine ? engine.tracks.map((track) => track.readyState) : [];
+  },
+  get audioState() {
+    return engine?.context.state ?? "none";
   },
   get microphone() {
     return microphone;

@@ -24,6 +24,9 @@ export class AudioEngine {
     this.player.port.onmessage = (event) => this.onPlayer(event.data);
     this.player.connect(context.destination);
     this.stream = null;
+    this.source = null;
+    this.capture = null;
+    this.tracks = []; // every microphone track this engine opened, stopped ones included
   }
 
   // Ask for the microphone and stream it: onFrame(Int16Array of 16 kHz samples, level 0..1).
@@ -34,14 +37,31 @@ export class AudioEngine {
     this.stream = await navigator.mediaDevices.getUserMedia({
       audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true },
     });
-    const source = this.context.createMediaStreamSource(this.stream);
+    this.tracks.push(...this.stream.getTracks());
+    this.source = this.context.createMediaStreamSource(this.stream);
     // No outputs: Chromium still runs it, and nothing of the microphone reaches the speakers.
     this.capture = new AudioWorkletNode(this.context, "novakit-capture", {
       numberOfOutputs: 0,
       processorOptions: { frameSamples: this.frameSamples },
     });
     this.capture.port.onmessage = (event) => this.onFrame(event.data.pcm, event.data.level);
-    source.connect(this.capture);
+    this.source.connect(this.capture);
+  }
+
+  // Let the microphone go: no frame is reported from now on, every track is stopped (the
+  // browser's recording indicator goes out) and the audio clock is suspended.
+  async stopMicrophone() {
+    if (this.capture) {
+      this.capture.port.onmessage = null;
+      this.capture.port.close();
+      this.source.disconnect();
+      this.capture = null;
+      this.source = null;
+    }
+    for (const track of this.stream?.getTracks() ?? []) track.stop();
+    this.stream = null;
+    this.clear("disconnected");
+    if (this.context.state === "running") await this.context.suspend();
   }
 
   play(seq, pcm, rate) {

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import shutil
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -50,19 +54,43 @@ def chromium_path() -> str:
     return path
 
 
+class RecordingBridge(Bridge):
+    """The bridge, noting every client frame that reaches it, in the order it arrives."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.frames: list[tuple[str, dict[str, Any]]] = []  # (connection id, frame)
+
+    async def on_message(self, request: web.Request) -> web.Response:
+        body = await request.read()  # aiohttp keeps it for the handler's own read
+        with contextlib.suppress(ValueError):
+            self.frames.append((request.headers.get("x-connection-id", ""), json.loads(body)))
+        return await super().on_message(request)
+
+
 @dataclass
 class BrowserStack:
     emulator: Emulator
     gateway: LocalGateway
+    bridge: RecordingBridge | None = None
 
     @property
     def page_url(self) -> str:
         return f"{self.gateway.management_url}/"
 
 
+def _provider_extra(emu: Emulator) -> dict[str, str]:
+    return {
+        "base_url": emu.endpoint,
+        "ca_bundle": str(emu.ca_path),
+        "aws_access_key_id": DEFAULT_CREDENTIALS.access_key_id,
+        "aws_secret_access_key": DEFAULT_CREDENTIALS.secret_access_key,
+    }
+
+
 @contextlib.asynccontextmanager
 async def browser_stack(
-    config: EmulatorConfig, *, token: str | None = None
+    config: EmulatorConfig, *, token: str | None = None, model: str | None = None
 ) -> AsyncIterator[BrowserStack]:
     """Emulator, bridge and gateway (serving the web client) on loopback, as ``novakit dev``
     wires them, with the emulator under the test's control."""
@@ -75,14 +103,10 @@ async def browser_stack(
             port=0,
             region=emu.config.region,
             drain_seconds=1.0,
-            provider_extra={
-                "base_url": emu.endpoint,
-                "ca_bundle": emu.ca_path,
-                "aws_access_key_id": DEFAULT_CREDENTIALS.access_key_id,
-                "aws_secret_access_key": DEFAULT_CREDENTIALS.secret_access_key,
-            },
+            provider_extra=_provider_extra(emu),
+            **({"model": model} if model else {}),
         )
-        bridge = Bridge(settings, signer=Unsigned())
+        bridge = RecordingBridge(settings, signer=Unsigned())
         runner = web.AppRunner(bridge.application(), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -92,7 +116,74 @@ async def browser_stack(
             port=gateway_port, backends=[bridge_url], static_dir=WEB, token=token
         )
         gateway = await stack.enter_async_context(LocalGateway(gateway_config))
-        yield BrowserStack(emu, gateway)
+        yield BrowserStack(emu, gateway, bridge)
+
+
+class BridgeProcess:
+    """The bridge as a process of its own (``python -m novakit.bridge``) on a fixed port, which
+    a test kills the hard way (SIGKILL: no draining, no goodbye to the gateway) and starts
+    again, as when a bridge task crashes and ECS replaces it."""
+
+    def __init__(self, port: int, environment: dict[str, str], log: Path) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.environment = environment
+        self.log = log
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self, within: float = 60.0) -> None:
+        with self.log.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "novakit.bridge",
+                env=self.environment,
+                stdout=log,
+                stderr=log,
+            )
+        deadline = time.monotonic() + within
+        async with aiohttp.ClientSession() as http:
+            while True:
+                if self.process.returncode is not None:
+                    raise AssertionError(f"the bridge exited: {self.log.read_text()[-2000:]}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"{self.url}/health") as health:
+                        if health.status == 200:
+                            return
+                if time.monotonic() > deadline:
+                    log = self.log.read_text()[-2000:]
+                    raise AssertionError(f"the bridge did not start: {log}")
+                await asyncio.sleep(0.1)
+
+    async def kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+
+@contextlib.asynccontextmanager
+async def crashable_stack(
+    config: EmulatorConfig, log_dir: Path
+) -> AsyncIterator[tuple[BrowserStack, BridgeProcess]]:
+    """``browser_stack`` with the bridge in its own process (see :class:`BridgeProcess`)."""
+    gateway_port, bridge_port = free_port(), free_port()
+    async with contextlib.AsyncExitStack() as stack:
+        emu = await stack.enter_async_context(Emulator(config))
+        environment = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "NOVAKIT_"))},
+            "AWS_REGION": emu.config.region,
+            "NOVAKIT_CONNECTIONS_URL": f"http://127.0.0.1:{gateway_port}",
+            "NOVAKIT_HOST": "127.0.0.1",
+            "NOVAKIT_PORT": str(bridge_port),
+            "NOVAKIT_DRAIN_SECONDS": "1",
+            "NOVAKIT_PROVIDER_EXTRA": json.dumps(_provider_extra(emu)),
+        }
+        bridge = BridgeProcess(bridge_port, environment, log_dir / "bridge.log")
+        stack.push_async_callback(bridge.kill)
+        await bridge.start()
+        gateway_config = GatewayConfig(port=gateway_port, backends=[bridge.url], static_dir=WEB)
+        gateway = await stack.enter_async_context(LocalGateway(gateway_config))
+        yield BrowserStack(emu, gateway), bridge
 
 
 @dataclass
@@ -111,7 +202,12 @@ class BrowserPage:
                 contextTime: novakit.contextTime,
                 transcript: novakit.transcript(),
                 stats: novakit.stats,
-                error: document.querySelector("[data-testid=error]").textContent,
+                counts: novakit.counts,
+                microphoneTracks: novakit.microphoneTracks,
+                audioState: novakit.audioState,
+                badge: document.querySelector("[data-testid=state]").textContent,
+                error: document.querySelector("[data-testid=error]").hidden
+                    ? "" : document.querySelector("[data-testid=error]").textContent,
             })"""
         )
         return state
