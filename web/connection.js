@@ -237,7 +237,7 @@ export class Connection extends EventTarget {
     if (!this.go("disconnect")) return; // closed, failed or already closing
     if (socket?.readyState === WebSocket.OPEN) this.write({ type: "end" });
     else socket?.close(1000);
-    clearInterval(this.keepAlive);
+    this.stopKeepAlive();
     this.closeTimer = setTimeout(() => socket?.close(1000), CLOSE_AFTER_END_MS);
   }
 
@@ -248,11 +248,16 @@ export class Connection extends EventTarget {
     this.probeDeadline = null;
   }
 
-  // Nothing more will happen on this connection.
+  stopKeepAlive() {
+    clearInterval(this.keepAlive);
+    this.keepAlive = null;
+  }
+
+  // Nothing more will happen on this connection (until it is opened again).
   stop() {
     this.clearTimers();
     clearTimeout(this.closeTimer);
-    clearInterval(this.keepAlive);
+    this.stopKeepAlive();
   }
 
   safeUrl() {
