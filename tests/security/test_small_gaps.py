@@ -1,0 +1,111 @@
+"""Hostile-input gaps: secret rotation and unreadable tokens at the authorizer, hostile nesting
+and unbounded echoes in tools, half-open handshakes at the local gateway, the dev banner."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.infra.test_ws_authorizer import authorizer, effect, event, jwt  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET_ARN = "arn:aws:secretsmanager:us-east-1:1:secret:x"
+
+# -- the authorizer --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def secret_mode(authorizer, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("AUTH_MODE", "secret")
+    monkeypatch.setenv("SECRET_ARN", SECRET_ARN)
+    now = [1000.0]
+    authorizer.clock = lambda: now[0]
+    authorizer.now = now
+    return authorizer
+
+
+def allowed(module: Any, token: str) -> bool:
+    return effect(module.handler(event(token))) == "Allow"
+
+
+def test_a_rotated_secret_is_accepted_at_once_and_the_old_one_refused(secret_mode) -> None:
+    fake = secret_mode.fake
+    assert allowed(secret_mode, "s3cret-token")
+    secret_mode.now[0] += 10  # the cache is warm, well inside its lifetime
+    fake.secret = "rotated-token"
+    assert allowed(secret_mode, "rotated-token")  # a miss reads the secret again
+    assert fake.secret_reads == 2
+    assert not allowed(secret_mode, "s3cret-token")  # that read dropped the old value
+
+
+def test_a_flood_of_bad_tokens_reads_the_secret_once_per_interval(secret_mode) -> None:
+    fake = secret_mode.fake
+    assert allowed(secret_mode, "s3cret-token")
+    secret_mode.now[0] += secret_mode.SECRET_REFRESH_SECONDS
+    for n in range(1000):
+        assert not allowed(secret_mode, f"guess-{n}")
+        secret_mode.now[0] += 0.001
+    assert fake.secret_reads == 2  # the first guess refreshed; the others waited their turn
+    secret_mode.now[0] += secret_mode.SECRET_REFRESH_SECONDS
+    assert not allowed(secret_mode, "one-more-guess")
+    assert fake.secret_reads == 3
+
+
+def test_the_old_secret_expires_with_the_cache(secret_mode) -> None:
+    fake = secret_mode.fake
+    assert allowed(secret_mode, "s3cret-token")
+    fake.secret = "rotated-token"
+    secret_mode.now[0] += secret_mode.SECRET_CACHE_SECONDS - 1
+    assert allowed(secret_mode, "s3cret-token")  # within the cache's lifetime, as documented
+    secret_mode.now[0] += 2
+    assert not allowed(secret_mode, "s3cret-token")
+
+
+def test_the_pending_secret_of_a_rotation_is_accepted(secret_mode) -> None:
+    secret_mode.fake.pending = "next-token"
+    assert allowed(secret_mode, "next-token")
+    assert allowed(secret_mode, "s3cret-token")
+
+
+def test_secrets_manager_failing_is_a_deny_not_an_error(secret_mode, capsys) -> None:
+    secret_mode.fake.unavailable = True
+    answer = secret_mode.handler(event("s3cret-token"))
+    assert effect(answer) == "Deny"
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {"level": "ERROR", "message": "authorizer failed", "error": "RuntimeError"} in logged
+    assert "s3cret-token" not in json.dumps(logged)
+
+
+@pytest.fixture
+def cognito_mode(authorizer, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("AUTH_MODE", "cognito")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("USER_POOL_ID", "us-east-1_pool")
+    monkeypatch.setenv("CLIENT_ID", "client123")
+    return authorizer
+
+
+def _segment(payload: bytes) -> str:
+    return base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
+
+
+def test_a_deeply_nested_token_is_denied(cognito_mode) -> None:
+    nested = b"[" * 1500 + b"]" * 1500  # about 2 KB of token once encoded
+    token = f"{_segment(b'{}')}.{_segment(nested)}.sig"
+    assert len(token) < cognito_mode.MAX_TOKEN_CHARS
+    assert effect(cognito_mode.handler(event(token))) == "Deny"
+
+
+def test_an_oversized_or_garbled_token_is_denied_unread(cognito_mode, secret_mode) -> None:
+    huge = jwt({"sub": "x" * 20_000})
+    for token in (huge, "a.%%%.c", f"a.{_segment(b'\xff\xfe')}.c", "x" * 100_000):
+        assert effect(cognito_mode.handler(event(token))) == "Deny"
+
+
+def test_an_oversized_secret_token_costs_no_secret_read(secret_mode) -> None:
+    assert not allowed(secret_mode, "s" * (secret_mode.MAX_TOKEN_CHARS + 1))
+    assert secret_mode.fake.secret_reads == 0
