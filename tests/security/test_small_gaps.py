@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from novakit.tools.contract import result_from_payload
+from novakit.tools.powertools import MAX_NESTING, voice_tool
 from tests.infra.test_ws_authorizer import authorizer, effect, event, jwt  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,3 +111,84 @@ def test_an_oversized_or_garbled_token_is_denied_unread(cognito_mode, secret_mod
 def test_an_oversized_secret_token_costs_no_secret_read(secret_mode) -> None:
     assert not allowed(secret_mode, "s" * (secret_mode.MAX_TOKEN_CHARS + 1))
     assert secret_mode.fake.secret_reads == 0
+
+
+# -- tools: hostile nesting and bounded echoes --------------------------------------------------
+
+
+@voice_tool(schema={"type": "object"})
+def echo_tool(params: dict[str, Any], call: Any) -> dict[str, Any]:
+    return {"echo": json.dumps(params)}
+
+
+def agent_event(name: str, kind: str, value: str) -> dict[str, Any]:
+    return {
+        "messageVersion": "1.0",
+        "actionGroup": "tools",
+        "function": "echo",
+        "sessionId": "s-1",
+        "parameters": [{"name": name, "type": kind, "value": value}],
+    }
+
+
+def test_a_deeply_nested_agents_array_is_an_error_naming_the_parameter() -> None:
+    answer = echo_tool(agent_event("items", "array", "[" * 100_000 + "]" * 100_000), None)
+    body = answer["response"]["functionResponse"]["responseBody"]["TEXT"]["body"]
+    assert "'items'" in body and "nested" in body
+    # Agents get the error in their own shape; Lambda reports no function error.
+    assert answer["messageVersion"] == "1.0"
+
+
+def test_nesting_just_within_the_limit_is_served() -> None:
+    value = "[" * MAX_NESTING + "]" * MAX_NESTING
+    answer = echo_tool(agent_event("items", "array", value), None)
+    assert "responseState" not in answer["response"]["functionResponse"]
+    deeper = "[" * (MAX_NESTING + 1) + "]" * (MAX_NESTING + 1)
+    refused = echo_tool(agent_event("items", "array", deeper), None)
+    assert refused["response"]["functionResponse"]["responseState"] == "FAILURE"
+
+
+def test_a_deeply_nested_novakit_input_is_an_error_naming_the_parameter() -> None:
+    value: Any = "leaf"
+    for _ in range(5000):
+        value = {"k": [value]}
+    answer = echo_tool(
+        {"version": "1", "tool": "echo", "toolUseId": "t-1", "input": {"filter": value}}, None
+    )
+    assert set(answer) == {"error"}
+    assert "'filter'" in answer["error"] and f"{MAX_NESTING} levels" in answer["error"]
+
+
+def test_a_deeply_nested_tool_answer_is_an_error_result_at_the_bridge() -> None:
+    result = result_from_payload("call-1", b'{"result":' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    assert result.is_error
+    deep: Any = []
+    for _ in range(100_000):
+        deep = [deep]
+    assert result_from_payload("call-2", {"result": deep}).is_error
+
+
+@pytest.fixture(scope="module")
+def get_time():
+    from novakit.bridge.tools import load_handler
+
+    return load_handler(REPO / "tools" / "get_time" / "handler.py")
+
+
+def time_event(zone: str) -> dict[str, Any]:
+    return {"version": "1", "tool": "get_time", "toolUseId": "t-1", "input": {"timezone": zone}}
+
+
+def test_get_time_refuses_a_name_longer_than_any_zone_without_echoing_it(get_time) -> None:
+    answer = get_time(time_event("Europe/" + "A" * 10_000), None)
+    assert "at most 32 characters" in answer["error"]
+    assert "AAAA" not in answer["error"] and len(answer["error"]) < 200
+    # the longest IANA name is still served
+    served = get_time(time_event("America/Argentina/ComodRivadavia"), None)
+    assert served["result"]["timezone"] == "America/Argentina/ComodRivadavia"
+
+
+def test_get_time_echoes_an_unknown_zone_only_within_the_bound(get_time) -> None:
+    answer = get_time(time_event("Mars/Olympus_Mons"), None)
+    assert "'Mars/Olympus_Mons'" in answer["error"]
+    assert len(get_time(time_event("X" * 32), None)["error"]) < 120
