@@ -3,16 +3,21 @@ and unbounded echoes in tools, half-open handshakes at the local gateway, the de
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import websockets
 
+from novakit.localgw import GatewayConfig, LocalGateway
 from novakit.tools.contract import result_from_payload
 from novakit.tools.powertools import MAX_NESTING, voice_tool
 from tests.infra.test_ws_authorizer import authorizer, effect, event, jwt  # noqa: F401
+from tests.localgw.conftest import FakeBackend
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:1:secret:x"
@@ -192,3 +197,56 @@ def test_get_time_echoes_an_unknown_zone_only_within_the_bound(get_time) -> None
     answer = get_time(time_event("Mars/Olympus_Mons"), None)
     assert "'Mars/Olympus_Mons'" in answer["error"]
     assert len(get_time(time_event("X" * 32), None)["error"]) < 120
+
+
+# -- the local gateway: half-open handshakes --------------------------------------------------
+
+
+async def _closed_within(reader: asyncio.StreamReader, bound: float) -> float:
+    started = time.monotonic()
+    async with asyncio.timeout(bound):
+        while await reader.read(4096):
+            pass  # whatever the gateway says before it closes (nothing, or a 408)
+    return time.monotonic() - started
+
+
+async def test_the_gateway_closes_a_half_sent_handshake() -> None:
+    config = GatewayConfig(backends=["http://127.0.0.1:9"], handshake_timeout=0.5)
+    async with LocalGateway(config) as gateway:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        try:
+            writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
+            await writer.drain()
+            took = await _closed_within(reader, 10.0)
+        finally:
+            writer.close()
+        assert 0.4 <= took < 10.0
+        assert gateway.stats.handshake_timeouts == 1
+
+
+async def test_the_gateway_closes_a_connection_that_sends_nothing() -> None:
+    config = GatewayConfig(backends=["http://127.0.0.1:9"], handshake_timeout=0.5)
+    async with LocalGateway(config) as gateway:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        try:
+            await _closed_within(reader, 10.0)
+        finally:
+            writer.close()
+
+
+async def test_a_completed_handshake_outlives_the_handshake_timeout() -> None:
+    async with (
+        FakeBackend() as backend,
+        LocalGateway(GatewayConfig(backends=[backend.url], handshake_timeout=0.3)) as gateway,
+    ):
+        async with websockets.connect(gateway.url, open_timeout=10) as ws:
+            await asyncio.sleep(0.6)  # past the handshake deadline: time must pass here
+            pong = await ws.ping()
+            async with asyncio.timeout(10):
+                await pong
+        assert gateway.stats.handshake_timeouts == 0
+
+
+def test_the_handshake_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="handshake_timeout"):
+        GatewayConfig(backends=["http://127.0.0.1:9"], handshake_timeout=0)
