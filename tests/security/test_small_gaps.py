@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import time
+import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 import websockets
 
+from novakit.dev import DevOptions, RunningStack, _banner
 from novakit.localgw import GatewayConfig, LocalGateway
 from novakit.tools.contract import result_from_payload
 from novakit.tools.powertools import MAX_NESTING, voice_tool
@@ -250,3 +253,32 @@ async def test_a_completed_handshake_outlives_the_handshake_timeout() -> None:
 def test_the_handshake_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="handshake_timeout"):
         GatewayConfig(backends=["http://127.0.0.1:9"], handshake_timeout=0)
+
+
+# -- the dev banner --------------------------------------------------------------------------
+
+
+def test_the_dev_banner_masks_the_token() -> None:
+    token = "Zq7-very-secret-dev-token"
+    out = io.StringIO()
+    running = RunningStack("ws://127.0.0.1:8080/", "http://127.0.0.1:9000", None)
+    bridge = types.SimpleNamespace(
+        settings=types.SimpleNamespace(region="eu-west-1"),
+        tools=types.SimpleNamespace(definitions=[]),
+    )
+    _banner(running, bridge, DevOptions(token=token), None, out)
+    text = out.getvalue()
+    assert token not in text and "very-secret" not in text
+    assert "ws://127.0.0.1:8080/?token=Zq7-…" in text
+    assert "--token" in text  # where the full one is
+
+
+def test_a_short_dev_token_is_not_shown_at_all() -> None:
+    out = io.StringIO()
+    running = RunningStack("ws://127.0.0.1:8080/", "http://127.0.0.1:9000", None)
+    bridge = types.SimpleNamespace(
+        settings=types.SimpleNamespace(region="eu-west-1"),
+        tools=types.SimpleNamespace(definitions=[]),
+    )
+    _banner(running, bridge, DevOptions(token="abc123"), None, out)
+    assert "?token=…" in out.getvalue() and "abc" not in out.getvalue()
