@@ -152,9 +152,13 @@ def _region(options: DevOptions) -> str:
 def _banner(
     running: RunningStack, bridge: Any, options: DevOptions, web_dir: Path | None, out: TextIO
 ) -> None:
-    token = f"?token={options.token}" if options.token else ""
+    # The token stays off the screen (and out of terminal scrollback and shared logs): its first
+    # characters tell which one it is; the full one is the --token value given.
+    token = f"?token={_masked(options.token)}" if options.token else ""
     lines = ["novakit dev: the local stack"]
     lines.append(f"  WebSocket API     {running.gateway_url}{token}  (API Gateway stand-in)")
+    if options.token:
+        lines.append("  token             the --token value (shown masked here)")
     if web_dir is not None:
         lines.append(f"  browser client    http://127.0.0.1:{options.port}/  (from {web_dir}/)")
     lines.append(f"  bridge            {running.bridge_url}  (the container's code)")
@@ -165,6 +169,11 @@ def _banner(
     names = ", ".join(d.name for d in bridge.tools.definitions) or "none"
     lines.append(f"  tools             {names}  (in-process, Lambda event contract)")
     print("\n".join(lines), file=out, flush=True)
+
+
+def _masked(token: str) -> str:
+    # Four characters name a token without giving much of it away; a short one shows none.
+    return f"{token[:4]}…" if len(token) >= 12 else "…"
 
 
 async def run_dev(

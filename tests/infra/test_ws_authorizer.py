@@ -18,14 +18,22 @@ METHOD_ARN = "arn:aws:execute-api:us-east-1:111122223333:abc123/live/$connect"
 class FakeClients:
     def __init__(self) -> None:
         self.secret = "s3cret-token"
+        self.pending: str | None = None  # AWSPENDING, during a rotation
+        self.unavailable = False  # Secrets Manager fails every call
         self.valid_access_tokens: set[str] = set()
-        self.secret_reads = 0
+        self.secret_reads = 0  # reads of AWSCURRENT
 
     def client(self, name: str):
         clients = self
 
         class SecretsManager:
-            def get_secret_value(self, SecretId):  # noqa: N803 (boto3's argument name)
+            def get_secret_value(self, SecretId, VersionStage="AWSCURRENT"):  # noqa: N803
+                if clients.unavailable:
+                    raise RuntimeError("ThrottlingException")
+                if VersionStage == "AWSPENDING":
+                    if clients.pending is None:
+                        raise RuntimeError("ResourceNotFoundException")
+                    return {"SecretString": clients.pending}
                 clients.secret_reads += 1
                 return {"SecretString": clients.secret}
 

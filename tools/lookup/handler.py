@@ -14,10 +14,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from novakit.tools.powertools import Call, ToolError, logger, voice_tool
+from novakit.tools.powertools import Call, ToolError, logger, summary, voice_tool
 
 DOCUMENTS = Path(__file__).with_name("documents")
 MAX_PASSAGES = 3
+# How much of the query an answer repeats back.
+MAX_ECHO_CHARS = 80
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset(
     (
@@ -116,7 +118,9 @@ def handler(params: dict[str, Any], call: Call) -> dict[str, Any]:
     query = params["query"]
     kb_id = os.environ.get("KNOWLEDGE_BASE_ID", "")
     passages = search_knowledge_base(kb_id, query) if kb_id else search_handbook(query)
-    logger.info("lookup", extra={"query": query, "passages": len(passages)})
+    # The query is what the user asked: its size is logged, not its words.
+    logger.info("lookup", extra={"query": summary(query), "passages": len(passages)})
     if not passages:
-        raise ToolError(f"the handbook says nothing about {query!r}")
+        shown = query if len(query) <= MAX_ECHO_CHARS else query[:MAX_ECHO_CHARS] + "…"
+        raise ToolError(f"the handbook says nothing about {shown!r}")
     return {"query": query, "passages": passages}

@@ -31,5 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"novakit bridge: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(serve(bridge))
+    asyncio.run(_serve_logged(bridge))
     return 0
+
+
+async def _serve_logged(bridge: Bridge) -> None:
+    logs.log_loop_exceptions()
+    await serve(bridge)

@@ -79,9 +79,11 @@ class ToolRunner:
             message = f"the {call.name} tool did not answer within {tool.timeout:g} seconds"
             return ToolOutcome(error_result(call.call_id, message), "timed_out", tool.timeout)
         except Exception as exc:
-            log.warning(
-                "tool %s failed: %r", call.name, exc, extra={"connection_id": connection_id}
-            )
+            # In-process tools raise what they raise, arguments quoted perhaps: the type only
+            # at WARNING, all of it at DEBUG.
+            extra = {"connection_id": connection_id}
+            log.warning("tool %s failed: %s", call.name, type(exc).__name__, extra=extra)
+            log.debug("tool %s failure in full", call.name, exc_info=exc, extra=extra)
             message = f"the {call.name} tool failed: {type(exc).__name__}"
             result = error_result(call.call_id, message)
         elapsed = time.monotonic() - started

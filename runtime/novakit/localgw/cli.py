@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle-seconds", type=float, default=600.0)
     parser.add_argument("--max-seconds", type=float, default=7200.0)
     parser.add_argument("--integration-timeout", type=float, default=29.0)
+    parser.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a new connection has to send its handshake (10)",
+    )
     parser.add_argument("--max-inflight", type=int, default=1, help="per connection")
     parser.add_argument(
         "--outbound-buffer", type=int, default=1024 * 1024, help="bytes queued per client"
@@ -77,6 +83,7 @@ def _config(args: argparse.Namespace) -> GatewayConfig:
         idle_seconds=args.idle_seconds,
         max_seconds=args.max_seconds,
         integration_timeout=args.integration_timeout,
+        handshake_timeout=args.handshake_timeout,
         max_inflight_per_connection=args.max_inflight,
         outbound_buffer=args.outbound_buffer,
         static_dir=args.static,

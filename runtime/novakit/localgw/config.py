@@ -16,8 +16,10 @@ class GatewayConfig:
     """How the local gateway listens, where it forwards, and which limits it enforces.
 
     Defaults are API Gateway's: 10 minutes idle, 2 hours per connection, 29 s integration
-    timeout. ``outbound_buffer`` bounds the bytes queued for one client that is not reading;
-    ``@connections`` posts beyond it get 429 ``LimitExceededException``.
+    timeout. ``handshake_timeout`` bounds how long a new connection may take to send its
+    handshake (its first request's headers) before it is closed. ``outbound_buffer`` bounds
+    the bytes queued for one client that is not reading; ``@connections`` posts beyond it get
+    429 ``LimitExceededException``.
     """
 
     host: str = "127.0.0.1"
@@ -31,6 +33,7 @@ class GatewayConfig:
     idle_seconds: float = 600.0
     max_seconds: float = 7200.0
     integration_timeout: float = 29.0
+    handshake_timeout: float = 10.0
     max_inflight_per_connection: int = 1
     outbound_buffer: int = 1024 * 1024  # bytes
     static_dir: Path | str | None = None
@@ -50,7 +53,7 @@ class GatewayConfig:
             raise ValueError(f"GatewayConfig.stage: {self.stage!r} must be one path segment")
         if self.token == "":
             raise ValueError("GatewayConfig.token: an empty token would admit nobody; use None")
-        for name in ("idle_seconds", "max_seconds", "integration_timeout"):
+        for name in ("idle_seconds", "max_seconds", "integration_timeout", "handshake_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"GatewayConfig.{name} must be positive")
         if self.max_inflight_per_connection < 1:

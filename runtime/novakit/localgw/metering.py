@@ -92,6 +92,7 @@ class GatewayStats:
     rejected_connects: int = 0
     integration_errors: int = 0
     throttled_posts: int = 0
+    handshake_timeouts: int = 0  # connections closed before their first request was complete
 
     def opened(self, connection_id: str) -> ConnectionStats:
         stats = ConnectionStats(connection_id=connection_id, opened_at=self.clock())

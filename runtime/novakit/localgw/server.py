@@ -23,6 +23,7 @@ from .auth import token_accepted
 from .backends import BackendPool
 from .config import GatewayConfig
 from .connection import CLOSE_TIMEOUT, Connection
+from .handshake import HandshakeDeadline
 from .ids import new_connection_id, new_request_id
 from .integration import (
     ConnectionContext,
@@ -102,6 +103,10 @@ class LocalGateway:
             app, access_log_class=AccessLogger, access_log=log, shutdown_timeout=1.0
         )
         await self._runner.setup()
+        assert self._runner.server is not None
+        HandshakeDeadline(self.config.handshake_timeout, self._handshake_expired).install(
+            self._runner.server
+        )
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()
         self._port = self._runner.addresses[0][1]
@@ -117,6 +122,14 @@ class LocalGateway:
             await self._runner.cleanup()
             self._runner = None
         await self._backends.close()
+
+    def _handshake_expired(self, peer: object) -> None:
+        self.stats.handshake_timeouts += 1
+        log.info(
+            "closed a connection that sent no complete request within %g s",
+            self.config.handshake_timeout,
+            extra={"remote": str(peer)},
+        )
 
     # -- what it serves ----------------------------------------------------------------------
 

@@ -160,7 +160,9 @@ class S2SProcessor(FrameProcessor):
         try:
             result = await self._tool_handler(call)
         except Exception as exc:  # the model is told, and can say so
-            log.warning("tool %s failed: %r", call.name, exc)
+            # The exception's message may quote the arguments: the type only, all of it at DEBUG.
+            log.warning("tool %s failed: %s", call.name, type(exc).__name__)
+            log.debug("tool %s failure in full", call.name, exc_info=exc)
             result = ToolResult(call.call_id, [TextPart(f"{type(exc).__name__}: {exc}")], True)
         with contextlib.suppress(S2SError):
             await session.send_tool_result(result)

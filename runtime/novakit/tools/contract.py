@@ -99,8 +99,8 @@ def result_from_payload(
             return _error(call_id, f"the tool's answer was too large ({len(payload)} bytes)")
         try:
             value = json.loads(payload) if payload else None
-        except ValueError:
-            return _error(call_id, "the tool's answer was not valid JSON")
+        except (ValueError, RecursionError):
+            return _error(call_id, "the tool's answer was not valid JSON (or nested too deeply)")
     else:
         value = payload
     if value is None:
@@ -113,7 +113,7 @@ def result_from_payload(
         value = value["result"]
     try:
         text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return _error(call_id, "the tool's answer could not be read as JSON")
     if len(text.encode()) > MAX_RESULT_BYTES:
         return _error(call_id, f"the tool's answer was too large ({len(text.encode())} bytes)")
@@ -132,7 +132,7 @@ def _error(call_id: str, message: str) -> ToolResult:
 def _lambda_error_message(payload: bytes | str | Mapping[str, Any] | None) -> str:
     try:
         value = json.loads(payload) if isinstance(payload, bytes | str) else payload
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     if isinstance(value, Mapping) and isinstance(value.get("errorMessage"), str):
         return ": " + str(value["errorMessage"])[:300]

@@ -19,7 +19,15 @@ What ``voice_tool`` does around the function, with Powertools for AWS Lambda:
   invocations, failures and latency with Powertools' Metrics (EMF, namespace ``NovakitTools``),
   and traces with Powertools' Tracer when the X-Ray SDK is present;
 - turns ``ToolError`` into an error result with its message (the model says it to the user)
-  and any other exception into a generic one (the details go to the log, not to the caller).
+  and any other exception into a generic one (the details go to the log, not to the caller);
+- refuses parameters nested deeper than ``MAX_NESTING`` with an error result naming the
+  parameter (a hostile value must not crash the function with ``RecursionError``).
+
+What the user said reaches a tool as its parameters, and what the tool answers goes back to
+them: neither belongs in a log at INFO or above. ``summary(value)`` describes a value by its
+type, size and a fingerprint, without its content::
+
+    logger.info("lookup", extra={"query": summary(query), "passages": len(passages)})
 
 This module imports only the standard library and Powertools: the stack packages it with each
 tool function, without the rest of novakit.
@@ -28,10 +36,13 @@ tool function, without the rest of novakit.
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import json
 import os
+import secrets
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,11 +52,13 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
 
-__all__ = ["Call", "ToolError", "logger", "voice_tool"]
+__all__ = ["Call", "ToolError", "logger", "summary", "voice_tool"]
 
 METRICS_NAMESPACE = "NovakitTools"
 NOVAKIT_EVENT_VERSION = "1"
 AGENT_EVENT_VERSION = "1.0"
+# How deep a parameter's arrays and objects may nest; real tool inputs are a few levels deep.
+MAX_NESTING = 32
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "novakit-tool"))
 
@@ -98,7 +111,7 @@ def voice_tool(
                 call, params = parse_event(event, context, default_tool=name)
             except ValueError as exc:
                 logger.warning("unreadable tool event: %s", exc)
-                return {"error": f"the tool could not read its request: {exc}"}
+                return _unreadable(event, name, f"the tool could not read its request: {exc}")
             logger.append_keys(
                 tool=call.tool, tool_use_id=call.tool_use_id, connection_id=call.connection_id
             )
@@ -106,13 +119,17 @@ def voice_tool(
             try:
                 answer = _run(func, tracer, input_schema, params, call)
                 metrics.add_metric("ToolInvocations", MetricUnit.Count, 1)
+                logger.info(
+                    "tool answered", extra={"params": summary(params), "answer": summary(answer)}
+                )
                 return respond(call, result=answer)
             except ToolError as exc:
-                logger.info("tool refused: %s", exc)
+                # The message often quotes the user ("no forecast for <city>"): not logged.
+                logger.info("tool refused", extra={"error": summary(str(exc))})
                 metrics.add_metric("ToolFailures", MetricUnit.Count, 1)
                 return respond(call, error=str(exc))
-            except Exception:
-                logger.exception("tool failed")
+            except Exception as exc:
+                _log_failure(exc)
                 metrics.add_metric("ToolFailures", MetricUnit.Count, 1)
                 return respond(call, error=f"the {call.tool} tool failed unexpectedly")
             finally:
@@ -124,6 +141,42 @@ def voice_tool(
         return handler
 
     return wrap(function) if function is not None else wrap
+
+
+def _log_failure(exc: Exception) -> None:
+    # Where it failed, not what it failed on: an exception's message may hold the parameters
+    # (``KeyError: 'Europe/Pariss'``). The whole exception is there at DEBUG.
+    stack = traceback.TracebackException.from_exception(exc).stack
+    logger.error(
+        "tool failed",
+        extra={
+            "error_type": type(exc).__name__,
+            "error": summary(str(exc)),
+            "stack": "".join(stack.format()),
+        },
+    )
+    logger.debug("tool failure in full", exc_info=exc)
+
+
+def summary(value: Any) -> dict[str, Any]:
+    """What a log may say about a value the user or the model gave: its type, its size, and a
+    fingerprint that is the same for equal values within this process (to tell repeats apart)
+    but, being keyed with a random per-process key, cannot be looked up in a list of guesses."""
+    described: dict[str, Any] = {"type": type(value).__name__}
+    if isinstance(value, str | bytes | list | tuple | dict | set | frozenset):
+        described["length"] = len(value)
+    if value is None or isinstance(value, bool):
+        return described
+    try:
+        data = value if isinstance(value, bytes) else json.dumps(value, sort_keys=True).encode()
+    except (TypeError, ValueError, RecursionError):
+        return described  # not JSON, or nested too deep to fingerprint cheaply
+    digest = hashlib.blake2b(data, key=_FINGERPRINT_KEY, digest_size=6)
+    described["fingerprint"] = digest.hexdigest()
+    return described
+
+
+_FINGERPRINT_KEY = secrets.token_bytes(16)
 
 
 def _run(
@@ -146,12 +199,13 @@ def parse_event(
     """The call and its parameters, from a novakit or a Bedrock Agents function event."""
     if not isinstance(event, Mapping):
         raise ValueError(f"the event is a {type(event).__name__}, not a JSON object")
-    if "messageVersion" in event and "function" in event:
+    if _is_agent_event(event):
         params = {
             str(p.get("name")): _agent_value(p)
             for p in event.get("parameters") or []
             if isinstance(p, Mapping)
         }
+        _check_nesting(params)
         call = Call(
             tool=str(event.get("function") or default_tool),
             tool_use_id=str(event.get("sessionId", "")),
@@ -166,6 +220,7 @@ def parse_event(
     given = event.get("input")
     if not isinstance(given, dict):
         raise ValueError("'input' must be a JSON object")
+    _check_nesting(given)
     session = event.get("session")
     if not isinstance(session, Mapping):
         session = {}
@@ -178,6 +233,23 @@ def parse_event(
         raw_event=event,
     )
     return call, given
+
+
+def _unreadable(event: Any, default_tool: str, message: str) -> dict[str, Any]:
+    # An Agents event gets its error in the Agents shape, whatever in it could not be read.
+    if isinstance(event, Mapping) and _is_agent_event(event):
+        call = Call(
+            tool=str(event.get("function") or default_tool),
+            tool_use_id="",
+            event_format="bedrock_agent",
+            raw_event=event,
+        )
+        return respond(call, error=message)
+    return {"error": message}
+
+
+def _is_agent_event(event: Mapping[str, Any]) -> bool:
+    return "messageVersion" in event and "function" in event
 
 
 def respond(call: Call, *, result: Any = None, error: str | None = None) -> dict[str, Any]:
@@ -218,7 +290,27 @@ def _agent_value(parameter: Mapping[str, Any]) -> Any:
             return json.loads(value)
     except ValueError:
         return value
+    except RecursionError:
+        raise ValueError(
+            f"parameter {str(parameter.get('name'))[:64]!r} is nested too deeply"
+        ) from None
     return value
+
+
+def _check_nesting(params: Mapping[str, Any]) -> None:
+    """Refuse a parameter whose arrays and objects nest deeper than ``MAX_NESTING``; walked
+    without recursion, so that the check cannot itself overflow the stack."""
+    for name, value in params.items():
+        pending = [(value, 1)]
+        while pending:
+            item, depth = pending.pop()
+            if isinstance(item, Mapping | list | tuple):
+                if depth > MAX_NESTING:
+                    raise ValueError(
+                        f"parameter {name[:64]!r} is nested more than {MAX_NESTING} levels deep"
+                    )
+                children = item.values() if isinstance(item, Mapping) else item
+                pending.extend((child, depth + 1) for child in children)
 
 
 def _manifest_beside(func: Callable[..., Any]) -> dict[str, Any]:

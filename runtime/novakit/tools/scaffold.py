@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from novakit.tools.powertools import Call, ToolError, logger, voice_tool
+from novakit.tools.powertools import Call, ToolError, logger, summary, voice_tool
 
 
 @voice_tool
 def handler(params: dict[str, Any], call: Call) -> dict[str, Any]:
     # params is the model's input, already checked against input_schema in tool.json.
     query = params["query"]
-    logger.info("{name} called", extra={{"query": query}})
+    # What the user said stays out of the logs: summary() gives its type, size and fingerprint.
+    logger.info("{name} called", extra={{"query": summary(query)}})
     if query.strip().lower() == "nothing":
         # What the model should tell the user when the tool cannot help.
         raise ToolError("there is nothing to look up")

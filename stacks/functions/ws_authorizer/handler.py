@@ -8,7 +8,15 @@ this function. Modes (``AUTH_MODE``):
 - ``cognito``: the token is a Cognito access token of this user pool and app client
   (``USER_POOL_ID``, ``CLIENT_ID``); Cognito itself checks signature, expiry and revocation.
 
-Only the standard library and boto3 (both in the Lambda runtime). Tokens are never logged.
+Only the standard library and boto3 (both in the Lambda runtime). Tokens are never logged,
+and neither is the secret: the AWS SDK loggers are capped at WARNING (botocore logs response
+bodies at DEBUG, Secrets Manager's included). Anything that cannot be read (a token too long,
+not base64, JSON nested too deep) is a Deny, never an error.
+
+Rotation: the secret's AWSCURRENT and AWSPENDING values are accepted. They are cached while the
+function is warm, for at most ``SECRET_CACHE_SECONDS``; a token that matches neither refreshes
+the cache at once (a just-rotated secret works on the next try), at most once every
+``SECRET_REFRESH_SECONDS``, so a flood of bad tokens costs one Secrets Manager read per interval.
 """
 
 from __future__ import annotations
@@ -16,23 +24,42 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import logging
 import os
 import time
 from typing import Any
 
 import boto3
 
-SECRET_CACHE_SECONDS = 300
+# How long an old secret can still be accepted after a rotation, per warm function.
+SECRET_CACHE_SECONDS = 30
+# A token that matches no cached value re-reads the secret, at most this often.
+SECRET_REFRESH_SECONDS = 5
+# Cognito access tokens are a few KB at most; anything longer is refused unread.
+MAX_TOKEN_CHARS = 8192
 
-# (fetched at, value): one fetch per warm function per SECRET_CACHE_SECONDS.
-_secret_cache: dict[str, tuple[float, str]] = {}
+for _sdk_logger in ("botocore", "boto3", "urllib3"):
+    if logging.getLogger(_sdk_logger).level < logging.WARNING:
+        logging.getLogger(_sdk_logger).setLevel(logging.WARNING)
+
+clock = time.monotonic  # (tests move it)
+# secret ARN -> (fetched at, accepted values): AWSCURRENT, and AWSPENDING during a rotation.
+_secret_cache: dict[str, tuple[float, tuple[str, ...]]] = {}
 
 
 def handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:
     token = (event.get("queryStringParameters") or {}).get("token") or ""
     method_arn = event["methodArn"]
     mode = os.environ["AUTH_MODE"]
-    principal = check_secret(token) if mode == "secret" else check_cognito(token)
+    try:
+        principal = authorize(token, mode)
+    except Exception as exc:  # an error is a refusal (403), not a 500 that invites retries
+        print(
+            json.dumps(
+                {"level": "ERROR", "message": "authorizer failed", "error": type(exc).__name__}
+            )
+        )
+        principal = None
     if principal is None:
         print(json.dumps({"level": "INFO", "message": "connect refused", "mode": mode}))
         # API Gateway turns an explicit Deny into a 403 on the WebSocket handshake.
@@ -51,22 +78,56 @@ def policy(principal: str, effect: str, resource: str) -> dict[str, Any]:
     }
 
 
+def authorize(token: object, mode: str) -> str | None:
+    """The principal for ``token``, or None to refuse it."""
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
+        return None
+    return check_secret(token) if mode == "secret" else check_cognito(token)
+
+
 def check_secret(token: str) -> str | None:
-    expected = shared_secret()
-    if token and hmac.compare_digest(token.encode(), expected.encode()):
+    secret_arn = os.environ["SECRET_ARN"]
+    if _matches(token, accepted_secrets(secret_arn)):
+        return "shared-secret"
+    # Perhaps the secret was rotated since the cache was filled: look again (rate-limited).
+    fresh = accepted_secrets(secret_arn, refresh=True)
+    if fresh is not None and _matches(token, fresh):
         return "shared-secret"
     return None
 
 
-def shared_secret() -> str:
-    secret_arn = os.environ["SECRET_ARN"]
-    now = time.monotonic()
+def _matches(token: str, accepted: tuple[str, ...] | None) -> bool:
+    # Compare with every value, so the time taken does not tell which one matched.
+    found = False
+    for value in accepted or ():
+        found |= hmac.compare_digest(token.encode(), value.encode())
+    return found
+
+
+def accepted_secrets(secret_arn: str, *, refresh: bool = False) -> tuple[str, ...] | None:
+    """The cached values, read again when stale or, with ``refresh``, when not read within
+    ``SECRET_REFRESH_SECONDS``; None when the cache was not refreshed as asked."""
+    now = clock()
     cached = _secret_cache.get(secret_arn)
-    if cached is None or now - cached[0] > SECRET_CACHE_SECONDS:
-        client = boto3.client("secretsmanager")
-        cached = (now, client.get_secret_value(SecretId=secret_arn)["SecretString"])
+    age = now - cached[0] if cached is not None else float("inf")
+    if refresh and age < SECRET_REFRESH_SECONDS:
+        return None
+    if cached is None or refresh or age > SECRET_CACHE_SECONDS:
+        cached = (now, _read_secret(secret_arn))
         _secret_cache[secret_arn] = cached
     return cached[1]
+
+
+def _read_secret(secret_arn: str) -> tuple[str, ...]:
+    client = boto3.client("secretsmanager")
+    values = [client.get_secret_value(SecretId=secret_arn)["SecretString"]]
+    try:
+        pending = client.get_secret_value(SecretId=secret_arn, VersionStage="AWSPENDING")
+    except Exception:  # no rotation in progress (ResourceNotFoundException)
+        pending = None
+    if pending is not None and pending.get("SecretString") not in (None, values[0]):
+        values.append(pending["SecretString"])
+    return tuple(v for v in values if v)
 
 
 def check_cognito(token: str) -> str | None:
@@ -98,6 +159,6 @@ def unverified_claims(token: str) -> dict[str, Any] | None:
     try:
         payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
         claims = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # not base64 or JSON, or nested too deep to read
         return None
     return claims if isinstance(claims, dict) else None

@@ -417,8 +417,13 @@ class NovaProtocol:
             arguments = json.loads(raw) if isinstance(raw, str) else dict(raw)
             if not isinstance(arguments, dict):
                 raise TypeError("not an object")
-        except (ValueError, TypeError):
-            log.warning("tool %s sent non-object arguments %r", body.get("toolName"), raw)
+        except (ValueError, TypeError, RecursionError):
+            # The arguments are what the user said: their size is logged, not their content.
+            log.warning(
+                "tool %s sent arguments that are not a JSON object (%d characters)",
+                body.get("toolName"),
+                len(raw) if isinstance(raw, str) else -1,
+            )
             arguments = {"_raw": raw}
         self._tool_uses[call_id] = ToolCall(call_id, str(body.get("toolName", "")), arguments)
         return []
