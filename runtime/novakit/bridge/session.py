@@ -55,8 +55,6 @@ MAX_PENDING_INPUT = 1000
 CLOSE_TIMEOUT = 5.0
 # At most this many waiting client audio frames go to Bedrock as one event (~128 ms).
 MAX_COALESCED_FRAMES = 4
-# Conversation kept for a takeover; Bedrock's own history limit (40 KB) trims it further.
-MAX_REMEMBERED = 60
 
 
 class State(Enum):
@@ -99,11 +97,12 @@ class BridgeSession:
         self._on_ended = on_ended
         self._resumed = resumed
         self.lease = lease
-        # What was said, for a task that takes this session over (and for Bedrock's history).
-        self.conversation: list[s2s.Message] = []
+        # The conversation this session resumes (a takeover); once the model session is open,
+        # the model session's own history is the one conversation log, saved for the next owner.
+        self._resumed_history: list[s2s.Message] = []
         self._start_options: ClientStart | None = None
         if lease is not None and resumed:
-            self.conversation = _messages(lease.state.get("history", []))
+            self._resumed_history = _messages(lease.state.get("history", []))
             self._start_options = _start_from(lease.state.get("options", {}))
         self._saving: asyncio.Task[None] | None = None
         self._save_again = False
@@ -282,7 +281,7 @@ class BridgeSession:
                 voice=self._voice,
                 instructions=instructions,
                 output_sample_rate=self._batcher.sample_rate,
-                history=self.conversation,
+                history=self._resumed_history,
             )
         except (s2s.ConfigError, s2s.ProviderError) as exc:
             code = getattr(exc, "code", "config")
@@ -325,7 +324,6 @@ class BridgeSession:
                 self._metrics.observe("InputLatencyMs", (time.monotonic() - item.received) * 1000)
             case ClientText(text=text):
                 await self._session.send_text(text)
-                self._remember("user", text)
                 self._awaiting_audio_since = time.monotonic()
             case ClientStart():
                 self.reject(
@@ -356,11 +354,8 @@ class BridgeSession:
                     self._arm_flush_timer()
                 case s2s.EventType.TEXT_OUTPUT:
                     self._post(self._batcher.assistant_text(event.text, event.final, now))
-                    if event.final:
-                        self._remember("assistant", event.text)
                 case s2s.EventType.TRANSCRIPT:
                     self._awaiting_audio_since = now
-                    self._remember("user", event.text)
                     self._post(self._batcher.transcript(event.text, now))
                 case s2s.EventType.TOOL_CALL if event.tool_call is not None:
                     call = event.tool_call
@@ -461,21 +456,17 @@ class BridgeSession:
 
     # -- what a new owner needs ------------------------------------------------------------
 
-    def _remember(self, role: str, text: str) -> None:
-        if not text.strip():
-            return
-        if self.conversation and self.conversation[-1].role == role:
-            # Nova speaks sentence by sentence: one message per turn keeps history compact.
-            last = self.conversation[-1]
-            self.conversation[-1] = s2s.Message(role, f"{last.text} {text}")
-        else:
-            self.conversation.append(s2s.Message(role, text))
-        del self.conversation[:-MAX_REMEMBERED]
+    def history(self) -> list[s2s.Message]:
+        """The conversation so far: the model session's own log (what a new stream of it would
+        be told, tool calls and results included), or, before it opens, what it resumes."""
+        if self._session is not None:
+            return list(self._session.history())
+        return list(self._resumed_history)
 
     def saved_state(self) -> dict[str, Any]:
         start = self._start_options or ClientStart()
         return {
-            "history": [{"role": m.role, "text": m.text} for m in self.conversation],
+            "history": [{"role": m.role, "text": m.text} for m in self.history()],
             "options": {
                 "voice": start.voice,
                 "instructions": start.instructions,
