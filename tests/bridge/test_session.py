@@ -14,7 +14,7 @@ from novakit import s2s
 from novakit.bridge.directory import MemoryDirectory
 from novakit.bridge.lease import SessionLease
 from novakit.bridge.metrics import Metrics
-from novakit.bridge.protocol import ClientAudio, ClientText
+from novakit.bridge.protocol import ClientAudio, ClientEnd, ClientText
 from novakit.bridge.session import BridgeSession
 from novakit.bridge.settings import BridgeSettings
 from novakit.bridge.tools import ToolRunner
@@ -203,6 +203,55 @@ async def until(check: Callable[[], bool | Awaitable[bool]], within: float = 5.0
 
 def frames_of(connections: FakeConnections) -> list[dict[str, Any]]:
     return [json.loads(frame) for frame in connections.posted]
+
+
+async def test_frames_after_end_are_refused_once_then_ended_and_the_connection_closed() -> None:
+    engine = FakeEngine()
+    connections = FakeConnections()
+    directory = MemoryDirectory()
+    record = await directory.claim("c=", "http://a")
+    assert record is not None
+    session = bridge_session(engine, connections, lease=SessionLease(directory, record))
+    session.receive(ClientAudio(0, bytes(640)))
+    await connections.wait_for("session")
+    session.receive(ClientEnd())
+    for seq in range(1, 6):  # microphone audio still in flight after end
+        session.receive(ClientAudio(seq, bytes(640)))
+    assert await session.wait_ended(5)
+    for seq in range(6, 9):  # and after the session ended
+        session.receive(ClientAudio(seq, bytes(640)))
+    sent = frames_of(connections)
+    errors = [f for f in sent if f["type"] == "error"]
+    assert [(e["code"], e["fatal"]) for e in errors] == [("session_ended", True)]
+    assert errors[0]["ref"] == {"type": "audio", "seq": 1}
+    ended = [f for f in sent if f.get("state") == "ended"]
+    assert len(ended) == 1 and ended[0]["reason"] == "client ended the session"
+    assert sent.index(errors[0]) < sent.index(ended[0])  # told before the end
+    assert [f["seq"] for f in sent] == list(range(len(sent)))
+    assert connections.hung_up == ["c="]
+    assert session.conversation_over and session.connection_closed
+    tombstone = await directory.owner_of("c=")
+    assert tombstone is not None and tombstone.ended
+    assert [item[0] for item in engine.session.sent] == ["audio"]  # nothing fed after end
+
+
+async def test_a_session_handed_over_tells_the_client_nothing_and_keeps_its_record() -> None:
+    engine = FakeEngine()
+    connections = FakeConnections()
+    directory = MemoryDirectory()
+    record = await directory.claim("c=", "http://a")
+    assert record is not None
+    session = bridge_session(engine, connections, lease=SessionLease(directory, record))
+    session.receive(ClientAudio(0, bytes(640)))
+    await connections.wait_for("session")
+    session.end("this task is stopping", hand_over=True)
+    session.receive(ClientAudio(1, bytes(640)))
+    assert await session.wait_ended(5)
+    assert [f["type"] for f in frames_of(connections)] == ["session"]
+    assert connections.hung_up == []
+    assert not session.conversation_over
+    route = await directory.owner_of("c=")
+    assert route is not None and not route.ended and route.owner == ""
 
 
 async def test_the_saved_state_is_the_model_sessions_history_and_a_takeover_resumes_it() -> None:
