@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from novakit.bridge.directory import (
+    RECORD_TTL_SECONDS,
     STALE_TASK_SECONDS,
     Directory,
     DynamoDirectory,
@@ -218,3 +219,15 @@ async def test_routing_reads_the_owner_not_the_conversation(
     names = kwargs["ExpressionAttributeNames"]
     projected = {names.get(p.strip(), p.strip()) for p in kwargs["ProjectionExpression"].split(",")}
     assert projected == {"owner", "ended_at"}
+
+
+async def test_memory_tombstones_go_after_the_record_ttl() -> None:
+    clock = FakeClock()
+    directory = MemoryDirectory(clock=clock)
+    for name in ("old=", "new="):
+        assert await directory.claim(name, "http://a") is not None
+    assert await directory.end("old=", owner="http://a")
+    clock.now += RECORD_TTL_SECONDS + 1
+    assert await directory.end("new=", owner="http://a")
+    assert await directory.owner_of("old=") is None  # expired, as DynamoDB's TTL removes it
+    assert await directory.owner_of("new=") == Route("", ended=True)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -121,11 +122,13 @@ class Directory(Protocol):
 
 
 class MemoryDirectory:
-    """The directory of a single process (or of tests that share one object)."""
+    """The directory of a single process (or of tests that share one object). Tombstones are
+    dropped after ``RECORD_TTL_SECONDS``, as DynamoDB's TTL does."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._records: dict[str, SessionRecord] = {}
         self._heartbeats: dict[str, float] = {}
+        self._tombstones: deque[tuple[float, str]] = deque()  # (when ended, id), oldest first
         self._clock = clock
 
     async def claim(
@@ -191,6 +194,11 @@ class MemoryDirectory:
         self._records[connection_id] = replace(
             current, owner="", version=current.version + 1, state={}, ended=True
         )
+        now = self._clock()
+        self._tombstones.append((now, connection_id))
+        while self._tombstones and now - self._tombstones[0][0] > RECORD_TTL_SECONDS:
+            _, expired = self._tombstones.popleft()
+            self._records.pop(expired, None)
         return True
 
     async def heartbeat(self, owner: str) -> None:
