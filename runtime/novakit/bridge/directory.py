@@ -16,8 +16,10 @@ Frames still in flight for it are then refused on every task instead of starting
 conversation (the bridge writes the tombstone once the client has been sent ``ended``).
 
 Reads on the frame path are small. A frame that is not for a local session needs only the
-owner: ``owner_of`` reads ``owner`` and the tombstone fields (a projection), never the state;
-the whole record is read only to take a session over. The peers a draining task passes frames
+owner: ``owner_of`` fetches ``owner`` and the tombstone field (a projection), never the state,
+which can be tens of KB to transfer and parse; the whole record is read only to take a session
+over. (DynamoDB bills a read by the whole item's size, projection or not: the saving is in
+transfer and parsing, not in read units.) The peers a draining task passes frames
 to come from one item (``tasks``) that holds every task's heartbeat as an attribute: one
 ``GetItem``, whatever the table holds, where a filtered ``Scan`` would read (and bill) every
 session record with its history. ``DynamoDirectory`` also keeps the peer list for a second
