@@ -231,8 +231,8 @@ class BridgeService(Construct):
                     resources=props.tool_function_arns,
                 )
             )
-        # The session directory: items by connection id and task heartbeats; a stopping task
-        # scans the (few) heartbeats to find the peers it hands its sessions to.
+        # The session directory: items by connection id and one item of task heartbeats, read
+        # by key only (no Scan: the table holds every session's conversation).
         self.task_role.add_to_policy(
             iam.PolicyStatement(
                 sid="SessionDirectory",
@@ -241,7 +241,6 @@ class BridgeService(Construct):
                     "dynamodb:PutItem",
                     "dynamodb:UpdateItem",
                     "dynamodb:DeleteItem",
-                    "dynamodb:Scan",
                 ],
                 resources=[props.table.table_arn],
             )

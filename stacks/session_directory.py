@@ -6,7 +6,7 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
-PARTITION_KEY = "pk"  # novakit.bridge.directory: conn#{id} and task#{address} items
+PARTITION_KEY = "pk"  # novakit.bridge.directory: conn#{id} items and the tasks item
 TTL_ATTRIBUTE = "expires_at"
 
 

@@ -52,3 +52,25 @@ def dynamodb_client(endpoint: str) -> Any:
     return get_session().create_client(
         "dynamodb", region_name="us-east-1", endpoint_url=endpoint, **KEYS
     )
+
+
+class CountingClient:
+    """A botocore client that records every call it makes: ``(operation, arguments)``."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._client, name)
+        if name.startswith("_") or name in ("close", "meta", "exceptions") or not callable(found):
+            return found
+
+        def call(**kwargs: Any) -> Any:
+            self.calls.append((name, kwargs))
+            return found(**kwargs)
+
+        return call
+
+    def operations(self, since: int = 0) -> list[str]:
+        return [name for name, _ in self.calls[since:]]

@@ -9,9 +9,17 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from novakit.bridge.directory import Directory, DynamoDirectory, MemoryDirectory, create_table
+from novakit.bridge.directory import (
+    RECORD_TTL_SECONDS,
+    STALE_TASK_SECONDS,
+    Directory,
+    DynamoDirectory,
+    MemoryDirectory,
+    Route,
+    create_table,
+)
 
-from .moto import dynamodb_client, moto_server
+from .moto import CountingClient, dynamodb_client, moto_server
 
 _tables = itertools.count()
 
@@ -96,3 +104,130 @@ async def test_heartbeats(directory: Directory) -> None:
     await asyncio.sleep(0.3)
     assert not await directory.alive("http://a", within=0.1)
     assert await directory.peers(within=0.1) == []
+
+
+async def test_an_ended_conversation_leaves_a_tombstone_nobody_can_claim(
+    directory: Directory,
+) -> None:
+    record = await directory.claim("c5=", "http://a", state={"history": ["x"]}, principal="u")
+    assert record is not None
+    assert not await directory.end("c5=", owner="http://b")  # not the owner: no effect
+    assert await directory.owner_of("c5=") == Route("http://a", ended=False)
+    assert await directory.end("c5=", owner="http://a")
+    assert await directory.owner_of("c5=") == Route("", ended=True)
+    tombstone = await directory.get("c5=")
+    assert tombstone is not None and tombstone.ended and tombstone.owner == ""
+    assert tombstone.state == {}  # the conversation is not kept past its end
+    assert not await directory.end("c5=", owner="")  # ended once
+    # neither a new claim nor a takeover starts it again
+    assert await directory.claim("c5=", "http://b") is None
+    assert await directory.claim("c5=", "http://b", replacing=tombstone) is None
+    assert await directory.claim("c5=", "http://b", replacing=record) is None
+    assert await directory.save(record, {"history": []}) is None
+
+
+async def test_a_record_nobody_holds_can_be_ended(directory: Directory) -> None:
+    record = await directory.claim("c6=", "http://a")
+    assert record is not None
+    await directory.release(record, forget=False)
+    assert await directory.end("c6=", owner="")
+    assert await directory.owner_of("c6=") == Route("", ended=True)
+    assert await directory.owner_of("nobody=") is None
+    assert not await directory.end("nobody=", owner="")
+
+
+async def test_a_takeover_keeps_the_principal_connect_recorded(directory: Directory) -> None:
+    record = await directory.claim("c7=", "http://a", principal="user-1")
+    assert record is not None
+    taken = await directory.claim("c7=", "http://b", replacing=record, principal="")
+    assert taken is not None and taken.principal == "user-1"
+    again = await directory.claim("c7=", "http://c", replacing=taken, principal="someone-else")
+    assert again is not None and again.principal == "user-1"
+    stored = await directory.get("c7=")
+    assert stored is not None and stored.principal == "user-1"
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def counted(moto_endpoint: str) -> tuple[CountingClient, str]:
+    client = CountingClient(dynamodb_client(moto_endpoint))
+    table = f"sessions-{next(_tables)}"
+    create_table(client, table)
+    return client, table
+
+
+async def test_peers_read_one_item_whatever_the_table_holds_and_are_kept_a_moment(
+    counted: tuple[CountingClient, str],
+) -> None:
+    client, table = counted
+    clock = FakeClock()
+    directory = DynamoDirectory(table, "us-east-1", client=client, peers_ttl=1.0, clock=clock)
+    for n in range(20):  # sessions with their conversations: a scan would read them all
+        await directory.claim(f"s{n}=", "http://a", state={"history": ["words " * 200]})
+    await directory.heartbeat("http://a")
+    await directory.heartbeat("http://b")
+    before = len(client.calls)
+    assert await directory.peers(within=5) == ["http://a", "http://b"]
+    ((operation, kwargs),) = client.calls[before:]
+    assert operation == "get_item" and kwargs["Key"] == {"pk": {"S": "tasks"}}
+    clock.now += 0.5
+    assert await directory.peers(within=5) == ["http://a", "http://b"]
+    assert len(client.calls) == before + 1  # kept: no read
+    clock.now += 5.4  # read again: heartbeats older than `within` no longer count
+    assert await directory.peers(within=5) == []
+    await directory.heartbeat("http://b")
+    assert await directory.peers(within=5) == []  # kept for a second: a new beat waits
+    clock.now += 1.1
+    assert await directory.peers(within=5) == ["http://b"]
+    assert "scan" not in client.operations()
+
+
+async def test_a_task_silent_for_long_leaves_the_tasks_item(
+    counted: tuple[CountingClient, str],
+) -> None:
+    client, table = counted
+    clock = FakeClock()
+    directory = DynamoDirectory(table, "us-east-1", client=client, peers_ttl=0.0, clock=clock)
+    await directory.heartbeat("http://gone")
+    clock.now += STALE_TASK_SECONDS + 1
+    await directory.heartbeat("http://a")
+    assert await directory.peers(within=5) == ["http://a"]
+    await directory.heartbeat("http://a")  # removes the stale entry it saw
+    item = client.get_item(TableName=table, Key={"pk": {"S": "tasks"}})["Item"]
+    assert "http://gone" not in item and "http://a" in item
+    assert await directory.alive("http://a", within=5)
+    assert not await directory.alive("http://gone", within=3600)
+
+
+async def test_routing_reads_the_owner_not_the_conversation(
+    counted: tuple[CountingClient, str],
+) -> None:
+    client, table = counted
+    directory = DynamoDirectory(table, "us-east-1", client=client)
+    await directory.claim("r=", "http://a", state={"history": ["a long conversation " * 100]})
+    before = len(client.calls)
+    assert await directory.owner_of("r=") == Route("http://a")
+    ((operation, kwargs),) = client.calls[before:]
+    assert operation == "get_item"
+    names = kwargs["ExpressionAttributeNames"]
+    projected = {names.get(p.strip(), p.strip()) for p in kwargs["ProjectionExpression"].split(",")}
+    assert projected == {"owner", "ended_at"}
+
+
+async def test_memory_tombstones_go_after_the_record_ttl() -> None:
+    clock = FakeClock()
+    directory = MemoryDirectory(clock=clock)
+    for name in ("old=", "new="):
+        assert await directory.claim(name, "http://a") is not None
+    assert await directory.end("old=", owner="http://a")
+    clock.now += RECORD_TTL_SECONDS + 1
+    assert await directory.end("new=", owner="http://a")
+    assert await directory.owner_of("old=") is None  # expired, as DynamoDB's TTL removes it
+    assert await directory.owner_of("new=") == Route("", ended=True)

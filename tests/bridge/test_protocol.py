@@ -409,6 +409,7 @@ def test_error_codes_are_the_documented_set() -> None:
         "already_started",
         "rate_limited",
         "session_failed",
+        "session_ended",
         "tool_failed",
         "internal",
     }

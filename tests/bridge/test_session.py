@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
 
 from novakit import s2s
+from novakit.bridge.directory import MemoryDirectory
+from novakit.bridge.lease import SessionLease
 from novakit.bridge.metrics import Metrics
-from novakit.bridge.protocol import ClientAudio, ClientText
+from novakit.bridge.protocol import ClientAudio, ClientEnd, ClientText
 from novakit.bridge.session import BridgeSession
 from novakit.bridge.settings import BridgeSettings
 from novakit.bridge.tools import ToolRunner
@@ -25,6 +28,7 @@ class FakeSession(s2s.Session):
         self.gate.set()
         self._closed = False
         self.events: asyncio.Queue[s2s.Event | None] = asyncio.Queue()
+        self.log: list[s2s.Message] = []  # what history() answers
 
     async def open(self) -> None:
         return None
@@ -55,6 +59,9 @@ class FakeSession(s2s.Session):
         while (event := await self.events.get()) is not None:
             yield event
 
+    def history(self) -> list[s2s.Message]:
+        return list(self.log)
+
     @property
     def closed(self) -> bool:
         return self._closed
@@ -66,15 +73,23 @@ class FakeEngine(s2s.Engine):
     def __init__(self) -> None:
         self.config = s2s.Config()
         self.session = FakeSession()
+        self.histories: list[tuple[s2s.Message, ...]] = []  # given to each session started
 
     def create_session(self, config: s2s.Config, history: Sequence[s2s.Message]) -> s2s.Session:
+        self.histories.append(tuple(history))
+        self.session.log = list(history)
         return self.session
 
 
 class FakeConnections:
     def __init__(self) -> None:
         self.posted: list[str] = []
+        self.hung_up: list[str] = []
         self.changed = asyncio.Condition()
+
+    async def hang_up(self, connection_id: str, within: float = 5.0) -> bool:
+        self.hung_up.append(connection_id)
+        return True
 
     async def post(self, connection_id: str, data: bytes) -> float:
         async with self.changed:
@@ -90,7 +105,12 @@ class FakeConnections:
 
 
 def bridge_session(
-    engine: FakeEngine, connections: FakeConnections | None = None, metrics: Metrics | None = None
+    engine: FakeEngine,
+    connections: FakeConnections | None = None,
+    metrics: Metrics | None = None,
+    *,
+    lease: SessionLease | None = None,
+    resumed: bool = False,
 ) -> BridgeSession:
     return BridgeSession(
         "c=",
@@ -101,6 +121,8 @@ def bridge_session(
         tools=ToolRunner(),
         metrics=metrics or Metrics(),
         on_ended=lambda s: None,
+        lease=lease,
+        resumed=resumed,
     )
 
 
@@ -167,3 +189,109 @@ async def test_clear_audio_says_why_the_answer_stopped(
     assert clear["reason"] == clear_reason
     session.end("test over")
     assert await session.wait_ended(5)
+
+
+async def until(check: Callable[[], bool | Awaitable[bool]], within: float = 5.0) -> None:
+    """Poll ``check`` (a state no event announces) until it holds, for at most ``within`` s."""
+    async with asyncio.timeout(within):
+        while True:
+            result = check()
+            if await result if inspect.isawaitable(result) else result:
+                return
+            await asyncio.sleep(0.01)
+
+
+def frames_of(connections: FakeConnections) -> list[dict[str, Any]]:
+    return [json.loads(frame) for frame in connections.posted]
+
+
+async def test_frames_after_end_are_refused_once_then_ended_and_the_connection_closed() -> None:
+    engine = FakeEngine()
+    connections = FakeConnections()
+    directory = MemoryDirectory()
+    record = await directory.claim("c=", "http://a")
+    assert record is not None
+    session = bridge_session(engine, connections, lease=SessionLease(directory, record))
+    session.receive(ClientAudio(0, bytes(640)))
+    await connections.wait_for("session")
+    session.receive(ClientEnd())
+    for seq in range(1, 6):  # microphone audio still in flight after end
+        session.receive(ClientAudio(seq, bytes(640)))
+    assert await session.wait_ended(5)
+    for seq in range(6, 9):  # and after the session ended
+        session.receive(ClientAudio(seq, bytes(640)))
+    sent = frames_of(connections)
+    errors = [f for f in sent if f["type"] == "error"]
+    assert [(e["code"], e["fatal"]) for e in errors] == [("session_ended", True)]
+    assert errors[0]["ref"] == {"type": "audio", "seq": 1}
+    ended = [f for f in sent if f.get("state") == "ended"]
+    assert len(ended) == 1 and ended[0]["reason"] == "client ended the session"
+    assert sent.index(errors[0]) < sent.index(ended[0])  # told before the end
+    assert [f["seq"] for f in sent] == list(range(len(sent)))
+    assert connections.hung_up == ["c="]
+    assert session.conversation_over and session.connection_closed
+    tombstone = await directory.owner_of("c=")
+    assert tombstone is not None and tombstone.ended
+    assert [item[0] for item in engine.session.sent] == ["audio"]  # nothing fed after end
+
+
+async def test_a_session_handed_over_tells_the_client_nothing_and_keeps_its_record() -> None:
+    engine = FakeEngine()
+    connections = FakeConnections()
+    directory = MemoryDirectory()
+    record = await directory.claim("c=", "http://a")
+    assert record is not None
+    session = bridge_session(engine, connections, lease=SessionLease(directory, record))
+    session.receive(ClientAudio(0, bytes(640)))
+    await connections.wait_for("session")
+    session.end("this task is stopping", hand_over=True)
+    session.receive(ClientAudio(1, bytes(640)))
+    assert await session.wait_ended(5)
+    assert [f["type"] for f in frames_of(connections)] == ["session"]
+    assert connections.hung_up == []
+    assert not session.conversation_over
+    route = await directory.owner_of("c=")
+    assert route is not None and not route.ended and route.owner == ""
+
+
+async def test_the_saved_state_is_the_model_sessions_history_and_a_takeover_resumes_it() -> None:
+    engine = FakeEngine()
+    connections = FakeConnections()
+    directory = MemoryDirectory()
+    record = await directory.claim("c=", "http://a")
+    assert record is not None
+    session = bridge_session(engine, connections, lease=SessionLease(directory, record))
+    session.receive(ClientAudio(0, bytes(640)))
+    await connections.wait_for("session")
+    engine.session.log = [
+        s2s.Message("user", "how many holidays do I get"),
+        s2s.Message("assistant", '[tool lookup {"topic": "holidays"} returned {"days": 25}]'),
+        s2s.Message("assistant", "You get 25 days."),
+    ]
+    engine.session.events.put_nowait(s2s.Event(s2s.EventType.TURN_END))
+    await connections.wait_for("turn_end")
+    expected = [{"role": m.role, "text": m.text} for m in engine.session.log]
+
+    async def saved() -> bool:
+        stored = await directory.get("c=")
+        return stored is not None and stored.state.get("history") == expected
+
+    await until(saved)
+    session.end("this task is stopping", hand_over=True)
+    assert await session.wait_ended(5)
+
+    # another task takes it over: its model session starts from exactly that history
+    handed = await directory.get("c=")
+    assert handed is not None
+    taken = await directory.claim("c=", "http://b", replacing=handed)
+    assert taken is not None
+    successor = FakeEngine()
+    resumed = bridge_session(
+        successor, FakeConnections(), lease=SessionLease(directory, taken), resumed=True
+    )
+    assert resumed.saved_state()["history"] == expected  # before the model session opens
+    resumed.receive(ClientAudio(1, bytes(640)))
+    await until(lambda: bool(successor.histories))
+    assert successor.histories == [tuple(engine.session.log)]
+    resumed.end("test over")
+    assert await resumed.wait_ended(5)

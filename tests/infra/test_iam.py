@@ -79,7 +79,6 @@ def test_task_role_policy_exactly(default):
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
-        "dynamodb:Scan",
     ]
     assert table["Resource"] == default.resolve(stack.directory.table.table_arn)
 

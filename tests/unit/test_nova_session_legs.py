@@ -254,3 +254,53 @@ async def test_with_recovery_off_a_failure_ends_the_session(bedrock: Bedrock) ->
         )
         assert [e async for e in session.recv()] == []
     assert len(bedrock.streams) == 1
+
+
+LOOKUP = s2s.ToolDefinition(
+    "lookup",
+    "Look a topic up.",
+    {"type": "object", "properties": {"topic": {"type": "string"}}},
+)
+
+
+async def test_history_is_what_a_new_stream_is_told_and_continues_elsewhere(
+    bedrock: Bedrock,
+) -> None:
+    tooled = engine()
+    config = tooled.config.with_overrides(tools=(LOOKUP,))
+    async with tooled.start(tools=config.tools) as session:
+        first = bedrock.streams[0]
+        user_said(first, "how many holidays", 1)
+        first.say("contentStart", contentId="k1", type="TOOL", role="TOOL")
+        first.say(
+            "toolUse",
+            contentId="k1",
+            toolName="lookup",
+            toolUseId="call-1",
+            content='{"topic": "holidays"}',
+        )
+        first.say("contentEnd", contentId="k1", type="TOOL", stopReason="TOOL_USE")
+        await next_event(session, E.TOOL_CALL)
+        await session.send_tool_result(s2s.ToolResult("call-1", [s2s.TextPart('{"days": 25}')]))
+        assistant_says(first, "You get 25 days.", 1)
+        await next_event(session, E.TURN_END)
+        history = session.history()
+        assert history == [
+            s2s.Message("user", "how many holidays"),
+            s2s.Message("assistant", '[tool lookup {"topic": "holidays"} returned {"days": 25}]'),
+            s2s.Message("assistant", "You get 25 days."),
+        ]
+        # a stream of this session that fails is replaced by one told exactly that
+        first.fail()
+        second = await bedrock.wait_for(2)
+        await next_event(session, E.RECONNECTED)
+        told = second.texts(interactive=False)
+    # a session started elsewhere from history() tells its first stream the same
+    async with tooled.start(tools=config.tools, history=history) as elsewhere:
+        third = await bedrock.wait_for(3)
+        assert elsewhere.history() == history
+    assert third.texts(interactive=False) == told
+    assert told == [
+        ("USER", "how many holidays"),
+        ("ASSISTANT", history[1].text + " You get 25 days."),
+    ]

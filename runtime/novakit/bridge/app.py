@@ -34,6 +34,7 @@ from .cluster import (
 )
 from .connections import ConnectionsClient, RequestSigner, SigV4Signer, Unsigned
 from .directory import Directory, DynamoDirectory, MemoryDirectory, SessionRecord
+from .ended import EndedConnections
 from .lease import SessionLease
 from .metrics import Metrics
 from .protocol import ErrorCode, ProtocolError, parse_client_frame
@@ -81,6 +82,9 @@ class Bridge:
         self._signer = signer
         self.connections: ConnectionsClient | None = None
         self.sessions: dict[str, BridgeSession] = {}
+        # Connections whose conversation is over: their frames are refused, never adopted.
+        self.ended = EndedConnections()
+        self._hang_ups: set[asyncio.Task[bool]] = set()
         self.draining = False
         self._flusher: asyncio.Task[None] | None = None
         self._all_ended = asyncio.Event()
@@ -141,6 +145,7 @@ class Bridge:
 
     async def _shutdown(self, _app: web.Application) -> None:
         await self.drain(0.0)
+        await asyncio.gather(*self._hang_ups, return_exceptions=True)
         for task in (self._flusher, self._heartbeat):
             if task is not None:
                 task.cancel()
@@ -232,6 +237,8 @@ class Bridge:
         body = await request.read()
         self._last_request = time.monotonic()
         session = self.sessions.get(connection_id)
+        if session is None and connection_id in self.ended:
+            return self._refuse_ended(connection_id)
         if session is None:
             located = await self._locate(request, connection_id, body)
             if isinstance(located, web.Response):
@@ -256,15 +263,20 @@ class Bridge:
         if session is not None:
             session.end("client disconnected")
             return web.Response(status=200)
+        if connection_id in self.ended:
+            return web.Response(status=200)
         if RELAYED_HEADER in request.headers:
             return web.Response(status=409)
-        record = await self.directory.get(connection_id)
-        if record is not None and record.owner and record.owner != self.address:
-            relayed = await self.relay.forward(record.owner, "/ws/disconnect", request.headers, b"")
+        route = await self.directory.owner_of(connection_id)
+        if route is None or route.ended:
+            return web.Response(status=200)
+        if route.owner and route.owner != self.address:
+            relayed = await self.relay.forward(route.owner, "/ws/disconnect", request.headers, b"")
             if relayed.outcome is RelayOutcome.DELIVERED:
                 return web.Response(status=200)
-        if record is not None:
-            await self.directory.release(record, forget=True)  # nobody holds it: forget it
+        # Nobody holds it: the conversation is over, and must not start again.
+        await self.directory.end(connection_id, owner=route.owner)
+        self.ended.add(connection_id, closed=True)
         return web.Response(status=200)
 
     async def on_health(self, _request: web.Request) -> web.Response:
@@ -311,12 +323,16 @@ class Bridge:
         session = self.sessions.get(connection_id)
         if session is not None:  # adopted while this request waited for the lock
             return session
+        if connection_id in self.ended:  # ended while this request waited for the lock
+            return self._refuse_ended(connection_id)
+        if self.draining and handed_over_by is None:
+            # This task takes no session on: a live peer routes the frame (and refuses it if
+            # the conversation is over), so a draining task reads nothing per frame.
+            return await self._pass_to_peer(request, body)
         principal = request.headers.get("x-principal-id", "")
         for _ in range(3):  # each round: someone else changed the record; look again
-            record = await self.directory.get(connection_id)
-            if self.draining and handed_over_by is None:
-                return await self._pass_to_peer(request, body)
-            if record is None:
+            route = await self.directory.owner_of(connection_id)
+            if route is None:
                 # No record (it expired, or a single process restarted): a fresh session.
                 if len(self.sessions) >= self.settings.max_sessions:
                     return web.json_response({"message": "at capacity"}, status=503)
@@ -331,7 +347,11 @@ class Bridge:
                         resumed=True,
                     )
                 continue
-            owner = record.owner
+            if route.ended:
+                # The conversation is over (the client ended it or left): never start it again.
+                self.ended.add(connection_id, closed=False)
+                return self._refuse_ended(connection_id)
+            owner = route.owner
             # A frame handed over by a task that is shutting down is this task's to take only
             # while that task still owns the session: a draining task hands frames to its
             # peers in turn, and another peer may have adopted the session already. Taking it
@@ -352,6 +372,10 @@ class Bridge:
                         extra={"connection_id": connection_id},
                     )
                     return web.json_response({"message": "owner busy"}, status=503)
+            # Taking over needs the whole record (the conversation); routing needed the owner.
+            record = await self.directory.get(connection_id)
+            if record is None or record.ended or record.owner != owner:
+                continue
             taken = await self._take_over(record, principal)
             if taken is not None:
                 return taken
@@ -379,6 +403,24 @@ class Bridge:
             claimed.principal or principal,
             lease=SessionLease(self.directory, claimed),
             resumed=True,
+        )
+
+    def _refuse_ended(self, connection_id: str) -> web.Response:
+        """A frame for a conversation that is over: refused (the client was sent ``ended``),
+        and the connection closed if it may still be open."""
+        if self.ended.needs_closing(connection_id):
+            assert self.connections is not None, "the application has not started"
+            log.info(
+                "closing a connection whose conversation ended",
+                extra={"connection_id": connection_id},
+            )
+            task = asyncio.create_task(
+                self.connections.hang_up(connection_id), name=f"hang-up-{connection_id}"
+            )
+            self._hang_ups.add(task)
+            task.add_done_callback(self._hang_ups.discard)
+        return web.json_response(
+            {"message": "the conversation has ended", "code": ErrorCode.SESSION_ENDED.value}
         )
 
     async def _pass_to_peer(self, request: web.Request, body: bytes) -> web.Response:
@@ -423,6 +465,8 @@ class Bridge:
         return session
 
     def _ended(self, session: BridgeSession) -> None:
+        if session.conversation_over:
+            self.ended.add(session.connection_id, closed=session.connection_closed)
         if self.sessions.get(session.connection_id) is session:
             del self.sessions[session.connection_id]
         if not self.sessions:

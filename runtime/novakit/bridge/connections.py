@@ -223,6 +223,21 @@ class ConnectionsClient:
         """Hang up on the client (API Gateway then sends ``$disconnect``)."""
         await self._request("DELETE", connection_id, b"")
 
+    async def hang_up(self, connection_id: str, within: float = 5.0) -> bool:
+        """``delete`` bounded by ``within`` seconds, never raising: True once the connection is
+        closed (or was already gone); a failure is logged."""
+        try:
+            async with asyncio.timeout(within):
+                await self.delete(connection_id)
+        except ConnectionGone:
+            return True
+        except (PostError, TimeoutError) as exc:
+            log.warning(
+                "could not close the connection: %s", exc, extra={"connection_id": connection_id}
+            )
+            return False
+        return True
+
     async def get(self, connection_id: str) -> dict[str, Any]:
         """The connection's details (``ConnectedAt``, ``Identity``, ``LastActiveAt``)."""
         body = await self._request("GET", connection_id, b"")

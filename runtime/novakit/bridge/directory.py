@@ -10,11 +10,30 @@ Two implementations pass the same tests: ``MemoryDirectory`` (one process) and
 ``DynamoDirectory`` (a DynamoDB table; ``AWS_ENDPOINT_URL_DYNAMODB`` points it at a local
 DynamoDB-compatible server in tests).
 
+A conversation that is over (the client ended it or left, or the bridge ended it) keeps its
+record as an **ended tombstone** until the TTL removes it: no owner, no state, and ``ended_at``.
+Frames still in flight for it are then refused on every task instead of starting a new
+conversation (the bridge writes the tombstone once the client has been sent ``ended``).
+
+Reads on the frame path are small. A frame that is not for a local session needs only the
+owner: ``owner_of`` fetches ``owner`` and the tombstone field (a projection), never the state,
+which can be tens of KB to transfer and parse; the whole record is read only to take a session
+over. (DynamoDB bills a read by the whole item's size, projection or not: the saving is in
+transfer and parsing, not in read units.) The peers a draining task passes frames
+to come from one item (``tasks``) that holds every task's heartbeat as an attribute: one
+``GetItem``, whatever the table holds, where a filtered ``Scan`` would read (and bill) every
+session record with its history. ``DynamoDirectory`` also keeps the peer list for a second
+(``peers_ttl``), so a draining task reads it about once a second, not once per frame. One item
+takes every task's heartbeat: at a beat every 2 s, a few hundred tasks stay far below the write
+rate of one partition.
+
 Table layout (partition key ``pk``, string; TTL attribute ``expires_at``):
 
 - ``conn#{connection id}``: ``owner``, ``version``, ``state`` (JSON), ``principal``,
-  ``updated_at``, ``expires_at``
-- ``task#{owner address}``: ``heartbeat_at``, ``expires_at``
+  ``updated_at``, ``expires_at``; a tombstone also has ``ended_at``
+- ``tasks``: one attribute per task, named by its address, holding its last heartbeat (epoch
+  seconds); ``expires_at``. Entries older than ``STALE_TASK_SECONDS`` are removed by the next
+  heartbeat of any task.
 """
 
 from __future__ import annotations
@@ -22,12 +41,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 # Records outlive API Gateway's 2-hour connection limit, then DynamoDB's TTL removes them.
 RECORD_TTL_SECONDS = 3 * 3600
+TASKS_KEY = "tasks"
+# A task silent this long is gone for good: its heartbeat entry is removed.
+STALE_TASK_SECONDS = 600.0
+# How long DynamoDirectory reuses the peer list it read.
+PEERS_TTL_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +62,16 @@ class SessionRecord:
     version: int
     state: Mapping[str, Any] = field(default_factory=dict)
     principal: str = ""
+    ended: bool = False  # a tombstone: the conversation is over
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What routing a frame needs from a record: its owner, and whether the conversation is
+    over."""
+
+    owner: str
+    ended: bool = False
 
 
 class Directory(Protocol):
@@ -56,6 +91,10 @@ class Directory(Protocol):
 
     async def get(self, connection_id: str) -> SessionRecord | None: ...
 
+    async def owner_of(self, connection_id: str) -> Route | None:
+        """The owner (and tombstone) of a record, without its state: what routing needs."""
+        ...
+
     async def save(self, record: SessionRecord, state: Mapping[str, Any]) -> SessionRecord | None:
         """Store new state if ``record`` is still current (same owner and version)."""
         ...
@@ -65,6 +104,12 @@ class Directory(Protocol):
         owner so that another task takes the session on (hand-over)."""
         ...
 
+    async def end(self, connection_id: str, *, owner: str) -> bool:
+        """The conversation is over: replace the record by an ended tombstone (kept until its
+        TTL) if ``owner`` still owns it (``""``: nobody does). False when another task owns it,
+        or it is already ended."""
+        ...
+
     async def heartbeat(self, owner: str) -> None: ...
 
     async def alive(self, owner: str, within: float) -> bool:
@@ -72,18 +117,20 @@ class Directory(Protocol):
         ...
 
     async def peers(self, within: float) -> list[str]:
-        """Every task with a heartbeat in the last ``within`` seconds."""
+        """Every task with a heartbeat in the last ``within`` seconds (possibly a second old)."""
         ...
 
     async def close(self) -> None: ...
 
 
 class MemoryDirectory:
-    """The directory of a single process (or of tests that share one object)."""
+    """The directory of a single process (or of tests that share one object). Tombstones are
+    dropped after ``RECORD_TTL_SECONDS``, as DynamoDB's TTL does."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._records: dict[str, SessionRecord] = {}
         self._heartbeats: dict[str, float] = {}
+        self._tombstones: deque[tuple[float, str]] = deque()  # (when ended, id), oldest first
         self._clock = clock
 
     async def claim(
@@ -101,19 +148,27 @@ class MemoryDirectory:
                 return None
             record = SessionRecord(connection_id, owner, 1, dict(state or {}), principal)
         else:
-            if current is None or current.version != replacing.version:
+            if current is None or current.version != replacing.version or current.ended:
                 return None
             record = replace(
                 current,
                 owner=owner,
                 version=current.version + 1,
                 state=dict(state) if state is not None else current.state,
+                # The record's principal is the one $connect authenticated: it stays.
+                principal=current.principal or principal,
             )
         self._records[connection_id] = record
         return record
 
     async def get(self, connection_id: str) -> SessionRecord | None:
         return self._records.get(connection_id)
+
+    async def owner_of(self, connection_id: str) -> Route | None:
+        record = self._records.get(connection_id)
+        if record is None:
+            return None
+        return Route(record.owner, record.ended)
 
     async def save(self, record: SessionRecord, state: Mapping[str, Any]) -> SessionRecord | None:
         current = self._records.get(record.connection_id)
@@ -134,6 +189,20 @@ class MemoryDirectory:
                 current, owner="", version=current.version + 1
             )
 
+    async def end(self, connection_id: str, *, owner: str) -> bool:
+        current = self._records.get(connection_id)
+        if current is None or current.ended or current.owner != owner:
+            return False
+        self._records[connection_id] = replace(
+            current, owner="", version=current.version + 1, state={}, ended=True
+        )
+        now = self._clock()
+        self._tombstones.append((now, connection_id))
+        while self._tombstones and now - self._tombstones[0][0] > RECORD_TTL_SECONDS:
+            _, expired = self._tombstones.popleft()
+            self._records.pop(expired, None)
+        return True
+
     async def heartbeat(self, owner: str) -> None:
         self._heartbeats[owner] = self._clock()
 
@@ -153,11 +222,25 @@ class DynamoDirectory:
     """The directory in a DynamoDB table (the stack's ``NOVAKIT_DIRECTORY_TABLE``).
 
     botocore's client is synchronous; calls run in worker threads. They are few: one per
-    connect, hand-over and saved turn, and one heartbeat per task every few seconds.
+    connect, hand-over, saved turn and end, one small read per frame that lands on a task not
+    holding its session, and one heartbeat per task every few seconds.
     """
 
-    def __init__(self, table: str, region: str, client: Any = None) -> None:
+    def __init__(
+        self,
+        table: str,
+        region: str,
+        client: Any = None,
+        *,
+        peers_ttl: float = PEERS_TTL_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._table = table
+        self._peers_ttl = peers_ttl
+        self._clock = clock
+        # The tasks item as last read (when, and every task's heartbeat), for ``peers``.
+        self._beats: tuple[float, dict[str, float]] | None = None
+        self._stale: set[str] = set()  # tasks gone for good: the next heartbeat removes them
         if client is None:
             from botocore.config import Config
             from botocore.session import get_session
@@ -194,9 +277,10 @@ class DynamoDirectory:
         else:
             version = replacing.version + 1
             kept_state = state if state is not None else replacing.state
-            principal = principal or replacing.principal
+            # The record's principal is the one $connect authenticated: it stays.
+            principal = replacing.principal or principal
             condition = {
-                "ConditionExpression": "version = :seen",
+                "ConditionExpression": "version = :seen AND attribute_not_exists(ended_at)",
                 "ExpressionAttributeValues": {":seen": {"N": str(replacing.version)}},
             }
         item = {
@@ -229,7 +313,21 @@ class DynamoDirectory:
             int(item["version"]["N"]),
             json.loads(item["state"]["S"]),
             item.get("principal", {}).get("S", ""),
+            ended="ended_at" in item,
         )
+
+    async def owner_of(self, connection_id: str) -> Route | None:
+        response = await self._call(
+            "get_item",
+            Key={"pk": {"S": f"conn#{connection_id}"}},
+            ConsistentRead=True,
+            ProjectionExpression="#owner, ended_at",
+            ExpressionAttributeNames={"#owner": "owner"},
+        )
+        item = response.get("Item")
+        if item is None:
+            return None
+        return Route(item["owner"]["S"], "ended_at" in item)
 
     async def save(self, record: SessionRecord, state: Mapping[str, Any]) -> SessionRecord | None:
         now = int(time.time())
@@ -287,41 +385,81 @@ class DynamoDirectory:
             if not self._conditional_failed(exc):
                 raise
 
+    async def end(self, connection_id: str, *, owner: str) -> bool:
+        now = int(self._clock())
+        try:
+            await self._call(
+                "update_item",
+                Key={"pk": {"S": f"conn#{connection_id}"}},
+                UpdateExpression=(
+                    "SET #owner = :none, #state = :empty, version = version + :one,"
+                    " ended_at = :now, updated_at = :now, expires_at = :exp"
+                ),
+                ConditionExpression=(
+                    "attribute_exists(pk) AND #owner = :owner AND attribute_not_exists(ended_at)"
+                ),
+                ExpressionAttributeNames={"#owner": "owner", "#state": "state"},
+                ExpressionAttributeValues={
+                    ":owner": {"S": owner},
+                    ":none": {"S": ""},
+                    ":empty": {"S": "{}"},
+                    ":one": {"N": "1"},
+                    ":now": {"N": str(now)},
+                    ":exp": {"N": str(now + RECORD_TTL_SECONDS)},
+                },
+            )
+        except Exception as exc:
+            if self._conditional_failed(exc):
+                return False
+            raise
+        return True
+
     async def heartbeat(self, owner: str) -> None:
-        now = time.time()
+        now = self._clock()
+        names = {"#me": owner}
+        update = "SET #me = :now, expires_at = :exp"
+        stale = sorted(self._stale - {owner})
+        if stale:
+            names.update({f"#gone{i}": address for i, address in enumerate(stale)})
+            update += " REMOVE " + ", ".join(f"#gone{i}" for i in range(len(stale)))
         await self._call(
-            "put_item",
-            Item={
-                "pk": {"S": f"task#{owner}"},
-                "heartbeat_at": {"N": f"{now:.3f}"},
-                "expires_at": {"N": str(int(now) + RECORD_TTL_SECONDS)},
+            "update_item",
+            Key={"pk": {"S": TASKS_KEY}},
+            UpdateExpression=update,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={
+                ":now": {"N": f"{now:.3f}"},
+                ":exp": {"N": str(int(now) + RECORD_TTL_SECONDS)},
             },
         )
+        self._stale.difference_update(stale)
 
     async def alive(self, owner: str, within: float) -> bool:
         response = await self._call(
-            "get_item", Key={"pk": {"S": f"task#{owner}"}}, ConsistentRead=True
+            "get_item",
+            Key={"pk": {"S": TASKS_KEY}},
+            ConsistentRead=True,
+            ProjectionExpression="#task",
+            ExpressionAttributeNames={"#task": owner},
         )
-        item = response.get("Item")
-        return item is not None and time.time() - float(item["heartbeat_at"]["N"]) <= within
+        seen = response.get("Item", {}).get(owner, {}).get("N")
+        return seen is not None and self._clock() - float(seen) <= within
 
     async def peers(self, within: float) -> list[str]:
-        # A few tasks, a few items: a filtered scan is cheaper than an index here.
-        found: list[str] = []
-        kwargs: dict[str, Any] = {
-            "FilterExpression": "begins_with(pk, :task)",
-            "ExpressionAttributeValues": {":task": {"S": "task#"}},
-            "ConsistentRead": True,
-        }
-        now = time.time()
-        while True:
-            page = await self._call("scan", **kwargs)
-            for item in page.get("Items", []):
-                if now - float(item["heartbeat_at"]["N"]) <= within:
-                    found.append(item["pk"]["S"].removeprefix("task#"))
-            if "LastEvaluatedKey" not in page:
-                return sorted(found)
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        now = self._clock()
+        if self._beats is None or now - self._beats[0] > self._peers_ttl:
+            response = await self._call(
+                "get_item", Key={"pk": {"S": TASKS_KEY}}, ConsistentRead=True
+            )
+            item = response.get("Item", {})
+            beats = {
+                name: float(value["N"])
+                for name, value in item.items()
+                if name not in ("pk", "expires_at") and "N" in value
+            }
+            self._beats = (now, beats)
+            self._stale.update(a for a, seen in beats.items() if now - seen > STALE_TASK_SECONDS)
+        return sorted(a for a, seen in self._beats[1].items() if now - seen <= within)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._client.close)

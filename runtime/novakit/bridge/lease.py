@@ -60,3 +60,18 @@ class SessionLease:
                     exc,
                     extra={"connection_id": self.record.connection_id},
                 )
+
+    async def end(self) -> None:
+        """The conversation is over: leave an ended tombstone, so that no task starts it again
+        for frames still in flight."""
+        async with self._lock:
+            if self.lost:
+                return
+            try:
+                await self._directory.end(self.record.connection_id, owner=self.record.owner)
+            except Exception as exc:
+                log.warning(
+                    "could not mark the session ended: %r",
+                    exc,
+                    extra={"connection_id": self.record.connection_id},
+                )

@@ -119,6 +119,7 @@ class ErrorCode(StrEnum):
     ALREADY_STARTED = "already_started"
     RATE_LIMITED = "rate_limited"
     SESSION_FAILED = "session_failed"
+    SESSION_ENDED = "session_ended"
     TOOL_FAILED = "tool_failed"
     INTERNAL = "internal"
 

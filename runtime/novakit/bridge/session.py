@@ -55,8 +55,6 @@ MAX_PENDING_INPUT = 1000
 CLOSE_TIMEOUT = 5.0
 # At most this many waiting client audio frames go to Bedrock as one event (~128 ms).
 MAX_COALESCED_FRAMES = 4
-# Conversation kept for a takeover; Bedrock's own history limit (40 KB) trims it further.
-MAX_REMEMBERED = 60
 
 
 class State(Enum):
@@ -98,12 +96,14 @@ class BridgeSession:
         self._metrics = metrics
         self._on_ended = on_ended
         self._resumed = resumed
+        self._connections = connections
         self.lease = lease
-        # What was said, for a task that takes this session over (and for Bedrock's history).
-        self.conversation: list[s2s.Message] = []
+        # The conversation this session resumes (a takeover); once the model session is open,
+        # the model session's own history is the one conversation log, saved for the next owner.
+        self._resumed_history: list[s2s.Message] = []
         self._start_options: ClientStart | None = None
         if lease is not None and resumed:
-            self.conversation = _messages(lease.state.get("history", []))
+            self._resumed_history = _messages(lease.state.get("history", []))
             self._start_options = _start_from(lease.state.get("options", {}))
         self._saving: asyncio.Task[None] | None = None
         self._save_again = False
@@ -122,6 +122,12 @@ class BridgeSession:
         self._awaiting_audio_since: float | None = None
         self._last_usage: s2s.Usage | None = None
         self._ended = asyncio.Event()
+        self._handing_over = False
+        self._told_ended = False  # the client was told the conversation is over
+        # Set when the session has ended: the conversation is over for good (not handed over,
+        # not taken by another task), and whether the WebSocket is known to be closed.
+        self.conversation_over = False
+        self.connection_closed = False
         self._worker = self._spawn(self._work(), "worker")
         self.created = time.monotonic()
 
@@ -133,6 +139,7 @@ class BridgeSession:
 
     def receive(self, frame: ClientFrame) -> None:
         if self.state in (State.ENDING, State.ENDED):
+            self._refuse_after_end(frame)
             return
         now = time.monotonic()
         match frame:
@@ -169,6 +176,23 @@ class BridgeSession:
         self._post(self._batcher.protocol_error(error, time.monotonic()))
         if error.fatal:
             self.end("protocol error")
+
+    def _refuse_after_end(self, frame: ClientFrame) -> None:
+        """A frame that came after the end (audio still in flight after ``end``): the client
+        is told once, before the ``ended`` frame; a session handed over says nothing (its
+        conversation goes on elsewhere)."""
+        if self._told_ended or self._handing_over:
+            return
+        self._told_ended = True
+        self._post(
+            self._batcher.error(
+                ErrorCode.SESSION_ENDED,
+                "the conversation has ended; frames are no longer taken",
+                True,
+                FrameRef(frame.TYPE, getattr(frame, "seq", None)),
+                time.monotonic(),
+            )
+        )
 
     def _enqueue(self, frame: ClientFrame) -> None:
         try:
@@ -223,6 +247,8 @@ class BridgeSession:
                 self._lookahead = None
                 if isinstance(item.frame, ClientEnd):
                     self.end("client ended the session")
+                    if not self._pending.empty():  # sent after end: refused, not dropped
+                        self._refuse_after_end(self._pending.get_nowait().frame)
                     return
                 if isinstance(item.frame, ClientAudio):
                     item = self._coalesce(item)
@@ -282,7 +308,7 @@ class BridgeSession:
                 voice=self._voice,
                 instructions=instructions,
                 output_sample_rate=self._batcher.sample_rate,
-                history=self.conversation,
+                history=self._resumed_history,
             )
         except (s2s.ConfigError, s2s.ProviderError) as exc:
             code = getattr(exc, "code", "config")
@@ -325,7 +351,6 @@ class BridgeSession:
                 self._metrics.observe("InputLatencyMs", (time.monotonic() - item.received) * 1000)
             case ClientText(text=text):
                 await self._session.send_text(text)
-                self._remember("user", text)
                 self._awaiting_audio_since = time.monotonic()
             case ClientStart():
                 self.reject(
@@ -356,11 +381,8 @@ class BridgeSession:
                     self._arm_flush_timer()
                 case s2s.EventType.TEXT_OUTPUT:
                     self._post(self._batcher.assistant_text(event.text, event.final, now))
-                    if event.final:
-                        self._remember("assistant", event.text)
                 case s2s.EventType.TRANSCRIPT:
                     self._awaiting_audio_since = now
-                    self._remember("user", event.text)
                     self._post(self._batcher.transcript(event.text, now))
                 case s2s.EventType.TOOL_CALL if event.tool_call is not None:
                     call = event.tool_call
@@ -461,21 +483,17 @@ class BridgeSession:
 
     # -- what a new owner needs ------------------------------------------------------------
 
-    def _remember(self, role: str, text: str) -> None:
-        if not text.strip():
-            return
-        if self.conversation and self.conversation[-1].role == role:
-            # Nova speaks sentence by sentence: one message per turn keeps history compact.
-            last = self.conversation[-1]
-            self.conversation[-1] = s2s.Message(role, f"{last.text} {text}")
-        else:
-            self.conversation.append(s2s.Message(role, text))
-        del self.conversation[:-MAX_REMEMBERED]
+    def history(self) -> list[s2s.Message]:
+        """The conversation so far: the model session's own log (what a new stream of it would
+        be told, tool calls and results included), or, before it opens, what it resumes."""
+        if self._session is not None:
+            return list(self._session.history())
+        return list(self._resumed_history)
 
     def saved_state(self) -> dict[str, Any]:
         start = self._start_options or ClientStart()
         return {
-            "history": [{"role": m.role, "text": m.text} for m in self.conversation],
+            "history": [{"role": m.role, "text": m.text} for m in self.history()],
             "options": {
                 "voice": start.voice,
                 "instructions": start.instructions,
@@ -520,6 +538,7 @@ class BridgeSession:
         if self.state in (State.ENDING, State.ENDED):
             return
         self.state = State.ENDING
+        self._handing_over = hand_over
         log.info("session ending: %s", reason, extra=self._log_extra)
         asyncio.get_running_loop().create_task(
             self._finish(reason, hand_over=hand_over), name="bridge-end"
@@ -538,14 +557,15 @@ class BridgeSession:
             if task is not current:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.lease is not None:
-            if hand_over:
-                await self._save_now()
-            await self.lease.release(forget=not hand_over)
+        if self.lease is not None and hand_over:
+            await self._save_now()
+            await self.lease.release(forget=False)
+        client_left = reason == "client disconnected"
         if not self.sender.gone and not quiet:
             now = time.monotonic()
             self._post(self._batcher.flush(now))
-            if reason != "client disconnected":
+            if not client_left:
+                self._told_ended = True
                 self._post(
                     self._batcher.session(
                         "ended",
@@ -556,7 +576,18 @@ class BridgeSession:
                         reason=reason,
                     )
                 )
-        await self.sender.close(within=0 if reason == "client disconnected" else CLOSE_TIMEOUT)
+        await self.sender.close(within=0 if client_left else CLOSE_TIMEOUT)
+        if not quiet and not (self.lease is not None and self.lease.lost):
+            # Over for good: a tombstone, so that no task starts it again for frames in flight,
+            # then hang up (docs/protocol.md: the bridge closes the connection after ended).
+            self.conversation_over = True
+            if self.lease is not None:
+                await self.lease.end()
+            self.connection_closed = (
+                client_left
+                or self.sender.gone
+                or await self._connections.hang_up(self.connection_id, CLOSE_TIMEOUT)
+            )
         self.state = State.ENDED
         self._ended.set()
         self._on_ended(self)

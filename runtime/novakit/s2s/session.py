@@ -60,6 +60,13 @@ class Session(ABC):
     def recv(self) -> AsyncIterator[Event]:
         """The session's events, in the order the model produced them."""
 
+    @abstractmethod
+    def history(self) -> list[Message]:
+        """The conversation so far, as the session would tell a new model stream: what the
+        user said or typed, what the assistant said, and the tool calls with their results.
+        Pass it as ``engine.start(history=...)`` to continue the conversation elsewhere (another
+        process, after a restart) from exactly where the model was."""
+
     @property
     @abstractmethod
     def closed(self) -> bool:

@@ -257,6 +257,9 @@ class NovaSession(Session):
     def recv(self) -> AsyncIterator[Event]:
         return aiter(self._events)
 
+    def history(self) -> list[Message]:
+        return self._log.messages()
+
     async def close(self) -> None:
         if self._state is _State.NEW:
             self._state = _State.CLOSED
