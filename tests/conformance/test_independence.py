@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -46,3 +48,26 @@ def test_the_check_sees_a_provider_import() -> None:
                 names.add(node.module)
                 names.update(f"{node.module}.{alias.name}" for alias in node.names)
         assert any(n == "novakit.s2s" or n.startswith("novakit.s2s.") for n in names), source
+
+
+def test_the_suite_does_not_load_the_provider_even_indirectly() -> None:
+    # In a fresh interpreter: this process may have loaded the provider for other tests.
+    code = (
+        "import sys\n"
+        "import tests.conformance.sequences, tests.conformance.test_sequences\n"
+        "import tests.conformance.test_timing, tests.conformance.wire\n"
+        "print(sorted(m for m in sys.modules if m.startswith('novakit.')))\n"
+    )
+    root = HERE.parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = done.stdout
+    assert "novakit.emulator" in loaded  # the check sees what the suite loads
+    assert "novakit.s2s" not in loaded
