@@ -1,7 +1,3 @@
-"""The conformance suite: AWS's documented event shapes, sent with the raw SDK to the emulator."""
+"""The conformance suite: AWS's documented event shapes, sent with the raw SDK to the emulator.
 
-from __future__ import annotations
-
-import pytest
-
-pytestmark = pytest.mark.contract
+It must not import ``novakit.s2s`` (test_independence.py checks): see wire.py."""

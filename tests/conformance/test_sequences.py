@@ -17,6 +17,8 @@ from novakit.emulator import Emulator, EmulatorConfig, Outcome, Script
 from .sequences import answers, finals, load_cases, play, sent_event_names
 from .wire import RawStream, open_raw_stream
 
+pytestmark = pytest.mark.contract
+
 ACCEPTED = load_cases("accepted.json")
 REFUSED = load_cases("refused.json")
 NOVA_2 = "amazon.nova-2-sonic-v1:0"

@@ -8,10 +8,14 @@ from __future__ import annotations
 import base64
 import time
 
+import pytest
+
 from novakit.emulator import Emulator, EmulatorConfig, Script, ScriptTurn
 
 from .sequences import answers, expand, play
 from .wire import open_raw_stream
+
+pytestmark = pytest.mark.contract
 
 REPLY = (
     "Here is a longer answer to what you typed. It has three sentences in it. "
