@@ -311,8 +311,7 @@ class _Prompt:
     contents_started: int = 0
     had_system: bool = False
     had_history: bool = False
-    had_audio: bool = False
-    live: bool = False  # an AUDIO or interactive content has started: history is over
+    had_audio: bool = False  # an AUDIO content has started: history is over, text is live
     history_bytes: int = 0
     open: dict[str, _Open] = field(default_factory=dict)
 
@@ -536,7 +535,6 @@ class InputGrammar:
             _one_of(body, name, f"{cfg}.encoding", ("base64",))
             if _opt(body, name, f"{cfg}.audioType", str) is not None:
                 _one_of(body, name, f"{cfg}.audioType", ("SPEECH",))
-            prompt.live = True
             prompt.had_audio = True
         else:
             kind = ContentKind.TOOL
@@ -577,7 +575,7 @@ class InputGrammar:
                 raise ViolationError(
                     event, f"role SYSTEM_SPEECH is not supported by {self.model.model_id}"
                 )
-            if not prompt.had_system or prompt.had_history or prompt.live:
+            if not prompt.had_system or prompt.had_history or prompt.had_audio:
                 raise ViolationError(
                     event, "a SYSTEM_SPEECH prompt must follow the SYSTEM prompt, before history"
                 )
@@ -588,8 +586,6 @@ class InputGrammar:
                 f"role {role} is not valid for TEXT (SYSTEM, SYSTEM_SPEECH, USER, ASSISTANT)",
             )
         if not prompt.had_audio:
-            if prompt.live:
-                raise ViolationError(event, "history must come before audio or live text")
             if not prompt.had_history and role != "USER":
                 raise ViolationError(event, "the first history content must have role USER")
             prompt.had_history = True
