@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
-from novakit.s2s.nova.models import MODELS
+from novakit.s2s.nova.models import MODELS, retired_message
 
 
 class SettingsError(ValueError):
@@ -42,6 +42,8 @@ class Settings:
     region: str = DEFAULT_REGION
     stack_name: str = "Novakit"
     model_id: str = "amazon.nova-2-sonic-v1:0"
+    # Deploy a model past its end of life (amazon.nova-sonic-v1:0) where it is still served.
+    allow_retired_model: bool = False
     voice: str = "matthew"
     instructions: str = ""
     auth_mode: AuthMode = AuthMode.SECRET
@@ -92,6 +94,8 @@ class Settings:
             raise SettingsError(
                 f"model_id {self.model_id!r} is not a Nova Sonic model; known: {sorted(MODELS)}"
             )
+        if model.end_of_life is not None and not self.allow_retired_model:
+            raise SettingsError(retired_message(model, "-c allow_retired_model=true"))
         if self.region not in model.regions:
             raise SettingsError(
                 f"{self.model_id} is not offered in {self.region}: deploy to one of "

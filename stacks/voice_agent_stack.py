@@ -125,6 +125,8 @@ class VoiceAgentStack(Stack):
         }
         if settings.instructions:
             environment["NOVAKIT_INSTRUCTIONS"] = settings.instructions
+        if settings.allow_retired_model:
+            environment["NOVAKIT_ALLOW_RETIRED_MODEL"] = "1"
         self.bridge = BridgeService(
             self,
             "Bridge",

@@ -64,3 +64,21 @@ def test_how_often_metrics_are_written() -> None:
     with pytest.raises(SettingsError) as failure:
         BridgeSettings.from_env({**base, "NOVAKIT_METRICS_SECONDS": "0"})
     assert failure.value.problems[0].startswith("NOVAKIT_METRICS_SECONDS must be between 1")
+
+
+def test_a_retired_model_needs_the_bridges_explicit_setting() -> None:
+    from novakit.bridge.app import Bridge
+    from novakit.s2s import ConfigError
+
+    env = {
+        "NOVAKIT_CONNECTIONS_URL": "http://127.0.0.1:8080",
+        "NOVAKIT_MODEL_ID": "amazon.nova-sonic-v1:0",
+        "AWS_REGION": "us-east-1",
+    }
+    refused = BridgeSettings.from_env(env)
+    assert refused.allow_retired_model is False
+    with pytest.raises(ConfigError, match="end of life on 14 September 2026"):
+        Bridge(refused)
+    allowed = BridgeSettings.from_env({**env, "NOVAKIT_ALLOW_RETIRED_MODEL": "1"})
+    assert allowed.allow_retired_model is True
+    assert Bridge(allowed).engine is not None

@@ -296,7 +296,7 @@ async def test_odd_sized_audio_is_kept_aligned(emulator: Emulator, engine_for) -
 async def test_text_on_nova_v1_is_refused_and_session_goes_on(
     emulator: Emulator, engine_for
 ) -> None:
-    engine = engine_for(model="amazon.nova-sonic-v1:0")
+    engine = engine_for(model="amazon.nova-sonic-v1:0", extra={"allow_retired_model": True})
     async with engine.start() as session:
         with pytest.raises(s2s.UnsupportedError):
             await session.send_text("hi")

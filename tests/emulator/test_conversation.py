@@ -370,9 +370,72 @@ def test_tool_call_waits_for_the_result() -> None:
 
 def test_typed_text_is_answered_without_an_echo() -> None:
     d = Driver()
-    d.send(session_start(), prompt_start(), *text_content("t1", "USER", "hello", interactive=True))
+    d.send(session_start(), prompt_start(), audio_start())
+    d.send(*text_content("t1", "USER", "hello", interactive=True))
     d.advance(10.0)
     assert d.summary() == ["completionStart", *spoken_reply("I read message 1."), "usageEvent"]
+
+
+def test_history_is_never_answered_as_a_live_turn() -> None:
+    # The chat-history page sends history with interactive true; before audio it is context.
+    d = Driver()
+    d.send(
+        session_start(),
+        prompt_start(),
+        *text_content("h1", "USER", "book a table", interactive=True),
+        *text_content("h2", "ASSISTANT", "for how many?", interactive=True),
+        *text_content("h3", "USER", "two", interactive=True),
+        audio_start(),
+    )
+    d.advance(10.0)
+    assert d.summary() == []
+    d.audio(tone(0.6) + silence(0.4))
+    d.advance(d.engine.clock + 10.0)
+    assert finals(d) == ["I heard utterance 1."]
+
+
+def test_without_audio_driving_it_the_clock_moves_only_by_advance() -> None:
+    # The session's wall-clock mode: audio feeds the ears, the wall clock moves the answer.
+    d = Driver()
+    d.engine.audio_drives_clock = False
+    d.send(*opening())
+    d.audio(tone(0.6) + silence(0.4))
+    assert d.engine.clock == 0.0
+    assert d.engine.audio_position == pytest.approx(1.0)
+    assert d.summary()[1].startswith("start TEXT USER")  # the transcript: heard at once
+    d.advance(10.0)  # no more audio: the whole answer comes anyway
+    assert finals(d) == ["I heard utterance 1."]
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 24000])
+def test_the_declared_input_rate_times_the_utterance(rate: int) -> None:
+    d = Driver()
+    config = {
+        "mediaType": "audio/lpcm",
+        "sampleRateHertz": rate,
+        "sampleSizeBits": 16,
+        "channelCount": 1,
+        "audioType": "SPEECH",
+        "encoding": "base64",
+    }
+    d.send(
+        session_start(),
+        prompt_start(),
+        event(
+            "contentStart",
+            {
+                "promptName": "prompt-1",
+                "contentName": AUDIO,
+                "type": "AUDIO",
+                "interactive": True,
+                "role": "USER",
+                "audioInputConfiguration": config,
+            },
+        ),
+    )
+    d.audio(tone(0.6, rate) + silence(0.4, rate))
+    transcript = next(line for line in d.summary() if line.startswith("text USER"))
+    assert transcript == "text USER: This is utterance 1, 0.60 seconds long."
 
 
 def test_prompt_end_drops_what_is_not_generated_yet() -> None:

@@ -183,14 +183,14 @@ def test_nova_1_session_without_nova_2_features() -> None:
                         {
                             "toolSpec": {
                                 **tool_spec()["toolSpec"],
-                                "inputSchema": {"json": {"type": "object"}},
+                                "inputSchema": {"json": ["type", "object"]},
                             }
                         }
                     ]
                 ),
             ],
             "promptStart: toolSpec.inputSchema.json has the wrong type",
-            id="tool-schema-not-a-string",
+            id="tool-schema-neither-string-nor-object",
         ),
         pytest.param(
             [
@@ -240,8 +240,27 @@ def test_nova_1_session_without_nova_2_features() -> None:
         ),
         pytest.param(
             [*with_prompt(), audio_start(), *text_content("h", "USER", "late history")],
-            "contentStart: history (non-interactive TEXT) must come before audio or live text",
+            "contentStart: history must come before audio or live text",
             id="history-after-audio",
+        ),
+        pytest.param(
+            [
+                *with_prompt(),
+                audio_start(),
+                *text_content("h", "ASSISTANT", "live assistant", interactive=True),
+            ],
+            "contentStart: live TEXT input must have role USER",
+            id="assistant-live-text",
+        ),
+        pytest.param(
+            [*with_prompt(), *text_content("s", "SYSTEM_SPEECH", "speech first")],
+            "contentStart: a SYSTEM_SPEECH prompt must follow the SYSTEM prompt, before history",
+            id="speech-prompt-first",
+        ),
+        pytest.param(
+            [*with_prompt(), *text_content("s", "TOOL", "text as a tool")],
+            "contentStart: role TOOL is not valid for TEXT",
+            id="text-role",
         ),
         pytest.param(
             [*with_prompt(), *text_content("h", "ASSISTANT", "I start")],
@@ -275,10 +294,11 @@ def test_nova_1_session_without_nova_2_features() -> None:
                     type="AUDIO",
                     interactive=True,
                     role="USER",
-                    audioInputConfiguration=audio_config(sampleRateHertz=8000),
+                    audioInputConfiguration=audio_config(sampleRateHertz=44100),
                 ),
             ],
-            "contentStart: audioInputConfiguration.sampleRateHertz must be one of 16000 (got 8000)",
+            "contentStart: audioInputConfiguration.sampleRateHertz must be one of 8000, 16000, "
+            "24000 (got 44100)",
             id="input-rate",
         ),
         pytest.param(
@@ -423,7 +443,12 @@ def test_nova_1_rejects_nova_2_features() -> None:
         "sessionStart: turnDetectionConfiguration is not supported by amazon.nova-sonic-v1:0"
     )
     err = violation(
-        [session_start(), prompt_start(), *text_content("t", "USER", "hi", interactive=True)],
+        [
+            session_start(),
+            prompt_start(),
+            audio_start(),
+            *text_content("t", "USER", "hi", interactive=True),
+        ],
         NOVA_SONIC,
     )
     assert err.message == (
@@ -462,15 +487,105 @@ def test_tool_result_must_not_be_interleaved_with_audio() -> None:
     )
 
 
-def test_interactive_text_ends_history() -> None:
-    err = violation(
+def test_history_is_the_text_before_audio_whatever_its_interactive_flag() -> None:
+    # The chat-history page sends history with interactive true, the input-events page with
+    # false: before the audio content opens, USER/ASSISTANT text is history either way.
+    grammar = InputGrammar(MODELS[NOVA_2_SONIC])
+    kinds = []
+    for raw in [
+        session_start(),
+        prompt_start(),
+        *text_content(SYSTEM, "SYSTEM", "Be brief.", interactive=True),
+        *text_content("h1", "USER", "typed before audio", interactive=True),
+        *text_content("h2", "ASSISTANT", "answer", interactive=True),
+        *text_content("h3", "USER", "more", interactive=False),
+        audio_start(),
+        *text_content("t", "USER", "live", interactive=True),
+    ]:
+        accepted = grammar.accept(parse_event(raw))
+        if accepted.event.name == "contentStart" and accepted.content is not None:
+            kinds.append(accepted.content.kind)
+    assert kinds == [
+        ContentKind.SYSTEM,
+        ContentKind.HISTORY,
+        ContentKind.HISTORY,
+        ContentKind.HISTORY,
+        ContentKind.AUDIO,
+        ContentKind.USER_TEXT,
+    ]
+
+
+def test_documented_forms_are_accepted() -> None:
+    schema_object = {"type": "object", "properties": {"city": {"type": "string"}}}
+    tool = {"toolSpec": {**tool_spec()["toolSpec"], "inputSchema": {"json": schema_object}}}
+    feed(
         [
-            *with_prompt(),
-            *text_content("t", "USER", "typed", interactive=True),
-            *text_content("h", "USER", "history"),
+            session_start("LOW"),
+            prompt_start(tools=[tool]),
+            *text_content(SYSTEM, "SYSTEM", "Be brief.", interactive=True),
+            *text_content("speech", "SYSTEM_SPEECH", "Write Hindi in Latin script."),
+            *text_content("h1", "USER", "hello", interactive=True),
+            content_start(
+                AUDIO,
+                type="AUDIO",
+                interactive=True,
+                role="USER",
+                audioInputConfiguration=audio_config(sampleRateHertz=24000),
+            ),
+            *audio_inputs(bytes(960), name=AUDIO),
+            *closing(),
         ]
     )
-    assert "history (non-interactive TEXT) must come before audio or live text" in err.message
+    feed([session_start(), prompt_start(tools=[]), *text_content(SYSTEM, "SYSTEM", "x")])
+
+
+@pytest.mark.parametrize(
+    ("events", "detail"),
+    [
+        pytest.param(
+            [
+                event(
+                    "sessionStart",
+                    {
+                        "inferenceConfiguration": {"maxTokens": 1024},
+                        "endpointingSensitivity": "HIGH",
+                    },
+                )
+            ],
+            "sessionStart: unknown field sessionStart.endpointingSensitivity",
+            id="flat-endpointing",
+        ),
+        pytest.param(
+            [event("sessionStart", {"inferenceConfiguration": {"maxTokens": 1, "topK": 5}})],
+            "sessionStart: unknown field sessionStart.inferenceConfiguration.topK",
+            id="inference-key",
+        ),
+        pytest.param(
+            [session_start(), event("promptStart", {"promptName": PROMPT, "voice": "matthew"})],
+            "promptStart: unknown field promptStart.voice",
+            id="prompt-key",
+        ),
+    ],
+)
+def test_unknown_fields_are_refused_in_bedrocks_words(events: list[bytes], detail: str) -> None:
+    err = violation(events)
+    assert err.message.startswith("Invalid input request, please fix your input and try again.")
+    assert detail in err.message
+
+
+def test_a_nova_1_prompt_without_audio_is_refused() -> None:
+    events = [
+        session_start(),
+        prompt_start(),
+        *text_content(SYSTEM, "SYSTEM", "Be brief."),
+        event("promptEnd", {"promptName": PROMPT}),
+    ]
+    err = violation(events, NOVA_SONIC)
+    assert err.message.startswith("Invalid input request")
+    assert "promptEnd: a prompt to amazon.nova-sonic-v1:0 must carry an AUDIO content" in (
+        err.message
+    )
+    feed(events)  # Nova 2 takes text-only prompts
 
 
 def test_every_opening_is_valid() -> None:

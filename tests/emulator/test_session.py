@@ -270,25 +270,43 @@ async def test_invalid_event_fault_sends_an_undecodable_message() -> None:
     assert h.session.end_action is EndAction.END_STREAM
 
 
-async def test_pace_moves_the_clock_when_no_audio_does() -> None:
+async def test_the_wall_clock_moves_a_typed_answer_while_audio_is_open() -> None:
+    # Bedrock answers typed text without waiting for more audio (it used to wait for the
+    # client's next audio: 1.17 s to first audio behind the provider's keep-alive).
     h = await harness(limits=SessionLimits(pace=1.0))
-    await h.send(
-        session_start(), prompt_start(), *text_content("t", "USER", "hi", interactive=True)
-    )
+    await h.send(session_start(), prompt_start(), audio_start(), now=0.0)
+    await h.send(*text_content("t", "USER", "hi", interactive=True), now=1.0)
     assert [name for name, _ in h.output()] == ["completionStart"]
     wake = h.session.next_wakeup()
-    assert wake == pytest.approx(0.2)  # the response latency, in wall seconds at pace 1
-    h.tick(0.2)
+    assert wake == pytest.approx(1.2)  # the response latency, in wall seconds at pace 1
+    h.tick(1.2)
     assert [name for name, _ in h.output()][1:4] == ["contentStart", "textOutput", "contentEnd"]
     h.tick(10.0)
     assert h.output()[-1][0] == "usageEvent"
 
 
-async def test_pace_zero_answers_typed_text_at_once() -> None:
+async def test_a_client_that_stops_streaming_still_gets_the_whole_answer() -> None:
+    h = await harness(limits=SessionLimits(pace=0.25, idle_seconds=60.0))
+    await h.send(*opening(), now=0.0)
+    await h.send(*audio_inputs(tone(0.6) + silence(2.0)), now=0.1)  # then nothing more
+    while (wake := h.session.next_wakeup()) is not None and wake < 30.0:
+        h.tick(wake)
+        if h.output()[-1][0] == "usageEvent":
+            break
+    names = [name for name, _ in h.output()]
+    assert names[-1] == "usageEvent"
+    assert "audioOutput" in names
+    # Generated faster than real time: 4x the clock, the clock 4x the wall (pace 0.25).
+    assert h.session.next_wakeup() == pytest.approx(60.1)  # only the idle cut is left
+
+
+async def test_pace_zero_answers_typed_text_once_the_audio_content_closes() -> None:
+    # The tests' "as fast as the input allows" mode: audio drives the clock while it is open.
     h = await harness(limits=SessionLimits(pace=0))
-    await h.send(
-        session_start(), prompt_start(), *text_content("t", "USER", "hi", interactive=True)
-    )
+    await h.send(session_start(), prompt_start(), audio_start())
+    await h.send(*text_content("t", "USER", "hi", interactive=True))
+    assert [name for name, _ in h.output()] == ["completionStart"]
+    await h.send(event("contentEnd", {"promptName": "prompt-1", "contentName": "audio-1"}))
     assert h.output()[-1][0] == "usageEvent"
 
 

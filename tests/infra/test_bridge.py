@@ -214,3 +214,17 @@ def test_interface_endpoints_are_optional(synth, two_tools):
     ]
     assert any("bedrock-runtime" in n for n in names)
     assert not any("execute-api" in n for n in names)
+
+
+def test_a_retired_model_is_deployed_only_with_the_explicit_setting(synth, two_tools):
+    retired = synth(
+        "retired-model",
+        tools=two_tools,
+        nag=False,
+        model_id="amazon.nova-sonic-v1:0",
+        allow_retired_model="true",
+    )
+    _, definition = container(retired)
+    env = {e["Name"]: e["Value"] for e in definition["Environment"]}
+    assert env["NOVAKIT_MODEL_ID"] == "amazon.nova-sonic-v1:0"
+    assert env["NOVAKIT_ALLOW_RETIRED_MODEL"] == "1"

@@ -54,8 +54,21 @@ def test_region_outside_nova_sonic_fails_with_the_list():
     assert "cross-Region" in str(info.value)
 
 
+def test_v1_model_is_refused_past_its_end_of_life_unless_allowed():
+    with pytest.raises(SettingsError, match="end of life on 14 September 2026") as info:
+        Settings.from_context({"model_id": "amazon.nova-sonic-v1:0"})
+    assert "amazon.nova-2-sonic-v1:0" in str(info.value)
+    assert "-c allow_retired_model=true" in str(info.value)
+
+
 def test_v1_model_has_its_own_regions():
-    settings = Settings.from_context({"region": "eu-north-1", "model_id": "amazon.nova-sonic-v1:0"})
+    settings = Settings.from_context(
+        {
+            "region": "eu-north-1",
+            "model_id": "amazon.nova-sonic-v1:0",
+            "allow_retired_model": "true",
+        }
+    )
     assert settings.region == "eu-north-1"
     with pytest.raises(SettingsError, match="not offered in eu-north-1"):
         Settings.from_context({"region": "eu-north-1"})

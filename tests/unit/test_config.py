@@ -60,10 +60,27 @@ def test_overrides_replace_only_given_fields():
         base.with_overrides(colour="blue")
 
 
+RETIRED_OK = {"allow_retired_model": True}
+
+
 def test_nova_validates_voice_per_model():
     with pytest.raises(ConfigError, match="voice 'olivia' is not available on amazon.nova-sonic"):
-        s2s.new("nova", Config(model="amazon.nova-sonic-v1:0", voice="olivia"))
+        s2s.new("nova", Config(model="amazon.nova-sonic-v1:0", voice="olivia", extra=RETIRED_OK))
     s2s.new("nova", Config(model="amazon.nova-2-sonic-v1:0", voice="olivia"))
+
+
+def test_nova_sonic_v1_is_refused_past_its_end_of_life():
+    with pytest.raises(ConfigError) as info:
+        s2s.new("nova", Config(model="amazon.nova-sonic-v1:0"))
+    message = str(info.value)
+    assert "end of life on 14 September 2026" in message
+    assert "Use amazon.nova-2-sonic-v1:0" in message
+    assert "allow_retired_model" in message
+    # Where a Region or account still serves it, the caller may say so.
+    engine = s2s.new("nova", Config(model="amazon.nova-sonic-v1:0", extra=RETIRED_OK))
+    assert engine is not None
+    with pytest.raises(ConfigError, match="allow_retired_model must be true or false"):
+        s2s.new("nova", Config(extra={"allow_retired_model": "yes"}))
 
 
 def test_nova_rejects_unknown_model_and_rates():
@@ -99,7 +116,10 @@ def test_endpointing_is_nova2_only():
     with pytest.raises(ConfigError, match="not supported by amazon.nova-sonic-v1:0"):
         s2s.new(
             "nova",
-            Config(model="amazon.nova-sonic-v1:0", extra={"endpointing_sensitivity": "HIGH"}),
+            Config(
+                model="amazon.nova-sonic-v1:0",
+                extra={"endpointing_sensitivity": "HIGH", **RETIRED_OK},
+            ),
         )
 
 

@@ -224,7 +224,7 @@ async def test_usage_is_counted_over_all_streams(bedrock: Bedrock, session: s2s.
 
 
 async def test_on_nova_sonic_v1_a_cut_answer_is_not_asked_again(bedrock: Bedrock) -> None:
-    async with engine(model="amazon.nova-sonic-v1:0").start() as session:
+    async with engine(model="amazon.nova-sonic-v1:0", allow_retired_model=True).start() as session:
         first = bedrock.streams[0]
         user_said(first, "what is new", 1)
         first.say("contentStart", contentId="a1", type="AUDIO", role="ASSISTANT")

@@ -75,7 +75,11 @@ class Bridge:
                 voice=settings.voice,
                 instructions=settings.instructions,
                 tools=self.tools.definitions,
-                extra={"region": settings.region, **settings.provider_extra},
+                extra={
+                    "region": settings.region,
+                    **({"allow_retired_model": True} if settings.allow_retired_model else {}),
+                    **settings.provider_extra,
+                },
             ),
         )
         self.metrics = metrics or Metrics(settings.metrics_service)

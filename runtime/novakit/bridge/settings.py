@@ -58,6 +58,7 @@ class BridgeSettings:
     metrics_service: str = "bridge"  # the Service dimension of the bridge's metrics
     metrics_seconds: float = 60.0  # how often aggregated metrics are written
     provider_extra: Mapping[str, Any] = field(default_factory=dict)
+    allow_retired_model: bool = False  # serve a model past its end of life (where still served)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BridgeSettings:
@@ -93,6 +94,7 @@ class BridgeSettings:
             metrics_service=reader.text("METRICS_SERVICE") or cls.metrics_service,
             metrics_seconds=reader.number("METRICS_SECONDS", cls.metrics_seconds, 1, 3600),
             provider_extra=reader.json_object("PROVIDER_EXTRA"),
+            allow_retired_model=reader.flag("ALLOW_RETIRED_MODEL"),
         )
         if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             levels = "DEBUG, INFO, WARNING or ERROR"
@@ -128,6 +130,10 @@ class BridgeSettings:
             (f"{PREFIX}METRICS_SERVICE", "Service dimension of the metrics (default bridge)"),
             (f"{PREFIX}METRICS_SECONDS", "how often metrics are written, s (default 60)"),
             (f"{PREFIX}PROVIDER_EXTRA", "JSON object of Nova provider options (endpoint, ...)"),
+            (
+                f"{PREFIX}ALLOW_RETIRED_MODEL",
+                "allow a model past its end of life, e.g. amazon.nova-sonic-v1:0 (0/1)",
+            ),
         ]
 
 

@@ -40,12 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--pace",
         type=float,
         default=1.0,
-        help="clock seconds per wall second when no audio drives it (0: as fast as possible)",
+        help="wall seconds per second of the emulator's clock: 1 real time, 0.25 four times "
+        "faster; 0: the client's input audio drives the clock (tests)",
     )
     parser.add_argument("--endpoint-ms", type=int, help="endpointing pause override")
     parser.add_argument("--stream-seconds", type=float, default=480.0, help="stream lifetime")
     parser.add_argument(
-        "--idle-seconds", type=float, default=175.0, help="cut after this long without audio"
+        "--idle-seconds",
+        type=float,
+        default=175.0,
+        help="end a stream after this long without input audio (timeout exception)",
     )
     parser.add_argument(
         "--fault",

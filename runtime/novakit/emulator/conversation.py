@@ -1,8 +1,12 @@
 """The conversation engine, sans I/O: accepted input events in, Nova output events out.
 
-Time is the engine's own clock, driven by the input audio (20 ms per 16 kHz frame received), so
-a test may send audio faster than real time and still see exactly the same behaviour. When no
-audio content is open the adapter moves the clock instead (``advance_to``), at a pace it chooses.
+Time is the engine's own clock. Bedrock generates faster than real time whether or not the client
+streams, so by default the adapter moves the clock from the wall clock (``advance_to``) and the
+input audio only feeds the ears: a client that stops streaming still hears the whole answer, and a
+typed question is answered without waiting for more audio. With ``audio_drives_clock`` (the
+adapter's "as fast as the input allows" mode, for tests) the clock follows the audio received
+instead (20 ms per frame), so a test may send audio faster than real time and see exactly the
+same behaviour; the adapter then moves the clock itself only while no audio content is open.
 
 What the engine does:
 
@@ -60,9 +64,8 @@ __all__ = [
     "default_transcript",
 ]
 
-INPUT_RATE = 16000
+INPUT_RATE = 16000  # the rate the samples use; the audio content may declare 8000 or 24000
 FRAME_SECONDS = 0.02
-FRAME_SAMPLES = int(INPUT_RATE * FRAME_SECONDS)
 ENDPOINTING_SECONDS: Mapping[str, float] = {"HIGH": 1.5, "MEDIUM": 1.75, "LOW": 2.0}
 INTERRUPTED_CONTENT = '{ "interrupted" : true }'
 TOKENS_PER_SPEECH_SECOND = 25  # one token per 40 ms; any fixed rate keeps counts deterministic
@@ -319,6 +322,9 @@ class ConversationEngine:
         self.session_id = self._new_id("session")
         self.completion_id = self._new_id("completion")
         self.clock = 0.0
+        self.audio_drives_clock = True  # see the module docstring; the adapter decides
+        self.audio_position = 0.0  # seconds of input audio heard
+        self.input_rate = INPUT_RATE
         self.prompt_name = ""
         self.output_rate = 24000
         self.audio_open = False
@@ -387,6 +393,7 @@ class ConversationEngine:
                     self._last_history_role = content.role
                 if content.kind is ContentKind.AUDIO:
                     self.audio_open = True
+                    self.input_rate = body["audioInputConfiguration"]["sampleRateHertz"]
                 elif content.kind is ContentKind.USER_TEXT:
                     self._typed_parts = []
             case "textInput":
@@ -425,13 +432,15 @@ class ConversationEngine:
 
     def _feed_audio(self, pcm: bytes) -> None:
         data = self._pcm_remainder + pcm
-        frame_bytes = FRAME_SAMPLES * 2
+        frame_bytes = 2 * int(self.input_rate * FRAME_SECONDS)
         whole = len(data) - len(data) % frame_bytes
         view = memoryview(data)
         for offset in range(0, whole, frame_bytes):
-            frame_start = self.clock
-            self.clock = round(self.clock + FRAME_SECONDS, 6)
-            self._release_until(self.clock)
+            frame_start = self.audio_position
+            self.audio_position = round(self.audio_position + FRAME_SECONDS, 6)
+            if self.audio_drives_clock:
+                self.clock = round(self.clock + FRAME_SECONDS, 6)
+                self._release_until(self.clock)
             change = self._vad.push(rms(view[offset : offset + frame_bytes]), frame_start)
             if change == "start":
                 self._barge_in()

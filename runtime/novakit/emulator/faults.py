@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .grammar import INVALID_INPUT
+
 __all__ = [
     "EXCEPTION_FAULTS",
     "FaultKind",
@@ -77,10 +79,7 @@ EXCEPTION_FAULTS: dict[FaultKind, tuple[str, str]] = {
         "The service is temporarily unavailable. Try again later.",
     ),
     FaultKind.IDLE_CUT: ("validationException", IDLE_CUT_MESSAGE),
-    FaultKind.VALIDATION: (
-        "validationException",
-        "Invalid input request, please fix your input and try again.",
-    ),
+    FaultKind.VALIDATION: ("validationException", INVALID_INPUT),
 }
 
 _WHEN_RE = re.compile(r"^(?:(?P<seconds>\d+(?:\.\d+)?)s|(?P<turns>\d+)turns?|(?P<word>\w+))$")

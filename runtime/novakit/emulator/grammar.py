@@ -5,6 +5,14 @@ checks it against the session so far and either accepts it (returning what the c
 needs to know about it) or raises ``ViolationError``. Bedrock answers a violation with a
 ``validationException`` on the stream and ends it, so a violation carries that exception name and
 a message that names the event and the field.
+
+Where AWS's own documents disagree the grammar accepts every documented form (docs/nova-fidelity.md
+lists each rule with its source): a SYSTEM prompt or a history block with ``interactive`` true or
+false, ``toolSpec.inputSchema.json`` as a JSON string or a JSON object. History is whatever USER or
+ASSISTANT text comes before the audio content opens; once audio flows, interactive USER text is a
+live (typed) turn. Fields Bedrock does not know in sessionStart and promptStart are refused in
+Bedrock's words (``INVALID_INPUT``), as Bedrock reportedly refuses a flat
+``sessionStart.endpointingSensitivity``.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ __all__ = [
     "HISTORY_TEXT_LIMIT",
     "HISTORY_TOTAL_LIMIT",
     "INPUT_EVENTS",
+    "INPUT_SAMPLE_RATES",
+    "INVALID_INPUT",
     "MODELS",
     "NOVA_2_SONIC",
     "NOVA_SONIC",
@@ -40,6 +50,26 @@ NOVA_SONIC = "amazon.nova-sonic-v1:0"
 HISTORY_TEXT_LIMIT = 1024  # bytes per textInput of a history block
 HISTORY_TOTAL_LIMIT = 40 * 1024  # bytes of history text in all
 OUTPUT_SAMPLE_RATES = (8000, 16000, 24000)
+INPUT_SAMPLE_RATES = (8000, 16000, 24000)  # both input-event pages (v1 and Nova 2)
+# Bedrock's message for a malformed event (reported: livekit/agents#6200 quotes it for a flat
+# sessionStart.endpointingSensitivity).
+INVALID_INPUT = "Invalid input request, please fix your input and try again."
+# The fields each opening event may carry (AWS's input-event pages); anything else is refused.
+_KNOWN_FIELDS: Mapping[str, frozenset[str]] = {
+    "sessionStart": frozenset({"inferenceConfiguration", "turnDetectionConfiguration"}),
+    "sessionStart.inferenceConfiguration": frozenset({"maxTokens", "topP", "temperature"}),
+    "sessionStart.turnDetectionConfiguration": frozenset({"endpointingSensitivity"}),
+    "promptStart": frozenset(
+        {
+            "promptName",
+            "textOutputConfiguration",
+            "audioOutputConfiguration",
+            "toolUseOutputConfiguration",
+            "toolConfiguration",
+        }
+    ),
+    "promptStart.toolConfiguration": frozenset({"tools", "toolChoice"}),
+}
 INPUT_EVENTS = (
     "sessionStart",
     "promptStart",
@@ -109,14 +139,21 @@ MODELS: Mapping[str, ModelInfo] = {
 
 
 class ViolationError(Exception):
-    """An input event Bedrock would reject; the stream ends with ``exception_type``."""
+    """An input event Bedrock would reject; the stream ends with ``exception_type``.
+
+    ``bedrock_words`` puts Bedrock's own sentence (``INVALID_INPUT``) first, for refusals whose
+    message third parties have reported; the emulator's detail follows it.
+    """
 
     exception_type = "validationException"
 
-    def __init__(self, event: str, message: str) -> None:
-        super().__init__(f"{event}: {message}")
+    def __init__(self, event: str, message: str, *, bedrock_words: bool = False) -> None:
+        text = f"{event}: {message}"
+        if bedrock_words:
+            text = f"{INVALID_INPUT} ({text})"
+        super().__init__(text)
         self.event = event
-        self.message = f"{event}: {message}"
+        self.message = text
 
 
 @dataclass(frozen=True)
@@ -130,8 +167,9 @@ class InputEvent:
 
 class ContentKind(StrEnum):
     SYSTEM = "system"  # TEXT, role SYSTEM
-    HISTORY = "history"  # TEXT, USER/ASSISTANT, not interactive
-    USER_TEXT = "user_text"  # TEXT, USER, interactive (Nova 2)
+    SPEECH_PROMPT = "speech_prompt"  # TEXT, role SYSTEM_SPEECH (Nova 2), after the system prompt
+    HISTORY = "history"  # TEXT, USER/ASSISTANT, before the audio content
+    USER_TEXT = "user_text"  # TEXT, USER, interactive, once audio flows (Nova 2)
     AUDIO = "audio"  # AUDIO, USER, interactive
     TOOL = "tool"  # TOOL result
 
@@ -139,6 +177,14 @@ class ContentKind(StrEnum):
     def wire_type(self) -> str:
         """The content's ``type`` on the wire."""
         return {ContentKind.AUDIO: "AUDIO", ContentKind.TOOL: "TOOL"}.get(self, "TEXT")
+
+
+_TEXT_KINDS = (
+    ContentKind.SYSTEM,
+    ContentKind.SPEECH_PROMPT,
+    ContentKind.HISTORY,
+    ContentKind.USER_TEXT,
+)
 
 
 @dataclass(frozen=True)
@@ -229,6 +275,26 @@ def _name(body: Mapping[str, Any], event: str, path: str) -> str:
     return value
 
 
+def _only_known(body: Mapping[str, Any], event: str) -> None:
+    """Refuse fields Bedrock does not know, at every level listed in ``_KNOWN_FIELDS``."""
+    for where, known in _KNOWN_FIELDS.items():
+        head, _, path = where.partition(".")
+        if head != event:
+            continue
+        value: Any = body
+        for part in path.split(".") if path else ():
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if not isinstance(value, Mapping):
+            continue
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ViolationError(
+                event,
+                f"unknown field {where}.{unknown[0]} (known: {', '.join(sorted(known))})",
+                bedrock_words=True,
+            )
+
+
 # -- the state machine --------------------------------------------------------
 
 
@@ -245,7 +311,7 @@ class _Prompt:
     contents_started: int = 0
     had_system: bool = False
     had_history: bool = False
-    live: bool = False  # an AUDIO or interactive content has started: history is over
+    had_audio: bool = False  # an AUDIO content has started: history is over, text is live
     history_bytes: int = 0
     open: dict[str, _Open] = field(default_factory=dict)
 
@@ -293,6 +359,7 @@ class InputGrammar:
         if self._state is not _State.NEW:
             raise ViolationError(event.name, "the session has already started")
         body, name = event.body, event.name
+        _only_known(body, name)
         if _opt(body, name, "inferenceConfiguration", dict) is not None:
             max_tokens = _opt(body, name, "inferenceConfiguration.maxTokens", int)
             if max_tokens is not None and max_tokens < 1:
@@ -323,6 +390,7 @@ class InputGrammar:
             raise ViolationError(name, f"prompt '{self.prompt_name}' is already open")
         if self._state is _State.PROMPT_ENDED:
             raise ViolationError(name, "the prompt has ended; only sessionEnd may follow")
+        _only_known(body, name)
         prompt_name = _name(body, name, "promptName")
         if _opt(body, name, "textOutputConfiguration", dict) is not None:
             _one_of(body, name, "textOutputConfiguration.mediaType", ("text/plain",))
@@ -366,17 +434,22 @@ class InputGrammar:
                 raise ViolationError(name, f"{where}.toolSpec.name '{tool_name}' is declared twice")
             seen.add(tool_name)
             _get(tool, name, "toolSpec.description", str)
-            schema_text = _opt(tool, name, "toolSpec.inputSchema.json", str)
-            if schema_text is None:
+            # The input-events page and AWS's samples give a JSON string, the Nova 2
+            # tool-configuration page a JSON object: both are accepted.
+            schema = _opt(tool, name, "toolSpec.inputSchema.json", (str, dict))
+            if schema is None:
                 raise ViolationError(
-                    name, f"{where}.toolSpec.inputSchema.json is required (a JSON string)"
+                    name,
+                    f"{where}.toolSpec.inputSchema.json is required "
+                    "(a JSON string or a JSON object)",
                 )
-            try:
-                schema = json.loads(schema_text)
-            except json.JSONDecodeError as exc:
-                raise ViolationError(
-                    name, f"{where}.toolSpec.inputSchema.json is not valid JSON ({exc})"
-                ) from exc
+            if isinstance(schema, str):
+                try:
+                    schema = json.loads(schema)
+                except json.JSONDecodeError as exc:
+                    raise ViolationError(
+                        name, f"{where}.toolSpec.inputSchema.json is not valid JSON ({exc})"
+                    ) from exc
             if not isinstance(schema, dict):
                 raise ViolationError(
                     name, f"{where}.toolSpec.inputSchema.json must encode a JSON object"
@@ -388,6 +461,13 @@ class InputGrammar:
             still = ", ".join(f"'{n}'" for n in prompt.open)
             raise ViolationError(
                 event.name, f"content {still} is still open (send contentEnd first)"
+            )
+        if not self.model.nova2 and not prompt.had_audio:
+            # Nova Sonic v1 answers speech only: a prompt without audio is reported refused.
+            raise ViolationError(
+                event.name,
+                f"a prompt to {self.model.model_id} must carry an AUDIO content",
+                bedrock_words=True,
             )
         self._state = _State.PROMPT_ENDED
         return Accepted(event)
@@ -449,13 +529,13 @@ class InputGrammar:
             cfg = "audioInputConfiguration"
             _get(body, name, cfg, dict)
             _one_of(body, name, f"{cfg}.mediaType", ("audio/lpcm",))
-            _one_of(body, name, f"{cfg}.sampleRateHertz", (16000,))
+            _one_of(body, name, f"{cfg}.sampleRateHertz", INPUT_SAMPLE_RATES)
             _one_of(body, name, f"{cfg}.sampleSizeBits", (16,))
             _one_of(body, name, f"{cfg}.channelCount", (1,))
             _one_of(body, name, f"{cfg}.encoding", ("base64",))
             if _opt(body, name, f"{cfg}.audioType", str) is not None:
                 _one_of(body, name, f"{cfg}.audioType", ("SPEECH",))
-            prompt.live = True
+            prompt.had_audio = True
         else:
             kind = ContentKind.TOOL
             if role != "TOOL" or interactive:
@@ -482,31 +562,44 @@ class InputGrammar:
         return Accepted(event, info)
 
     def _text_kind(self, prompt: _Prompt, event: str, role: str, interactive: bool) -> ContentKind:
+        # AWS's Nova 2 samples send the system prompt with interactive true, its pages with
+        # false; the chat-history page sends history with true, the input-events page with
+        # false. The flag decides nothing before audio flows: the position does.
         if role == "SYSTEM":
-            if interactive:
-                raise ViolationError(event, "the SYSTEM prompt must have interactive false")
             if prompt.had_system or prompt.contents_started:
                 raise ViolationError(event, "the SYSTEM prompt must come first and only once")
             prompt.had_system = True
             return ContentKind.SYSTEM
+        if role == "SYSTEM_SPEECH":
+            if not self.model.nova2:
+                raise ViolationError(
+                    event, f"role SYSTEM_SPEECH is not supported by {self.model.model_id}"
+                )
+            if not prompt.had_system or prompt.had_history or prompt.had_audio:
+                raise ViolationError(
+                    event, "a SYSTEM_SPEECH prompt must follow the SYSTEM prompt, before history"
+                )
+            return ContentKind.SPEECH_PROMPT
+        if role not in ("USER", "ASSISTANT"):
+            raise ViolationError(
+                event,
+                f"role {role} is not valid for TEXT (SYSTEM, SYSTEM_SPEECH, USER, ASSISTANT)",
+            )
+        if not prompt.had_audio:
+            if not prompt.had_history and role != "USER":
+                raise ViolationError(event, "the first history content must have role USER")
+            prompt.had_history = True
+            return ContentKind.HISTORY
         if role == "USER" and interactive:
             if not self.model.nova2:
                 raise ViolationError(
                     event, f"interactive TEXT input is not supported by {self.model.model_id}"
                 )
-            prompt.live = True
             return ContentKind.USER_TEXT
-        if role in ("USER", "ASSISTANT") and not interactive:
-            if prompt.live:
-                raise ViolationError(
-                    event, "history (non-interactive TEXT) must come before audio or live text"
-                )
-            if not prompt.had_history and role != "USER":
-                raise ViolationError(event, "the first history content must have role USER")
-            prompt.had_history = True
-            return ContentKind.HISTORY
+        if not interactive:
+            raise ViolationError(event, "history must come before audio or live text")
         raise ViolationError(
-            event, f"role {role} with interactive {str(interactive).lower()} is not valid for TEXT"
+            event, "live TEXT input must have role USER (ASSISTANT text is history only)"
         )
 
     def _open_content(self, event: InputEvent, expected: ContentKind | None) -> _Open:
@@ -516,11 +609,7 @@ class InputGrammar:
         if current is None:
             raise ViolationError(event.name, f"contentName '{content_name}' is not an open content")
         if expected is not None:
-            kinds = (
-                (ContentKind.SYSTEM, ContentKind.HISTORY, ContentKind.USER_TEXT)
-                if expected is ContentKind.HISTORY
-                else (expected,)
-            )
+            kinds = _TEXT_KINDS if expected is ContentKind.HISTORY else (expected,)
             if current.info.kind not in kinds:
                 raise ViolationError(
                     event.name,
@@ -578,9 +667,7 @@ class InputGrammar:
             raise ViolationError(
                 event.name, f"TOOL content '{current.info.name}' has no toolResult"
             )
-        if kind in (ContentKind.SYSTEM, ContentKind.HISTORY, ContentKind.USER_TEXT) and (
-            not current.inputs
-        ):
+        if kind in _TEXT_KINDS and not current.inputs:
             raise ViolationError(event.name, f"TEXT content '{current.info.name}' has no textInput")
         assert self._prompt is not None
         del self._prompt.open[current.info.name]

@@ -85,7 +85,7 @@ class EmulatorConfig:
     # on across streams (a client that rolls over to a new stream continues the conversation;
     # a turn a stream did not finish answering is the next stream's, see ``ScriptCursor``).
     script_scope: Literal["stream", "emulator"] = "stream"
-    pace: float = 1.0  # clock seconds per wall second when no audio drives it; 0 = at once
+    pace: float = 1.0  # wall seconds per clock second (0.25: 4x faster); 0: input audio drives it
     endpoint_seconds: float | None = None  # shorter endpointing pause than the model's (tests)
     stream_seconds: float = 480.0  # then modelTimeoutException
     idle_seconds: float = 175.0  # without input audio, then validationException 531

@@ -49,7 +49,10 @@ class EndAction(StrEnum):
 class SessionLimits:
     stream_seconds: float = 480.0  # Bedrock's 8 minutes
     idle_seconds: float = 175.0  # cut after this long without input audio
-    pace: float = 1.0  # clock seconds per wall second when no audio drives it; 0 = at once
+    # Wall seconds per second of the engine's clock: 1 is real time, 0.25 four times faster.
+    # 0 is the tests' "as fast as the input allows": the input audio drives the clock while an
+    # audio content is open, and the clock jumps to the next output when none is.
+    pace: float = 1.0
 
 
 _AUDIO_EVENTS = frozenset({"audioInput", "audioOutput"})
@@ -134,10 +137,10 @@ class StreamSession:
         self._verifier = ChunkVerifier(auth)
         self._grammar = InputGrammar(model)
         self._engine = ConversationEngine(model, seed=seed, turns=cursor, settings=engine_settings)
+        self._engine.audio_drives_clock = self.limits.pace <= 0
         self._faults = FaultTracker(faults or [], now)
         self._out = bytearray()
         self._last_audio = now
-        self._last_pace = now
         self._pump(now)  # faults planned for the start fire before any input
 
     @property
@@ -162,6 +165,8 @@ class StreamSession:
         except EventStreamError as exc:
             self._violation(f"chunk: the input is not a valid event stream ({exc})")
             return
+        # Bring the clock up to now first: what an event starts is scheduled from the present.
+        self._pace(now)
         for frame in frames:
             try:
                 payload = self._verifier.verify(frame)
@@ -229,22 +234,23 @@ class StreamSession:
         if deadline is not None:
             times.append(deadline)
         due = self._engine.next_due()
-        if due is not None and not self._engine.audio_open:
-            times.append(self._last_pace + max(0.0, due - self._engine.clock) * self.limits.pace)
+        if due is not None:
+            if self.limits.pace > 0:
+                times.append(self.started_at + due * self.limits.pace)
+            elif not self._engine.audio_open:
+                times.append(self.started_at)  # at once
         return min(times)
 
     def _pace(self, now: float) -> None:
-        """Without open audio the clock follows the wall clock, scaled by the pace factor."""
-        elapsed = now - self._last_pace
-        self._last_pace = now
+        """Move the engine's clock: from the wall clock, or (pace 0) to what is due."""
         engine = self._engine
-        if engine.audio_open:
-            return
-        if self.limits.pace <= 0:
+        if self.limits.pace > 0:
+            # Absolute, not incremental: the clock is the stream's age, scaled, so rounding
+            # and late timers never accumulate.
+            engine.advance_to((now - self.started_at) / self.limits.pace)
+        elif not engine.audio_open:
             while (due := engine.next_due()) is not None:
                 engine.advance_to(due)
-        elif engine.next_due() is not None:
-            engine.advance_to(engine.clock + elapsed / self.limits.pace)
 
     # -- output ---------------------------------------------------------------
 

@@ -14,6 +14,10 @@ class NovaModel:
     # and the turn-detection (endpointing) setting on sessionStart.
     interactive_text: bool
     turn_detection: bool
+    # The end-of-life date on the model's Bedrock model card (requests fail after it) and the
+    # model that replaces it; None while the model is offered.
+    end_of_life: str | None = None
+    replacement: str | None = None
 
 
 NOVA_2_SONIC = NovaModel(
@@ -63,7 +67,19 @@ NOVA_SONIC_V1 = NovaModel(
     regions=frozenset({"us-east-1", "eu-north-1", "ap-northeast-1"}),
     interactive_text=False,
     turn_detection=False,
+    end_of_life="14 September 2026",
+    replacement="amazon.nova-2-sonic-v1:0",
 )
+
+
+def retired_message(model: NovaModel, override: str) -> str:
+    """Why a retired model is refused, and how to go on (``override`` names the setting)."""
+    return (
+        f"{model.model_id} reached its end of life on {model.end_of_life} (its Bedrock model "
+        f"card); requests to it fail after that date. Use {model.replacement}, or set "
+        f"{override} where your Region or account still serves it."
+    )
+
 
 MODELS: dict[str, NovaModel] = {m.model_id: m for m in (NOVA_2_SONIC, NOVA_SONIC_V1)}
 

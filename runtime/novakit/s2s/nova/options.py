@@ -17,6 +17,7 @@ from .models import (
     MODELS,
     OUTPUT_SAMPLE_RATES,
     NovaModel,
+    retired_message,
 )
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class NovaOptions:
     recovery_attempts: int = 5  # fresh streams tried per outage (0: failures end the session)
     recovery_budget: float = 30.0  # seconds an outage may last before the session gives up
     on_telemetry: Any = None  # callable(name, value, tags); see telemetry.py
+    # Use a model past its end of life (amazon.nova-sonic-v1:0) where it is still served.
+    allow_retired_model: bool = False
 
     @classmethod
     def from_extra(cls, extra: Mapping[str, Any]) -> NovaOptions:
@@ -131,6 +134,8 @@ class NovaOptions:
             raise ConfigError("recovery_budget must be positive")
         if self.on_telemetry is not None and not callable(self.on_telemetry):
             raise ConfigError("on_telemetry must be a callable(name, value, tags)")
+        if not isinstance(self.allow_retired_model, bool):
+            raise ConfigError("allow_retired_model must be true or false")
         if self.max_audio_event_bytes < 320 or self.max_audio_event_bytes % 2:
             raise ConfigError("max_audio_event_bytes must be an even number >= 320")
 
@@ -142,6 +147,8 @@ def validate_for_nova(config: Config, options: NovaOptions) -> NovaModel:
         raise ConfigError(
             f"unknown Nova Sonic model {config.model!r}; known: {', '.join(sorted(MODELS))}"
         )
+    if model.end_of_life is not None and not options.allow_retired_model:
+        raise ConfigError(retired_message(model, "Config.extra['allow_retired_model']=True"))
     if config.voice not in model.voices:
         raise ConfigError(
             f"voice {config.voice!r} is not available on {model.model_id}; choose one of "
