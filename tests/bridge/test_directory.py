@@ -96,3 +96,24 @@ async def test_heartbeats(directory: Directory) -> None:
     await asyncio.sleep(0.3)
     assert not await directory.alive("http://a", within=0.1)
     assert await directory.peers(within=0.1) == []
+
+
+async def test_a_hand_over_marks_the_record_with_the_task_that_released_it(
+    directory: Directory,
+) -> None:
+    record = await directory.claim("c-handed=", "http://a", state={"n": 1}, principal="u")
+    assert record is not None and record.handed_over_by == ""
+    await directory.release(record, forget=False)
+    handed = await directory.get("c-handed=")
+    assert handed is not None
+    assert (handed.owner, handed.handed_over_by, handed.version) == ("", "http://a", 2)
+    assert (handed.state, handed.principal) == ({"n": 1}, "u")
+    # the adopter's claim clears the marker: the session is its own now
+    adopted = await directory.claim("c-handed=", "http://b", replacing=handed)
+    assert adopted is not None and adopted.handed_over_by == ""
+    stored = await directory.get("c-handed=")
+    assert stored is not None and (stored.owner, stored.handed_over_by) == ("http://b", "")
+    # a task that no longer owns the session cannot mark it
+    await directory.release(record, forget=False)
+    stored = await directory.get("c-handed=")
+    assert stored is not None and (stored.owner, stored.handed_over_by) == ("http://b", "")

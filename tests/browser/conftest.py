@@ -25,6 +25,8 @@ from novakit.dev import free_port
 from novakit.emulator import DEFAULT_CREDENTIALS, Emulator, EmulatorConfig
 from novakit.localgw import GatewayConfig, LocalGateway
 
+from ..gateway_auth import GATEWAY_SECRET
+
 REPO = Path(__file__).resolve().parents[2]
 WEB = REPO / "web"
 ARTIFACTS = REPO / "test-artifacts" / "browser"
@@ -75,6 +77,7 @@ async def browser_stack(
             port=0,
             region=emu.config.region,
             drain_seconds=1.0,
+            gateway_secrets=(GATEWAY_SECRET,),
             provider_extra={
                 "base_url": emu.endpoint,
                 "ca_bundle": emu.ca_path,
@@ -89,7 +92,11 @@ async def browser_stack(
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         bridge_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
         gateway_config = GatewayConfig(
-            port=gateway_port, backends=[bridge_url], static_dir=WEB, token=token
+            port=gateway_port,
+            backends=[bridge_url],
+            static_dir=WEB,
+            token=token,
+            integration_secret=GATEWAY_SECRET,
         )
         gateway = await stack.enter_async_context(LocalGateway(gateway_config))
         yield BrowserStack(emu, gateway)

@@ -13,7 +13,7 @@ DynamoDB-compatible server in tests).
 Table layout (partition key ``pk``, string; TTL attribute ``expires_at``):
 
 - ``conn#{connection id}``: ``owner``, ``version``, ``state`` (JSON), ``principal``,
-  ``updated_at``, ``expires_at``
+  ``updated_at``, ``expires_at``; ``handed_over_by`` while a draining task has handed it over
 - ``task#{owner address}``: ``heartbeat_at``, ``expires_at``
 """
 
@@ -37,6 +37,9 @@ class SessionRecord:
     version: int
     state: Mapping[str, Any] = field(default_factory=dict)
     principal: str = ""
+    # The task that released the session for another to adopt (``release(forget=False)``);
+    # "" otherwise. A peer adopts a handed-over frame only when this names the sender.
+    handed_over_by: str = ""
 
 
 class Directory(Protocol):
@@ -62,7 +65,8 @@ class Directory(Protocol):
 
     async def release(self, record: SessionRecord, *, forget: bool) -> None:
         """Give up ownership: delete the record (``forget``, the client left) or clear its
-        owner so that another task takes the session on (hand-over)."""
+        owner so that another task takes the session on (hand-over), marking the record as
+        handed over by ``record.owner``."""
         ...
 
     async def heartbeat(self, owner: str) -> None: ...
@@ -108,6 +112,7 @@ class MemoryDirectory:
                 owner=owner,
                 version=current.version + 1,
                 state=dict(state) if state is not None else current.state,
+                handed_over_by="",
             )
         self._records[connection_id] = record
         return record
@@ -131,7 +136,7 @@ class MemoryDirectory:
             del self._records[record.connection_id]
         else:
             self._records[record.connection_id] = replace(
-                current, owner="", version=current.version + 1
+                current, owner="", version=current.version + 1, handed_over_by=current.owner
             )
 
     async def heartbeat(self, owner: str) -> None:
@@ -229,6 +234,7 @@ class DynamoDirectory:
             int(item["version"]["N"]),
             json.loads(item["state"]["S"]),
             item.get("principal", {}).get("S", ""),
+            item.get("handed_over_by", {}).get("S", ""),
         )
 
     async def save(self, record: SessionRecord, state: Mapping[str, Any]) -> SessionRecord | None:
@@ -275,7 +281,9 @@ class DynamoDirectory:
                 await self._call(
                     "update_item",
                     Key=key,
-                    UpdateExpression="SET #owner = :none, version = :next",
+                    UpdateExpression=(
+                        "SET #owner = :none, version = :next, handed_over_by = :owner"
+                    ),
                     **condition,
                     ExpressionAttributeValues={
                         ":owner": {"S": record.owner},
