@@ -38,7 +38,7 @@ from novakit import audio
 from novakit.localgw import GatewayConfig, LocalGateway
 
 from . import costs, stack
-from .common import EmulatorProcess, emulator_process, latest_capacity, save
+from .common import GATEWAY_SECRET, EmulatorProcess, emulator_process, latest_capacity, save
 
 
 async def load(emu: EmulatorProcess, workdir: Path, quick: bool) -> list[dict[str, Any]]:
@@ -143,7 +143,7 @@ async def cost(
 async def gateway_check(emu: EmulatorProcess, workdir: Path, seconds: float) -> dict[str, Any]:
     port = stack.free_port()
     sessions = 5
-    config = GatewayConfig(backends=[f"http://127.0.0.1:{port}"])
+    config = GatewayConfig(backends=[f"http://127.0.0.1:{port}"], integration_secret=GATEWAY_SECRET)
     async with LocalGateway(config) as gateway:
         options = stack.BridgeOptions()
         log = workdir / "bridge-gateway.log"

@@ -34,7 +34,7 @@ from novakit.bridge.directory import create_table
 from novakit.dev import free_port
 from novakit.localgw import GatewayConfig, LocalGateway
 
-from .common import EmulatorProcess, emulator_process, save
+from .common import GATEWAY_SECRET, EmulatorProcess, emulator_process, save
 from .stack import percentiles, telemetry
 
 TABLE = "novakit-sessions"
@@ -87,6 +87,7 @@ def _bridge(emu: EmulatorProcess, gateway: str, port: int, dynamodb: str, log: P
         NOVAKIT_OWNER_TIMEOUT="2",
         NOVAKIT_DRAIN_SECONDS="5",
         NOVAKIT_LOG_LEVEL="WARNING",
+        NOVAKIT_GATEWAY_SECRET=GATEWAY_SECRET,
         AWS_REGION=emu.region,
         AWS_ENDPOINT_URL_BEDROCK_RUNTIME=emu.endpoint,
         AWS_CA_BUNDLE=emu.ca_path,
@@ -155,7 +156,11 @@ async def run(quick: bool = False) -> dict[str, Any]:
             ports = [free_port() for _ in range(3)]
             urls = [f"http://127.0.0.1:{p}" for p in ports]
             config = GatewayConfig(
-                backends=urls, health_path="/health", health_interval=0.5, unhealthy_threshold=2
+                backends=urls,
+                health_path="/health",
+                health_interval=0.5,
+                unhealthy_threshold=2,
+                integration_secret=GATEWAY_SECRET,
             )
             async with LocalGateway(config) as gateway:
                 logs = [Path(tmp) / f"bridge-{p}.log" for p in ports]

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# The secret the benchmarks' bridges require and their gateways and load generator send
+# (x-gateway-secret). Loopback only, so a fixed value will do.
+GATEWAY_SECRET = "bench-gateway-secret-0123456789abcdefABCDEF"
 
 
 @dataclass(frozen=True)

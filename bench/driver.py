@@ -40,7 +40,10 @@ import aiohttp
 from aiohttp import web
 
 from novakit import audio
+from novakit.bridge.auth import GATEWAY_SECRET_HEADER
 from novakit.localgw import message_units
+
+from .common import GATEWAY_SECRET
 
 SAMPLE_RATE = 16000
 
@@ -144,6 +147,7 @@ class Driver:
 
     def _headers(self, client: Client, route: str) -> dict[str, str]:
         return {
+            GATEWAY_SECRET_HEADER: GATEWAY_SECRET,
             "x-connection-id": client.connection_id,
             "x-request-id": f"{client.connection_id}-{time.monotonic_ns()}",
             "x-route-key": route,

@@ -26,7 +26,7 @@ import aiohttp
 
 from novakit.dev import free_port
 
-from .common import EmulatorProcess, process_cpu, thread_cpu
+from .common import GATEWAY_SECRET, EmulatorProcess, process_cpu, thread_cpu
 
 # The bridge writes its aggregated metrics this often during a benchmark (default: 60 s), so
 # that the lines written while the load ramps up can be left out.
@@ -106,6 +106,7 @@ async def bridge_process(
         NOVAKIT_MAX_SESSIONS="5000",
         NOVAKIT_LOG_LEVEL="WARNING",
         NOVAKIT_METRICS_SECONDS=str(METRICS_SECONDS),
+        NOVAKIT_GATEWAY_SECRET=GATEWAY_SECRET,
         AWS_REGION=emu.region,
         AWS_ENDPOINT_URL_BEDROCK_RUNTIME=emu.endpoint,
         AWS_CA_BUNDLE=emu.ca_path,

@@ -1,4 +1,11 @@
-"""The session bridge on Fargate behind an internal Network Load Balancer."""
+"""The session bridge on Fargate behind an internal Network Load Balancer.
+
+Who reaches the bridge's port: the NLB (API Gateway's VPC link requests and the health checks),
+by security group, and the other bridge tasks (relays), by security group. No address range of
+the VPC is trusted. The NLB's own group has no inbound rule: the VPC link reaches it through
+PrivateLink, which API Gateway asks to exempt from inbound rules (its addresses are not ours
+to name), so nothing else in the VPC can open a connection to the listener.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +39,6 @@ DRAIN_SECONDS = 100
 @dataclass(frozen=True)
 class BridgeServiceProps:
     vpc: ec2.IVpc
-    vpc_cidr: str
     table: dynamodb.ITableV2
     model_id: str
     connections_url: str
@@ -40,6 +46,8 @@ class BridgeServiceProps:
     manage_connections_arns: list[str]
     tool_function_arns: list[str]
     environment: dict[str, str]
+    # Environment variables ECS fills from Secrets Manager at task start (the gateway secret).
+    secrets: dict[str, ecs.Secret]
     cpu: int
     memory_mib: int
     min_tasks: int
@@ -106,6 +114,7 @@ class BridgeService(Construct):
                 "NOVAKIT_DRAIN_SECONDS": str(DRAIN_SECONDS),
                 **props.environment,
             },
+            secrets=props.secrets,
             logging=ecs.LogDriver.aws_logs(stream_prefix="bridge", log_group=self.log_group),
             stop_timeout=Duration.seconds(STOP_TIMEOUT_SECONDS),
         )
@@ -117,12 +126,29 @@ class BridgeService(Construct):
             description="novakit bridge tasks",
             allow_all_outbound=True,
         )
-        # The NLB (VPC link traffic, health checks) and other bridge tasks (relaying frames to
-        # a session's owner) reach the bridge from inside the VPC only.
-        self.security_group.add_ingress_rule(
-            ec2.Peer.ipv4(props.vpc_cidr),
+        # The load balancer's group: no inbound rule (see the module's docstring); out to the
+        # tasks' port only (requests and health checks).
+        self.load_balancer_security_group = ec2.SecurityGroup(
+            self,
+            "LoadBalancerSecurityGroup",
+            vpc=props.vpc,
+            description="novakit bridge NLB: the API Gateway VPC link (PrivateLink) only",
+            allow_all_outbound=False,
+        )
+        self.load_balancer_security_group.add_egress_rule(
+            self.security_group,
             ec2.Port.tcp(BRIDGE_PORT),
-            "bridge port from inside the VPC (NLB, other bridge tasks)",
+            "integration requests and health checks to the bridge tasks",
+        )
+        self.security_group.add_ingress_rule(
+            self.load_balancer_security_group,
+            ec2.Port.tcp(BRIDGE_PORT),
+            "integration requests and health checks from the NLB",
+        )
+        self.security_group.add_ingress_rule(
+            self.security_group,
+            ec2.Port.tcp(BRIDGE_PORT),
+            "relayed frames from the other bridge tasks",
         )
 
         self.service = ecs.FargateService(
@@ -147,6 +173,11 @@ class BridgeService(Construct):
             vpc=props.vpc,
             internet_facing=False,
             cross_zone_enabled=True,
+            security_groups=[self.load_balancer_security_group],
+            # API Gateway's VPC link arrives through PrivateLink from addresses API Gateway does
+            # not publish; its guide for VPC links says to turn this evaluation off. Only this
+            # stack's VPC link is connected to the NLB's endpoint service.
+            enforce_security_group_inbound_rules_on_private_link_traffic=False,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
         )
         listener = self.load_balancer.add_listener(

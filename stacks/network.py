@@ -9,7 +9,8 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-# A fixed range, so security group rules can name it (and be checked) at synth time.
+# A fixed range, known at synth time. No security group rule trusts it: the bridge admits the
+# NLB's and its own security groups, not addresses (see bridge_service.py).
 VPC_CIDR = "10.40.0.0/16"
 
 

@@ -67,6 +67,9 @@ class Settings:
     alarm_email: str = ""
     powertools_layer_version: int = 27
     apigw_account_logging_role: bool = True
+    # The Secrets Manager version id of the gateway secret the integrations send; set during a
+    # rotation (docs/deploy.md) so that CloudFormation reads the secret again. "": the current.
+    gateway_secret_version: str = ""
 
     @classmethod
     def from_node(cls, node: Any) -> Settings:
@@ -134,6 +137,14 @@ class Settings:
             raise SettingsError(f"log_retention_days must be one of {sorted(_LOG_RETENTION_DAYS)}")
         if not self.stage_name.isalnum():
             raise SettingsError("stage_name must be letters and digits only")
+        version = self.gateway_secret_version
+        if version and not (
+            32 <= len(version) <= 64 and all(c.isalnum() or c == "-" for c in version)
+        ):
+            raise SettingsError(
+                "gateway_secret_version must be a Secrets Manager version id (32-64 letters, "
+                f"digits or hyphens), got {version!r}"
+            )
 
 
 # The retention periods CloudWatch Logs accepts.

@@ -13,6 +13,7 @@ from constructs import Construct
 from novakit.tools import discover_tools
 from stacks.bridge_service import REPO_ROOT, BridgeService, BridgeServiceProps
 from stacks.connect_auth import TOKEN_QUERY_PARAMETER, ConnectAuth, ConnectAuthProps
+from stacks.gateway_secret import GatewaySecret
 from stacks.network import Network, NetworkProps
 from stacks.observability import Observability, ObservabilityProps
 from stacks.session_directory import SessionDirectory
@@ -117,6 +118,9 @@ class VoiceAgentStack(Stack):
             ),
         )
 
+        self.gateway_secret = GatewaySecret(
+            self, "GatewaySecret", version_id=settings.gateway_secret_version
+        )
         environment = {
             "NOVAKIT_VOICE": settings.voice,
             "NOVAKIT_BATCH_MS": str(settings.batch_ms),
@@ -132,13 +136,13 @@ class VoiceAgentStack(Stack):
             "Bridge",
             BridgeServiceProps(
                 vpc=self.network.vpc,
-                vpc_cidr=self.network.cidr,
                 table=self.directory.table,
                 model_id=settings.model_id,
                 connections_url=self.gateway.connections_url,
                 manage_connections_arns=self.gateway.manage_connections_arns,
                 tool_function_arns=self.tools.function_arns,
                 environment=environment,
+                secrets=self.gateway_secret.container_secrets,
                 cpu=settings.task_cpu,
                 memory_mib=settings.task_memory_mib,
                 min_tasks=settings.min_tasks,
@@ -162,6 +166,7 @@ class VoiceAgentStack(Stack):
             self.bridge.load_balancer,
             self.bridge.port,
             ConnectAuthorization(authorization_type, authorizer_id, principal),
+            static_headers={self.gateway_secret.header_name: self.gateway_secret.header_value},
         )
 
         self.observability = Observability(
@@ -251,6 +256,12 @@ class VoiceAgentStack(Stack):
                 self, "TalkCommand", value=talk, description="Talk to the agent from a terminal"
             )
         CfnOutput(self, "DashboardUrl", value=self.observability.dashboard_url)
+        CfnOutput(
+            self,
+            "GatewaySecretArn",
+            value=self.gateway_secret.secret.secret_arn,
+            description="The secret API Gateway sends to the bridge (rotation: docs/deploy.md)",
+        )
         if self.web_client is not None:
             CfnOutput(
                 self,

@@ -159,8 +159,12 @@ class WebSocketGateway(Construct):
         load_balancer: elbv2.INetworkLoadBalancer,
         port: int,
         authorization: ConnectAuthorization,
+        static_headers: dict[str, str] | None = None,
     ) -> None:
-        """VPC link V1 to the NLB (V2 links serve HTTP APIs only) and the three routes."""
+        """VPC link V1 to the NLB (V2 links serve HTTP APIs only) and the three routes.
+
+        ``static_headers``: header name -> static value (single-quoted, API Gateway's syntax)
+        added to every integration request: the gateway secret the bridge checks."""
         self.vpc_link = apigw.VpcLink(
             self,
             "VpcLink",
@@ -171,6 +175,7 @@ class WebSocketGateway(Construct):
             headers = dict(COMMON_HEADERS)
             if route_key == "$connect" and authorization.principal_expression:
                 headers["x-principal-id"] = authorization.principal_expression
+            headers.update(static_headers or {})
             integration = apigwv2.CfnIntegration(
                 self,
                 f"{ROUTE_IDS[route_key]}Integration",

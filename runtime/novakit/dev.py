@@ -14,6 +14,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import secrets
 import socket
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -109,6 +110,9 @@ async def local_stack(
                 "aws_secret_access_key": DEFAULT_CREDENTIALS.secret_access_key,
             }
         tools_dir = options.tools_dir if options.tools_dir and options.tools_dir.is_dir() else None
+        # A fresh secret each run, known to this gateway and this bridge only: other local
+        # processes cannot drive the bridge's sessions by calling its port directly.
+        gateway_secret = secrets.token_urlsafe(32)
         settings = BridgeSettings(
             connections_url=f"http://127.0.0.1:{gateway_port}",
             host="127.0.0.1",
@@ -118,6 +122,7 @@ async def local_stack(
             drain_seconds=2.0,
             provider_extra=provider_extra,
             region=_region(options),
+            gateway_secrets=(gateway_secret,),
         )
         bridge = Bridge(settings, signer=Unsigned())
         runner = web.AppRunner(bridge.application(), access_log=None, shutdown_timeout=1.0)
@@ -133,6 +138,7 @@ async def local_stack(
                     backends=[bridge_url],
                     token=options.token,
                     static_dir=web_dir,
+                    integration_secret=gateway_secret,
                 )
             )
         )

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from aiohttp import web
 
+from novakit.bridge.auth import RELAY_SIGNATURE_HEADER
 from novakit.bridge.cluster import (
     ADOPT_HEADER,
     RELAYED_HEADER,
@@ -18,6 +19,8 @@ from novakit.bridge.cluster import (
     RelayOutcome,
     discover_address,
 )
+
+from ..gateway_auth import gateway_headers, relay_auth
 
 
 @pytest.fixture
@@ -79,19 +82,24 @@ async def test_relay_outcomes() -> None:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     owner = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    relay = Relay(timeout=0.5)
+    relay = Relay(timeout=0.5, auth=relay_auth())
     try:
-        headers = {"x-connection-id": "mine=", "x-request-id": "r1", "authorization": "secret"}
+        headers = gateway_headers("mine=", **{"x-request-id": "r1", "authorization": "secret"})
         done = await relay.forward(owner, "/ws/message", headers, b"{}")
         assert done.outcome is RelayOutcome.DELIVERED
         assert seen[0][RELAYED_HEADER] == "1"
         assert "authorization" not in {k.lower() for k in seen[0]}  # only the context travels
         assert ADOPT_HEADER not in seen[0]
+        # signed, and still carrying API Gateway's proof as it arrived
+        assert relay_auth().verify("POST", "/ws/message", seen[0], b"{}") is None
+        assert seen[0][RELAY_SIGNATURE_HEADER].startswith("v1=")
+        assert seen[0]["x-gateway-secret"] == headers["x-gateway-secret"]
         handed = await relay.forward(
             owner, "/ws/message", headers, b"{}", handed_over_by="http://10.0.3.17:8080"
         )
         assert handed.outcome is RelayOutcome.DELIVERED
         assert seen[1][ADOPT_HEADER] == "http://10.0.3.17:8080"  # who is handing it over
+        assert relay_auth().verify("POST", "/ws/message", seen[1], b"{}") is None
         other = {"x-connection-id": "not-mine="}
         assert (await relay.forward(owner, "/ws/message", other, b"{}")).outcome is (
             RelayOutcome.NOT_OWNER

@@ -231,3 +231,24 @@ async def test_memory_tombstones_go_after_the_record_ttl() -> None:
     assert await directory.end("new=", owner="http://a")
     assert await directory.owner_of("old=") is None  # expired, as DynamoDB's TTL removes it
     assert await directory.owner_of("new=") == Route("", ended=True)
+
+
+async def test_a_hand_over_marks_the_record_with_the_task_that_released_it(
+    directory: Directory,
+) -> None:
+    record = await directory.claim("c-handed=", "http://a", state={"n": 1}, principal="u")
+    assert record is not None and record.handed_over_by == ""
+    await directory.release(record, forget=False)
+    handed = await directory.get("c-handed=")
+    assert handed is not None
+    assert (handed.owner, handed.handed_over_by, handed.version) == ("", "http://a", 2)
+    assert (handed.state, handed.principal) == ({"n": 1}, "u")
+    # the adopter's claim clears the marker: the session is its own now
+    adopted = await directory.claim("c-handed=", "http://b", replacing=handed)
+    assert adopted is not None and adopted.handed_over_by == ""
+    stored = await directory.get("c-handed=")
+    assert stored is not None and (stored.owner, stored.handed_over_by) == ("http://b", "")
+    # a task that no longer owns the session cannot mark it
+    await directory.release(record, forget=False)
+    stored = await directory.get("c-handed=")
+    assert stored is not None and (stored.owner, stored.handed_over_by) == ("http://b", "")

@@ -21,6 +21,7 @@ from novakit.bridge.directory import DynamoDirectory, create_table
 from novakit.bridge.settings import BridgeSettings
 from novakit.dev import free_port
 
+from ..gateway_auth import GATEWAY_SECRET, gateway_headers
 from .moto import CountingClient, dynamodb_client, moto_server
 from .test_session import FakeEngine, until
 
@@ -90,6 +91,7 @@ async def bridge(moto_endpoint: str, connections_url: str) -> AsyncIterator[Runn
         port=port,
         advertise_url=url,
         heartbeat_seconds=60,
+        gateway_secrets=(GATEWAY_SECRET,),
     )
     running = Bridge(
         settings, engine=FakeEngine(), tools=[], signer=Unsigned(), directory=directory
@@ -107,7 +109,7 @@ async def bridge(moto_endpoint: str, connections_url: str) -> AsyncIterator[Runn
 
 async def post_frames(url: str, connection_id: str, count: int) -> list[int]:
     statuses = []
-    headers = {"x-connection-id": connection_id, "x-route-key": "$default"}
+    headers = gateway_headers(connection_id, **{"x-route-key": "$default"})
     async with aiohttp.ClientSession() as http:
         for seq in range(count):
             frame = json.dumps({"type": "audio", "seq": seq, "data": "AAAA"})

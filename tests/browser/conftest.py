@@ -29,6 +29,8 @@ from novakit.dev import free_port
 from novakit.emulator import DEFAULT_CREDENTIALS, Emulator, EmulatorConfig
 from novakit.localgw import GatewayConfig, LocalGateway
 
+from ..gateway_auth import GATEWAY_SECRET, SECRET_ENV
+
 REPO = Path(__file__).resolve().parents[2]
 WEB = REPO / "web"
 ARTIFACTS = REPO / "test-artifacts" / "browser"
@@ -103,6 +105,7 @@ async def browser_stack(
             port=0,
             region=emu.config.region,
             drain_seconds=1.0,
+            gateway_secrets=(GATEWAY_SECRET,),
             provider_extra=_provider_extra(emu),
             **({"model": model} if model else {}),
         )
@@ -113,7 +116,11 @@ async def browser_stack(
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         bridge_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
         gateway_config = GatewayConfig(
-            port=gateway_port, backends=[bridge_url], static_dir=WEB, token=token
+            port=gateway_port,
+            backends=[bridge_url],
+            static_dir=WEB,
+            token=token,
+            integration_secret=GATEWAY_SECRET,
         )
         gateway = await stack.enter_async_context(LocalGateway(gateway_config))
         yield BrowserStack(emu, gateway, bridge)
@@ -177,11 +184,17 @@ async def crashable_stack(
             "NOVAKIT_PORT": str(bridge_port),
             "NOVAKIT_DRAIN_SECONDS": "1",
             "NOVAKIT_PROVIDER_EXTRA": json.dumps(_provider_extra(emu)),
+            **SECRET_ENV,
         }
         bridge = BridgeProcess(bridge_port, environment, log_dir / "bridge.log")
         stack.push_async_callback(bridge.kill)
         await bridge.start()
-        gateway_config = GatewayConfig(port=gateway_port, backends=[bridge.url], static_dir=WEB)
+        gateway_config = GatewayConfig(
+            port=gateway_port,
+            backends=[bridge.url],
+            static_dir=WEB,
+            integration_secret=GATEWAY_SECRET,
+        )
         gateway = await stack.enter_async_context(LocalGateway(gateway_config))
         yield BrowserStack(emu, gateway), bridge
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
+
 from novakit import audio
+from novakit.dev import DevOptions, local_stack
+
+from ..stack.conftest import connect
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,3 +47,21 @@ def test_novakit_dev_once_talks_through_gateway_bridge_and_tools(tmp_path: Path)
     ]
     pcm, rate = audio.read_wav(out)
     assert rate == 24000 and audio.duration(pcm, rate) > 1.0
+
+
+async def test_the_dev_stack_bridge_answers_its_own_gateway_only() -> None:
+    options = DevOptions(port=0, tools_dir=None, web_dir=None)
+    async with (
+        local_stack(options, io.StringIO()) as running,
+        aiohttp.ClientSession() as http,
+        connect(running.gateway_url) as client,
+    ):
+        # the gateway's requests carry this run's secret: the client gets its session
+        await client.send({"type": "start"})
+        ready = await client.wait_for(lambda f: f.get("type") == "session")
+        headers = {"x-connection-id": ready["connection_id"]}
+        # another process on this machine that finds the bridge's port gets 403
+        async with http.post(
+            running.bridge_url + "/ws/message", data=b'{"type":"ping"}', headers=headers
+        ) as response:
+            assert response.status == 403

@@ -18,6 +18,7 @@ from novakit.emulator import Emulator, EmulatorConfig
 from novakit.localgw import GatewayConfig, LocalGateway
 
 from ..bridge.moto import dynamodb_client, moto_server
+from ..gateway_auth import GATEWAY_SECRET
 from ..stack.conftest import NOVAKIT, bridge_env, wait_healthy
 
 TABLE = "novakit-sessions"
@@ -59,7 +60,11 @@ async def cluster(
     with moto_server() as dynamodb:
         create_table(dynamodb_client(dynamodb), TABLE)
         gateway_config = GatewayConfig(
-            backends=urls, health_path="/health", health_interval=0.2, unhealthy_threshold=2
+            backends=urls,
+            health_path="/health",
+            health_interval=0.2,
+            unhealthy_threshold=2,
+            integration_secret=GATEWAY_SECRET,
         )
         async with Emulator(config) as emu, LocalGateway(gateway_config) as gateway:
             bridges: list[Bridge] = []

@@ -15,6 +15,7 @@ import aiohttp
 from novakit.bridge.cluster import ADOPT_HEADER, RELAYED_HEADER
 from novakit.emulator import Script, ScriptTurn
 
+from ..gateway_auth import gateway_headers, signed
 from ..stack.conftest import Client, connect
 from .conftest import cluster
 
@@ -151,7 +152,7 @@ async def test_racing_takeovers_have_one_winner(tmp_path: Path) -> None:
         )
         assert record is not None
         frame = json.dumps({"type": "text", "text": "are you there"})
-        headers = {"x-connection-id": connection_id, "x-route-key": "$default"}
+        headers = gateway_headers(connection_id, **{"x-route-key": "$default"})
 
         async def post(bridge_url: str) -> int:
             async with (
@@ -203,16 +204,17 @@ async def test_a_handed_over_frame_goes_to_the_task_that_adopted_the_session(
             adopter = (await running.directory.get(connection_id)).owner
             other = next(b for b in running.bridges if b.url != adopter)
             draining = "http://127.0.0.1:9"  # the task handing over; not the owner any more
-            headers = {
-                "x-connection-id": connection_id,
-                "x-route-key": "$default",
-                RELAYED_HEADER: "1",
-                ADOPT_HEADER: draining,
-            }
+            headers = gateway_headers(
+                connection_id, **{"x-route-key": "$default", RELAYED_HEADER: "1"}
+            )
+            headers[ADOPT_HEADER] = draining
+            frame = json.dumps({"type": "ping"}).encode()
             async with (
                 aiohttp.ClientSession() as http,
                 http.post(
-                    other.url + "/ws/message", data=json.dumps({"type": "ping"}), headers=headers
+                    other.url + "/ws/message",
+                    data=frame,
+                    headers=signed("/ws/message", headers, frame),
                 ) as response,
             ):
                 assert response.status == 200

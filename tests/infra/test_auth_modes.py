@@ -27,7 +27,8 @@ def test_cognito_mode(synth, two_tools):
     route = connect_route(cognito)
     assert route["AuthorizationType"] == "CUSTOM"
     cognito.template.resource_count_is("AWS::Cognito::UserPool", 1)
-    cognito.template.resource_count_is("AWS::SecretsManager::Secret", 0)
+    # only the gateway secret (API Gateway to the bridge): no shared client token
+    cognito.template.resource_count_is("AWS::SecretsManager::Secret", 1)
     cognito.template.has_resource_properties(
         "AWS::Cognito::UserPoolClient", {"GenerateSecret": False}
     )
@@ -66,4 +67,4 @@ def test_open_endpoint_only_with_the_flag(synth, two_tools):
     assert "WARNING" in opened.raw["Outputs"]["Unauthenticated"]["Value"]
     assert "--token" not in str(opened.raw["Outputs"]["TalkCommand"])
     opened.template.resource_count_is("AWS::ApiGatewayV2::Authorizer", 0)
-    opened.template.resource_count_is("AWS::SecretsManager::Secret", 0)
+    opened.template.resource_count_is("AWS::SecretsManager::Secret", 1)  # the gateway secret

@@ -127,18 +127,86 @@ def test_nlb_checks_health_and_drains_sessions(default):
     )
 
 
-def test_tasks_accept_the_bridge_port_from_the_vpc_only(default):
-    (group,) = default.resources("AWS::EC2::SecurityGroup").values()
-    (rule,) = group["Properties"]["SecurityGroupIngress"]
-    assert (rule["CidrIp"], rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == (
-        default.stack.network.cidr,
-        "tcp",
-        8080,
-        8080,
+def ingress_rules(synthesized, group_id):
+    """Every inbound rule of a security group: inline, and standalone ingress resources."""
+    (logical,) = [
+        k
+        for k, v in synthesized.resources("AWS::EC2::SecurityGroup").items()
+        if {"Fn::GetAtt": [k, "GroupId"]} == group_id
+    ]
+    group = synthesized.raw["Resources"][logical]["Properties"]
+    rules = list(group.get("SecurityGroupIngress", []))
+    rules += [
+        r["Properties"]
+        for r in synthesized.resources("AWS::EC2::SecurityGroupIngress").values()
+        if r["Properties"]["GroupId"] == group_id
+    ]
+    return rules
+
+
+def test_tasks_accept_the_bridge_port_from_the_nlb_and_each_other_only(default):
+    bridge = default.stack.bridge
+    tasks = default.resolve(bridge.security_group.security_group_id)
+    nlb = default.resolve(bridge.load_balancer_security_group.security_group_id)
+    rules = ingress_rules(default, tasks)
+    # No address range is trusted: being in the VPC is not enough to reach the bridge.
+    for rule in rules:
+        assert not {"CidrIp", "CidrIpv6", "SourcePrefixListId"} & set(rule), rule
+    sources = sorted(
+        (json.dumps(rule["SourceSecurityGroupId"]), rule["IpProtocol"], rule["FromPort"])
+        for rule in rules
     )
-    default.template.has_resource_properties(
-        "AWS::EC2::VPC", {"CidrBlock": default.stack.network.cidr}
-    )
+    assert sources == sorted([(json.dumps(nlb), "tcp", 8080), (json.dumps(tasks), "tcp", 8080)])
+    assert all(rule["ToPort"] == 8080 for rule in rules)
+
+
+def test_the_nlb_has_a_security_group_that_admits_only_the_vpc_link(default):
+    bridge = default.stack.bridge
+    nlb_group = default.resolve(bridge.load_balancer_security_group.security_group_id)
+    (balancer,) = default.resources("AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+    props = balancer["Properties"]
+    assert props["SecurityGroups"] == [nlb_group]
+    # API Gateway's VPC link arrives through PrivateLink, exempt from the group's inbound rules
+    # (API Gateway's addresses are not published); nothing else may come in.
+    assert props["EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic"] == "off"
+    assert ingress_rules(default, nlb_group) == []
+    (logical,) = [
+        k
+        for k, v in default.resources("AWS::EC2::SecurityGroup").items()
+        if {"Fn::GetAtt": [k, "GroupId"]} == nlb_group
+    ]
+    egress = list(default.raw["Resources"][logical]["Properties"].get("SecurityGroupEgress", []))
+    egress += [
+        r["Properties"]
+        for r in default.resources("AWS::EC2::SecurityGroupEgress").values()
+        if r["Properties"]["GroupId"] == nlb_group
+    ]
+    tasks = default.resolve(bridge.security_group.security_group_id)
+    assert [(e.get("DestinationSecurityGroupId"), e["FromPort"]) for e in egress] == [(tasks, 8080)]
+
+
+def test_the_tasks_get_the_gateway_secret_from_secrets_manager(default):
+    _, definition = container(default)
+    secret = default.resolve(default.stack.gateway_secret.secret.secret_arn)
+    values = {s["Name"]: s["ValueFrom"] for s in definition["Secrets"]}
+    assert values == {
+        "NOVAKIT_GATEWAY_SECRET": {"Fn::Join": ["", [secret, ":current::"]]},
+        "NOVAKIT_GATEWAY_SECRET_PREVIOUS": {"Fn::Join": ["", [secret, ":previous::"]]},
+    }
+    generator = [
+        s["Properties"]["GenerateSecretString"]
+        for s in default.resources("AWS::SecretsManager::Secret").values()
+        if s["Properties"].get("Description", "").startswith("novakit: the header")
+    ]
+    assert generator == [
+        {
+            "SecretStringTemplate": '{"previous": ""}',
+            "GenerateStringKey": "current",
+            "ExcludePunctuation": True,
+            "IncludeSpace": False,
+            "PasswordLength": 48,
+        }
+    ]
 
 
 def test_autoscaling_on_cpu_and_sessions(default):

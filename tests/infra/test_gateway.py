@@ -41,6 +41,11 @@ def test_each_route_is_an_http_proxy_over_the_vpc_link(default, route_key):
     expected = dict(COMMON)
     if route_key == "$connect":
         expected["integration.request.header.x-principal-id"] = "context.authorizer.principalId"
+    secret = default.resolve(default.stack.gateway_secret.secret.secret_arn)
+    # The secret as a static value, resolved by CloudFormation: never in the template itself.
+    expected["integration.request.header.x-gateway-secret"] = {
+        "Fn::Join": ["", ["'{{resolve:secretsmanager:", secret, ":SecretString:current::}}'"]]
+    }
     assert props["RequestParameters"] == expected
 
 
@@ -141,3 +146,19 @@ def test_the_account_logging_role_is_kept_after_teardown(default):
     account = default.resources("AWS::ApiGateway::Account")
     (resource,) = account.values()
     assert resource["DeletionPolicy"] == "Retain"
+
+
+def test_a_rotation_pins_the_integrations_to_a_version_of_the_secret(synth, two_tools):
+    version = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"
+    pinned = synth("pinned", tools=two_tools, nag=False, gateway_secret_version=version)
+    secret = pinned.resolve(pinned.stack.gateway_secret.secret.secret_arn)
+    for route_key in PATHS:
+        header = integration_for(pinned, route_key)["RequestParameters"][
+            "integration.request.header.x-gateway-secret"
+        ]
+        assert header == {
+            "Fn::Join": [
+                "",
+                ["'{{resolve:secretsmanager:", secret, f":SecretString:current::{version}}}}}'"],
+            ]
+        }

@@ -97,6 +97,7 @@ def test_outputs_tell_how_to_connect(default):
         "GetTokenCommand",
         "TalkCommand",
         "DashboardUrl",
+        "GatewaySecretArn",
     } <= set(outputs)
     url = outputs["WebSocketUrl"]["Value"]["Fn::Join"][1]
     assert url[0] == "wss://" and url[-1] == "/live"

@@ -111,3 +111,14 @@ def test_every_accepted_log_retention_has_a_cdk_value():
     from stacks.voice_agent_stack import RETENTION
 
     assert set(RETENTION) == set(_LOG_RETENTION_DAYS)
+
+
+def test_the_gateway_secret_version_is_a_secrets_manager_version_id():
+    version = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"
+    assert Settings.from_context({"gateway_secret_version": version}).gateway_secret_version == (
+        version
+    )
+    assert Settings.from_context({}).gateway_secret_version == ""
+    for bad in ("AWSCURRENT", "x" * 65, "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d::"):
+        with pytest.raises(SettingsError, match="gateway_secret_version"):
+            Settings.from_context({"gateway_secret_version": bad})

@@ -42,6 +42,21 @@ def contract_headers(received: Received) -> dict[str, str]:
     return {k: v for k, v in received.headers.items() if k.startswith("x-")}
 
 
+async def test_every_integration_request_carries_the_gateway_secret_when_configured(
+    backend: FakeBackend,
+) -> None:
+    secret = "local-gateway-secret-0123456789abcdefABCDEF"
+    async with gateway(backend, integration_secret=secret) as gw, client(gw.url) as ws:
+        await backend.recorder.wait_for("$connect")
+        await ws.send('{"type": "ping"}')
+        await backend.recorder.wait_for("$default")
+        await ws.close(1000, "bye")
+        await backend.recorder.wait_for("$disconnect")
+    received = backend.recorder.received
+    assert [r.route for r in received] == ["$connect", "$default", "$disconnect"]
+    assert [r.headers.get("x-gateway-secret") for r in received] == [secret] * 3
+
+
 async def test_connect_message_disconnect_carry_the_contract_headers(
     backend: FakeBackend,
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from novakit.localgw.limits import FRAME_LIMIT
 
 from .conftest import WAIT, FakeBackend, client, gateway, receive
 from .test_management import connection_url, request
+
+INTEGRATION_SECRET = "cli-gateway-secret-0123456789abcdefABCDEF"
 
 
 async def test_stats_count_messages_bytes_and_units_per_connection(backend: FakeBackend) -> None:
@@ -68,6 +71,7 @@ async def test_the_command_serves_until_interrupted(backend: FakeBackend, tmp_pa
         str(tmp_path),
         "--token",
         "cli-s3cret",
+        env={**os.environ, "NOVAKIT_GATEWAY_SECRET": INTEGRATION_SECRET},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -80,9 +84,12 @@ async def test_the_command_serves_until_interrupted(backend: FakeBackend, tmp_pa
         assert lines[1].startswith("@connections")
         assert lines[2].startswith("static")
         assert lines[3].startswith("backend") and backend.url in lines[3]
+        assert "with x-gateway-secret" in lines[3]
         async with client(websocket_url.replace("***", "cli-s3cret")) as ws:
             await ws.send("{}")
-            await backend.recorder.wait_for("$default")
+            [message] = await backend.recorder.wait_for("$default")
+        # the secret comes from the environment, never the command line, and is never printed
+        assert message.headers["x-gateway-secret"] == INTEGRATION_SECRET
         process.send_signal(signal.SIGINT)
         async with asyncio.timeout(WAIT * 2):
             stdout, stderr = await process.communicate()
@@ -91,4 +98,6 @@ async def test_the_command_serves_until_interrupted(backend: FakeBackend, tmp_pa
             process.kill()
             await process.wait()
     assert process.returncode == 0, stderr.decode()
-    assert b"cli-s3cret" not in b"".join(line.encode() for line in lines) + stdout + stderr
+    printed = b"".join(line.encode() for line in lines) + stdout + stderr
+    assert b"cli-s3cret" not in printed
+    assert INTEGRATION_SECRET.encode() not in printed

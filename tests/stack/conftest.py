@@ -26,6 +26,8 @@ from novakit.dev import free_port
 from novakit.emulator import DEFAULT_CREDENTIALS, Emulator, EmulatorConfig
 from novakit.localgw import GatewayConfig, LocalGateway
 
+from ..gateway_auth import GATEWAY_SECRET, SECRET_ENV
+
 REPO = Path(__file__).resolve().parents[2]
 NOVAKIT = Path(sys.executable).parent / "novakit"
 CHUNK = 1024  # 32 ms of 16 kHz PCM16
@@ -99,6 +101,7 @@ def bridge_env(emu: Emulator, gateway_url: str, port: int, **extra: str) -> dict
             "AWS_ACCESS_KEY_ID": DEFAULT_CREDENTIALS.access_key_id,
             "AWS_SECRET_ACCESS_KEY": DEFAULT_CREDENTIALS.secret_access_key,
             "NOVAKIT_PROVIDER_EXTRA": json.dumps({"close_timeout": 3.0}),
+            **SECRET_ENV,
         }
     )
     env.update(extra)
@@ -114,7 +117,10 @@ async def local_stack(
     bridge_url = f"http://127.0.0.1:{port}"
     credentials = (DEFAULT_CREDENTIALS.access_key_id, DEFAULT_CREDENTIALS.secret_access_key)
     gateway_config = GatewayConfig(
-        backends=[bridge_url], token="dev-token", credentials=credentials
+        backends=[bridge_url],
+        token="dev-token",
+        credentials=credentials,
+        integration_secret=GATEWAY_SECRET,
     )
     async with Emulator(config) as emu, LocalGateway(gateway_config) as gateway:
         env = bridge_env(emu, gateway.management_url, port, **bridge_extra)

@@ -10,6 +10,10 @@ API Gateway turns every WebSocket event into an HTTP request (HTTP_PROXY through
 
 The connection id arrives in the ``x-connection-id`` header (the stack's request parameter
 mapping); replies go out through ``@connections``.
+
+Every request but ``GET /health`` must prove it comes from API Gateway (``x-gateway-secret``,
+checked before anything else is read) and, when it carries ``x-novakit-*`` headers, that a peer
+task signed it (see ``auth``); otherwise it is answered 403 and changes nothing.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
 from .. import s2s
 from ..signals import stop_event
+from .auth import GATEWAY_SECRET_HEADER, RELAY_HEADER_PREFIX, GatewayAuth, RelayAuth
 from .cluster import (
     ADOPT_HEADER,
     RELAYED_HEADER,
@@ -44,6 +49,13 @@ from .tools import BoundTool, ToolRunner, tools_from_folder, tools_from_manifest
 
 log = logging.getLogger(__name__)
 
+HEALTH_PATH = "/health"
+# Set on a request whose relay signature verified: only then are x-novakit-* headers honoured.
+VERIFIED_RELAY = web.RequestKey("novakit.verified_relay", bool)
+# At most one warning per interval about refused requests: a flood of forged requests must not
+# become a flood of log lines.
+REFUSAL_LOG_SECONDS = 10.0
+
 
 class Bridge:
     """Holds the sessions of one process and answers API Gateway's integration requests."""
@@ -59,6 +71,15 @@ class Bridge:
         directory: Directory | None = None,
     ) -> None:
         self.settings = settings
+        # Refuses to build a bridge that nobody decided may go unguarded.
+        self.gateway_auth = GatewayAuth(
+            settings.gateway_secrets, insecure=settings.insecure_no_gateway_secret
+        )
+        self.relay_auth = RelayAuth.from_secrets(
+            settings.gateway_secrets, settings.relay_window_seconds
+        )
+        self._refused = 0
+        self._refusal_logged = -REFUSAL_LOG_SECONDS
         if tools is None:
             tools = tools_from_manifest(
                 settings.tools_manifest,
@@ -97,7 +118,7 @@ class Bridge:
             if settings.directory_table
             else MemoryDirectory()
         )
-        self.relay = Relay(settings.relay_timeout)
+        self.relay = Relay(settings.relay_timeout, self.relay_auth)
         # Where other tasks reach this one; serve() fixes it once the port is bound.
         self.address = settings.advertise_url or ""
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
@@ -108,16 +129,21 @@ class Bridge:
     # -- lifecycle -----------------------------------------------------------------------
 
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024)
+        app = web.Application(client_max_size=64 * 1024, middlewares=[self._authenticate])
         app.router.add_post("/ws/connect", self.on_connect)
         app.router.add_post("/ws/message", self.on_message)
         app.router.add_post("/ws/disconnect", self.on_disconnect)
-        app.router.add_get("/health", self.on_health)
+        app.router.add_get(HEALTH_PATH, self.on_health)
         app.on_startup.append(self._startup)
         app.on_shutdown.append(self._shutdown)
         return app
 
     async def _startup(self, _app: web.Application) -> None:
+        if self.gateway_auth.insecure:
+            log.warning(
+                "NOVAKIT_INSECURE_NO_GATEWAY_SECRET: this bridge accepts integration requests "
+                "from anyone who reaches its port, and cannot relay to peers"
+            )
         signer = self._signer
         if signer is None:
             try:
@@ -214,6 +240,42 @@ class Bridge:
             self.metrics.gauge("SessionsActive", len(self.sessions))
             self.metrics.flush()
 
+    # -- who may call ---------------------------------------------------------------------
+
+    @web.middleware
+    async def _authenticate(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        """API Gateway's secret first, before any other header is read; then, for a request
+        with relay headers, the peer's signature. Health checks (NLB, ECS) carry neither."""
+        if request.path == HEALTH_PATH and request.method in ("GET", "HEAD"):
+            return await handler(request)
+        if not self.gateway_auth.accepts(request.headers.get(GATEWAY_SECRET_HEADER)):
+            return self._refuse(request, "no valid gateway secret")
+        if any(name.lower().startswith(RELAY_HEADER_PREFIX) for name in request.headers):
+            body = await request.read()  # kept by aiohttp: the handler reads the same bytes
+            problem = self.relay_auth.verify(request.method, request.path, request.headers, body)
+            if problem is not None:
+                return self._refuse(request, problem)
+            request[VERIFIED_RELAY] = True
+        return await handler(request)
+
+    def _refuse(self, request: web.Request, reason: str) -> web.Response:
+        self.metrics.count("RequestsRefused")
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refusal_logged >= REFUSAL_LOG_SECONDS:
+            log.warning(
+                "refused a request: %s",
+                reason,
+                extra={"path": request.path, "remote": request.remote, "refused": self._refused},
+            )
+            self._refusal_logged = now
+            self._refused = 0
+        return web.json_response({"message": "forbidden"}, status=403)
+
     # -- integration endpoints -----------------------------------------------------------
 
     async def on_connect(self, request: web.Request) -> web.Response:
@@ -269,7 +331,7 @@ class Bridge:
             return web.Response(status=200)
         if connection_id in self.ended:
             return web.Response(status=200)
-        if RELAYED_HEADER in request.headers:
+        if request.get(VERIFIED_RELAY) and RELAYED_HEADER in request.headers:
             return web.Response(status=409)
         route = await self.directory.owner_of(connection_id)
         if route is None or route.ended:
@@ -294,8 +356,9 @@ class Bridge:
     ) -> BridgeSession | web.Response:
         """The local session for a frame this task does not hold yet, or the response to give
         when the frame went to (or must go to) another task."""
-        relayed = RELAYED_HEADER in request.headers
-        handed_over_by = request.headers.get(ADOPT_HEADER)
+        verified = bool(request.get(VERIFIED_RELAY))
+        relayed = verified and RELAYED_HEADER in request.headers
+        handed_over_by = request.headers.get(ADOPT_HEADER) if verified else None
         if relayed and handed_over_by is None:
             # The sender believes this task owns the connection, but it does not hold it
             # (it restarted, or ended the session): the sender will take the session over.
@@ -356,11 +419,12 @@ class Bridge:
                 self.ended.add(connection_id, closed=False)
                 return self._refuse_ended(connection_id)
             owner = route.owner
-            # A frame handed over by a task that is shutting down is this task's to take only
-            # while that task still owns the session: a draining task hands frames to its
-            # peers in turn, and another peer may have adopted the session already. Taking it
-            # from that peer would leave two live sessions answering one client.
-            if owner and owner not in (self.address, handed_over_by):
+            # Whoever owns the session gets the frame, whatever a relay's headers say: a
+            # draining task hands frames to its peers in turn, and another peer may have
+            # adopted the session already. Taking it from that peer would leave two live
+            # sessions answering one client. The owner answering that it does not hold the
+            # session (409), or being gone, is what lets this task take it over.
+            if owner and owner != self.address:
                 result = await self.relay.forward(owner, "/ws/message", request.headers, body)
                 self.metrics.observe("RelayLatencyMs", result.seconds * 1000)
                 if result.outcome is RelayOutcome.DELIVERED:
@@ -380,6 +444,18 @@ class Bridge:
             record = await self.directory.get(connection_id)
             if record is None or record.ended or record.owner != owner:
                 continue
+            # A hand-over is real only when the record says so: nobody owns the session and
+            # the task that released it is the one passing the frame. A header naming a task
+            # proves nothing about the session.
+            adopting = (
+                handed_over_by is not None
+                and not record.owner
+                and record.handed_over_by == handed_over_by
+            )
+            if self.draining and not adopting:
+                # Passed here by a draining peer: never pass a passed frame on again; the
+                # sender tries its next peer.
+                return web.Response(status=409)
             taken = await self._take_over(record, principal)
             if taken is not None:
                 return taken

@@ -2,7 +2,9 @@
 
 The NLB hands a frame to any task; the task that owns the connection is in the directory.
 A frame that lands elsewhere is relayed to the owner over the internal network: the same
-integration request, marked ``x-novakit-relayed`` so it is never relayed twice.
+integration request (with API Gateway's secret header as it arrived), marked
+``x-novakit-relayed`` so it is never relayed twice, and signed (``auth.RelayAuth``): a peer
+acts on ``x-novakit-*`` headers only when the signature verifies.
 """
 
 from __future__ import annotations
@@ -19,17 +21,29 @@ from enum import Enum
 
 import aiohttp
 
+from .auth import ADOPT_HEADER, GATEWAY_SECRET_HEADER, RelayAuth
 from .directory import Directory
 
 log = logging.getLogger(__name__)
 
 RELAYED_HEADER = "x-novakit-relayed"
-# A relayed frame from a task that is shutting down and has handed its sessions over; the
-# header's value is that task's address. The receiver takes the session on while the record
-# still names that task (or nobody) as owner; once another task has adopted it, the frame goes
-# to that task like any other.
-ADOPT_HEADER = "x-novakit-adopt"
+# ADOPT_HEADER (from .auth): a relayed frame from a task that is shutting down and has handed
+# its sessions over; the header's value is that task's address. The receiver takes the session
+# on only when the directory record says that task handed it over (no owner, and the record's
+# hand-over marker names it); while any task owns it, the frame goes to that task like any
+# other. The header alone never moves a session.
+__all__ = [
+    "ADOPT_HEADER",
+    "FORWARDED_HEADERS",
+    "RELAYED_HEADER",
+    "Relay",
+    "RelayOutcome",
+    "RelayResult",
+    "discover_address",
+    "heartbeat_loop",
+]
 FORWARDED_HEADERS = (
+    GATEWAY_SECRET_HEADER,
     "x-connection-id",
     "x-request-id",
     "x-route-key",
@@ -73,9 +87,10 @@ class RelayResult:
 
 
 class Relay:
-    """Forwards integration requests to other tasks over kept-alive connections."""
+    """Forwards integration requests to other tasks over kept-alive connections, signed."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, auth: RelayAuth) -> None:
+        self._auth = auth
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(1.0, timeout))
         self._http: aiohttp.ClientSession | None = None
 
@@ -98,6 +113,7 @@ class Relay:
         sent[RELAYED_HEADER] = "1"
         if handed_over_by is not None:
             sent[ADOPT_HEADER] = handed_over_by
+        sent.update(self._auth.sign("POST", path, sent, body))
         started = time.monotonic()
         try:
             async with self._http.post(owner + path, data=body or None, headers=sent) as response:

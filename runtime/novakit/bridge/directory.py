@@ -30,7 +30,8 @@ rate of one partition.
 Table layout (partition key ``pk``, string; TTL attribute ``expires_at``):
 
 - ``conn#{connection id}``: ``owner``, ``version``, ``state`` (JSON), ``principal``,
-  ``updated_at``, ``expires_at``; a tombstone also has ``ended_at``
+  ``updated_at``, ``expires_at``; a tombstone also has ``ended_at``;
+  ``handed_over_by`` while a draining task has handed it over
 - ``tasks``: one attribute per task, named by its address, holding its last heartbeat (epoch
   seconds); ``expires_at``. Entries older than ``STALE_TASK_SECONDS`` are removed by the next
   heartbeat of any task.
@@ -62,6 +63,9 @@ class SessionRecord:
     version: int
     state: Mapping[str, Any] = field(default_factory=dict)
     principal: str = ""
+    # The task that released the session for another to adopt (``release(forget=False)``);
+    # "" otherwise. A peer adopts a handed-over frame only when this names the sender.
+    handed_over_by: str = ""
     ended: bool = False  # a tombstone: the conversation is over
 
 
@@ -101,7 +105,8 @@ class Directory(Protocol):
 
     async def release(self, record: SessionRecord, *, forget: bool) -> None:
         """Give up ownership: delete the record (``forget``, the client left) or clear its
-        owner so that another task takes the session on (hand-over)."""
+        owner so that another task takes the session on (hand-over), marking the record as
+        handed over by ``record.owner``."""
         ...
 
     async def end(self, connection_id: str, *, owner: str) -> bool:
@@ -157,6 +162,7 @@ class MemoryDirectory:
                 state=dict(state) if state is not None else current.state,
                 # The record's principal is the one $connect authenticated: it stays.
                 principal=current.principal or principal,
+                handed_over_by="",
             )
         self._records[connection_id] = record
         return record
@@ -186,7 +192,7 @@ class MemoryDirectory:
             del self._records[record.connection_id]
         else:
             self._records[record.connection_id] = replace(
-                current, owner="", version=current.version + 1
+                current, owner="", version=current.version + 1, handed_over_by=current.owner
             )
 
     async def end(self, connection_id: str, *, owner: str) -> bool:
@@ -313,6 +319,7 @@ class DynamoDirectory:
             int(item["version"]["N"]),
             json.loads(item["state"]["S"]),
             item.get("principal", {}).get("S", ""),
+            handed_over_by=item.get("handed_over_by", {}).get("S", ""),
             ended="ended_at" in item,
         )
 
@@ -373,7 +380,9 @@ class DynamoDirectory:
                 await self._call(
                     "update_item",
                     Key=key,
-                    UpdateExpression="SET #owner = :none, version = :next",
+                    UpdateExpression=(
+                        "SET #owner = :none, version = :next, handed_over_by = :owner"
+                    ),
                     **condition,
                     ExpressionAttributeValues={
                         ":owner": {"S": record.owner},

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..s2s.config import DEFAULT_MODEL
+from .auth import DEFAULT_RELAY_WINDOW, secret_problems
 
 PREFIX = "NOVAKIT_"
 
@@ -59,6 +60,13 @@ class BridgeSettings:
     metrics_seconds: float = 60.0  # how often aggregated metrics are written
     provider_extra: Mapping[str, Any] = field(default_factory=dict)
     allow_retired_model: bool = False  # serve a model past its end of life (where still served)
+    gateway_secrets: tuple[str, ...] = ()
+    """Secrets an integration request may carry in ``x-gateway-secret``: the current one, then
+    (during a rotation) the previous one. Relays are signed with keys derived from them."""
+    insecure_no_gateway_secret: bool = False
+    """Accept integration requests without a secret (local use only; refused on ECS)."""
+    relay_window_seconds: float = DEFAULT_RELAY_WINDOW
+    """How far a relay's timestamp may be from this task's clock, either way."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BridgeSettings:
@@ -69,6 +77,26 @@ class BridgeSettings:
         if url and urlsplit(url).scheme not in ("http", "https"):
             problems.append(f"{PREFIX}CONNECTIONS_URL must be an http(s) URL, got {url!r}")
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+        secrets = tuple(
+            secret
+            for secret in (reader.text("GATEWAY_SECRET"), reader.text("GATEWAY_SECRET_PREVIOUS"))
+            if secret is not None
+        )
+        insecure = reader.flag("INSECURE_NO_GATEWAY_SECRET")
+        if reader.text("GATEWAY_SECRET_PREVIOUS") and not reader.text("GATEWAY_SECRET"):
+            problems.append(f"{PREFIX}GATEWAY_SECRET_PREVIOUS needs {PREFIX}GATEWAY_SECRET")
+        elif not secrets and not insecure:
+            problems.append(
+                f"{PREFIX}GATEWAY_SECRET is required: the secret API Gateway sends with every "
+                f"integration request (for local use without a gateway, "
+                f"{PREFIX}INSECURE_NO_GATEWAY_SECRET=1 accepts requests from anyone)"
+            )
+        if insecure and env.get("ECS_CONTAINER_METADATA_URI_V4"):
+            problems.append(
+                f"{PREFIX}INSECURE_NO_GATEWAY_SECRET is refused on ECS: a deployed bridge "
+                "accepts only requests that carry the gateway secret"
+            )
+        problems += secret_problems(secrets, f"{PREFIX}GATEWAY_SECRET(_PREVIOUS)")
         settings = cls(
             connections_url=(url or "").rstrip("/"),
             region=region,
@@ -95,6 +123,11 @@ class BridgeSettings:
             metrics_seconds=reader.number("METRICS_SECONDS", cls.metrics_seconds, 1, 3600),
             provider_extra=reader.json_object("PROVIDER_EXTRA"),
             allow_retired_model=reader.flag("ALLOW_RETIRED_MODEL"),
+            gateway_secrets=secrets,
+            insecure_no_gateway_secret=insecure and not secrets,
+            relay_window_seconds=reader.number(
+                "RELAY_WINDOW_SECONDS", cls.relay_window_seconds, 1, 600
+            ),
         )
         if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             levels = "DEBUG, INFO, WARNING or ERROR"
@@ -134,6 +167,10 @@ class BridgeSettings:
                 f"{PREFIX}ALLOW_RETIRED_MODEL",
                 "allow a model past its end of life, e.g. amazon.nova-sonic-v1:0 (0/1)",
             ),
+            (f"{PREFIX}GATEWAY_SECRET", "secret API Gateway sends in x-gateway-secret (required)"),
+            (f"{PREFIX}GATEWAY_SECRET_PREVIOUS", "also accepted, while a rotation is under way"),
+            (f"{PREFIX}INSECURE_NO_GATEWAY_SECRET", "1: accept requests from anyone (local only)"),
+            (f"{PREFIX}RELAY_WINDOW_SECONDS", "max relay timestamp skew, s (default 30)"),
         ]
 
 

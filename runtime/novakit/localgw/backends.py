@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -46,9 +46,12 @@ class BackendPool:
         health_path: str | None = None,
         health_interval: float = 5.0,
         unhealthy_threshold: int = 2,
+        static_headers: Mapping[str, str] | None = None,
     ) -> None:
         if not backends:
             raise ValueError("at least one backend URL is required")
+        # Added to every integration request, as API Gateway adds static request parameters.
+        self._static_headers = dict(static_headers or {})
         self.backends = tuple(url.rstrip("/") for url in backends)
         self._next_backend = itertools.cycle(self.backends)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -115,7 +118,7 @@ class BackendPool:
             async with self._session.post(
                 backend + request.path,
                 data=request.body if request.body else None,
-                headers=request.headers,
+                headers={**request.headers, **self._static_headers},
             ) as response:
                 # Read the body so the connection goes back to the pool; its content is unused.
                 await response.read()

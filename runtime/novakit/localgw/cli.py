@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token", help="clients must connect with ?token=TOKEN")
     parser.add_argument("--principal", default="local-user", help="x-principal-id on $connect")
     parser.add_argument(
+        "--integration-secret-env",
+        default="NOVAKIT_GATEWAY_SECRET",
+        metavar="NAME",
+        help="environment variable holding the secret sent in x-gateway-secret with every "
+        "integration request (the bridge's NOVAKIT_GATEWAY_SECRET; unset: none is sent)",
+    )
+    parser.add_argument(
         "--sigv4",
         action="store_true",
         help="require SigV4 on @connections, signed with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
@@ -78,6 +85,7 @@ def _config(args: argparse.Namespace) -> GatewayConfig:
         stage=args.stage,
         token=args.token,
         principal=args.principal,
+        integration_secret=os.environ.get(args.integration_secret_env) or None,
         credentials=credentials,
         region=args.region,
         idle_seconds=args.idle_seconds,
@@ -95,6 +103,7 @@ def describe(gw: LocalGateway) -> list[str]:
     config = gw.config
     websocket = gw.url + ("?token=***" if config.token is not None else "")
     signing = f"SigV4 execute-api {config.region}" if config.credentials is not None else "unsigned"
+    secret = "with x-gateway-secret" if config.integration_secret is not None else "no secret"
     lines = [
         f"websocket     {websocket} (also /{config.stage})",
         f"@connections  {gw.management_url}/@connections/{{connectionId}} ({signing})",
@@ -102,7 +111,7 @@ def describe(gw: LocalGateway) -> list[str]:
     if gw.static_url is not None:
         lines.append(f"static        {gw.static_url} from {config.static_root}")
     paths = ", ".join(ROUTE_PATHS.values())
-    lines += [f"backend       {backend} (POST {paths})" for backend in config.backends]
+    lines += [f"backend       {backend} (POST {paths}, {secret})" for backend in config.backends]
     return lines
 
 

@@ -27,6 +27,9 @@ class GatewayConfig:
     backends: list[str] = field(default_factory=list)  # base URLs of the bridge processes
     stage: str = "local"
     token: str | None = None  # when set, clients must connect with ?token=...
+    # Sent in x-gateway-secret with every integration request, as the stack's integration
+    # request parameters send it (the bridge refuses requests without it). None: not sent.
+    integration_secret: str | None = None
     principal: str = "local-user"  # x-principal-id of clients the token admitted
     credentials: tuple[str, str] | None = None  # (access key id, secret): SigV4 on @connections
     region: str = "us-east-1"
@@ -53,6 +56,8 @@ class GatewayConfig:
             raise ValueError(f"GatewayConfig.stage: {self.stage!r} must be one path segment")
         if self.token == "":
             raise ValueError("GatewayConfig.token: an empty token would admit nobody; use None")
+        if self.integration_secret == "":
+            raise ValueError("GatewayConfig.integration_secret: empty; use None to send none")
         for name in ("idle_seconds", "max_seconds", "integration_timeout", "handshake_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"GatewayConfig.{name} must be positive")

@@ -14,7 +14,9 @@ route key             request                  body
 Every request carries ``x-connection-id``, ``x-request-id``, ``x-route-key``, ``x-source-ip``,
 ``x-stage`` and ``x-connected-at`` (epoch milliseconds); ``$connect`` adds ``x-principal-id``
 when the authorizer accepted the client, ``$disconnect`` adds ``x-disconnect-status-code`` and
-``x-disconnect-reason``.
+``x-disconnect-reason``. With a secret configured, every request also carries
+``x-gateway-secret`` (``integration_static_headers``), the static header the stack's request
+parameters add so that the bridge can tell API Gateway from anyone else in the network.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ..bridge.auth import GATEWAY_SECRET_HEADER
 from .limits import Close
 
 __all__ = [
@@ -32,6 +35,7 @@ __all__ = [
     "connect_rejection_status",
     "connect_request",
     "disconnect_request",
+    "integration_static_headers",
     "internal_server_error_frame",
     "is_integration_failure",
     "message_request",
@@ -85,6 +89,11 @@ def _context_headers(
         "x-stage": context.stage,
         "x-connected-at": str(context.connected_at_ms),
     }
+
+
+def integration_static_headers(secret: str | None) -> dict[str, str]:
+    """The headers every integration request carries whatever its route (static values)."""
+    return {} if secret is None else {GATEWAY_SECRET_HEADER: secret}
 
 
 def _header_safe(text: str) -> str:

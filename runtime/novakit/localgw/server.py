@@ -30,6 +30,7 @@ from .integration import (
     connect_rejection_status,
     connect_request,
     disconnect_request,
+    integration_static_headers,
 )
 from .limits import GOING_AWAY, MESSAGE_LIMIT, Close
 from .logs import AccessLogger, log, redact
@@ -60,6 +61,7 @@ class LocalGateway:
         self._backends = BackendPool(
             config.backends,
             timeout=config.integration_timeout,
+            static_headers=integration_static_headers(config.integration_secret),
             health_path=config.health_path,
             health_interval=config.health_interval,
             unhealthy_threshold=config.unhealthy_threshold,
