@@ -337,3 +337,17 @@ async def test_a_failure_while_the_caller_talks_is_recovered_at_once(bedrock: Be
         bedrock.streams[0].fail("throttled")
         await bedrock.wait_for(2)
         assert (await next_event(session, E.RECONNECTED)).meta["reason"] == "throttled"
+
+
+async def test_no_rollover_stream_is_opened_for_a_silent_caller(bedrock: Bedrock) -> None:
+    options = {"keepalive_after": 0.05, "keepalive_limit": 0.3, "rollover_after": 0.5}
+    async with engine(**options).start() as session:
+        first = bedrock.streams[0]
+        await session.send_text("hi")
+        await asyncio.sleep(0.7)  # past both: silent, and the stream is due for a rollover
+        first.say("usageEvent", totalTokens=1)  # something from Bedrock all the same
+        await next_event(session, E.USAGE)
+        await asyncio.sleep(0.3)
+        assert len(bedrock.streams) == 1
+        await session.send_audio(b"\x01\x00" * 160)  # the caller is back: the rollover goes on
+        await bedrock.wait_for(2)

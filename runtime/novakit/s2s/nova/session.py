@@ -639,6 +639,8 @@ class NovaSession(Session):
         now = loop.time()
         if leg.age(now) < after:
             return
+        if caller_silent(now, self._last_input, self._options.keepalive_limit):
+            return  # no new stream for a caller who says nothing (see _go_dormant)
         if self._rollover is None:
             self._rollover = _Rollover(triggered_at=now)
         if self._next is None:
