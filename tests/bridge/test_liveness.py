@@ -9,7 +9,7 @@ import random
 import pytest
 
 from novakit.bridge.connections import ConnectionGone
-from novakit.bridge.liveness import PRESENCE_JITTER, Liveness, LivenessEnd
+from novakit.bridge.liveness import CLOSING_GRACE, PRESENCE_JITTER, Liveness, LivenessEnd
 from novakit.bridge.metrics import UNITS, Metrics
 from novakit.bridge.protocol import ClientPing
 from novakit.bridge.session import END_METRICS, BridgeSession, State, client_error_text
@@ -53,6 +53,24 @@ def test_presence_checks_are_jittered_and_each_schedules_the_next() -> None:
         for _ in range(20)
     }
     assert len(times) > 1
+
+
+@pytest.mark.parametrize("reason", [LivenessEnd.CLIENT_ABSENT, LivenessEnd.CLIENT_GONE])
+def test_a_410_while_frames_still_arrive_ends_the_session_once_they_stop(
+    reason: LivenessEnd,
+) -> None:
+    alive = liveness(idle_seconds=0, first_frame_seconds=0, presence_seconds=0)
+    assert alive.closing_grace == CLOSING_GRACE
+    alive.frame(1050.0)
+    # The connection is closing: its queued frames (then $disconnect) are still coming.
+    assert not alive.gone_reported(1052.0, reason)
+    assert alive.next_wakeup() == 1050.0 + CLOSING_GRACE
+    alive.frame(1055.0)  # one more arrives
+    assert alive.expired(1060.0) is None
+    assert alive.next_wakeup() == 1055.0 + CLOSING_GRACE
+    assert alive.expired(1055.0 + CLOSING_GRACE) is reason  # then silence: gone
+    assert liveness().gone_reported(1000.0, reason)  # no frame ever: gone at once
+    assert liveness(presence_seconds=2.0).closing_grace == 2.0
 
 
 def test_zero_turns_each_check_off() -> None:
@@ -172,3 +190,35 @@ async def test_a_session_ended_for_idleness_takes_no_more_frames() -> None:
     session.receive(ClientPing())  # a late frame is ignored, not a crash
     await asyncio.sleep(0)
     assert session.state is State.ENDED
+
+
+class GoneGateway(PresenceGateway):
+    async def post(self, connection_id: str, data: bytes) -> float:
+        raise ConnectionGone(connection_id)
+
+
+async def test_a_post_answered_410_ends_the_session_once_the_frames_stop() -> None:
+    """A closing connection: API Gateway still delivers the frames it had queued. The session
+    takes them (none opens a new session) and ends when they stop."""
+    engine = FakeEngine()
+    metrics = Metrics()
+    session = BridgeSession(
+        "c=",
+        principal_id="",
+        engine=engine,
+        settings=BridgeSettings(
+            connections_url="http://127.0.0.1:1", presence_seconds=0.5, idle_seconds=0
+        ),
+        connections=GoneGateway(),  # type: ignore[arg-type]
+        tools=ToolRunner(),
+        metrics=metrics,
+        on_ended=lambda s: None,
+    )
+    session.receive(ClientPing())  # its pong's post answers 410
+    for _ in range(8):  # frames keep coming for 0.8 s
+        await asyncio.sleep(0.1)
+        assert session.state is State.WAITING  # not ending
+        session.receive(ClientPing())
+    assert await session.wait_ended(5)
+    counts = metrics.snapshot()["counts"]
+    assert isinstance(counts, dict) and counts.get("EndedClientGone") == 1

@@ -66,7 +66,7 @@ PRESENCE_TIMEOUT = 10.0
 END_METRICS: dict[str, str] = {
     "client disconnected": "EndedDisconnected",
     "client ended the session": "EndedByClient",
-    "client gone": "EndedClientGone",  # a post answered 410
+    LivenessEnd.CLIENT_GONE: "EndedClientGone",  # a post answered 410
     LivenessEnd.CLIENT_ABSENT: "EndedClientGone",
     LivenessEnd.CLIENT_IDLE: "EndedClientIdle",
     LivenessEnd.NO_FIRST_FRAME: "EndedNoFirstFrame",
@@ -155,6 +155,7 @@ class BridgeSession:
             idle_seconds=settings.idle_seconds,
             presence_seconds=settings.presence_seconds,
         )
+        self._liveness_changed = asyncio.Event()
         self._worker = self._spawn(self._work(), "worker")
         self._spawn(self._watch_liveness(), "liveness")
 
@@ -559,14 +560,14 @@ class BridgeSession:
             if liveness.presence_due(now):
                 liveness.presence_checked(now)
                 if not await self._client_present():
-                    self.end(LivenessEnd.CLIENT_ABSENT)
-                    return
+                    liveness.gone_reported(time.monotonic(), LivenessEnd.CLIENT_ABSENT)
                 continue
             wakeup = liveness.next_wakeup()
-            if wakeup is None:
-                return
             # A timer, not an ordering: frames that arrive meanwhile move the deadline on.
-            await asyncio.sleep(max(0.0, wakeup - now))
+            self._liveness_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(None if wakeup is None else max(0.0, wakeup - now)):
+                    await self._liveness_changed.wait()
 
     async def _client_present(self) -> bool:
         """GET @connections/{id}: False only on 410 Gone. Any other failure is logged and
@@ -583,7 +584,13 @@ class BridgeSession:
     # -- ending ---------------------------------------------------------------------------
 
     def _client_gone(self) -> None:
-        self.end("client gone")
+        """A post answered 410. The sender has stopped; the session ends now, or once the
+        frames API Gateway had queued stop arriving (liveness.py)."""
+        if self._liveness.gone_reported(time.monotonic(), LivenessEnd.CLIENT_GONE):
+            self.end(LivenessEnd.CLIENT_GONE)
+        else:
+            log.info("client gone while its frames still arrive", extra=self._log_extra)
+            self._liveness_changed.set()
 
     def end(self, reason: str, *, hand_over: bool = False) -> None:
         """End the session (idempotent): close the model stream, post what is left, release.
