@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from novakit.bridge.protocol import ErrorCode, FrameRef
-from novakit.bridge.sequencing import Delivery, InboundSequencer
+from novakit.bridge.protocol import MAX_SEQ, ErrorCode, FrameRef
+from novakit.bridge.sequencing import MIN_AHEAD, RESYNC_FRAMES, Delivery, InboundSequencer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -180,3 +180,46 @@ def test_random_delivery_keeps_order_bounds_and_uniqueness(seed: int) -> None:
         skipped,
         refused,
     )
+
+
+def test_a_frame_far_ahead_is_refused_without_moving_the_sequence() -> None:
+    sequencer: InboundSequencer[int] = InboundSequencer()
+    assert sequencer.max_ahead == MIN_AHEAD == 32
+    sequencer.push(0, 0, 0.0)
+    sequencer.push(2, 2, 0.0)  # held: 1 is missing
+    far = sequencer.push(2 + MIN_AHEAD, 99, 0.1)  # more than 32 from the expected 1
+    assert far.released == [] and far.errors[0].code is ErrorCode.OUT_OF_ORDER
+    assert far.errors[0].ref == FrameRef("audio", 2 + MIN_AHEAD)
+    assert (sequencer.next_seq, sequencer.held) == (1, 1)
+    near = sequencer.push(1 + MIN_AHEAD, 33, 0.1)  # exactly 32 ahead: still a frame to hold
+    assert near.errors == () and sequencer.held == 2
+    assert sequencer.push(1, 1, 0.1).released == [1, 2]
+    assert sequencer.push(0, 0, 0.1).errors  # a resend just behind: out_of_order as before
+
+
+def test_a_stray_max_seq_does_not_mute_what_follows() -> None:
+    sequencer: InboundSequencer[int] = InboundSequencer(max_hold_seconds=0.2)
+    sequencer.push(0, 0, 0.0)
+    assert sequencer.push(MAX_SEQ, -1, 0.0).errors
+    assert sequencer.expire(10.0) == Delivery([])  # nothing held: nothing to give up on
+    out = [p for seq in range(1, 50) for p in released(sequencer.push(seq, seq, 10.0))]
+    assert out == list(range(1, 50))
+
+
+def test_a_renumbering_client_is_followed_after_resync_frames_in_a_row() -> None:
+    sequencer: InboundSequencer[int] = InboundSequencer()
+    for seq in range(5):
+        sequencer.push(seq, seq, 0.0)
+    sequencer.push(6, 6, 0.0)  # held, waiting for 5
+    start = 10_000
+    refused = [sequencer.push(start + n, start + n, 0.0) for n in range(RESYNC_FRAMES - 1)]
+    assert all(d.errors and not d.released for d in refused)
+    followed = sequencer.push(start + RESYNC_FRAMES - 1, -7, 0.0)
+    assert followed == Delivery([6, -7])  # what was held of the old numbering goes first
+    assert sequencer.next_seq == start + RESYNC_FRAMES
+    # far frames that do not continue one another never make a numbering
+    sequencer = InboundSequencer()
+    sequencer.push(0, 0, 0.0)
+    for n in range(20):
+        assert sequencer.push(1000 + 2 * n, n, 0.0).errors
+    assert sequencer.next_seq == 1

@@ -10,6 +10,13 @@ than that is useless to a live conversation. Nothing is released twice, nothing 
 
 The first ``seq`` seen starts the sequence (clients may start at 0 or 1), so a frame that
 overtakes the very first one makes that first one "too late".
+
+A frame more than ``max_ahead`` numbers away from the expected one (ahead, or behind by more than
+a resend could be) is refused without moving the sequence: held, it would be given up as a gap
+and every later frame would be "behind the sequence", so one stray ``seq`` (``2**53-1``, say)
+would mute the connection's microphone. A client that really did renumber is followed again
+once ``resync_frames`` such frames in a row continue one another; the first frames of the new
+numbering are the price, a stray frame moves nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +25,13 @@ from dataclasses import dataclass
 
 from .protocol import ErrorCode, FrameRef, ProtocolError
 
-__all__ = ["Delivery", "InboundSequencer"]
+__all__ = ["MIN_AHEAD", "RESYNC_FRAMES", "Delivery", "InboundSequencer"]
+
+#: The smallest ``max_ahead``: about a second of 32 ms frames, far more than reordering or a
+#: client's own dropped frames explain.
+MIN_AHEAD = 32
+#: Far frames in a row, each continuing the one before, after which the sequence follows them.
+RESYNC_FRAMES = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +49,16 @@ class InboundSequencer[T]:
     """Reorders the numbered frames of one connection (one instance per connection)."""
 
     __slots__ = (
+        "_far_run",
         "_held",
         "_next",
         "delivered",
         "frame_type",
+        "max_ahead",
         "max_hold_frames",
         "max_hold_seconds",
         "rejected",
+        "resync_frames",
         "skipped",
     )
 
@@ -53,9 +69,14 @@ class InboundSequencer[T]:
             raise ValueError("max_hold_frames and max_hold_seconds must not be negative")
         self.max_hold_frames = max_hold_frames
         self.max_hold_seconds = max_hold_seconds
+        #: How far from the expected ``seq`` a frame may be: four hold windows, at least MIN_AHEAD.
+        self.max_ahead = max(MIN_AHEAD, 4 * max_hold_frames)
+        #: Consecutive far frames, each one after the other, that make a new numbering.
+        self.resync_frames = RESYNC_FRAMES
         self.frame_type = frame_type
         self._next: int | None = None
         self._held: dict[int, tuple[T, float]] = {}
+        self._far_run: tuple[int, int] | None = None  # (last far seq, how many in a row)
         #: Frames released, sequence numbers skipped as gaps, frames refused.
         self.delivered = 0
         self.skipped = 0
@@ -79,7 +100,11 @@ class InboundSequencer[T]:
         if seq == expected and not self._held:  # the common case: in order, nothing waiting
             self._next = seq + 1
             self.delivered += 1
+            self._far_run = None
             return Delivery([payload])
+        if abs(seq - expected) > self.max_ahead:
+            return self._far(seq, payload, expected, now)
+        self._far_run = None
         if seq < expected or seq in self._held:
             self.rejected += 1
             why = "it is already held" if seq >= expected else f"the sequence is at {expected}"
@@ -104,6 +129,31 @@ class InboundSequencer[T]:
         skipped += self._expire(now, released)
         self.delivered += len(released)
         return Delivery(released, (), skipped)
+
+    def _far(self, seq: int, payload: T, expected: int, now: float) -> Delivery[T]:
+        """A frame too far from the sequence: refused, unless it completes a run of
+        ``resync_frames`` consecutive far frames, which the sequence then follows."""
+        run = self._far_run
+        count = run[1] + 1 if run is not None and seq == run[0] + 1 else 1
+        if count < self.resync_frames:
+            self._far_run = (seq, count)
+            self.rejected += 1
+            error = ProtocolError(
+                ErrorCode.OUT_OF_ORDER,
+                f"{self.frame_type} seq {seq} refused: more than {self.max_ahead} from the"
+                f" expected {expected}; number frames one by one",
+                ref=FrameRef(self.frame_type, seq),
+            )
+            delivery = self.expire(now)
+            return Delivery(delivery.released, (error,), delivery.skipped)
+        # The client renumbered: what is held of the old numbering goes first, in order.
+        self._far_run = None
+        released = [held for _, (held, _) in sorted(self._held.items())]
+        self._held.clear()
+        released.append(payload)
+        self._next = seq + 1
+        self.delivered += len(released)
+        return Delivery(released)
 
     def expire(self, now: float) -> Delivery[T]:
         """Release frames held past ``max_hold_seconds``, skipping the gaps before them."""
