@@ -107,14 +107,17 @@ def bridge_env(emu: Emulator, gateway_url: str, port: int, **extra: str) -> dict
 
 @contextlib.asynccontextmanager
 async def local_stack(
-    tmp_path: Path, emulator_config: EmulatorConfig | None = None, **bridge_extra: str
+    tmp_path: Path,
+    emulator_config: EmulatorConfig | None = None,
+    gateway_options: dict[str, Any] | None = None,
+    **bridge_extra: str,
 ) -> AsyncIterator[Stack]:
     config = emulator_config or EmulatorConfig(endpoint_seconds=0.4, pace=0)
     port = free_port()
     bridge_url = f"http://127.0.0.1:{port}"
     credentials = (DEFAULT_CREDENTIALS.access_key_id, DEFAULT_CREDENTIALS.secret_access_key)
     gateway_config = GatewayConfig(
-        backends=[bridge_url], token="dev-token", credentials=credentials
+        backends=[bridge_url], token="dev-token", credentials=credentials, **(gateway_options or {})
     )
     async with Emulator(config) as emu, LocalGateway(gateway_config) as gateway:
         env = bridge_env(emu, gateway.management_url, port, **bridge_extra)

@@ -32,7 +32,13 @@ from .cluster import (
     discover_address,
     heartbeat_loop,
 )
-from .connections import ConnectionsClient, RequestSigner, SigV4Signer, Unsigned
+from .connections import (
+    ConnectionsClient,
+    GoneConnections,
+    RequestSigner,
+    SigV4Signer,
+    Unsigned,
+)
 from .directory import Directory, DynamoDirectory, MemoryDirectory, SessionRecord
 from .lease import SessionLease
 from .metrics import Metrics
@@ -93,6 +99,7 @@ class Bridge:
         # Where other tasks reach this one; serve() fixes it once the port is bound.
         self.address = settings.advertise_url or ""
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._gone = GoneConnections()  # late frames of these start no session
         self._next_peer = 0
         self._heartbeat: asyncio.Task[None] | None = None
         self._last_request = 0.0
@@ -232,6 +239,8 @@ class Bridge:
         body = await request.read()
         self._last_request = time.monotonic()
         session = self.sessions.get(connection_id)
+        if session is None and connection_id in self._gone:
+            return web.Response(status=200)  # a late frame of a client that is gone
         if session is None:
             located = await self._locate(request, connection_id, body)
             if isinstance(located, web.Response):
@@ -425,6 +434,10 @@ class Bridge:
     def _ended(self, session: BridgeSession) -> None:
         if self.sessions.get(session.connection_id) is session:
             del self.sessions[session.connection_id]
+        if session.sender.gone:
+            now = time.monotonic()
+            self._gone.expire(now)
+            self._gone.add(session.connection_id, now)
         if not self.sessions:
             self._all_ended.set()
 

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import sha256
@@ -151,6 +152,37 @@ class Unsigned:
 
     def sign(self, method: str, url: str, body: bytes) -> dict[str, str]:
         return {}
+
+
+class GoneConnections:
+    """Connections this process knows are gone (410, or hung up on), for ``keep`` seconds.
+
+    Frames of such a connection can still arrive (the gateway forwards what it had read, and a
+    client that does not read learns of the hang-up late); each would otherwise start a fresh
+    session that posts, gets 410 and ends. Connection ids are never reused, so remembering
+    them is safe; at most ``limit`` are kept (the oldest go first).
+    """
+
+    def __init__(self, keep: float = 120.0, limit: int = 10_000) -> None:
+        self._keep = keep
+        self._limit = limit
+        self._gone: OrderedDict[str, float] = OrderedDict()
+
+    def add(self, connection_id: str, now: float) -> None:
+        self._gone[connection_id] = now
+        self._gone.move_to_end(connection_id)
+        while len(self._gone) > self._limit:
+            self._gone.popitem(last=False)
+
+    def __contains__(self, connection_id: object) -> bool:
+        return connection_id in self._gone
+
+    def expire(self, now: float) -> None:
+        while self._gone:
+            oldest, since = next(iter(self._gone.items()))
+            if now - since < self._keep:
+                return
+            del self._gone[oldest]
 
 
 @dataclass(slots=True)
