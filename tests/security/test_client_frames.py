@@ -249,3 +249,23 @@ async def test_refused_frames_are_logged_once_then_counted(
     monkeypatch.undo()
     session.end("test over")
     assert await session.wait_ended(5)
+
+
+async def test_gaps_in_the_audio_are_logged_once_then_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine, connections = StrictEngine(), FakeConnections()
+    session = new_session(engine, connections)
+    with caplog.at_level(logging.INFO, logger="novakit.bridge.session"):
+        heard = 0
+        for seq in range(0, 10, 2):  # every other frame missing: a gap after each
+            deliver(session, audio(seq))
+            heard += 2
+            await wait_audio(engine.session, heard)  # released once the gap is given up
+        lines = [r for r in caplog.records if "missing audio" in r.getMessage()]
+        assert len(lines) == 1 and "1 audio frames never arrived" in lines[0].getMessage()
+        session.end("test over")
+        assert await session.wait_ended(5)
+    lines = [r for r in caplog.records if "missing audio" in r.getMessage()]
+    assert len(lines) == 2
+    assert lines[1].counts == {"gaps": 3}  # type: ignore[attr-defined]

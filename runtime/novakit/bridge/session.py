@@ -130,6 +130,13 @@ class BridgeSession:
         self._refusals = SampledLog(
             log, "refused a frame", every=REFUSED_LOG_SECONDS, extra=self._log_extra
         )
+        self._gaps = SampledLog(
+            log,
+            "went on without missing audio",
+            every=REFUSED_LOG_SECONDS,
+            extra=self._log_extra,
+            level=logging.WARNING,
+        )
         self._batcher = OutboundBatcher(batch_ms=settings.batch_ms)
         self._sequencer: InboundSequencer[bytes] = InboundSequencer()
         self._pending: asyncio.Queue[_Input] = asyncio.Queue(MAX_PENDING_INPUT)
@@ -237,9 +244,8 @@ class BridgeSession:
         self._sequence_timer = None
         delivery = self._sequencer.expire(time.monotonic())
         if delivery.skipped:
-            log.warning(
-                "audio frames never arrived; went on without them",
-                extra={**self._log_extra, "missing_frames": delivery.skipped},
+            self._gaps.record(
+                "gaps", f"{delivery.skipped} audio frames never arrived", time.monotonic()
             )
         for chunk in delivery.released:
             self._enqueue(ClientAudio(-1, chunk))
@@ -599,6 +605,7 @@ class BridgeSession:
     async def _finish(self, reason: str, *, hand_over: bool = False) -> None:
         quiet = hand_over or (self.lease is not None and self.lease.lost)
         self._refusals.flush(time.monotonic())
+        self._gaps.flush(time.monotonic())
         for handle in (self._timer, self._sequence_timer):
             if handle is not None:
                 handle.cancel()
