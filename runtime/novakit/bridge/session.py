@@ -371,7 +371,8 @@ class BridgeSession:
             raise
         except Exception as exc:
             frame = item.frame
-            ref = FrameRef(frame.TYPE, getattr(frame, "seq", None))
+            seq = getattr(frame, "seq", -1)  # -1: audio released after a gap, seq not kept
+            ref = FrameRef(frame.TYPE, seq if seq >= 0 else None)
             self._metrics.count("FeedFailures")
             if isinstance(exc, ValueError | s2s.UnsupportedError):
                 # The model's own refusal of this input: the client can act on its message.
