@@ -232,18 +232,19 @@ async def test_one_dropped_warning_per_episode_with_true_counts(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     client = StuckClient()
-    bound = 32 * 1024
-    sender = new_sender(client, max_bytes=bound)
+    sender = new_sender(client)  # the default bound, 1 MiB
     batcher = OutboundBatcher()
     with caplog.at_level(logging.INFO, logger="novakit.bridge.sender"):
-        # no episode: a busy queue under its bound drops nothing and says nothing
-        for n in range(50):
+        # no episode: thousands of frames queued, under the bound: nothing dropped, nothing said
+        for n in range(2500):
             sender.send(batcher.pong(n, 0.0))
+        assert sender.queued_bytes < sender.max_bytes
         client.gate.set()
         assert await sender.drain(5)
         assert not [r for r in caplog.records if "dropped" in r.getMessage()]
-        assert len(client.posted) == 50
-        # an episode: 5,000 pongs into a stuck queue, then it drains
+        assert len(client.posted) == 2500
+        # an episode: 5,000 pongs into a stuck queue bounded at 32 KB, then it drains
+        sender.max_bytes = 32 * 1024
         client.gate.clear()
         for n in range(5000):
             sender.send(batcher.pong(n, 0.0))
@@ -252,7 +253,7 @@ async def test_one_dropped_warning_per_episode_with_true_counts(
     warnings = [r for r in caplog.records if "dropped" in r.getMessage()]
     assert len(warnings) == 1
     record: Any = warnings[0]
-    assert record.pongs == 5050 - len(client.posted)  # true counts: sent minus posted
+    assert record.pongs == 7500 - len(client.posted)  # true counts: sent minus posted
     assert record.pongs == sender.shed.pongs > 4000
     assert (record.errors, record.audio) == (0, 0)
     assert record.connection_id == "c="
