@@ -11,12 +11,14 @@ than that is useless to a live conversation. Nothing is released twice, nothing 
 The first ``seq`` seen starts the sequence (clients may start at 0 or 1), so a frame that
 overtakes the very first one makes that first one "too late".
 
-A frame more than ``max_ahead`` numbers away from the expected one (ahead, or behind by more than
-a resend could be) is refused without moving the sequence: held, it would be given up as a gap
-and every later frame would be "behind the sequence", so one stray ``seq`` (``2**53-1``, say)
-would mute the connection's microphone. A client that really did renumber is followed again
-once ``resync_frames`` such frames in a row continue one another; the first frames of the new
-numbering are the price, a stray frame moves nothing.
+A frame more than ``max_ahead`` numbers ahead of the expected one is held like any early frame
+(frames before it may just be slow), but the sequence never jumps to it: if it is still that far
+ahead when its wait ends, it is dropped. Otherwise one stray ``seq`` (``2**53-1``, say) would
+make the bridge give up on everything before it, and every later frame would be "behind the
+sequence": the connection's microphone muted. A client that really did renumber (ahead, or far
+behind) is followed once ``resync_frames`` far frames in a row continue one another: a stray
+frame moves nothing, and the frames of a new numbering that arrived before the sequence
+followed it are the price.
 """
 
 from __future__ import annotations
@@ -102,9 +104,8 @@ class InboundSequencer[T]:
             self.delivered += 1
             self._far_run = None
             return Delivery([payload])
-        if abs(seq - expected) > self.max_ahead:
-            return self._far(seq, payload, expected, now)
-        self._far_run = None
+        if abs(seq - expected) > self.max_ahead and self._renumbered(seq):
+            return self._follow(seq, payload)
         if seq < expected or seq in self._held:
             self.rejected += 1
             why = "it is already held" if seq >= expected else f"the sequence is at {expected}"
@@ -115,8 +116,9 @@ class InboundSequencer[T]:
             )
             # Time still passes for the frames held: a late frame must not delay their release.
             delivery = self.expire(now)
-            return Delivery(delivery.released, (error,), delivery.skipped)
+            return Delivery(delivery.released, (error, *delivery.errors), delivery.skipped)
         released: list[T] = []
+        errors: list[ProtocolError] = []
         skipped = 0
         if seq == expected:
             self._next = seq + 1
@@ -125,42 +127,38 @@ class InboundSequencer[T]:
         else:
             self._held[seq] = (payload, now)
             if len(self._held) > self.max_hold_frames:
-                skipped += self._skip_gap(released)
-        skipped += self._expire(now, released)
+                skipped += self._skip_gap(released, errors)
+        skipped += self._expire(now, released, errors)
         self.delivered += len(released)
-        return Delivery(released, (), skipped)
+        return Delivery(released, tuple(errors), skipped)
 
-    def _far(self, seq: int, payload: T, expected: int, now: float) -> Delivery[T]:
-        """A frame too far from the sequence: refused, unless it completes a run of
-        ``resync_frames`` consecutive far frames, which the sequence then follows."""
+    def _renumbered(self, seq: int) -> bool:
+        """Whether far frame ``seq`` completes a run of ``resync_frames`` far frames in a row,
+        each continuing the one before."""
         run = self._far_run
         count = run[1] + 1 if run is not None and seq == run[0] + 1 else 1
-        if count < self.resync_frames:
-            self._far_run = (seq, count)
-            self.rejected += 1
-            error = ProtocolError(
-                ErrorCode.OUT_OF_ORDER,
-                f"{self.frame_type} seq {seq} refused: more than {self.max_ahead} from the"
-                f" expected {expected}; number frames one by one",
-                ref=FrameRef(self.frame_type, seq),
-            )
-            delivery = self.expire(now)
-            return Delivery(delivery.released, (error,), delivery.skipped)
-        # The client renumbered: what is held of the old numbering goes first, in order.
+        self._far_run = (seq, count)
+        return count >= self.resync_frames
+
+    def _follow(self, seq: int, payload: T) -> Delivery[T]:
+        """The client renumbered: everything held goes, in order, and the sequence follows."""
         self._far_run = None
-        released = [held for _, (held, _) in sorted(self._held.items())]
-        self._held.clear()
+        released = [
+            self._held.pop(earlier)[0] for earlier in sorted(k for k in self._held if k < seq)
+        ]
         released.append(payload)
         self._next = seq + 1
+        self._release_run(released)  # frames of the new numbering that came early
         self.delivered += len(released)
         return Delivery(released)
 
     def expire(self, now: float) -> Delivery[T]:
         """Release frames held past ``max_hold_seconds``, skipping the gaps before them."""
         released: list[T] = []
-        skipped = self._expire(now, released)
+        errors: list[ProtocolError] = []
+        skipped = self._expire(now, released, errors)
         self.delivered += len(released)
-        return Delivery(released, (), skipped)
+        return Delivery(released, tuple(errors), skipped)
 
     def next_deadline(self) -> float | None:
         """When :meth:`expire` will have something to release (``None`` while nothing is held)."""
@@ -168,19 +166,33 @@ class InboundSequencer[T]:
             return None
         return min(arrival for _, arrival in self._held.values()) + self.max_hold_seconds
 
-    def _expire(self, now: float, released: list[T]) -> int:
+    def _expire(self, now: float, released: list[T], errors: list[ProtocolError]) -> int:
         skipped = 0
         while True:
             deadline = self.next_deadline()
             if deadline is None or now < deadline:
                 return skipped
-            skipped += self._skip_gap(released)
+            skipped += self._skip_gap(released, errors)
 
-    def _skip_gap(self, released: list[T]) -> int:
-        """Give up on the gap before the lowest held frame; release the run from there."""
+    def _skip_gap(self, released: list[T], errors: list[ProtocolError]) -> int:
+        """Give up on the gap before the lowest held frame; release the run from there. A
+        frame still more than ``max_ahead`` ahead is dropped instead: it never moves the
+        sequence."""
         assert self._next is not None
         first = min(self._held)
         gap = first - self._next
+        if gap > self.max_ahead:
+            del self._held[first]
+            self.rejected += 1
+            errors.append(
+                ProtocolError(
+                    ErrorCode.OUT_OF_ORDER,
+                    f"{self.frame_type} seq {first} dropped: more than {self.max_ahead} ahead"
+                    f" of the expected {self._next}; number frames one by one",
+                    ref=FrameRef(self.frame_type, first),
+                )
+            )
+            return 0
         self.skipped += gap
         self._next = first
         self._release_run(released)

@@ -247,6 +247,8 @@ class BridgeSession:
             self._gaps.record(
                 "gaps", f"{delivery.skipped} audio frames never arrived", time.monotonic()
             )
+        for error in delivery.errors:  # a frame too far ahead, dropped when its wait ended
+            self.reject(error)
         for chunk in delivery.released:
             self._enqueue(ClientAudio(-1, chunk))
         self._arm_sequence_timer()
