@@ -324,6 +324,29 @@ def test_undecodable_events_raise_provider_error(payload):
     assert info.value.code == "bad_event" and info.value.retryable
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"event": {"textOutput": null}}',
+        b'{"event": {"contentEnd": [1]}}',
+        b'{"event": {"toolUse": "x"}}',
+        b'{"event": {"usageEvent": {"totalTokens": null}}}',
+        b'{"event": {"usageEvent": {"details": {"total": {"input": {"speechTokens": "many"}}}}}}',
+        b'{"event": {"usageEvent": {"details": [1]}}}',
+        b'{"event": {"usageEvent": {"totalTokens": 1e400}}}',
+    ],
+)
+def test_events_with_fields_of_the_wrong_type_are_bad_events_not_crashes(payload):
+    # anything but a ProviderError ends the stream's receive loop as an internal failure
+    with pytest.raises(ProviderError) as info:
+        make().receive(payload)
+    assert info.value.code == "bad_event" and info.value.retryable
+
+
+def test_an_unknown_event_is_ignored_whatever_its_body():
+    assert make().receive(b'{"event": {"somethingNew": 5}}') == []
+
+
 def test_bad_base64_audio_raises():
     p = make()
     with pytest.raises(ProviderError, match="not base64"):

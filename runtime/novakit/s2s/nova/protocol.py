@@ -346,7 +346,15 @@ class NovaProtocol:
         if handler is None:
             log.debug("ignoring output event %s", name)
             return []
-        events: list[Event] = handler(body)
+        try:
+            if not isinstance(body, dict):
+                raise TypeError("its body is not a JSON object")
+            events: list[Event] = handler(body)
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+            # A field of the wrong type or range (usage counts that are not numbers, say).
+            raise ProviderError(
+                "bad_event", f"malformed {name} event from the model: {exc}", retryable=True
+            ) from exc
         return events
 
     def _on_completionStart(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
