@@ -9,12 +9,13 @@ PYTHON_VERSION := $(shell cat .python-version)
 # The interpreter the venv is made from: pyenv's (honours .python-version), else pythonX.Y on PATH.
 BASE_PYTHON ?= $(shell pyenv which python 2>/dev/null || command -v python$(PYTHON_VERSION))
 
-.PHONY: help install lint typecheck unit test dev emulator bench lock clean synth deploy destroy bootstrap infra-test chromium browser-test
+.PHONY: help install lint typecheck unit test dev emulator bench fuzz lock clean synth deploy destroy bootstrap infra-test chromium browser-test
 
 help:
 	@echo "make dev        run the local stack (emulator + scripted demo session)"
 	@echo "make test       install what is missing, then lint, type check and all tests"
 	@echo "make bench      run the benchmarks (not part of make test)"
+	@echo "make fuzz       the property-based fuzz tests (tests/security) at 100,000+ cases"
 	@echo "make browser-test  the browser client's tests in Chromium (installs Debian's chromium)"
 	@echo "make lock       re-resolve requirements/lock.txt from pyproject.toml and requirements/dev.in"
 	@echo "make synth      synthesize the CloudFormation template into cdk.out/ (no AWS account needed)"
@@ -97,6 +98,13 @@ infra-test: $(STAMP) $(NODE_STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# The fuzz tests (tests/security/test_fuzz_*.py) with the "fuzz" Hypothesis profile
+# (tests/security/conftest.py): a quarter of an hour, so not part of make test, which runs the same
+# properties on a small sample. The statistics give the number of cases per property.
+fuzz: $(STAMP)
+	NOVAKIT_FUZZ_PROFILE=fuzz $(VENV)/bin/pytest $(wildcard tests/security/test_fuzz_*.py) -q \
+	  --timeout=3600 --hypothesis-show-statistics
 
 lock: $(PY)
 	$(PY) -m venv --clear .venv-lock
