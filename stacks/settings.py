@@ -63,7 +63,6 @@ class Settings:
     interface_endpoints: bool = False
     web_client: bool = False
     alarm_email: str = ""
-    powertools_layer_version: int = 27
     apigw_account_logging_role: bool = True
 
     @classmethod
@@ -123,7 +122,6 @@ class Settings:
         _check_range("throttle_rate", self.throttle_rate, 1, 10000)
         _check_range("throttle_burst", self.throttle_burst, 1, 5000)
         _check_range("nat_gateways", self.nat_gateways, 1, 2)
-        _check_range("powertools_layer_version", self.powertools_layer_version, 1, 1000)
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError("log_level must be DEBUG, INFO, WARNING or ERROR")
         if self.log_retention_days not in _LOG_RETENTION_DAYS:

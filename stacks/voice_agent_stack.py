@@ -93,7 +93,6 @@ class VoiceAgentStack(Stack):
             ToolFunctionsProps(
                 tools=discover_tools(sources.tools),
                 region=self.region,
-                powertools_layer_version=settings.powertools_layer_version,
                 log_retention=retention,
                 metrics_namespace=METRICS_NAMESPACE,
             ),
