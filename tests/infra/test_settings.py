@@ -98,3 +98,27 @@ def test_every_accepted_log_retention_has_a_cdk_value():
     from stacks.voice_agent_stack import RETENTION
 
     assert set(RETENTION) == set(_LOG_RETENTION_DAYS)
+
+
+def test_ha_raises_tasks_and_nat_gateways_without_lowering_anything():
+    plain = Settings.from_context({"region": "us-east-1"})
+    assert (plain.task_range, plain.nat_gateway_count) == ((1, 4), 1)
+    ha = Settings.from_context({"region": "us-east-1", "ha": "true"})
+    assert (ha.task_range, ha.nat_gateway_count) == ((2, 4), 2)
+    bigger = Settings.from_context({"region": "us-east-1", "ha": "true", "min_tasks": "3"})
+    assert bigger.task_range == (3, 4)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("connect_rate", "3000", "connect_rate must be from 1 to 2500"),
+        ("connect_burst", "0", "connect_burst must be from 1 to 5000"),
+        ("min_free_sessions", "21", "min_free_sessions must be from 1 to 20"),
+        ("authorizer_concurrency", "-1", "authorizer_concurrency must be from 0 to 1000"),
+    ],
+)
+def test_flood_and_scaling_limits_are_checked(key, value, message):
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_context({"region": "us-east-1", key: value})
+
