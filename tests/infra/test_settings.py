@@ -122,3 +122,23 @@ def test_flood_and_scaling_limits_are_checked(key, value, message):
     with pytest.raises(SettingsError, match=message):
         Settings.from_context({"region": "us-east-1", key: value})
 
+
+def test_top_level_requirements_pin_the_locked_versions():
+    """requirements.txt (what `pip install -r requirements.txt && npx cdk synth` needs) names
+    exact versions, the lock's, and constrains the rest to the lock."""
+    lock = {}
+    for line in (REPO / "requirements" / "lock.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==", 1)
+            lock[name.lower().replace("_", "-")] = version.strip()
+    lines = [
+        line.split("#", 1)[0].strip()
+        for line in (REPO / "requirements.txt").read_text().splitlines()
+    ]
+    lines = [line for line in lines if line]
+    assert "-c requirements/lock.txt" in lines and "-e ." in lines
+    pins = dict(line.split("==", 1) for line in lines if not line.startswith("-"))
+    pins = {name.split("[")[0]: version for name, version in pins.items()}
+    assert {"aws-cdk-lib", "constructs", "cdk-nag", "aws-lambda-powertools"} <= set(pins)
+    for name, version in pins.items():
+        assert lock[name.lower()] == version, name
