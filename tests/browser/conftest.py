@@ -107,7 +107,8 @@ async def browser_stack(
             drain_seconds=1.0,
             gateway_secrets=(GATEWAY_SECRET,),
             provider_extra=_provider_extra(emu),
-            **({"model": model} if model else {}),
+            # A retired model (Nova Sonic v1, for its voice list) needs the explicit setting.
+            **({"model": model, "allow_retired_model": True} if model else {}),
         )
         bridge = RecordingBridge(settings, signer=Unsigned())
         runner = web.AppRunner(bridge.application(), access_log=None, shutdown_timeout=1.0)
