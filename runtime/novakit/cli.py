@@ -45,6 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--web", type=Path, default=Path("web"), help="browser client folder (web)")
     dev.add_argument("--token", help="require ?token=... from clients, as the stack does")
     dev.add_argument("--batch-ms", type=int, default=100, help="audio per output frame (100)")
+    dev.add_argument(
+        "--script",
+        type=Path,
+        metavar="FILE",
+        help="the emulator plays these scripted turns first (JSON; see docs/s2s.md)",
+    )
+    dev.add_argument(
+        "--no-speech",
+        action="store_true",
+        help="the emulator answers every turn generically in tone bursts (no offline speech)",
+    )
     parsed = parser.parse_args(args)
     if parsed.command == "dev":
         from .dev import DevOptions, run_dev
@@ -52,7 +63,18 @@ def main(argv: list[str] | None = None) -> int:
         if parsed.bedrock and not _has_aws_credentials():
             print("novakit dev: --bedrock needs AWS credentials (none found)", file=sys.stderr)
             return 2
+        script = None
+        if parsed.script is not None:
+            from .emulator import Script
+
+            try:
+                script = Script.load(parsed.script)
+            except (OSError, ValueError) as exc:
+                print(f"novakit dev: --script {parsed.script}: {exc}", file=sys.stderr)
+                return 2
         options = DevOptions(
+            script=script,
+            speech=not parsed.no_speech,
             port=parsed.port,
             bedrock=parsed.bedrock,
             tools_dir=parsed.tools,
