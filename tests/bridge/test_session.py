@@ -15,7 +15,7 @@ from novakit.bridge.directory import MemoryDirectory
 from novakit.bridge.lease import SessionLease
 from novakit.bridge.metrics import Metrics
 from novakit.bridge.protocol import ClientAudio, ClientEnd, ClientText
-from novakit.bridge.session import BridgeSession
+from novakit.bridge.session import BridgeSession, State
 from novakit.bridge.settings import BridgeSettings
 from novakit.bridge.tools import ToolRunner
 
@@ -233,6 +233,31 @@ async def test_frames_after_end_are_refused_once_then_ended_and_the_connection_c
     tombstone = await directory.owner_of("c=")
     assert tombstone is not None and tombstone.ended
     assert [item[0] for item in engine.session.sent] == ["audio"]  # nothing fed after end
+
+
+class BrokenHangUp(FakeConnections):
+    async def hang_up(self, connection_id: str, within: float = 5.0) -> bool:
+        raise RuntimeError("the management API client broke")
+
+
+async def test_a_fault_while_ending_still_ends_the_session_and_frees_its_slot() -> None:
+    ended: list[BridgeSession] = []
+    session = BridgeSession(
+        "c=",
+        principal_id="",
+        engine=FakeEngine(),
+        settings=BridgeSettings(connections_url="http://127.0.0.1:1"),
+        connections=BrokenHangUp(),  # type: ignore[arg-type]
+        tools=ToolRunner(),
+        metrics=Metrics(),
+        on_ended=ended.append,
+        lease=None,
+        resumed=False,
+    )
+    session.receive(ClientAudio(0, bytes(640)))
+    session.receive(ClientEnd())
+    assert await session.wait_ended(5)
+    assert session.state is State.ENDED and ended == [session]
 
 
 async def test_a_session_handed_over_tells_the_client_nothing_and_keeps_its_record() -> None:

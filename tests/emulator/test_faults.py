@@ -21,6 +21,10 @@ from novakit.emulator.faults import FaultKind, FaultPlan, FaultTracker, Trigger,
         ),
         ("idle_cut@start:every", FaultPlan(FaultKind.IDLE_CUT, every_stream=True)),
         ("validation@1turn", FaultPlan(FaultKind.VALIDATION, Trigger.TURNS, 1)),
+        ("stall@assistant", FaultPlan(FaultKind.STALL, Trigger.ASSISTANT_SPEECH)),
+        ("wrong_type@2s:every", FaultPlan(FaultKind.WRONG_TYPE, Trigger.SECONDS, 2, True)),
+        ("bad_json", FaultPlan(FaultKind.BAD_JSON)),
+        ("unknown_event@user", FaultPlan(FaultKind.UNKNOWN_EVENT, Trigger.USER_SPEECH)),
     ],
 )
 def test_parse(spec: str, plan: FaultPlan) -> None:

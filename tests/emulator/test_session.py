@@ -11,7 +11,7 @@ from smithy_aws_event_stream.events import Event
 
 from novakit.emulator.conversation import EngineSettings, Script, ScriptCursor, ScriptTurn, ToolCall
 from novakit.emulator.eventstream import ChecksumError, Decoder
-from novakit.emulator.faults import FaultKind, FaultPlan
+from novakit.emulator.faults import FaultKind, FaultPlan, Trigger
 from novakit.emulator.grammar import MODELS, NOVA_2_SONIC
 from novakit.emulator.record import Outcome, StreamRecord
 from novakit.emulator.session import EndAction, SessionLimits, StreamSession
@@ -343,3 +343,69 @@ async def test_abort_records_why() -> None:
     assert h.record.outcome is Outcome.CLIENT_RESET
     await h.send(event("sessionEnd"))
     assert h.record.input_names() == ["sessionStart"]
+
+
+def raw_documents(data: bytes) -> list[bytes]:
+    """The event documents of the response's chunks, undecoded (a fault may make them bad)."""
+    import base64
+    import json
+
+    from novakit.emulator.eventstream import Decoder
+
+    return [
+        base64.b64decode(json.loads(message.payload)["bytes"])
+        for message in Decoder().feed(data)
+        if message.headers[":message-type"] == "event"
+    ]
+
+
+@pytest.mark.parametrize(
+    "kind", [FaultKind.BAD_JSON, FaultKind.UNKNOWN_EVENT, FaultKind.WRONG_TYPE]
+)
+async def test_content_faults_send_bad_events_in_good_frames_and_the_stream_goes_on(
+    kind: FaultKind,
+) -> None:
+    import json
+
+    from novakit.emulator.faults import CONTENT_FAULTS, CORRUPT_MARKER
+
+    h = await harness(faults=(FaultPlan(kind, Trigger.ASSISTANT_SPEECH),))
+    await h.send(*opening(), *audio_inputs(tone(1.0) + silence(3.0)), *closing())
+    await h.finish()
+    documents = raw_documents(h.wire)  # every frame decodes: framing and CRC are intact
+    injected = [d for d in documents if d in CONTENT_FAULTS[kind]]
+    assert injected == list(CONTENT_FAULTS[kind])
+    assert any(CORRUPT_MARKER.encode() in d for d in injected)
+    # Mid-answer: after the first audio, and the answer still ends.
+    first_audio = next(i for i, d in enumerate(documents) if b'"audioOutput"' in d)
+    assert documents.index(injected[0]) > first_audio
+    assert h.record.fault is kind and h.record.outcome is Outcome.COMPLETED
+    assert "completionEnd" in h.record.output_names()
+    if kind is FaultKind.BAD_JSON:
+        for document in injected:
+            with pytest.raises(ValueError):
+                json.loads(document)
+    else:
+        for document in injected:
+            assert isinstance(json.loads(document)["event"], dict)
+
+
+async def test_a_stall_sends_nothing_more_and_never_ends_the_stream() -> None:
+    h = await harness(
+        faults=(FaultPlan(FaultKind.STALL, Trigger.ASSISTANT_SPEECH),),
+        limits=SessionLimits(stream_seconds=5.0, idle_seconds=1.0, pace=0),
+    )
+    await h.send(*opening(), *audio_inputs(tone(1.0) + silence(3.0)))
+    sent = len(h.output())
+    assert "audioOutput" in [name for name, _ in h.output()]  # stalled mid-answer
+    await h.send(*audio_inputs(tone(1.0) + silence(3.0)), now=1.0)  # input is still read
+    assert h.session.next_wakeup() is None
+    h.tick(100.0)  # no limit fires
+    await h.send(*closing(), now=100.0)
+    await h.finish(now=100.0)
+    h.session.input_ended(100.0)
+    assert len(h.output()) == sent
+    assert h.session.end_action is None and h.record.outcome is None
+    assert h.record.fault is FaultKind.STALL and h.record.input_closed
+    h.session.abort(Outcome.CLIENT_RESET)  # the client gives up on it
+    assert h.record.outcome is Outcome.CLIENT_RESET

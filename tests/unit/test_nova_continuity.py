@@ -7,7 +7,14 @@ import random
 import pytest
 
 from novakit.s2s import Message
-from novakit.s2s.nova.continuity import AudioRing, Phase, RecoveryPolicy, TurnTracker
+from novakit.s2s.nova.continuity import (
+    AudioRing,
+    Phase,
+    RecoveryPolicy,
+    StallWatch,
+    TurnTracker,
+    caller_silent,
+)
 from novakit.s2s.nova.models import NOVA_2_SONIC
 from novakit.s2s.nova.protocol import NovaProtocol, StreamSettings
 from novakit.s2s.nova.telemetry import StatsRecorder
@@ -218,3 +225,36 @@ def test_a_stream_only_set_up_closes_without_an_audio_content() -> None:
     p.setup_events()
     assert names(p.closing_events()) == ["promptEnd", "sessionEnd"]
     assert names(p.closing_events()) == ["sessionEnd"]  # closing twice ends nothing twice
+
+
+# -- the stall watch and the keep-alive bound ---------------------------------------------------
+
+
+def test_a_stall_counts_from_the_later_of_what_is_owed_and_what_was_heard() -> None:
+    watch = StallWatch(20.0)
+    assert watch.deadline(last_received=5.0) is None  # nothing owed: never stalled
+    watch.expect(10.0)
+    assert watch.deadline(last_received=5.0) == 30.0
+    assert watch.deadline(last_received=25.0) == 45.0  # output keeps it alive
+    assert not watch.stalled(44.9, last_received=25.0)
+    assert watch.stalled(45.0, last_received=25.0)
+    watch.expect(50.0)  # asked again: counts from then
+    assert watch.deadline(last_received=25.0) == 70.0
+    watch.settle()
+    assert not watch.stalled(1000.0, last_received=0.0)
+
+
+def test_a_zero_stall_timeout_never_stalls() -> None:
+    watch = StallWatch(0.0)
+    watch.expect(0.0)
+    assert watch.deadline(0.0) is None and not watch.stalled(1e9, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("now", "last_input", "limit", "silent"),
+    [(100.0, 0.0, 120.0, False), (120.0, 0.0, 120.0, True), (1e9, 0.0, 0.0, False)],
+)
+def test_the_caller_is_silent_past_the_keepalive_limit(
+    now: float, last_input: float, limit: float, silent: bool
+) -> None:
+    assert caller_silent(now, last_input, limit) is silent

@@ -6,9 +6,9 @@ import json
 import pytest
 
 from novakit.s2s import EventType, Message, TextPart, ToolDefinition, ToolResult, UnsupportedError
-from novakit.s2s.errors import ProviderError
 from novakit.s2s.nova.models import NOVA_2_SONIC, NOVA_SONIC_V1
 from novakit.s2s.nova.protocol import (
+    MalformedEventError,
     NovaProtocol,
     StreamSettings,
     prepare_history,
@@ -317,17 +317,70 @@ def test_malformed_tool_arguments_are_kept_not_dropped():
     assert event.tool_call is not None and event.tool_call.arguments == {"_raw": "not json"}
 
 
-@pytest.mark.parametrize("payload", [b"{", b'{"nothing": 1}', b'{"event": 5}', b"\xff"])
-def test_undecodable_events_raise_provider_error(payload):
-    with pytest.raises(ProviderError) as info:
+SECRET = "the user's card number is 4111"
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        (b"{", "not JSON"),
+        (b"\xff", "not JSON"),
+        (('{"event": {"textOutput": {"content": "' + SECRET).encode(), "not JSON"),
+        (b'{"nothing": 1}', "not of the form"),
+        (b'{"event": 5}', "not of the form"),
+        (b'{"event": {}}', "not of the form"),
+        (b'{"event": {"textOutput": {}, "audioOutput": {}}}', "not of the form"),
+    ],
+)
+def test_undecodable_events_are_refused_without_their_content(payload, problem):
+    with pytest.raises(MalformedEventError) as info:
         make().receive(payload)
-    assert info.value.code == "bad_event" and info.value.retryable
+    assert problem in info.value.problem
+    assert SECRET not in str(info.value) and "4111" not in str(info.value)
 
 
-def test_bad_base64_audio_raises():
+@pytest.mark.parametrize(
+    ("name", "fields", "problem"),
+    [
+        ("textOutput", {"content": ["4111"]}, "content is an array, not a string"),
+        ("textOutput", {"content": "x", "role": {"r": "4111"}}, "role is an object"),
+        ("contentStart", {"contentId": 4111, "type": "TEXT"}, "contentId is a number"),
+        ("contentStart", {"type": "TEXT", "additionalModelFields": "[4111]"}, "not a JSON object"),
+        ("contentStart", {"type": "TEXT", "additionalModelFields": "{4111"}, "is not JSON"),
+        ("audioOutput", {"content": "***4111"}, "content is not base64"),
+        ("audioOutput", {"content": 4111}, "content is a number"),
+        ("audioOutput", {"content": "AAAA"}, "not whole 16-bit samples"),
+        ("toolUse", {"toolUseId": "c", "toolName": "t", "content": 4111}, "content is a number"),
+        ("contentEnd", {"stopReason": ["END_TURN"]}, "stopReason is an array"),
+        ("usageEvent", {"details": "4111"}, "details is a string, not an object"),
+        ("usageEvent", {"details": {"total": {"input": []}}}, "details.total.input is an array"),
+        ("usageEvent", {"totalTokens": "4111"}, "totalTokens is a string, not a count"),
+        ("usageEvent", {"totalTokens": -1}, "totalTokens is a number, not a count"),
+        ("usageEvent", {"totalTokens": True}, "totalTokens is a boolean"),
+    ],
+)
+def test_wrong_typed_fields_are_refused_by_name_not_value(name, fields, problem):
+    with pytest.raises(MalformedEventError) as info:
+        make().receive(out(name, **fields))
+    assert info.value.name == name
+    assert problem in info.value.problem
+    assert "4111" not in str(info.value)
+
+
+def test_a_body_that_is_not_an_object_is_refused():
+    with pytest.raises(MalformedEventError, match="textOutput: its body is a string"):
+        make().receive(b'{"event": {"textOutput": "4111"}}')
+
+
+def test_a_refused_event_leaves_the_turn_readable():
     p = make()
-    with pytest.raises(ProviderError, match="not base64"):
-        p.receive(out("audioOutput", contentId="a", content="***"))
+    p.receive(out("contentStart", contentId="f", type="TEXT", role="ASSISTANT"))
+    with pytest.raises(MalformedEventError):
+        p.receive(out("textOutput", contentId="f", content=5))
+    (text,) = p.receive(out("textOutput", contentId="f", content="Hello."))
+    assert text.text == "Hello."
+    (end,) = p.receive(out("contentEnd", contentId="f", stopReason="END_TURN"))
+    assert end.type is EventType.TURN_END
 
 
 def test_unknown_events_are_ignored():

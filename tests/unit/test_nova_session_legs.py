@@ -304,3 +304,100 @@ async def test_history_is_what_a_new_stream_is_told_and_continues_elsewhere(
         ("USER", "how many holidays"),
         ("ASSISTANT", history[1].text + " You get 25 days."),
     ]
+
+
+# -- a stream that goes quiet, and a caller that does ----------------------------------------
+
+
+async def test_a_stream_silent_while_an_answer_is_owed_is_replaced(bedrock: Bedrock) -> None:
+    async with engine(stall_timeout=0.3).start() as session:
+        first = bedrock.streams[0]
+        await session.send_text("hello?")
+        # Bedrock keeps the stream open and says nothing: a stall.
+        second = await bedrock.wait_for(2)
+        assistant_says(second, "Hello.", 1)  # the new stream answers
+        reconnected = await next_event(session, E.RECONNECTED)
+        assert reconnected.meta["reason"] == "stalled"
+        assert first.released
+        assert second.texts(interactive=True) == [("USER", "hello?")]  # asked again
+        await next_event(session, E.TURN_END)
+        await asyncio.sleep(0.6)  # answered: nothing owed, so no more stalls
+        assert len(bedrock.streams) == 2
+
+
+async def test_output_arriving_keeps_a_slow_answer_from_counting_as_stalled(
+    bedrock: Bedrock,
+) -> None:
+    async with engine(stall_timeout=0.3).start() as session:
+        first = bedrock.streams[0]
+        await session.send_text("tell me a long story")
+        for _ in range(6):  # an event every 0.1 s, for twice the stall timeout
+            first.say("usageEvent", totalTokens=1)
+            await next_event(session, E.USAGE)
+            await asyncio.sleep(0.1)
+        assistant_says(first, "Once upon a time.", 1)
+        await next_event(session, E.TURN_END)
+        await asyncio.sleep(0.5)  # nothing is owed now: silence is fine
+        assert len(bedrock.streams) == 1
+
+
+async def test_a_tool_call_pauses_the_stall_watch_until_its_result(bedrock: Bedrock) -> None:
+    async with engine(stall_timeout=0.3).start() as session:
+        first = bedrock.streams[0]
+        await session.send_text("look it up")
+        first.say("contentStart", contentId="t", type="TOOL", role="TOOL")
+        first.say("toolUse", toolName="lookup", toolUseId="c1", content="{}")
+        first.say("contentEnd", contentId="t", type="TOOL", stopReason="TOOL_USE")
+        call = await next_event(session, E.TOOL_CALL)
+        await asyncio.sleep(0.6)  # the tool is slow: the model waits on it, silently
+        assert len(bedrock.streams) == 1
+        assert call.tool_call is not None
+        await session.send_tool_result(s2s.ToolResult("c1", [s2s.TextPart("42")]))
+        second = await bedrock.wait_for(2)  # then nothing came back: stalled
+        assistant_says(second, "It is 42.", 1)
+        assert (await next_event(session, E.RECONNECTED)).meta["reason"] == "stalled"
+
+
+async def test_a_stream_cut_while_the_caller_is_silent_is_replaced_when_it_speaks(
+    bedrock: Bedrock,
+) -> None:
+    async with engine(keepalive_after=0.05, keepalive_limit=0.3).start() as session:
+        first = bedrock.streams[0]
+        await session.send_text("hi")
+        assistant_says(first, "Hello.", 1)
+        await next_event(session, E.TURN_END)
+        await asyncio.sleep(0.6)  # past the bound: the keep-alive has stopped
+        heard = len(first.audio())
+        await asyncio.sleep(0.3)
+        assert len(first.audio()) == heard > 0  # it streamed silence, then stopped
+        first.fail("idle_timeout")  # Bedrock's idle cut
+        await asyncio.sleep(0.5)
+        assert len(bedrock.streams) == 1  # not replaced while the caller says nothing
+        assert session.stats.dormant == 1  # type: ignore[attr-defined]
+        await session.send_audio(b"\x02\x00" * 160)  # the caller is back
+        second = await bedrock.wait_for(2)
+        assert (await next_event(session, E.RECONNECTED)).meta["reason"] == "idle_timeout"
+        assert second.texts(interactive=False) == [("USER", "hi"), ("ASSISTANT", "Hello.")]
+        assert b"\x02\x00" * 160 in second.audio()  # replayed to the new stream
+
+
+async def test_a_failure_while_the_caller_talks_is_recovered_at_once(bedrock: Bedrock) -> None:
+    async with engine(keepalive_limit=5.0).start() as session:
+        await session.send_audio(b"\x01\x00" * 160)
+        bedrock.streams[0].fail("throttled")
+        await bedrock.wait_for(2)
+        assert (await next_event(session, E.RECONNECTED)).meta["reason"] == "throttled"
+
+
+async def test_no_rollover_stream_is_opened_for_a_silent_caller(bedrock: Bedrock) -> None:
+    options = {"keepalive_after": 0.05, "keepalive_limit": 0.3, "rollover_after": 0.5}
+    async with engine(**options).start() as session:
+        first = bedrock.streams[0]
+        await session.send_text("hi")
+        await asyncio.sleep(0.7)  # past both: silent, and the stream is due for a rollover
+        first.say("usageEvent", totalTokens=1)  # something from Bedrock all the same
+        await next_event(session, E.USAGE)
+        await asyncio.sleep(0.3)
+        assert len(bedrock.streams) == 1
+        await session.send_audio(b"\x01\x00" * 160)  # the caller is back: the rollover goes on
+        await bedrock.wait_for(2)

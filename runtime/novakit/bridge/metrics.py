@@ -32,6 +32,26 @@ UNITS = {
     "PostFailures": "Count",
     "Errors": "Count",
     "ProtocolErrors": "Count",
+    "SessionsEnded": "Count",
+    # why sessions ended (bridge/session.py END_METRICS)
+    **{
+        name: "Count"
+        for name in (
+            "EndedDisconnected",
+            "EndedByClient",
+            "EndedClientGone",
+            "EndedClientIdle",
+            "EndedNoFirstFrame",
+            "EndedModelClosed",
+            "EndedModelFailed",
+            "EndedProtocolError",
+            "EndedInternalError",
+            "EndedOwnershipMoved",
+            "EndedHandedOver",
+            "EndedShutdown",
+            "EndedOther",
+        )
+    },
 }
 
 

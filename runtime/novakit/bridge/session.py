@@ -20,8 +20,9 @@ from typing import Any
 
 from .. import s2s
 from .batching import OutboundBatcher
-from .connections import ConnectionsClient
+from .connections import ConnectionGone, ConnectionsClient
 from .lease import SessionLease
+from .liveness import Liveness, LivenessEnd
 from .metrics import Metrics
 from .protocol import (
     ClearReason,
@@ -55,6 +56,26 @@ MAX_PENDING_INPUT = 1000
 CLOSE_TIMEOUT = 5.0
 # At most this many waiting client audio frames go to Bedrock as one event (~128 ms).
 MAX_COALESCED_FRAMES = 4
+# Bound on one GET @connections presence check.
+PRESENCE_TIMEOUT = 10.0
+
+# Why sessions end -> the metric counting them (any other reason counts as EndedOther).
+END_METRICS: dict[str, str] = {
+    "client disconnected": "EndedDisconnected",
+    "client ended the session": "EndedByClient",
+    LivenessEnd.CLIENT_GONE: "EndedClientGone",  # a post answered 410
+    LivenessEnd.CLIENT_ABSENT: "EndedClientGone",
+    LivenessEnd.CLIENT_IDLE: "EndedClientIdle",
+    LivenessEnd.NO_FIRST_FRAME: "EndedNoFirstFrame",
+    "model session closed": "EndedModelClosed",
+    "model session ended": "EndedModelClosed",
+    "model session failed to open": "EndedModelFailed",
+    "protocol error": "EndedProtocolError",
+    "internal error": "EndedInternalError",
+    "ownership moved": "EndedOwnershipMoved",
+    "this task is stopping": "EndedHandedOver",
+    "server shutting down": "EndedShutdown",
+}
 
 
 class State(Enum):
@@ -108,6 +129,7 @@ class BridgeSession:
         self._saving: asyncio.Task[None] | None = None
         self._save_again = False
         self.state = State.WAITING
+        self._connections = connections
         self.sender = OrderedSender(connection_id, connections, metrics, on_gone=self._client_gone)
         self._batcher = OutboundBatcher(batch_ms=settings.batch_ms)
         self._sequencer: InboundSequencer[bytes] = InboundSequencer()
@@ -128,8 +150,16 @@ class BridgeSession:
         # not taken by another task), and whether the WebSocket is known to be closed.
         self.conversation_over = False
         self.connection_closed = False
-        self._worker = self._spawn(self._work(), "worker")
         self.created = time.monotonic()
+        self._liveness = Liveness(
+            self.created,
+            first_frame_seconds=settings.first_frame_seconds,
+            idle_seconds=settings.idle_seconds,
+            presence_seconds=settings.presence_seconds,
+        )
+        self._liveness_changed = asyncio.Event()
+        self._worker = self._spawn(self._work(), "worker")
+        self._spawn(self._watch_liveness(), "liveness")
 
     @property
     def _log_extra(self) -> dict[str, str]:
@@ -142,6 +172,7 @@ class BridgeSession:
             self._refuse_after_end(frame)
             return
         now = time.monotonic()
+        self._liveness.frame(now)
         match frame:
             case ClientPing(id=ping_id):
                 self._post(self._batcher.pong(ping_id, now))
@@ -171,6 +202,7 @@ class BridgeSession:
 
     def reject(self, error: ProtocolError) -> None:
         """Tell the client a frame was refused; the session goes on unless the error is fatal."""
+        self._liveness.frame(time.monotonic())  # a refused frame still shows the client is there
         self._metrics.count("ProtocolErrors")
         log.info("refused a frame: %s", error, extra=self._log_extra)
         self._post(self._batcher.protocol_error(error, time.monotonic()))
@@ -317,7 +349,11 @@ class BridgeSession:
             self._post(
                 self._batcher.error(
                     ErrorCode.SESSION_FAILED,
-                    f"could not start the conversation ({code}): {exc}",
+                    # A ConfigError is about the session's own options (a voice the model
+                    # lacks): its text helps the client. A ProviderError's may quote Bedrock.
+                    f"could not start the conversation: {exc}"
+                    if isinstance(exc, s2s.ConfigError)
+                    else f"could not start the conversation: {client_error_text(code)}",
                     True,
                     FrameRef("start"),
                     time.monotonic(),
@@ -416,8 +452,9 @@ class BridgeSession:
             extra={**self._log_extra, "fatal": error.fatal},
         )
         code = ErrorCode.SESSION_FAILED if error.fatal else ErrorCode.INTERNAL
-        message = f"{error.code}: {error.message}"
-        self._post(self._batcher.error(code, message, error.fatal, None, now))
+        # The provider's message may quote Bedrock (and Bedrock may quote what it was sent):
+        # it stays in the log; the client gets a fixed text for the code.
+        self._post(self._batcher.error(code, client_error_text(error.code), error.fatal, None, now))
 
     def _on_other_event(self, event: s2s.Event, now: float) -> None:
         # Providers may add event types (a reconnection after a fault, say): tell the client
@@ -524,10 +561,50 @@ class BridgeSession:
     async def _save_now(self) -> bool:
         return self.lease is None or await self.lease.save(self.saved_state())
 
+    # -- liveness without $disconnect (liveness.py) ---------------------------------------
+
+    async def _watch_liveness(self) -> None:
+        liveness = self._liveness
+        while self.state not in (State.ENDING, State.ENDED):
+            now = time.monotonic()
+            expired = liveness.expired(now)
+            if expired is not None:
+                self.end(expired)
+                return
+            if liveness.presence_due(now):
+                liveness.presence_checked(now)
+                if not await self._client_present():
+                    liveness.gone_reported(time.monotonic(), LivenessEnd.CLIENT_ABSENT)
+                continue
+            wakeup = liveness.next_wakeup()
+            # A timer, not an ordering: frames that arrive meanwhile move the deadline on.
+            self._liveness_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(None if wakeup is None else max(0.0, wakeup - now)):
+                    await self._liveness_changed.wait()
+
+    async def _client_present(self) -> bool:
+        """GET @connections/{id}: False only on 410 Gone. Any other failure is logged and
+        counts as present (an API hiccup must not end a conversation)."""
+        try:
+            async with asyncio.timeout(PRESENCE_TIMEOUT):
+                await self._connections.get(self.connection_id)
+        except ConnectionGone:
+            return False
+        except Exception as exc:
+            log.warning("presence check failed: %s", type(exc).__name__, extra=self._log_extra)
+        return True
+
     # -- ending ---------------------------------------------------------------------------
 
     def _client_gone(self) -> None:
-        self.end("client gone")
+        """A post answered 410. The sender has stopped; the session ends now, or once the
+        frames API Gateway had queued stop arriving (liveness.py)."""
+        if self._liveness.gone_reported(time.monotonic(), LivenessEnd.CLIENT_GONE):
+            self.end(LivenessEnd.CLIENT_GONE)
+        else:
+            log.info("client gone while its frames still arrive", extra=self._log_extra)
+            self._liveness_changed.set()
 
     def end(self, reason: str, *, hand_over: bool = False) -> None:
         """End the session (idempotent): close the model stream, post what is left, release.
@@ -539,12 +616,25 @@ class BridgeSession:
             return
         self.state = State.ENDING
         self._handing_over = hand_over
-        log.info("session ending: %s", reason, extra=self._log_extra)
+        log.info("session ending: %s", reason, extra={**self._log_extra, "reason": str(reason)})
+        self._metrics.count("SessionsEnded")
+        self._metrics.count(END_METRICS.get(reason, "EndedOther"))
         asyncio.get_running_loop().create_task(
             self._finish(reason, hand_over=hand_over), name="bridge-end"
         )
 
     async def _finish(self, reason: str, *, hand_over: bool = False) -> None:
+        try:
+            await self._wind_down(reason, hand_over=hand_over)
+        except Exception:
+            # A fault while closing must not leave the session holding its slot forever.
+            log.exception("the session did not end cleanly", extra=self._log_extra)
+        finally:
+            self.state = State.ENDED
+            self._ended.set()
+            self._on_ended(self)
+
+    async def _wind_down(self, reason: str, *, hand_over: bool) -> None:
         quiet = hand_over or (self.lease is not None and self.lease.lost)
         for handle in (self._timer, self._sequence_timer):
             if handle is not None:
@@ -588,9 +678,6 @@ class BridgeSession:
                 or self.sender.gone
                 or await self._connections.hang_up(self.connection_id, CLOSE_TIMEOUT)
             )
-        self.state = State.ENDED
-        self._ended.set()
-        self._on_ended(self)
 
     async def wait_ended(self, within: float) -> bool:
         try:
@@ -642,6 +729,28 @@ class BridgeSession:
                 )
             )
             self.end("internal error")
+
+
+# Provider error codes (novakit.s2s.nova.faults) -> what a client is told. Fixed texts: what
+# Bedrock said, which may quote input, goes to the log only.
+_CLIENT_ERROR_TEXTS: dict[str, str] = {
+    "throttled": "the model service is busy; try again shortly",
+    "quota_exceeded": "the model service is busy; try again shortly",
+    "access_denied": "the bridge is not allowed to use the model",
+    "bad_credentials": "the bridge is not allowed to use the model",
+    "expired_credentials": "the bridge is not allowed to use the model",
+    "model_not_found": "the model is not available",
+    "validation": "the model refused a request",
+    "config": "the session's settings are not valid for the model",
+}
+
+
+def client_error_text(code: str) -> str:
+    """The fixed text an error frame carries for a provider error ``code`` (the code, one of
+    the provider's own identifiers, is named in it)."""
+    text = _CLIENT_ERROR_TEXTS.get(code, "the connection to the model failed")
+    safe = code if code.replace("_", "").isalnum() and len(code) <= 32 else "other"
+    return f"{text} ({safe})"
 
 
 def _messages(items: Iterable[Any]) -> list[s2s.Message]:

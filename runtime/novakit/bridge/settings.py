@@ -55,6 +55,11 @@ class BridgeSettings:
     drain_seconds: float = 60.0
     tool_timeout: float = 10.0
     post_attempts: int = 4
+    # Liveness without $disconnect (best-effort on API Gateway; see liveness.py), in seconds;
+    # 0 turns a check off.
+    idle_seconds: float = 600.0  # no client frame this long: API Gateway's idle timeout
+    first_frame_seconds: float = 30.0  # no first frame this long after $connect
+    presence_seconds: float = 60.0  # GET @connections/{id} this often (±20 %); 410 ends it
     log_level: str = "INFO"
     metrics_service: str = "bridge"  # the Service dimension of the bridge's metrics
     metrics_seconds: float = 60.0  # how often aggregated metrics are written
@@ -118,6 +123,11 @@ class BridgeSettings:
             drain_seconds=reader.number("DRAIN_SECONDS", cls.drain_seconds, 0, 3600),
             tool_timeout=reader.number("TOOL_TIMEOUT", cls.tool_timeout, 0.1, 300),
             post_attempts=reader.integer("POST_ATTEMPTS", cls.post_attempts, 1, 20),
+            idle_seconds=reader.number("IDLE_SECONDS", cls.idle_seconds, 0, 7200),
+            first_frame_seconds=reader.number(
+                "FIRST_FRAME_SECONDS", cls.first_frame_seconds, 0, 3600
+            ),
+            presence_seconds=reader.number("PRESENCE_SECONDS", cls.presence_seconds, 0, 3600),
             log_level=(reader.text("LOG_LEVEL") or cls.log_level).upper(),
             metrics_service=reader.text("METRICS_SERVICE") or cls.metrics_service,
             metrics_seconds=reader.number("METRICS_SECONDS", cls.metrics_seconds, 1, 3600),
@@ -159,6 +169,9 @@ class BridgeSettings:
             (f"{PREFIX}DRAIN_SECONDS", "how long SIGTERM waits for sessions to end (default 60)"),
             (f"{PREFIX}TOOL_TIMEOUT", "default tool timeout in seconds (default 10)"),
             (f"{PREFIX}POST_ATTEMPTS", "attempts per @connections post (default 4)"),
+            (f"{PREFIX}IDLE_SECONDS", "end a session with no client frame this long, s (600)"),
+            (f"{PREFIX}FIRST_FRAME_SECONDS", "end a session with no first frame this long (30)"),
+            (f"{PREFIX}PRESENCE_SECONDS", "how often GET @connections checks the client (60)"),
             (f"{PREFIX}LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
             (f"{PREFIX}METRICS_SERVICE", "Service dimension of the metrics (default bridge)"),
             (f"{PREFIX}METRICS_SECONDS", "how often metrics are written, s (default 60)"),

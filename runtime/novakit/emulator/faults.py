@@ -7,13 +7,18 @@ turn), ``user`` (while the user is speaking) or ``assistant`` (while the assista
 Examples: ``throttle``, ``reset@2.5s``, ``model_stream_error@assistant:every``.
 
 Exception faults are sent as an event-stream exception message and the response then ends; the
-SDK raises the modeled exception from ``receive()``. ``access_denied`` is refused before the
+SDK raises the modeled exception from ``receive()``. Content faults (``bad_json``,
+``unknown_event``, ``wrong_type``) send well-framed chunks whose events are wrong, each carrying
+``CORRUPT_MARKER`` (so a test can check that no such content reaches a client), and the stream
+goes on. ``stall`` makes the stream fall silent without ending: input is still read, nothing is
+sent, no limit fires, until the client resets or closes it. ``access_denied`` is refused before the
 stream opens (HTTP 403). The stream-lifetime and idle limits are not plans: they always apply,
 with lengths from the emulator's configuration.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +27,8 @@ from enum import StrEnum
 from .grammar import INVALID_INPUT
 
 __all__ = [
+    "CONTENT_FAULTS",
+    "CORRUPT_MARKER",
     "EXCEPTION_FAULTS",
     "FaultKind",
     "FaultPlan",
@@ -44,6 +51,11 @@ class FaultKind(StrEnum):
     DROP = "drop"  # the TCP connection is cut (every stream on it)
     INVALID_EVENT = "invalid_event"  # an output message that fails its CRC
     ACCESS_DENIED = "access_denied"  # HTTP 403 at open
+    # Well-framed chunks whose content is wrong; the stream goes on after them.
+    BAD_JSON = "bad_json"  # a chunk whose event is truncated JSON, and one that is not JSON
+    UNKNOWN_EVENT = "unknown_event"  # events of names Nova does not send
+    WRONG_TYPE = "wrong_type"  # known events whose fields have the wrong JSON types
+    STALL = "stall"  # nothing more is sent, and the stream is not ended (input still read)
 
 
 class Trigger(StrEnum):
@@ -80,6 +92,38 @@ EXCEPTION_FAULTS: dict[FaultKind, tuple[str, str]] = {
     ),
     FaultKind.IDLE_CUT: ("validationException", IDLE_CUT_MESSAGE),
     FaultKind.VALIDATION: ("validationException", INVALID_INPUT),
+}
+
+# In every event a content fault sends: content a client must never be shown.
+CORRUPT_MARKER = "upstream-payload-7f3a"
+
+# kind -> the event JSON documents of the chunks it sends (bytes: not necessarily JSON)
+CONTENT_FAULTS: dict[FaultKind, tuple[bytes, ...]] = {
+    FaultKind.BAD_JSON: (
+        b'{"event":{"textOutput":{"role":"ASSISTANT","content":"' + CORRUPT_MARKER.encode(),
+        b"\xff\xfe<" + CORRUPT_MARKER.encode() + b">",
+    ),
+    FaultKind.UNKNOWN_EVENT: (
+        json.dumps({"event": {"speculativeThought": {"content": CORRUPT_MARKER}}}).encode(),
+        json.dumps(
+            {"event": {"audioOutput": {}, "textOutput": {"content": CORRUPT_MARKER}}}
+        ).encode(),
+    ),
+    FaultKind.WRONG_TYPE: tuple(
+        json.dumps({"event": event}).encode()
+        for event in (
+            {"textOutput": {"role": "ASSISTANT", "content": [CORRUPT_MARKER]}},
+            {"textOutput": CORRUPT_MARKER},
+            {"contentStart": {"type": "TEXT", "role": {"name": CORRUPT_MARKER}}},
+            {"contentStart": {"type": "TEXT", "role": "ASSISTANT", "additionalModelFields": 7}},
+            {"audioOutput": {"content": 4111}},
+            {"audioOutput": {"content": f"***{CORRUPT_MARKER}"}},
+            {"toolUse": {"toolName": "x", "toolUseId": "y", "content": [CORRUPT_MARKER]}},
+            {"contentEnd": {"stopReason": ["END_TURN"], "type": CORRUPT_MARKER}},
+            {"usageEvent": {"details": CORRUPT_MARKER, "totalTokens": 1}},
+            {"usageEvent": {"details": {"total": {"input": {"speechTokens": CORRUPT_MARKER}}}}},
+        )
+    ),
 }
 
 _WHEN_RE = re.compile(r"^(?:(?P<seconds>\d+(?:\.\d+)?)s|(?P<turns>\d+)turns?|(?P<word>\w+))$")

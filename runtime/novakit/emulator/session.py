@@ -22,7 +22,7 @@ from typing import Any
 
 from .conversation import ConversationEngine, EngineSettings, OutputEvent, ScriptCursor
 from .eventstream import Decoder, EventStreamError, Message, decode_message, encode_message
-from .faults import FaultKind, FaultPlan, FaultTracker, idle_cut_message
+from .faults import CONTENT_FAULTS, FaultKind, FaultPlan, FaultTracker, idle_cut_message
 from .grammar import InputGrammar, ModelInfo, ViolationError, parse_event
 from .record import Outcome, RecordedError, RecordedEvent, StreamRecord
 from .sigv4 import ChunkSignatureError, ChunkVerifier, RequestAuth
@@ -106,6 +106,19 @@ def unwrap_chunk(encoded: bytes) -> bytes:
         raise ViolationError("chunk", f"bytes is not valid base64 ({exc})") from exc
 
 
+def raw_chunk_message(document: bytes) -> Message:
+    """A well-framed chunk carrying ``document`` as its event, whatever it is."""
+    payload = json.dumps({"bytes": base64.b64encode(document).decode("ascii")})
+    return Message(
+        {
+            ":message-type": "event",
+            ":event-type": "chunk",
+            ":content-type": "application/json",
+        },
+        payload.encode(),
+    )
+
+
 def _corrupt(message: Message) -> bytes:
     """A message whose trailing CRC is wrong: undecodable by any conforming client."""
     encoded = bytearray(encode_message(message.headers, message.payload))
@@ -140,6 +153,7 @@ class StreamSession:
         self._engine.audio_drives_clock = self.limits.pace <= 0
         self._faults = FaultTracker(faults or [], now)
         self._out = bytearray()
+        self._stalled = False  # a stall fault fired: nothing more is sent, nothing ends
         self._last_audio = now
         self._pump(now)  # faults planned for the start fire before any input
 
@@ -197,6 +211,9 @@ class StreamSession:
 
     def input_ended(self, now: float) -> None:
         """The client ended its side of the HTTP/2 stream."""
+        if self._stalled:
+            self.record.input_closed = True  # a stalled server does not answer even that
+            return
         if not self.ended:
             # Without the final signed frame: not clean, but not an error Bedrock reports either.
             self._finish(Outcome.INPUT_CLOSED, now)
@@ -211,7 +228,7 @@ class StreamSession:
     # -- time -----------------------------------------------------------------
 
     def tick(self, now: float) -> None:
-        if self.ended:
+        if self.ended or self._stalled:
             return
         if now - self.started_at >= self.limits.stream_seconds:
             self._send_exception("modelTimeoutException", _TIMEOUT_MESSAGE, Outcome.TIMEOUT)
@@ -223,8 +240,8 @@ class StreamSession:
         self._pump(now)
 
     def next_wakeup(self) -> float | None:
-        """When ``tick`` next has something to do (wall clock), or None once ended."""
-        if self.ended:
+        """When ``tick`` next has something to do (wall clock), or None once ended (or stalled)."""
+        if self.ended or self._stalled:
             return None
         times = [
             self.started_at + self.limits.stream_seconds,
@@ -255,6 +272,9 @@ class StreamSession:
     # -- output ---------------------------------------------------------------
 
     def _pump(self, now: float) -> None:
+        if self._stalled:
+            self._engine.take_output()  # generated, never sent
+            return
         for event in self._engine.take_output():
             if event.name == "toolUse":
                 self._grammar.expect_tool_result(event.body["toolUseId"])
@@ -276,8 +296,16 @@ class StreamSession:
         if exception is not None:
             self._send_exception(*exception, Outcome.FAULT)
             return
-        self.record.outcome = Outcome.FAULT
+        content = CONTENT_FAULTS.get(plan.kind)
+        if content is not None:  # the stream goes on after them
+            for document in content:
+                self._out += raw_chunk_message(document).encode()
+            return
         self.record.error = RecordedError(plan.kind.value, f"injected fault {plan}")
+        if plan.kind is FaultKind.STALL:
+            self._stalled = True  # what is already out goes; the outcome is how the client ends it
+            return
+        self.record.outcome = Outcome.FAULT
         if plan.kind is FaultKind.RESET:
             self.end_action = EndAction.RESET
         elif plan.kind is FaultKind.DROP:
@@ -287,6 +315,8 @@ class StreamSession:
             self.end_action = EndAction.END_STREAM
 
     def _send_exception(self, exception_type: str, message: str, outcome: Outcome) -> None:
+        if self._stalled:
+            return
         self._out += exception_message(exception_type, message).encode()
         self.record.error = RecordedError(exception_type, message)
         self.record.outcome = outcome
@@ -297,6 +327,8 @@ class StreamSession:
 
     def _input_finished(self, now: float) -> None:
         self.record.input_closed = True
+        if self._stalled:
+            return
         outcome = Outcome.COMPLETED if self._grammar.session_ended else Outcome.INPUT_CLOSED
         self._finish(outcome, now)
 

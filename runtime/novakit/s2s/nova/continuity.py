@@ -199,3 +199,43 @@ class RecoveryPolicy:
         count toward the same bound, so that streams refused one after another end in a final
         error instead of a retry storm."""
         return replacement and not heard_from and age < self.proven_after
+
+
+class StallWatch:
+    """Whether the stream carrying the conversation owes an answer and has gone silent.
+
+    An answer is owed from the moment the user's words are transcribed, or a text or a tool
+    result is sent, until the model's turn ends, is interrupted, or asks for a tool (then the
+    wait is on the caller). A stream that sends nothing at all (no audio, text or usage) for
+    ``timeout`` seconds meanwhile is stalled: Bedrock answers within a second or two, and a
+    stream that stopped mid-answer without ending would otherwise leave the caller waiting
+    forever. A healthy model that chooses not to answer still sends events (its turn's end,
+    usage), so silence is the signal, not the absence of speech."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.owed_since: float | None = None
+
+    def expect(self, now: float) -> None:
+        """Something the model answers was given to it (or its words were heard) at ``now``."""
+        self.owed_since = now
+
+    def settle(self) -> None:
+        """Nothing is owed (the turn ended, was cut, or waits on a tool)."""
+        self.owed_since = None
+
+    def deadline(self, last_received: float) -> float | None:
+        """When the stream counts as stalled if it sends nothing more (None: never)."""
+        if self.timeout <= 0 or self.owed_since is None:
+            return None
+        return max(self.owed_since, last_received) + self.timeout
+
+    def stalled(self, now: float, last_received: float) -> bool:
+        deadline = self.deadline(last_received)
+        return deadline is not None and now >= deadline
+
+
+def caller_silent(now: float, last_input: float, limit: float) -> bool:
+    """Whether the caller has sent nothing (audio, text, tool result) for ``limit`` seconds;
+    never with ``limit`` 0 (no bound)."""
+    return limit > 0 and now - last_input >= limit

@@ -17,7 +17,7 @@ from ..errors import ProviderError
 from ..events import Event
 from .credentials import CredentialSource
 from .options import NovaOptions
-from .protocol import NovaProtocol, StreamSettings
+from .protocol import MalformedEventError, NovaProtocol, StreamSettings
 from .stream import BedrockStream
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ class Leg:
         self.failure: ProviderError | None = None
         self.audio_sent_upto = 0  # offset in the session's AudioRing
         self.events_received = 0
+        self.skipped_events = 0  # unreadable output events, logged and skipped
+        self.last_received = opened_at  # when Bedrock last sent this stream anything
         # Held while writing: a tool result's three events are never interleaved with audio,
         # and nothing is written while the leg is being started or closed.
         self.lock = asyncio.Lock()
@@ -168,11 +170,20 @@ class Leg:
             while (payload := await self.stream.receive()) is not None:
                 if not payload:
                     continue
+                self.last_received = asyncio.get_running_loop().time()
                 try:
                     events = self.protocol.receive(payload)
-                except ProviderError as bad:
-                    # One bad event is reported; the stream itself may well carry on.
-                    events = [Event.failure(bad.code, bad.message, fatal=False)]
+                except MalformedEventError as bad:
+                    # One unreadable event is skipped: the stream itself carries on. Logged by
+                    # name and fault only: its content may be what the user said.
+                    self.skipped_events += 1
+                    log.warning(
+                        "stream %d: skipped an output event %s: %s",
+                        self.number,
+                        bad.name,
+                        bad.problem,
+                    )
+                    events = []
                 self.events_received += 1
                 if events:
                     on_events(self, events)
@@ -182,6 +193,8 @@ class Leg:
             raise
         except Exception as exc:  # a bug here must not leave the caller waiting forever
             log.exception("receive loop of %r failed", self)
-            error = ProviderError("internal", repr(exc), retryable=False)
+            error = ProviderError(
+                "internal", f"{type(exc).__name__} in the receive loop", retryable=False
+            )
         self.ended = True
         on_end(self, error)

@@ -56,6 +56,15 @@ class NovaOptions:
     # Seconds of silence per keep-alive event (sent at real-time pace): the send path costs per
     # event, not per byte, so an idle session costs a third of one at 32 ms a piece.
     keepalive_step: float = 0.1
+    # Seconds without caller input (audio, text or a tool result) after which the keep-alive
+    # stops, and a stream Bedrock then ends (its idle cut, its 8-minute limit, a fault) is not
+    # replaced until the caller sends something again (0: no bound). Bedrock bills the silence
+    # it is sent, and a caller that went away without a word must not keep streams open.
+    keepalive_limit: float = 120.0
+    # Seconds a stream may send nothing at all while an answer is owed (the user's words were
+    # transcribed, a text or a tool result was sent, and the model's turn has not ended) before
+    # it counts as lost and is replaced like a failed one (0: never).
+    stall_timeout: float = 20.0
     # Long conversations (docs/s2s.md, "Long conversations"): a stream older than this many
     # seconds is replaced at the next quiet point (0: never; Bedrock ends streams at ~8 min).
     rollover_after: float = 360.0
@@ -124,6 +133,12 @@ class NovaOptions:
             raise ConfigError("keepalive_after must be >= 0 (0 turns the keep-alive off)")
         if not 0.01 <= self.keepalive_step <= 0.5:
             raise ConfigError("keepalive_step must be between 0.01 and 0.5 seconds")
+        if self.keepalive_limit < 0:
+            raise ConfigError("keepalive_limit must be >= 0 (0: the keep-alive never stops)")
+        if 0 < self.keepalive_limit < self.keepalive_after:
+            raise ConfigError("keepalive_limit must not be shorter than keepalive_after")
+        if self.stall_timeout < 0:
+            raise ConfigError("stall_timeout must be >= 0 (0 turns stall detection off)")
         if self.rollover_after < 0:
             raise ConfigError("rollover_after must be >= 0 (0 turns rollover off)")
         if self.replay_seconds < 0.5:

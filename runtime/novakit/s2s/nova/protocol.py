@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Message, ToolDefinition, ToolResult
-from ..errors import ProviderError, UnsupportedError
+from ..errors import UnsupportedError
 from ..events import Event, ToolCall, Usage
 from .models import INPUT_SAMPLE_RATE, NovaModel
 
@@ -142,6 +142,7 @@ class NovaProtocol:
         self._awaiting_results: set[str] = set()
         self._prompt_open = False
         self._audio_open = False
+        self._unknown: set[str] = set()  # output event names met that this code does not know
 
     # ---- input ---------------------------------------------------------------------------
 
@@ -334,19 +335,35 @@ class NovaProtocol:
         self._interrupt("client")
 
     def receive(self, payload: bytes) -> list[Event]:
-        """Interpret one output event (the JSON bytes Bedrock sent)."""
+        """Interpret one output event (the JSON bytes Bedrock sent).
+
+        Raises ``MalformedEventError`` for an event that cannot be read (not JSON, not one
+        event, a field of the wrong type): it names the event and what was wrong, never the
+        content, so that the caller can log it and skip it while the stream goes on. An event
+        of a name this code does not know is ignored (logged once per stream)."""
         try:
             message = json.loads(payload)
-            (name, body), *_ = message["event"].items()
-        except (ValueError, KeyError, AttributeError, TypeError) as exc:
-            raise ProviderError(
-                "bad_event", f"undecodable event from the model: {payload[:200]!r}", retryable=True
-            ) from exc
+        except ValueError:
+            raise MalformedEventError("?", "not JSON") from None
+        event = message.get("event") if isinstance(message, dict) else None
+        if not isinstance(event, dict) or len(event) != 1:
+            raise MalformedEventError("?", 'not of the form {"event": {"<name>": {...}}}')
+        ((name, body),) = event.items()
         handler = getattr(self, f"_on_{name}", None)
         if handler is None:
-            log.debug("ignoring output event %s", name)
+            if name not in self._unknown:
+                self._unknown.add(name)
+                log.info("ignoring output event %s, unknown to this version", name[:64])
             return []
-        events: list[Event] = handler(body)
+        if not isinstance(body, dict):
+            raise MalformedEventError(name, f"its body is {_json_type(body)}, not an object")
+        try:
+            events: list[Event] = handler(body)
+        except _BadFieldError as bad:
+            raise MalformedEventError(name, str(bad)) from None
+        except (TypeError, ValueError, AttributeError, KeyError, LookupError) as exc:
+            # A reading this module did not foresee: still one event lost, not the session.
+            raise MalformedEventError(name, f"unreadable ({type(exc).__name__})") from None
         return events
 
     def _on_completionStart(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
@@ -356,16 +373,19 @@ class NovaProtocol:
         return []
 
     def _on_contentStart(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
-        content_id = str(body.get("contentId", ""))
-        kind = str(body.get("type", ""))
-        role = str(body.get("role", ""))
+        content_id = _text(body, "contentId")
+        kind = _text(body, "type")
+        role = _text(body, "role")
         final = True
-        fields = body.get("additionalModelFields")
-        if isinstance(fields, str) and fields:
+        fields = _text(body, "additionalModelFields")
+        if fields:
             try:
-                final = json.loads(fields).get("generationStage", "FINAL") != "SPECULATIVE"
-            except (ValueError, AttributeError):
-                final = True
+                stage = json.loads(fields)
+            except ValueError:
+                raise _BadFieldError("additionalModelFields is not JSON") from None
+            if not isinstance(stage, dict):
+                raise _BadFieldError("additionalModelFields is not a JSON object")
+            final = stage.get("generationStage", "FINAL") != "SPECULATIVE"
         content = _Content(kind, role, final)
         self._contents[content_id] = content
         if role == "ASSISTANT":
@@ -386,9 +406,9 @@ class NovaProtocol:
             self._turn = None
 
     def _on_textOutput(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
-        content = self._contents.get(str(body.get("contentId", "")))
-        text = str(body.get("content", ""))
-        role = str(body.get("role", content.role if content else ""))
+        content = self._contents.get(_text(body, "contentId"))
+        text = _text(body, "content")
+        role = _text(body, "role") or (content.role if content else "")
         if role == "ASSISTANT" and _is_interrupted_marker(text):
             return self._interrupt("barge_in")
         if role == "USER":
@@ -399,39 +419,39 @@ class NovaProtocol:
         return [Event.text_output(text, final=final)] if text else []
 
     def _on_audioOutput(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
-        content = self._contents.get(str(body.get("contentId", "")))
+        content = self._contents.get(_text(body, "contentId"))
+        data = _text(body, "content")
         if content is not None and content.muted:
             return []
         try:
-            pcm = base64.b64decode(str(body.get("content", "")), validate=True)
-        except ValueError as exc:
-            raise ProviderError(
-                "bad_event", "audioOutput content is not base64", retryable=True
-            ) from exc
+            pcm = base64.b64decode(data, validate=True)
+        except ValueError:
+            raise _BadFieldError("content is not base64") from None
+        if len(pcm) % 2:
+            raise _BadFieldError("content is not whole 16-bit samples")
         return [Event.audio_output(pcm, self.settings.output_sample_rate)] if pcm else []
 
     def _on_toolUse(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
-        call_id = str(body.get("toolUseId", ""))
+        call_id = _text(body, "toolUseId")
+        name = _text(body, "toolName")
         raw = body.get("content") or "{}"
+        if not isinstance(raw, str | dict):
+            raise _BadFieldError(f"content is {_json_type(raw)}, not a JSON string")
         try:
             arguments = json.loads(raw) if isinstance(raw, str) else dict(raw)
             if not isinstance(arguments, dict):
                 raise TypeError("not an object")
         except (ValueError, TypeError, RecursionError):
-            # The arguments are what the user said: their size is logged, not their content.
-            log.warning(
-                "tool %s sent arguments that are not a JSON object (%d characters)",
-                body.get("toolName"),
-                len(raw) if isinstance(raw, str) else -1,
-            )
+            # The arguments are the user's words: logged by size only.
+            log.warning("tool %s sent non-object arguments (%d characters)", name[:64], len(raw))
             arguments = {"_raw": raw}
-        self._tool_uses[call_id] = ToolCall(call_id, str(body.get("toolName", "")), arguments)
+        self._tool_uses[call_id] = ToolCall(call_id, name, arguments)
         return []
 
     def _on_contentEnd(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
-        content_id = str(body.get("contentId", ""))
+        content_id = _text(body, "contentId")
+        stop = _text(body, "stopReason")
         content = self._contents.pop(content_id, None)
-        stop = body.get("stopReason")
         if stop == "INTERRUPTED":
             return self._interrupt("barge_in")
         if stop == "TOOL_USE" or (content is not None and content.kind == "TOOL"):
@@ -454,15 +474,15 @@ class NovaProtocol:
         return []
 
     def _on_usageEvent(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
-        total = (body.get("details") or {}).get("total") or {}
-        given = total.get("input") or {}
-        taken = total.get("output") or {}
+        total = _object(_object(body, "details"), "total", "details.total")
+        given = _object(total, "input", "details.total.input")
+        taken = _object(total, "output", "details.total.output")
         usage = Usage(
-            input_speech_tokens=int(given.get("speechTokens", 0)),
-            input_text_tokens=int(given.get("textTokens", 0)),
-            output_speech_tokens=int(taken.get("speechTokens", 0)),
-            output_text_tokens=int(taken.get("textTokens", 0)),
-            total_tokens=int(body.get("totalTokens", 0)),
+            input_speech_tokens=_count(given, "speechTokens"),
+            input_text_tokens=_count(given, "textTokens"),
+            output_speech_tokens=_count(taken, "speechTokens"),
+            output_text_tokens=_count(taken, "textTokens"),
+            total_tokens=_count(body, "totalTokens"),
         )
         return [Event.usage_event(usage)]
 
@@ -499,6 +519,65 @@ def _is_interrupted_marker(text: str) -> bool:
     except ValueError:
         return False
     return isinstance(value, dict) and value.get("interrupted") is True
+
+
+class MalformedEventError(ValueError):
+    """An output event that cannot be read. Its message names the event and what was wrong,
+    never the event's content (which may carry what the user said)."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name[:64]  # a name is Bedrock's choice: bounded in logs
+        self.problem = problem
+        super().__init__(f"{self.name}: {problem}")
+
+
+class _BadFieldError(ValueError):
+    """A field of an output event has the wrong type (the message says which, not its value)."""
+
+
+def _json_type(value: object) -> str:
+    match value:
+        case None:
+            return "null"
+        case bool():
+            return "a boolean"
+        case int() | float():
+            return "a number"
+        case str():
+            return "a string"
+        case list():
+            return "an array"
+        case dict():
+            return "an object"
+    return type(value).__name__
+
+
+def _text(body: dict[str, Any], name: str) -> str:
+    """A string field ("" when absent or null)."""
+    value = body.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _BadFieldError(f"{name} is {_json_type(value)}, not a string")
+    return value
+
+
+def _object(body: dict[str, Any], name: str, path: str | None = None) -> dict[str, Any]:
+    """An object field ({} when absent or null)."""
+    value = body.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _BadFieldError(f"{path or name} is {_json_type(value)}, not an object")
+    return value
+
+
+def _count(body: dict[str, Any], name: str) -> int:
+    """A token count (0 when absent)."""
+    value = body.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _BadFieldError(f"{name} is {_json_type(value)}, not a count")
+    return value
 
 
 def _event(name: str, body: dict[str, Any]) -> bytes:

@@ -42,7 +42,14 @@ from ..config import Config, Message, ToolResult
 from ..errors import ProviderError, SessionClosedError, UnsupportedError
 from ..events import Event, EventType, ToolCall, Usage
 from ..session import EventQueue, Session
-from .continuity import INPUT_BYTES_PER_SECOND, AudioRing, RecoveryPolicy, TurnTracker
+from .continuity import (
+    INPUT_BYTES_PER_SECOND,
+    AudioRing,
+    RecoveryPolicy,
+    StallWatch,
+    TurnTracker,
+    caller_silent,
+)
 from .credentials import CredentialSource
 from .faults import to_provider_error
 from .history import ConversationLog
@@ -124,6 +131,8 @@ class NovaSession(Session):
         self._recovery = RecoveryPolicy(
             attempts=options.recovery_attempts, budget=options.recovery_budget
         )
+        self._stall = StallWatch(options.stall_timeout)
+        self._stall_timer: asyncio.TimerHandle | None = None
         self._rng = random.Random()
         self._stats = StatsRecorder(options.on_telemetry)
         self._events = EventQueue()
@@ -133,6 +142,11 @@ class NovaSession(Session):
         self._odd_byte = b""
         self._heard_upto = 0  # ring offset up to which some stream has been sent the audio
         self._last_audio = 0.0  # when the caller last sent audio (for the keep-alive)
+        self._last_input = 0.0  # when the caller last sent anything (keepalive_limit)
+        self._input_arrived = asyncio.Event()  # wakes a keep-alive that has stopped
+        # The failure of the last stream, while the caller was silent: no stream is open, and
+        # the next input opens one (with the history) instead of a recovery loop now.
+        self._dormant: ProviderError | None = None
         self._legs_opened = 0
         self._leg: Leg | None = None  # the leg carrying the conversation
         self._next: Leg | None = None  # a rollover's next leg, set up and waiting
@@ -189,7 +203,7 @@ class NovaSession(Session):
         except ProviderError:
             await self._shutdown()
             raise
-        self._last_audio = asyncio.get_running_loop().time()
+        self._last_audio = self._last_input = asyncio.get_running_loop().time()
         if self._options.keepalive_after > 0:
             self._keepalive = asyncio.create_task(self._keep_alive(), name="nova-keepalive")
 
@@ -202,6 +216,7 @@ class NovaSession(Session):
         cut = len(data) - (len(data) % 2)
         data, self._odd_byte = data[:cut], data[cut:]
         self._last_audio = asyncio.get_running_loop().time()
+        self._caller_input()
         self._take_audio(data)
         await self._flush_audio()
 
@@ -214,12 +229,14 @@ class NovaSession(Session):
             )
         if not text.strip():
             raise ValueError("text is empty")
+        self._caller_input()
         self._turns.user_input()
         if self._outage is None and await self._send_on_live(
             lambda leg: leg.protocol.text_events(text)
         ):
             # Logged once sent, so that a leg started meanwhile does not also get it as history.
             self._log.user(text)
+            self._expect_answer()
         else:
             self._queued_texts.append((text, True))  # the next leg is told
 
@@ -232,13 +249,16 @@ class NovaSession(Session):
                 f"no tool call {result.call_id!r} is waiting for a result (waiting: {known})"
             )
         entry.answered = True
+        self._caller_input()
         sent = await self._send_on_live(
             lambda leg: leg.protocol.tool_result_events(result), only_on=entry.leg
         )
         # Still outstanding while being sent: no rollover switches away from its leg meanwhile.
         self._log.tool_answered(result)
         self._turns.tool_answered(result.call_id)
-        if not sent:
+        if sent:
+            self._expect_answer()
+        else:
             # The leg that asked is gone; no other leg knows the call id.
             await self._tell_orphan_result(entry.call, result)
 
@@ -250,6 +270,7 @@ class NovaSession(Session):
         dropped = self._events.drop_audio()
         log.debug("client interrupt dropped %d bytes of queued audio", dropped)
         self._turns.interrupted()
+        self._stall.settle()
         self._log.turn_over()
         self._boundary = "interrupted"
         self._events.put(Event.interrupted("client"))
@@ -383,6 +404,88 @@ class NovaSession(Session):
         await self._send_ring(leg)
         return loop.time() - began
 
+    def _caller_input(self) -> None:
+        """The caller sent something: it is there. A session gone dormant opens a stream."""
+        self._last_input = asyncio.get_running_loop().time()
+        self._input_arrived.set()
+        if self._dormant is not None:
+            self._wake()
+
+    def _go_dormant(self, leg: Leg, error: ProviderError) -> None:
+        """The live stream ended while the caller has been silent past ``keepalive_limit``
+        (Bedrock's idle cut, usually): no stream replaces it until the caller speaks or types
+        again. A caller that left without a word must not keep streams opening, and one that
+        comes back continues with the history (``_wake``)."""
+        log.info(
+            "stream %d ended (%s) while the caller is silent: no new stream until it speaks",
+            leg.number,
+            error.code,
+        )
+        self._dormant = error
+        self._leg = None
+        self._rollover = None
+        self._cut_turn()
+        self._stall.settle()
+        waiting, self._next = self._next, None
+        if waiting is not None:
+            self._spawn(waiting.close(self._options.close_timeout))
+        self._stats.went_dormant(error.code)
+
+    def _wake(self) -> None:
+        """Input for a dormant session: recover now, as from a failure that just happened."""
+        error, self._dormant = self._dormant, None
+        if error is None or self._state is not _State.OPEN or self._outage is not None:
+            return
+        log.info("the caller is back: opening a new stream with the history")
+        now = asyncio.get_running_loop().time()
+        outage = _Outage(reason=error.code, error=error, started=now, failed_at=now)
+        self._outage = outage
+        self._last_outage = None  # not a continuation of an earlier outage
+        self._recovering = asyncio.get_running_loop().create_task(
+            self._recover(outage), name="nova-recover"
+        )
+
+    def _expect_answer(self) -> None:
+        """An answer is owed from now: watch the live stream for a stall."""
+        if self._options.stall_timeout <= 0:
+            return
+        self._stall.expect(asyncio.get_running_loop().time())
+        if self._stall_timer is None and self._state is _State.OPEN:
+            self._arm_stall_timer(self._options.stall_timeout)
+
+    def _arm_stall_timer(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._stall_timer = loop.call_at(loop.time() + max(0.0, delay), self._check_stall)
+
+    def _check_stall(self) -> None:
+        """The stall timer: re-armed while output keeps arriving, acts once it has not."""
+        self._stall_timer = None
+        if self._state is not _State.OPEN or self._stall.owed_since is None:
+            return
+        leg = self._usable_leg()
+        if leg is None or not leg.started:
+            # An outage (its recovery decides what is owed next) or a switch under way.
+            self._arm_stall_timer(self._options.stall_timeout)
+            return
+        deadline = self._stall.deadline(leg.last_received)
+        if deadline is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if now < deadline:
+            self._arm_stall_timer(deadline - now)
+            return
+        self._stall.settle()
+        timeout = self._options.stall_timeout
+        log.warning("stream %d sent nothing for %g s while an answer was owed", leg.number, timeout)
+        self._leg_failed(
+            leg,
+            ProviderError(
+                "stalled",
+                f"Bedrock sent nothing for {timeout:g} s while an answer was owed",
+                retryable=True,
+            ),
+        )
+
     async def _tell_orphan_result(self, call: ToolCall, result: ToolResult) -> None:
         """A result for a call made on a leg that is gone: it is in the history; a model that
         takes text is also told now, so that it can give the answer that was waiting on it."""
@@ -395,6 +498,7 @@ class NovaSession(Session):
         sent = await self._send_on_live(lambda leg: leg.protocol.text_events(text))
         if sent:
             self._turns.user_input()
+            self._expect_answer()
         else:
             self._queued_texts.append((text, False))
 
@@ -410,6 +514,15 @@ class NovaSession(Session):
         due: float | None = None  # when the next piece of silence is due (real-time pace)
         while self._state is _State.OPEN:
             now = loop.time()
+            if caller_silent(now, self._last_input, self._options.keepalive_limit):
+                # The caller has said nothing for long (it may be gone without a word): stop
+                # paying for silence. Bedrock then cuts the stream for idleness, and it is
+                # not replaced until the caller sends something (see _go_dormant).
+                log.info("no input for %.0f s: the keep-alive stops", now - self._last_input)
+                due = None
+                self._input_arrived.clear()
+                await self._input_arrived.wait()
+                continue
             idle_for = now - self._last_audio
             if idle_for < self._options.keepalive_after:
                 due = None
@@ -456,6 +569,7 @@ class NovaSession(Session):
                     self._ring.forget_before(leg.audio_sent_upto)
                     self._log.user(event.text)
                     self._turns.user_input()
+                    self._expect_answer()
                 case EventType.TEXT_OUTPUT if event.final:
                     self._log.assistant(event.text)
                 case EventType.AUDIO_OUTPUT:
@@ -469,13 +583,16 @@ class NovaSession(Session):
                     self._calls[call.call_id] = _Call(call, leg)
                     self._log.tool_called(call)
                     self._turns.tool_called(call.call_id)
+                    self._stall.settle()  # the model waits on the caller now
                 case EventType.TURN_END:
                     self._turns.turn_ended()
+                    self._stall.settle()
                     self._log.turn_over()
                     self._boundary = "turn_end"
                 case EventType.INTERRUPTED:
                     self._events.drop_audio()
                     self._turns.interrupted()
+                    self._stall.settle()
                     self._log.turn_over()
                     self._boundary = "interrupted"
                 case EventType.USAGE if event.usage is not None:
@@ -525,6 +642,8 @@ class NovaSession(Session):
         now = loop.time()
         if leg.age(now) < after:
             return
+        if caller_silent(now, self._last_input, self._options.keepalive_limit):
+            return  # no new stream for a caller who says nothing (see _go_dormant)
         if self._rollover is None:
             self._rollover = _Rollover(triggered_at=now)
         if self._next is None:
@@ -620,6 +739,9 @@ class NovaSession(Session):
             self._fail(error)
             return
         now = asyncio.get_running_loop().time()
+        if caller_silent(now, self._last_input, self._options.keepalive_limit):
+            self._go_dormant(leg, error)
+            return
         previous = self._last_outage
         if previous is not None and self._recovery.continues_outage(
             replacement=leg.purpose == "recovery",
@@ -731,8 +853,10 @@ class NovaSession(Session):
             self._spawn(self._send_queued())
         if told:
             self._turns.user_input()
+            self._expect_answer()
         else:
             self._turns.answer_abandoned()
+            self._stall.settle()
         outage.downtime = loop.time() - outage.failed_at
         timer = loop.call_later(_SETTLE_SECONDS, self._settled, leg)
         self._unsettled = (leg, outage, timer)
@@ -750,6 +874,7 @@ class NovaSession(Session):
             if words:
                 self._log.user(text)
             self._turns.user_input()
+            self._expect_answer()
 
     def _settled(self, leg: Leg) -> None:
         if self._unsettled is None or self._unsettled[0] is not leg:
@@ -825,6 +950,10 @@ class NovaSession(Session):
             self._spawn(self._shutdown())
 
     async def _cancel_tasks(self) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        self._input_arrived.set()  # a keep-alive waiting for input sees the state and ends
         if self._unsettled is not None:
             self._unsettled[2].cancel()
             self._unsettled = None

@@ -23,6 +23,9 @@ happen, so that a host (the bridge) can publish metrics; it must be quick and mu
     attempts made before giving up; tags ``reason``.
 ``audio_dropped``
     seconds of user audio the replay buffer could not hold (a long outage).
+``dormant``
+    1 when a stream ended while the caller had been silent past ``keepalive_limit`` and was
+    not replaced (the next input opens one); tags ``reason`` (the error code).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class SessionStats:
     last_recovery_seconds: float | None = None
     failed_recoveries: int = 0
     dropped_audio_seconds: float = 0.0
+    dormant: int = 0  # streams let go without a replacement while the caller was silent
 
 
 class StatsRecorder:
@@ -66,6 +70,7 @@ class StatsRecorder:
         self._last_recovery: float | None = None
         self._failed = 0
         self._dropped = 0.0
+        self._dormant = 0
 
     def snapshot(self) -> SessionStats:
         count = len(self._rollovers)
@@ -80,6 +85,7 @@ class StatsRecorder:
             last_recovery_seconds=self._last_recovery,
             failed_recoveries=self._failed,
             dropped_audio_seconds=self._dropped,
+            dormant=self._dormant,
         )
 
     def stream_opened(self, seconds: float, purpose: str) -> None:
@@ -108,6 +114,10 @@ class StatsRecorder:
     def audio_dropped(self, seconds: float) -> None:
         self._dropped += seconds
         self._emit("audio_dropped", seconds)
+
+    def went_dormant(self, reason: str) -> None:
+        self._dormant += 1
+        self._emit("dormant", 1.0, reason=reason)
 
     def _emit(self, name: str, value: float, **tags: str) -> None:
         if self._hook is None:
