@@ -16,8 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import sys
 from pathlib import Path
+
+from . import __version__
 
 # Commands with parsers of their own: everything after the name is theirs.
 DELEGATED = ("bridge", "gateway", "emulator", "new-tool", "talk")
@@ -28,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     if args and args[0] in DELEGATED:
         return _delegate(args[0], args[1:])
     parser = argparse.ArgumentParser(prog="novakit", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"novakit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("bridge", help="run the session bridge (see: novakit bridge -h)")
     commands.add_parser("gateway", help="run the local API Gateway (see: novakit gateway -h)")
@@ -82,8 +86,18 @@ def main(argv: list[str] | None = None) -> int:
             token=parsed.token,
             batch_ms=parsed.batch_ms,
         )
-        with contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(run_dev(options, once=parsed.once, out=parsed.out))
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                return asyncio.run(run_dev(options, once=parsed.once, out=parsed.out))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            print(
+                f"novakit dev: port {parsed.port} is in use; choose another with --port "
+                "(make dev PORT=...)",
+                file=sys.stderr,
+            )
+            return 2
     return 0
 
 

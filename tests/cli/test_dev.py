@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,37 @@ async def test_the_dev_stack_bridge_answers_its_own_gateway_only() -> None:
             running.bridge_url + "/ws/message", data=b'{"type":"ping"}', headers=headers
         ) as response:
             assert response.status == 403
+
+
+def test_a_busy_port_is_one_line_naming_the_port_and_the_options() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "novakit.cli", "dev", "--port", str(port), "--no-speech"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+            check=False,
+        )
+    assert proc.returncode == 2
+    first = proc.stderr.splitlines()[0]
+    assert first == (
+        f"novakit dev: port {port} is in use; choose another with --port (make dev PORT=...)"
+    )
+    assert "Traceback" not in proc.stderr
+
+
+def test_novakit_version() -> None:
+    from novakit import __version__
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "novakit.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (proc.returncode, proc.stdout.strip()) == (0, f"novakit {__version__}")
