@@ -200,6 +200,7 @@ async def latency(quick: bool) -> dict[str, Any]:
             cpu_before = mind.cpu_seconds
             wall_started = time.monotonic()
             async with websockets.connect(running.gateway_url, open_timeout=10) as ws:
+                await ws.send(json.dumps({"type": "start"}))
                 await _until(ws, "session")
                 seq = 0
                 for _ in range(rounds):
@@ -282,6 +283,7 @@ async def _first_audio(ws: Any) -> float:
 
 async def run(quick: bool = False) -> dict[str, Any]:
     results: dict[str, Any] = {"understanding": understanding(quick)}
+    save("speech", results)  # what is measured so far, if the next part fails
     results["latency"] = await latency(quick)
     results["path"] = str(save("speech", results))
     return results

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import os
 import sys
 from pathlib import Path
 
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             except (OSError, ValueError) as exc:
                 print(f"novakit dev: --script {parsed.script}: {exc}", file=sys.stderr)
                 return 2
+        # The in-process tools' CloudWatch metrics (EMF JSON) mean nothing on a terminal.
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         options = DevOptions(
             script=script,
             speech=not parsed.no_speech,

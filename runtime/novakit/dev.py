@@ -14,13 +14,15 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
+import os
 import secrets
 import socket
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO
 
 from aiohttp import web
 
@@ -86,6 +88,7 @@ async def local_stack(
     """Start emulator (unless ``bedrock``), bridge and gateway; stop them in reverse order."""
     from .bridge.app import Bridge
     from .bridge.connections import Unsigned
+    from .bridge.metrics import Metrics
     from .bridge.settings import BridgeSettings
     from .localgw import GatewayConfig, LocalGateway
 
@@ -107,6 +110,7 @@ async def local_stack(
                 mind = Mind.from_tools_dir(
                     tools_root if tools_root and tools_root.is_dir() else None
                 )
+                mind.narrate = _terminal(stdout, "emulator")
                 bounded["engine"] = EngineSettings(mind=mind)
             emu = await stack.enter_async_context(
                 Emulator(
@@ -137,7 +141,14 @@ async def local_stack(
             region=_region(options),
             gateway_secrets=(gateway_secret,),
         )
-        bridge = Bridge(settings, signer=Unsigned())
+        # The terminal gets readable lines for each session, not EMF metric JSON (the deployed
+        # bridge writes that for CloudWatch).
+        # The null device: nothing is written anywhere.
+        discard = stack.enter_context(open(os.devnull, "w"))  # noqa: ASYNC230, SIM115
+        bridge = Bridge(
+            settings, signer=Unsigned(), metrics=Metrics(settings.metrics_service, out=discard)
+        )
+        stack.enter_context(_session_lines(stdout))
         runner = web.AppRunner(bridge.application(), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -158,6 +169,46 @@ async def local_stack(
         running = RunningStack(gateway.url, bridge_url, emulator_endpoint, emu)
         _banner(running, bridge, options, web_dir, stdout)
         yield running
+
+
+def _terminal(out: TextIO, who: str) -> Callable[[str], None]:
+    def line(text: str) -> None:
+        print(f"  {who:<9}  {text}", file=out, flush=True)
+
+    return line
+
+
+class _SessionLines(logging.Handler):
+    """The bridge's session log records, as one readable line each."""
+
+    _WORDS: ClassVar[dict[str, str]] = {"session open": "connect", "session ending": "disconnect"}
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__(logging.INFO)
+        self._line = _terminal(out, "bridge")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = str(record.msg)
+        for start, word in self._WORDS.items():
+            if text.startswith(start):
+                connection = getattr(record, "connection_id", "?")
+                reason = getattr(record, "reason", "")
+                self._line(f"{word:<11} {connection}{f'  ({reason})' if reason else ''}")
+
+
+@contextlib.contextmanager
+def _session_lines(out: TextIO) -> Iterator[None]:
+    logger = logging.getLogger("novakit.bridge.session")
+    handler = _SessionLines(out)
+    previous = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
 
 
 def _region(options: DevOptions) -> str:

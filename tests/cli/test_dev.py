@@ -99,3 +99,21 @@ def test_novakit_version() -> None:
         check=False,
     )
     assert (proc.returncode, proc.stdout.strip()) == (0, f"novakit {__version__}")
+
+
+async def test_the_dev_terminal_tells_each_session_in_words_not_metric_json() -> None:
+    out = io.StringIO()
+    options = DevOptions(port=0, tools_dir=REPO / "tools", web_dir=None, speech=True)
+    async with local_stack(options, out) as running, connect(running.gateway_url) as client:
+        await client.send({"type": "start"})
+        await client.wait_for(lambda f: f.get("type") == "session")
+        await client.send({"type": "text", "text": "What time is it in Tokyo?"})
+        await client.wait_for(lambda f: f.get("type") == "turn_end")
+    lines = [line.split() for line in out.getvalue().splitlines()]
+    assert not any(line[0].startswith("{") for line in lines if line)
+    told = [
+        line[:2]
+        for line in lines
+        if len(line) > 1 and line[0] in ("bridge", "emulator") and not line[1].startswith("http")
+    ]
+    assert told == [["bridge", "connect"], ["emulator", "tool"], ["bridge", "disconnect"]]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,8 @@ class Mind:
             else None
         )
         self.cpu_seconds = 0.0  # spent hearing and speaking (this thread), for the benchmark
+        # Told each turn in words ("heard: ...", "tool call: ..."): novakit dev prints them.
+        self.narrate: Callable[[str], None] | None = None
 
     @classmethod
     def from_tools_dir(cls, root: Path | None, **options: Any) -> Mind:
@@ -87,9 +89,11 @@ class Mind:
             return Heard("", "")
         started = time.thread_time()
         try:
-            return self.recognizer.hear(pcm)
+            heard = self.recognizer.hear(pcm)
         finally:
             self.cpu_seconds += time.thread_time() - started
+        self._tell(f"heard       {heard.text or '(no words)'}  ({heard.by or 'nothing'})")
+        return heard
 
     def speak(self, text: str, rate: int, voice: str) -> bytes:
         started = time.thread_time()
@@ -109,7 +113,9 @@ class Mind:
             return Response(reply)
         found = self.matcher.match(said, tools) if said else None
         if found is not None:
+            self._tell(f"tool call   {found.tool} {self.arguments_json(found.arguments)}")
             return Response(tool=found.tool, arguments=found.arguments)
+        self._tell("no tool     (no example fits: an honest reply)")
         return Response(honest_reply(said, hint=self.hint))
 
     def answer_tool(self, tool: str, arguments: dict[str, Any], content: str) -> str:
@@ -118,6 +124,10 @@ class Mind:
         return read_result(
             content, tool=tool, arguments=arguments, say=spec.say if spec is not None else None
         )
+
+    def _tell(self, line: str) -> None:
+        if self.narrate is not None:
+            self.narrate(line)
 
     @staticmethod
     def arguments_json(arguments: dict[str, Any]) -> str:
