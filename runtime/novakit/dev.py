@@ -111,7 +111,9 @@ async def local_stack(
                     tools_root if tools_root and tools_root.is_dir() else None
                 )
                 mind.narrate = _terminal(stdout, "emulator")
-                bounded["engine"] = EngineSettings(mind=mind)
+                # Hearing takes real time here (a few hundred ms of recognition): no simulated
+                # model latency on top of it.
+                bounded["engine"] = EngineSettings(mind=mind, response_latency=0.0)
             emu = await stack.enter_async_context(
                 Emulator(
                     EmulatorConfig(script=options.script, script_scope="emulator", **bounded)

@@ -79,7 +79,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
             raise ValueError(f"--tools {args.tools}: not a folder")
         from .mind import Mind
 
-        engine = EngineSettings(mind=Mind.from_tools_dir(args.tools))
+        # Hearing takes real time: no simulated model latency on top of it.
+        engine = EngineSettings(mind=Mind.from_tools_dir(args.tools), response_latency=0.0)
     return EmulatorConfig(
         engine=engine,
         host=args.host,
