@@ -9,7 +9,7 @@ PYTHON_VERSION := $(shell cat .python-version)
 # The interpreter the venv is made from: pyenv's (honours .python-version), else pythonX.Y on PATH.
 BASE_PYTHON ?= $(shell pyenv which python 2>/dev/null || command -v python$(PYTHON_VERSION))
 
-.PHONY: help install lint typecheck unit test dev emulator bench lock clean synth deploy destroy bootstrap infra-test chromium browser-test
+.PHONY: help install lint typecheck unit test dev emulator bench fuzz lock clean synth deploy destroy bootstrap infra-test chromium browser-test
 
 help:
 	@echo "make dev        the local stack on http://127.0.0.1:8080/ (PORT=... for another port); its"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint       ruff check and format check"
 	@echo "make typecheck  mypy"
 	@echo "make unit       the pure-logic tests (tests/unit)"
+	@echo "make fuzz       the property-based fuzz tests (tests/security) at 100,000+ cases"
 	@echo "make browser-test  the browser client's tests in Chromium (installs Debian's chromium)"
 	@echo "make infra-test the CDK stack's tests (tests/infra)"
 	@echo "make chromium   install Debian's chromium for the browser tests, if missing"
@@ -29,7 +30,7 @@ help:
 	@echo "make bootstrap  CDK bootstrap of your AWS account and Region (once, before make deploy)"
 	@echo "make deploy     deploy the voice agent to your AWS account (see docs/deploy.md)"
 	@echo "make destroy    delete the deployed stack"
-	@echo "make clean      remove .venv and the tools' caches"
+	@echo "make clean      remove .venv and the mypy, ruff and pytest caches"
 
 $(PY):
 	@test -n "$(BASE_PYTHON)" || { echo "error: Python $(PYTHON_VERSION) not found (install it with pyenv, or set BASE_PYTHON=/path/to/python$(PYTHON_VERSION))"; exit 1; }
@@ -107,6 +108,13 @@ infra-test: $(STAMP) $(NODE_STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# The fuzz tests (tests/security/test_fuzz_*.py) with the "fuzz" Hypothesis profile
+# (tests/security/conftest.py): a quarter of an hour, so not part of make test, which runs the same
+# properties on a small sample. The statistics give the number of cases per property.
+fuzz: $(STAMP)
+	NOVAKIT_FUZZ_PROFILE=fuzz $(VENV)/bin/pytest $(wildcard tests/security/test_fuzz_*.py) -q \
+	  --timeout=3600 --hypothesis-show-statistics
 
 lock: $(PY)
 	$(PY) -m venv --clear .venv-lock

@@ -1,6 +1,7 @@
 """``python -m bench [NAME ...] [--quick]``: run benchmarks and print what they measured.
 
-With no name, every benchmark runs. Results are also written to ``bench/results/*.json``.
+With no name, every benchmark runs but the soaks (run those by name). Results are also written
+to ``bench/results/*.json``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ BENCHMARKS = {
     "cluster": ("bench.cluster", "relay latency and takeover time, three bridge processes"),
     "speech": ("bench.speech", "the emulator's offline speech: accuracy, latency, CPU"),
     "plots": ("bench.plots", "PNG plots of the latest results"),
+    "nonreader": ("bench.nonreader", "bridge memory under clients that never read (a soak)"),
 }
+# Soaks run only when named: they take minutes (see their own --help for their options).
+NAMED_ONLY = {"nonreader"}
 
 
 def main() -> None:
@@ -28,7 +32,7 @@ def main() -> None:
     parser.add_argument("names", nargs="*", choices=[[], *BENCHMARKS], help="which to run")
     parser.add_argument("--quick", action="store_true", help="shorter runs (noisier figures)")
     args = parser.parse_args()
-    for name in args.names or list(BENCHMARKS):
+    for name in args.names or [name for name in BENCHMARKS if name not in NAMED_ONLY]:
         module, about = BENCHMARKS[name]
         print(f"{name}: {about}", flush=True)
         results = asyncio.run(importlib.import_module(module).run(quick=args.quick))

@@ -204,6 +204,24 @@ NOT_EXPRESSIBLE: list[tuple[str, dict[str, Any], dict[str, int], ErrorCode]] = [
         ErrorCode.BAD_AUDIO,
     ),
     (
+        "text is whole characters: a lone surrogate (half an emoji) cannot reach the model",
+        {"type": "text", "text": "hi \ud83d"},
+        {},
+        ErrorCode.BAD_FRAME,
+    ),
+    (
+        "instructions are whole characters",
+        {"type": "start", "instructions": "\udc00 be brief"},
+        {},
+        ErrorCode.BAD_FRAME,
+    ),
+    (
+        "a voice is whole characters",
+        {"type": "start", "voice": "x\ud800"},
+        {},
+        ErrorCode.BAD_FRAME,
+    ),
+    (
         # Python's re `$` also matches before a final newline; the ECMA-262 regexes JSON Schema
         # specifies do not, so this one is a quirk of the Python validator, not of the schema.
         "no newline after the base64 text",
@@ -262,6 +280,10 @@ TABLE: list[tuple[Any, ErrorCode | None]] = [
     ({"type": "text", "text": "hello"}, None),
     ({"type": "text", "text": ""}, ErrorCode.BAD_FRAME),
     ({"type": "text", "text": "x" * 4001}, ErrorCode.BAD_FRAME),
+    ({"type": "text", "text": " \t\n\u3000"}, ErrorCode.BAD_FRAME),
+    ({"type": "text", "text": " é "}, None),
+    ({"type": "start", "instructions": ""}, ErrorCode.BAD_FRAME),
+    ({"type": "start", "instructions": "  \n"}, ErrorCode.BAD_FRAME),
     ({"type": "interrupt"}, None),
     ({"type": "ping"}, None),
     ({"type": "ping", "id": 3}, None),

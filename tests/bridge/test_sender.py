@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from novakit.bridge import sender as sender_module
 from novakit.bridge.batching import OutboundBatcher
 from novakit.bridge.connections import ConnectionGone, PostError
 from novakit.bridge.metrics import Metrics
 from novakit.bridge.protocol import encode_audio
-from novakit.bridge.sender import OrderedSender
+from novakit.bridge.sender import FRAME_OVERHEAD, OrderedSender
+
+
+class FakeClock:
+    """Stands in for the ``time`` module in the sender: a monotonic clock the test moves."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
 
 
 class FakeConnections:
@@ -19,10 +32,16 @@ class FakeConnections:
         self.in_flight = 0
         self.max_in_flight = 0
         self.fail: dict[int, Exception] = {}
+        self.started = asyncio.Event()  # a post has begun
+        self.deleted: list[str] = []
+
+    async def delete(self, connection_id: str) -> None:
+        self.deleted.append(connection_id)
 
     async def post(self, connection_id: str, data: bytes) -> float:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.started.set()
         try:
             await self.gate.wait()
             index = len(self.posted)
@@ -60,7 +79,8 @@ async def test_barge_in_drops_queued_audio_and_clears_first() -> None:
     sender = OrderedSender("c=", fake, Metrics(), on_gone=lambda: None)  # type: ignore[arg-type]
     sent = frames(batcher)
     sender.send(sent)
-    await asyncio.sleep(0.01)
+    async with asyncio.timeout(5):
+        await fake.started.wait()  # the transcript's post is out
     dropped = sender.barge_in(batcher.barge_in("barge_in", 0.0))
     fake.gate.set()
     assert await sender.drain(5)
@@ -103,13 +123,18 @@ async def test_a_client_that_cannot_keep_up_loses_old_audio_not_events() -> None
     fake = FakeConnections()
     fake.gate.clear()
     batcher = OutboundBatcher(batch_ms=20)
-    sender = OrderedSender("c=", fake, Metrics(), on_gone=lambda: None, max_queued=10)  # type: ignore[arg-type]
-    sender.send(batcher.audio(bytes(960 * 30), 0.0))  # 30 audio frames
+    audio = batcher.audio(bytes(960 * 30), 0.0)  # 30 audio frames
+    bound = 10 * (len(audio[0]) + FRAME_OVERHEAD)  # room for about ten
+    sender = OrderedSender("c=", fake, Metrics(), on_gone=lambda: None, max_bytes=bound)  # type: ignore[arg-type]
+    sender.send(audio)
     sender.send(batcher.turn_end(0.0))
+    assert sender.queued_bytes <= bound
     fake.gate.set()
     assert await sender.drain(5)
     assert fake.posted[-1].startswith('{"type":"turn_end"')
+    assert fake.posted[:-1] == audio[-len(fake.posted) + 1 :]  # the newest audio kept, in order
     assert len(fake.posted) <= 11 and sender.dropped_audio_frames >= 20
+    assert sender.dropped_audio_frames + len(fake.posted) == 31
     await sender.close()
 
 
@@ -120,7 +145,8 @@ async def test_barge_in_is_timed_to_the_clear_posted_and_no_stale_audio_follows(
     batcher = OutboundBatcher()
     sender = OrderedSender("c=", fake, metrics, on_gone=lambda: None)  # type: ignore[arg-type]
     sender.send(frames(batcher))
-    await asyncio.sleep(0.01)
+    async with asyncio.timeout(5):
+        await fake.started.wait()
     interrupted_at = asyncio.get_running_loop().time() - 0.5  # the pump saw it 0.5 s ago
     sender.barge_in(batcher.barge_in("barge_in", 0.0), since=interrupted_at)
     # audio of the next answer: newer than the clear, so not stale
@@ -139,13 +165,19 @@ async def test_barge_in_is_timed_to_the_clear_posted_and_no_stale_audio_follows(
     await sender.close()
 
 
-async def test_output_delay_leaves_out_the_wait_behind_earlier_frames() -> None:
+async def test_output_delay_leaves_out_the_wait_behind_earlier_frames(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeClock(1000.0)
+    monkeypatch.setattr(sender_module, "time", clock)
     fake = FakeConnections()
     fake.gate.clear()
     metrics = Metrics()
     sender = OrderedSender("c=", fake, metrics, on_gone=lambda: None)  # type: ignore[arg-type]
     sender.send(frames(OutboundBatcher()))  # five frames, queued at once
-    await asyncio.sleep(0.2)  # the first post is held: the others wait behind it
+    async with asyncio.timeout(5):
+        await fake.started.wait()
+    clock.now += 0.2  # the first post is held: the others wait behind it
     fake.gate.set()
     assert await sender.drain(5)
     values = metrics.snapshot()["values"]

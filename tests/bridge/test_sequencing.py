@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from novakit.bridge.protocol import ErrorCode, FrameRef
-from novakit.bridge.sequencing import Delivery, InboundSequencer
+from novakit.bridge.protocol import MAX_SEQ, ErrorCode, FrameRef
+from novakit.bridge.sequencing import MIN_AHEAD, RESYNC_FRAMES, Delivery, InboundSequencer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -180,3 +180,69 @@ def test_random_delivery_keeps_order_bounds_and_uniqueness(seed: int) -> None:
         skipped,
         refused,
     )
+
+
+def test_a_frame_far_ahead_waits_but_never_moves_the_sequence() -> None:
+    sequencer: InboundSequencer[int] = InboundSequencer(max_hold_seconds=0.2)
+    assert sequencer.max_ahead == MIN_AHEAD == 32
+    sequencer.push(0, 0, 0.0)
+    sequencer.push(2, 2, 0.0)  # held: 1 is missing
+    far = sequencer.push(200, 99, 0.1)  # more than 32 ahead of the expected 1
+    assert far == Delivery([])  # held: the frames before it may only be slow
+    assert (sequencer.next_seq, sequencer.held) == (1, 2)
+    # 1 never comes: its gap is given up; the far frame, still far when its wait ends, is
+    # dropped; the sequence does not jump to it
+    late = sequencer.expire(0.35)
+    assert (late.released, late.skipped) == ([2], 1)
+    (error,) = late.errors
+    assert error.code is ErrorCode.OUT_OF_ORDER and error.ref == FrameRef("audio", 200)
+    assert (sequencer.next_seq, sequencer.held) == (3, 0)
+    assert released(sequencer.push(3, 3, 0.3)) == [3]
+
+
+def test_frames_reordered_by_more_than_the_window_all_arrive() -> None:
+    # 40 arrives before 9..39 (slow relays, a busy machine): nothing is lost
+    sequencer: InboundSequencer[int] = InboundSequencer(max_hold_seconds=0.2)
+    order = [*range(8), 40, *range(8, 40), *range(41, 50)]
+    out = [p for seq in order for p in released(sequencer.push(seq, seq, 0.0))]
+    assert out == list(range(50)) and sequencer.held == 0
+
+
+def test_a_stray_max_seq_does_not_mute_what_follows() -> None:
+    sequencer: InboundSequencer[int] = InboundSequencer(max_hold_seconds=0.2)
+    sequencer.push(0, 0, 0.0)
+    assert sequencer.push(MAX_SEQ, -1, 0.0) == Delivery([])
+    dropped = sequencer.expire(10.0)
+    assert dropped.released == [] and dropped.errors[0].ref == FrameRef("audio", MAX_SEQ)
+    out = [p for seq in range(1, 50) for p in released(sequencer.push(seq, seq, 10.0))]
+    assert out == list(range(1, 50))
+    # with frames arriving meanwhile, the stray is dropped when its wait ends, in their flow
+    sequencer = InboundSequencer(max_hold_seconds=0.2)
+    sequencer.push(0, 0, 0.0)
+    sequencer.push(MAX_SEQ, -1, 0.0)
+    out, errors = [], []
+    for seq in range(1, 20):
+        delivery = sequencer.push(seq, seq, seq * 0.032)
+        out += delivery.released
+        errors += delivery.errors
+    assert out == list(range(1, 20)) and [e.ref for e in errors] == [FrameRef("audio", MAX_SEQ)]
+
+
+def test_a_renumbering_client_is_followed_after_resync_frames_in_a_row() -> None:
+    sequencer: InboundSequencer[int] = InboundSequencer(max_hold_seconds=60)
+    for seq in range(5):
+        sequencer.push(seq, seq, 0.0)
+    sequencer.push(6, 6, 0.0)  # held, waiting for 5
+    start = 10_000
+    early = [sequencer.push(start + n, start + n, 0.0) for n in range(RESYNC_FRAMES - 1)]
+    assert all(d == Delivery([]) for d in early)  # held: far ahead, waiting
+    followed = sequencer.push(start + RESYNC_FRAMES - 1, -7, 0.0)  # far frames in a row
+    # what was held goes first, in order: the old numbering's, then the new one's
+    assert followed.released == [6, *range(start, start + RESYNC_FRAMES - 1), -7]
+    assert sequencer.next_seq == start + RESYNC_FRAMES and sequencer.held == 0
+    # far frames that do not continue one another never make a numbering
+    sequencer = InboundSequencer(max_hold_seconds=60)
+    sequencer.push(0, 0, 0.0)
+    for n in range(20):
+        sequencer.push(1000 + 2 * n, n, 0.0)
+        assert sequencer.next_seq == 1 and sequencer.held <= sequencer.max_hold_frames

@@ -157,6 +157,9 @@ def test_lengths_that_do_not_add_up() -> None:
         (b"\x01a\x07\x00\x05ab", "end inside"),
         (b"\x00", "empty header name"),
         (b"\x01a\x00\x01a\x01", "duplicate header"),
+        # an i64 of milliseconds reaches far past datetime's year 9999
+        (b"\x01t\x08" + struct.pack("!q", 2**62), "timestamp .* out of range"),
+        (b"\x01t\x08" + struct.pack("!q", -(2**63)), "timestamp .* out of range"),
     ],
 )
 def test_malformed_headers(header_bytes: bytes, match: str) -> None:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import socket
 from urllib.parse import quote
 
 import pytest
+import websockets
 import yarl
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from novakit.localgw import LocalGateway
+from novakit.localgw.connection import CLOSE_TIMEOUT
 from novakit.localgw.limits import FRAME_LIMIT
 
 from .conftest import (
@@ -194,6 +197,58 @@ async def test_a_client_that_does_not_read_gets_posts_refused_with_429(
         status, _, _ = await request("POST", url, b"{}")
         assert status == 200
         assert await receive(ws) == "{}"
+
+
+async def test_a_client_that_does_not_read_costs_about_its_outbound_buffer_then_429(
+    backend: FakeBackend,
+) -> None:
+    """The kernel would buffer megabytes more for such a client (send buffers grow to
+    tcp_wmem's maximum); the gateway bounds its socket's so outbound_buffer is what counts."""
+    frame = b"z" * 16 * 1024
+    async with (
+        gateway(backend, outbound_buffer=4 * FRAME_LIMIT) as gw,
+        client(gw.url, sock=small_receive_buffer(gw.port), max_queue=1),
+    ):
+        [connection_id] = gw.connections
+        url = connection_url(gw, connection_id)
+        accepted = 0
+        for _ in range(2000):
+            status, _, _ = await request("POST", url, frame)
+            if status != 200:
+                break
+            accepted += 1
+        assert status == 429
+        # outbound_buffer, plus the socket's send buffer and what the client's kernel holds
+        assert accepted * len(frame) <= 4 * FRAME_LIMIT + 1024 * 1024
+
+
+async def test_deleting_a_client_that_does_not_read_cuts_its_connection(
+    backend: FakeBackend,
+) -> None:
+    frame = b"z" * 16 * 1024
+    async with (
+        gateway(backend, outbound_buffer=2 * FRAME_LIMIT) as gw,
+        client(gw.url, sock=small_receive_buffer(gw.port), max_queue=1) as ws,
+    ):
+        [connection_id] = gw.connections
+        url = connection_url(gw, connection_id)
+        for _ in range(2000):  # until its buffers are full: it cannot take the close frame
+            status, _, _ = await request("POST", url, frame)
+            if status != 200:
+                break
+        assert status == 429
+        status, _, _ = await request("DELETE", url)
+        assert status == 204
+        # Gone at once for the API, and the socket is cut within the close timeout rather
+        # than left open until the client reads: the client learns it when it next sends
+        # (it does not read, so it is not told any other way).
+        status, _, _ = await request("POST", url, b"{}")
+        assert status == 410
+        with pytest.raises(websockets.ConnectionClosed):
+            async with asyncio.timeout(CLOSE_TIMEOUT + 10):
+                while True:
+                    await ws.send('{"type":"ping"}')
+                    await asyncio.sleep(0.1)  # a client's pace
 
 
 # -- SigV4 -----------------------------------------------------------------------------------

@@ -168,8 +168,8 @@ def test_a_deeply_nested_novakit_input_is_an_error_naming_the_parameter() -> Non
 
 
 def test_a_deeply_nested_tool_answer_is_an_error_result_at_the_bridge() -> None:
-    result = result_from_payload("call-1", b'{"result":' + b"[" * 100_000 + b"]" * 100_000 + b"}")
-    assert result.is_error
+    result = result_from_payload("call-1", b'{"result":' + b"[" * 5_000 + b"]" * 5_000 + b"}")
+    assert result.is_error and result.text() == "the tool's answer was nested too deeply"
     deep: Any = []
     for _ in range(100_000):
         deep = [deep]

@@ -110,7 +110,10 @@ def bridge_env(emu: Emulator, gateway_url: str, port: int, **extra: str) -> dict
 
 @contextlib.asynccontextmanager
 async def local_stack(
-    tmp_path: Path, emulator_config: EmulatorConfig | None = None, **bridge_extra: str
+    tmp_path: Path,
+    emulator_config: EmulatorConfig | None = None,
+    gateway_options: dict[str, Any] | None = None,
+    **bridge_extra: str,
 ) -> AsyncIterator[Stack]:
     config = emulator_config or EmulatorConfig(endpoint_seconds=0.4, pace=0)
     port = free_port()
@@ -121,6 +124,7 @@ async def local_stack(
         token="dev-token",
         credentials=credentials,
         integration_secret=GATEWAY_SECRET,
+        **(gateway_options or {}),
     )
     async with Emulator(config) as emu, LocalGateway(gateway_config) as gateway:
         env = bridge_env(emu, gateway.management_url, port, **bridge_extra)

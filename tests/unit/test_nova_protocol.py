@@ -385,3 +385,25 @@ def test_a_refused_event_leaves_the_turn_readable():
 
 def test_unknown_events_are_ignored():
     assert make().receive(out("somethingNew", a=1)) == []
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"event": {"textOutput": null}}',
+        b'{"event": {"contentEnd": [1]}}',
+        b'{"event": {"toolUse": "x"}}',
+        b'{"event": {"usageEvent": {"totalTokens": null}}}',
+        b'{"event": {"usageEvent": {"details": {"total": {"input": {"speechTokens": "many"}}}}}}',
+        b'{"event": {"usageEvent": {"details": [1]}}}',
+        b'{"event": {"usageEvent": {"totalTokens": 1e400}}}',
+    ],
+)
+def test_events_found_by_fuzzing_are_refused_events_not_crashes(payload):
+    # the stream's receive loop logs and skips a MalformedEventError; anything else ends it
+    with pytest.raises(MalformedEventError):
+        make().receive(payload)
+
+
+def test_an_unknown_event_is_ignored_whatever_its_body():
+    assert make().receive(b'{"event": {"somethingNew": 5}}') == []

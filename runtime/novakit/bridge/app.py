@@ -37,7 +37,12 @@ from .cluster import (
     discover_address,
     heartbeat_loop,
 )
-from .connections import ConnectionsClient, RequestSigner, SigV4Signer, Unsigned
+from .connections import (
+    ConnectionsClient,
+    RequestSigner,
+    SigV4Signer,
+    Unsigned,
+)
 from .directory import Directory, DynamoDirectory, MemoryDirectory, SessionRecord
 from .ended import EndedConnections
 from .lease import SessionLease

@@ -74,6 +74,8 @@ __all__ = [
     "encode_usage",
     "frame_seq",
     "is_audio_frame",
+    "is_nonfatal_error_frame",
+    "is_pong_frame",
     "parse_client_frame",
 ]
 
@@ -325,9 +327,14 @@ def _parse_start(obj: dict[str, Any], _max_audio_bytes: int) -> ClientStart:
         type(voice) is not str or not 1 <= len(voice) <= MAX_VOICE_CHARS
     ):
         raise _bad("start", f"field 'voice' must be a string of 1 to {MAX_VOICE_CHARS} characters")
+    if voice is not None and not _encodable(voice):
+        raise _bad("start", f"field 'voice' {_NOT_UNICODE}")
     instructions = obj.get("instructions")
-    if (instructions is not None or "instructions" in obj) and type(instructions) is not str:
-        raise _bad("start", "field 'instructions' must be a string")
+    if instructions is not None or "instructions" in obj:
+        if type(instructions) is not str or _blank(instructions):
+            raise _bad("start", "field 'instructions' must be a string with a visible character")
+        if not _encodable(instructions):
+            raise _bad("start", f"field 'instructions' {_NOT_UNICODE}")
     input_rate = _optional_int(obj, "input_sample_rate")
     if input_rate is not None and input_rate != INPUT_SAMPLE_RATE:
         raise ProtocolError(
@@ -400,7 +407,32 @@ def _parse_text(obj: dict[str, Any], _max_audio_bytes: int) -> ClientText:
     text = obj.get("text")
     if type(text) is not str or not 1 <= len(text) <= MAX_TEXT_CHARS:
         raise _bad("text", f"field 'text' must be a string of 1 to {MAX_TEXT_CHARS} characters")
+    if _blank(text):
+        raise _bad("text", "field 'text' must have a visible character, not only whitespace")
+    if not _encodable(text):
+        raise _bad("text", f"field 'text' {_NOT_UNICODE}")
     return ClientText(text)
+
+
+# Text the model gets must survive UTF-8 encoding: JSON's \uXXXX escapes can spell a lone
+# surrogate (an emoji cut in half by a client truncating UTF-16), which Python's json accepts and
+# no encoder can send on.
+_NOT_UNICODE: Final = "holds a lone surrogate (half a character); send whole characters"
+
+
+def _blank(text: str) -> bool:
+    # The model refuses empty input; the schema's pattern "\\S" says the same.
+    return not text or text.isspace()
+
+
+def _encodable(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _parse_interrupt(_obj: dict[str, Any], _max_audio_bytes: int) -> ClientInterrupt:
@@ -607,6 +639,16 @@ def is_audio_frame(frame: str) -> bool:
     """Whether an encoded server frame is an ``audio`` frame (a prefix test, no parsing): what a
     sender needs to drop queued audio on barge-in."""
     return frame.startswith(_AUDIO_PREFIX)
+
+
+def is_pong_frame(frame: str) -> bool:
+    """Whether an encoded server frame is a ``pong`` frame (a prefix test, no parsing)."""
+    return frame.startswith('{"type":"pong"')
+
+
+def is_nonfatal_error_frame(frame: str) -> bool:
+    """Whether an encoded server frame is an ``error`` frame the session goes on after."""
+    return frame.startswith('{"type":"error"') and '"fatal":false' in frame
 
 
 def frame_seq(frame: str) -> int:

@@ -10,6 +10,15 @@ than that is useless to a live conversation. Nothing is released twice, nothing 
 
 The first ``seq`` seen starts the sequence (clients may start at 0 or 1), so a frame that
 overtakes the very first one makes that first one "too late".
+
+A frame more than ``max_ahead`` numbers ahead of the expected one is held like any early frame
+(frames before it may just be slow), but the sequence never jumps to it: if it is still that far
+ahead when its wait ends, it is dropped. Otherwise one stray ``seq`` (``2**53-1``, say) would
+make the bridge give up on everything before it, and every later frame would be "behind the
+sequence": the connection's microphone muted. A client that really did renumber (ahead, or far
+behind) is followed once ``resync_frames`` far frames in a row continue one another: a stray
+frame moves nothing, and the frames of a new numbering that arrived before the sequence
+followed it are the price.
 """
 
 from __future__ import annotations
@@ -18,7 +27,13 @@ from dataclasses import dataclass
 
 from .protocol import ErrorCode, FrameRef, ProtocolError
 
-__all__ = ["Delivery", "InboundSequencer"]
+__all__ = ["MIN_AHEAD", "RESYNC_FRAMES", "Delivery", "InboundSequencer"]
+
+#: The smallest ``max_ahead``: about a second of 32 ms frames, far more than reordering or a
+#: client's own dropped frames explain.
+MIN_AHEAD = 32
+#: Far frames in a row, each continuing the one before, after which the sequence follows them.
+RESYNC_FRAMES = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +51,16 @@ class InboundSequencer[T]:
     """Reorders the numbered frames of one connection (one instance per connection)."""
 
     __slots__ = (
+        "_far_run",
         "_held",
         "_next",
         "delivered",
         "frame_type",
+        "max_ahead",
         "max_hold_frames",
         "max_hold_seconds",
         "rejected",
+        "resync_frames",
         "skipped",
     )
 
@@ -53,9 +71,14 @@ class InboundSequencer[T]:
             raise ValueError("max_hold_frames and max_hold_seconds must not be negative")
         self.max_hold_frames = max_hold_frames
         self.max_hold_seconds = max_hold_seconds
+        #: How far from the expected ``seq`` a frame may be: four hold windows, at least MIN_AHEAD.
+        self.max_ahead = max(MIN_AHEAD, 4 * max_hold_frames)
+        #: Consecutive far frames, each one after the other, that make a new numbering.
+        self.resync_frames = RESYNC_FRAMES
         self.frame_type = frame_type
         self._next: int | None = None
         self._held: dict[int, tuple[T, float]] = {}
+        self._far_run: tuple[int, int] | None = None  # (last far seq, how many in a row)
         #: Frames released, sequence numbers skipped as gaps, frames refused.
         self.delivered = 0
         self.skipped = 0
@@ -79,7 +102,10 @@ class InboundSequencer[T]:
         if seq == expected and not self._held:  # the common case: in order, nothing waiting
             self._next = seq + 1
             self.delivered += 1
+            self._far_run = None
             return Delivery([payload])
+        if abs(seq - expected) > self.max_ahead and self._renumbered(seq):
+            return self._follow(seq, payload)
         if seq < expected or seq in self._held:
             self.rejected += 1
             why = "it is already held" if seq >= expected else f"the sequence is at {expected}"
@@ -90,8 +116,9 @@ class InboundSequencer[T]:
             )
             # Time still passes for the frames held: a late frame must not delay their release.
             delivery = self.expire(now)
-            return Delivery(delivery.released, (error,), delivery.skipped)
+            return Delivery(delivery.released, (error, *delivery.errors), delivery.skipped)
         released: list[T] = []
+        errors: list[ProtocolError] = []
         skipped = 0
         if seq == expected:
             self._next = seq + 1
@@ -100,17 +127,38 @@ class InboundSequencer[T]:
         else:
             self._held[seq] = (payload, now)
             if len(self._held) > self.max_hold_frames:
-                skipped += self._skip_gap(released)
-        skipped += self._expire(now, released)
+                skipped += self._skip_gap(released, errors)
+        skipped += self._expire(now, released, errors)
         self.delivered += len(released)
-        return Delivery(released, (), skipped)
+        return Delivery(released, tuple(errors), skipped)
+
+    def _renumbered(self, seq: int) -> bool:
+        """Whether far frame ``seq`` completes a run of ``resync_frames`` far frames in a row,
+        each continuing the one before."""
+        run = self._far_run
+        count = run[1] + 1 if run is not None and seq == run[0] + 1 else 1
+        self._far_run = (seq, count)
+        return count >= self.resync_frames
+
+    def _follow(self, seq: int, payload: T) -> Delivery[T]:
+        """The client renumbered: everything held goes, in order, and the sequence follows."""
+        self._far_run = None
+        released = [
+            self._held.pop(earlier)[0] for earlier in sorted(k for k in self._held if k < seq)
+        ]
+        released.append(payload)
+        self._next = seq + 1
+        self._release_run(released)  # frames of the new numbering that came early
+        self.delivered += len(released)
+        return Delivery(released)
 
     def expire(self, now: float) -> Delivery[T]:
         """Release frames held past ``max_hold_seconds``, skipping the gaps before them."""
         released: list[T] = []
-        skipped = self._expire(now, released)
+        errors: list[ProtocolError] = []
+        skipped = self._expire(now, released, errors)
         self.delivered += len(released)
-        return Delivery(released, (), skipped)
+        return Delivery(released, tuple(errors), skipped)
 
     def next_deadline(self) -> float | None:
         """When :meth:`expire` will have something to release (``None`` while nothing is held)."""
@@ -118,19 +166,33 @@ class InboundSequencer[T]:
             return None
         return min(arrival for _, arrival in self._held.values()) + self.max_hold_seconds
 
-    def _expire(self, now: float, released: list[T]) -> int:
+    def _expire(self, now: float, released: list[T], errors: list[ProtocolError]) -> int:
         skipped = 0
         while True:
             deadline = self.next_deadline()
             if deadline is None or now < deadline:
                 return skipped
-            skipped += self._skip_gap(released)
+            skipped += self._skip_gap(released, errors)
 
-    def _skip_gap(self, released: list[T]) -> int:
-        """Give up on the gap before the lowest held frame; release the run from there."""
+    def _skip_gap(self, released: list[T], errors: list[ProtocolError]) -> int:
+        """Give up on the gap before the lowest held frame; release the run from there. A
+        frame still more than ``max_ahead`` ahead is dropped instead: it never moves the
+        sequence."""
         assert self._next is not None
         first = min(self._held)
         gap = first - self._next
+        if gap > self.max_ahead:
+            del self._held[first]
+            self.rejected += 1
+            errors.append(
+                ProtocolError(
+                    ErrorCode.OUT_OF_ORDER,
+                    f"{self.frame_type} seq {first} dropped: more than {self.max_ahead} ahead"
+                    f" of the expected {self._next}; number frames one by one",
+                    ref=FrameRef(self.frame_type, first),
+                )
+            )
+            return 0
         self.skipped += gap
         self._next = first
         self._release_run(released)

@@ -40,6 +40,7 @@ from .protocol import (
 from .sender import OrderedSender
 from .sequencing import InboundSequencer
 from .settings import BridgeSettings
+from .throttle import SampledLog, TokenBucket
 from .tools import ToolRunner
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,10 @@ END_METRICS: dict[str, str] = {
     "this task is stopping": "EndedHandedOver",
     "server shutting down": "EndedShutdown",
 }
+# Error frames a connection may get at once before BridgeSettings.error_frames_per_second binds.
+ERROR_BURST = 20
+# Refused frames: the first is logged, then one line with counts per this many seconds.
+REFUSED_LOG_SECONDS = 10.0
 
 
 class State(Enum):
@@ -130,7 +135,30 @@ class BridgeSession:
         self._save_again = False
         self.state = State.WAITING
         self._connections = connections
-        self.sender = OrderedSender(connection_id, connections, metrics, on_gone=self._client_gone)
+        self.sender = OrderedSender(
+            connection_id,
+            connections,
+            metrics,
+            on_gone=self._client_gone,
+            on_stalled=self.end,
+            max_bytes=settings.output_queue_bytes,
+            throttled_seconds=settings.throttled_seconds,
+        )
+        self._error_frames = TokenBucket(
+            settings.error_frames_per_second, ERROR_BURST, time.monotonic()
+        )
+        self._errors_unsent = 0  # error frames the bucket held back since the last one sent
+        self._feed_failure_logged = False
+        self._refusals = SampledLog(
+            log, "refused a frame", every=REFUSED_LOG_SECONDS, extra=self._log_extra
+        )
+        self._gaps = SampledLog(
+            log,
+            "went on without missing audio",
+            every=REFUSED_LOG_SECONDS,
+            extra=self._log_extra,
+            level=logging.WARNING,
+        )
         self._batcher = OutboundBatcher(batch_ms=settings.batch_ms)
         self._sequencer: InboundSequencer[bytes] = InboundSequencer()
         self._pending: asyncio.Queue[_Input] = asyncio.Queue(MAX_PENDING_INPUT)
@@ -201,11 +229,16 @@ class BridgeSession:
                 self._enqueue(frame)
 
     def reject(self, error: ProtocolError) -> None:
-        """Tell the client a frame was refused; the session goes on unless the error is fatal."""
-        self._liveness.frame(time.monotonic())  # a refused frame still shows the client is there
+        """Tell the client a frame was refused; the session goes on unless the error is fatal.
+
+        Logged the first time, then counted (``SampledLog``); error frames are rate limited
+        (``TokenBucket``): a client sending nothing but bad frames costs bounded output and log.
+        """
+        now = time.monotonic()
+        self._liveness.frame(now)  # a refused frame still shows the client is there
         self._metrics.count("ProtocolErrors")
-        log.info("refused a frame: %s", error, extra=self._log_extra)
-        self._post(self._batcher.protocol_error(error, time.monotonic()))
+        self._refusals.record(error.code.value, str(error), now)
+        self._post_error(error, now)
         if error.fatal:
             self.end("protocol error")
 
@@ -226,19 +259,31 @@ class BridgeSession:
             )
         )
 
+    def _post_error(self, error: ProtocolError, now: float) -> None:
+        if not error.fatal and not self._error_frames.take(now):
+            self._errors_unsent += 1
+            self._metrics.count("ErrorFramesNotSent")
+            return
+        if self._errors_unsent:
+            error = ProtocolError(
+                error.code,
+                f"{error.message} ({self._errors_unsent} earlier errors not sent: too many)",
+                ref=error.ref,
+                fatal=error.fatal,
+            )
+            self._errors_unsent = 0
+        self._post(self._batcher.protocol_error(error, now))
+
     def _enqueue(self, frame: ClientFrame) -> None:
         try:
             self._pending.put_nowait(_Input(frame, time.monotonic()))
         except asyncio.QueueFull:
             ref = FrameRef(frame.TYPE, getattr(frame, "seq", None))
-            self._post(
-                self._batcher.protocol_error(
-                    ProtocolError(
-                        ErrorCode.RATE_LIMITED,
-                        "input arrives faster than the model takes it; this frame was dropped",
-                        ref=ref,
-                    ),
-                    time.monotonic(),
+            self.reject(
+                ProtocolError(
+                    ErrorCode.RATE_LIMITED,
+                    "input arrives faster than the model takes it; this frame was dropped",
+                    ref=ref,
                 )
             )
 
@@ -255,10 +300,11 @@ class BridgeSession:
         self._sequence_timer = None
         delivery = self._sequencer.expire(time.monotonic())
         if delivery.skipped:
-            log.warning(
-                "audio frames never arrived; went on without them",
-                extra={**self._log_extra, "missing_frames": delivery.skipped},
+            self._gaps.record(
+                "gaps", f"{delivery.skipped} audio frames never arrived", time.monotonic()
             )
+        for error in delivery.errors:  # a frame too far ahead, dropped when its wait ended
+            self.reject(error)
         for chunk in delivery.released:
             self._enqueue(ClientAudio(-1, chunk))
         self._arm_sequence_timer()
@@ -380,6 +426,40 @@ class BridgeSession:
         return True
 
     async def _feed(self, item: _Input) -> None:
+        """Give one frame to the model. A frame the model side cannot take costs that frame
+        (a non-fatal error to the client), never the conversation; only a closed model session
+        ends it."""
+        try:
+            await self._feed_one(item)
+        except s2s.SessionClosedError:
+            raise
+        except Exception as exc:
+            frame = item.frame
+            seq = getattr(frame, "seq", -1)  # -1: audio released after a gap, seq not kept
+            ref = FrameRef(frame.TYPE, seq if seq >= 0 else None)
+            self._metrics.count("FeedFailures")
+            if isinstance(exc, ValueError | s2s.UnsupportedError):
+                # The model's own refusal of this input: the client can act on its message.
+                error = ProtocolError(ErrorCode.BAD_FRAME, f"the model refused it: {exc}", ref=ref)
+            else:
+                if not self._feed_failure_logged:  # a bug: its trace once, then counts
+                    self._feed_failure_logged = True
+                    log.error(
+                        "could not give a %s frame to the model",
+                        frame.TYPE,
+                        exc_info=exc,
+                        extra=self._log_extra,
+                    )
+                error = ProtocolError(
+                    ErrorCode.INTERNAL,
+                    "the bridge could not pass this frame to the model; it was dropped and the"
+                    " conversation goes on",
+                    ref=ref,
+                    fatal=False,
+                )
+            self.reject(error)
+
+    async def _feed_one(self, item: _Input) -> None:
         assert self._session is not None
         match item.frame:
             case ClientAudio(pcm=pcm):
@@ -636,6 +716,8 @@ class BridgeSession:
 
     async def _wind_down(self, reason: str, *, hand_over: bool) -> None:
         quiet = hand_over or (self.lease is not None and self.lease.lost)
+        self._refusals.flush(time.monotonic())
+        self._gaps.flush(time.monotonic())
         for handle in (self._timer, self._sequence_timer):
             if handle is not None:
                 handle.cancel()

@@ -60,6 +60,13 @@ class BridgeSettings:
     idle_seconds: float = 600.0  # no client frame this long: API Gateway's idle timeout
     first_frame_seconds: float = 30.0  # no first frame this long after $connect
     presence_seconds: float = 60.0  # GET @connections/{id} this often (±20 %); 410 ends it
+    output_queue_bytes: int = 1024 * 1024
+    """Bound on the output waiting for one client (see ``OrderedSender``)."""
+    throttled_seconds: float = 10.0
+    """How long @connections may answer 429 (the client does not read) before the bridge hangs
+    up."""
+    error_frames_per_second: float = 5.0
+    """Error frames one connection gets, on average (bursts of ``ERROR_BURST``)."""
     log_level: str = "INFO"
     metrics_service: str = "bridge"  # the Service dimension of the bridge's metrics
     metrics_seconds: float = 60.0  # how often aggregated metrics are written
@@ -128,6 +135,13 @@ class BridgeSettings:
                 "FIRST_FRAME_SECONDS", cls.first_frame_seconds, 0, 3600
             ),
             presence_seconds=reader.number("PRESENCE_SECONDS", cls.presence_seconds, 0, 3600),
+            output_queue_bytes=reader.integer(
+                "OUTPUT_QUEUE_BYTES", cls.output_queue_bytes, 64 * 1024, 256 * 1024 * 1024
+            ),
+            throttled_seconds=reader.number("THROTTLED_SECONDS", cls.throttled_seconds, 1, 3600),
+            error_frames_per_second=reader.number(
+                "ERROR_FRAMES_PER_SECOND", cls.error_frames_per_second, 0.1, 1000
+            ),
             log_level=(reader.text("LOG_LEVEL") or cls.log_level).upper(),
             metrics_service=reader.text("METRICS_SERVICE") or cls.metrics_service,
             metrics_seconds=reader.number("METRICS_SECONDS", cls.metrics_seconds, 1, 3600),
@@ -172,6 +186,9 @@ class BridgeSettings:
             (f"{PREFIX}IDLE_SECONDS", "end a session with no client frame this long, s (600)"),
             (f"{PREFIX}FIRST_FRAME_SECONDS", "end a session with no first frame this long (30)"),
             (f"{PREFIX}PRESENCE_SECONDS", "how often GET @connections checks the client (60)"),
+            (f"{PREFIX}OUTPUT_QUEUE_BYTES", "bound on output queued per client (default 1 MiB)"),
+            (f"{PREFIX}THROTTLED_SECONDS", "hang up after posts get 429 this long, s (10)"),
+            (f"{PREFIX}ERROR_FRAMES_PER_SECOND", "error frames per client per second (default 5)"),
             (f"{PREFIX}LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
             (f"{PREFIX}METRICS_SERVICE", "Service dimension of the metrics (default bridge)"),
             (f"{PREFIX}METRICS_SECONDS", "how often metrics are written, s (default 60)"),

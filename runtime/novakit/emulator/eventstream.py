@@ -225,7 +225,12 @@ class _HeaderReader:
                 raise MalformedMessageError(f"header {name!r} is not UTF-8") from exc
         if kind == _TYPE_TIMESTAMP:
             millis = int(struct.unpack("!q", self.take(8, name))[0])
-            return _EPOCH + millis * _MILLISECOND
+            try:
+                return _EPOCH + millis * _MILLISECOND
+            except OverflowError:  # the wire allows ±292 million years; datetime stops at 9999
+                raise MalformedMessageError(
+                    f"header {name!r}: timestamp {millis} ms is out of range"
+                ) from None
         if kind == _TYPE_UUID:
             return uuid.UUID(bytes=self.take(16, name))
         raise MalformedMessageError(f"header {name!r}: unknown value type {kind}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket as socket_module
 import time
 from http import HTTPStatus
 from types import TracebackType
@@ -42,6 +43,7 @@ __all__ = ["LocalGateway"]
 
 # How long stop() lets open connections close and post $disconnect before cancelling them.
 STOP_TIMEOUT = CLOSE_TIMEOUT + 2.0
+SOCKET_SEND_BUFFER = 64 * 1024  # bytes of a client's socket send buffer (Linux doubles it)
 
 
 def _url_host(host: str) -> str:
@@ -203,6 +205,15 @@ class LocalGateway:
         self, context: ConnectionContext, socket: web.WebSocketResponse, request: web.Request
     ) -> None:
         transport = request.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            # The kernel would otherwise buffer megabytes for a client that does not read
+            # (send buffers grow to tcp_wmem's maximum) before outbound_buffer fills and posts
+            # get 429: bound it, so outbound_buffer is what such a client costs.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(
+                    socket_module.SOL_SOCKET, socket_module.SO_SNDBUF, SOCKET_SEND_BUFFER
+                )
 
         def abort() -> None:
             if transport is not None:
@@ -230,6 +241,11 @@ class LocalGateway:
         try:
             await connection.run()
         finally:
+            if transport is not None and transport.get_write_buffer_size() > 0:
+                # The client never took what was sent, close frame included: like API Gateway
+                # (the connection is gone once deleted or timed out), cut it rather than leave
+                # a socket that lingers until the client reads.
+                abort()
             close = connection.final_close
             self.stats.closed(context.connection_id, close.code)
             log.info("disconnected: %s %s", close.code, close.reason, extra=extra)

@@ -79,7 +79,10 @@ class TextPart:
 
 @dataclass(frozen=True, slots=True)
 class ToolResult:
-    """The answer to a ``TOOL_CALL``; ``is_error`` marks a failure the model can talk about."""
+    """The answer to a ``TOOL_CALL``; ``is_error`` marks a failure the model can talk about.
+
+    An error's content is the plain sentence: the provider wraps it for its model.
+    """
 
     call_id: str
     content: Sequence[TextPart] = ()

@@ -11,6 +11,10 @@ A handler answers ``{"result": <any JSON>}`` or ``{"error": "<what the model sho
 Anything else a handler returns is still read leniently (JSON without either key counts as the
 result), but a payload that is not JSON, is too large, or comes with a Lambda function error
 becomes an error result: the model is told the tool failed and the conversation goes on.
+
+An error result's text is the plain sentence (``ToolResult.is_error`` marks it), whatever the
+failure: the model provider wraps it once for the model, and the client's ``tool`` frame carries
+it unchanged.
 """
 
 from __future__ import annotations
@@ -99,8 +103,10 @@ def result_from_payload(
             return _error(call_id, f"the tool's answer was too large ({len(payload)} bytes)")
         try:
             value = json.loads(payload) if payload else None
-        except (ValueError, RecursionError):
-            return _error(call_id, "the tool's answer was not valid JSON (or nested too deeply)")
+        except RecursionError:
+            return _error(call_id, "the tool's answer was nested too deeply")
+        except ValueError:
+            return _error(call_id, "the tool's answer was not valid JSON")
     else:
         value = payload
     if value is None:
@@ -126,7 +132,9 @@ def error_result(call_id: str, message: str) -> ToolResult:
 
 
 def _error(call_id: str, message: str) -> ToolResult:
-    return ToolResult(call_id, [TextPart(json.dumps({"error": message}))], is_error=True)
+    # The plain sentence: ``is_error`` already says it is an error, the provider wraps it in the
+    # form its model expects (Nova: {"error": ...}) and the client's tool frame shows it as is.
+    return ToolResult(call_id, [TextPart(message)], is_error=True)
 
 
 def _lambda_error_message(payload: bytes | str | Mapping[str, Any] | None) -> str:

@@ -361,7 +361,7 @@ class NovaProtocol:
             events: list[Event] = handler(body)
         except _BadFieldError as bad:
             raise MalformedEventError(name, str(bad)) from None
-        except (TypeError, ValueError, AttributeError, KeyError, LookupError) as exc:
+        except (TypeError, ValueError, AttributeError, LookupError, OverflowError) as exc:
             # A reading this module did not foresee: still one event lost, not the session.
             raise MalformedEventError(name, f"unreadable ({type(exc).__name__})") from None
         return events
