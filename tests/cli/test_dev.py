@@ -117,3 +117,20 @@ async def test_the_dev_terminal_tells_each_session_in_words_not_metric_json() ->
         if len(line) > 1 and line[0] in ("bridge", "emulator") and not line[1].startswith("http")
     ]
     assert told == [["bridge", "connect"], ["emulator", "tool"], ["bridge", "disconnect"]]
+
+
+def test_a_bad_script_file_is_one_line(tmp_path: Path) -> None:
+    script = tmp_path / "turns.json"
+    script.write_text('{"turns": [{"transcript": "hi"}]}')
+    proc = subprocess.run(
+        [sys.executable, "-m", "novakit.cli", "dev", "--script", str(script), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        == f"novakit dev: --script {script}: script turn 0 needs a string 'reply'"
+    )
