@@ -7,7 +7,7 @@ import pytest
 
 from novakit.emulator.answers import SMALL_TALK
 from novakit.emulator.matching import Matcher, ToolExamples
-from novakit.emulator.recognition import Recognizer
+from novakit.emulator.recognition import LANGUAGE_MODEL_SECONDS, PAD_SECONDS, Recognizer
 from novakit.emulator.synthesis import Synthesizer
 
 TIME = ToolExamples(
@@ -90,3 +90,20 @@ def test_the_grammar_holds_only_words_the_dictionary_knows() -> None:
     assert recognizer.grammar is not None
     assert "call <odd_name>" in recognizer.grammar
     assert "zzqx" not in recognizer.grammar and "xqzzyv" not in recognizer.grammar
+
+
+def test_the_language_model_hears_the_start_of_a_long_utterance_only(
+    recognizer: Recognizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[int] = []
+
+    def no_words(decoder: object, audio: bytes) -> str:
+        decoded.append(len(audio))
+        return ""
+
+    monkeypatch.setattr(recognizer, "_decode", no_words)
+    thirty_seconds = bytes(2 * 16000 * 30)
+    assert recognizer.hear(thirty_seconds).by == ""
+    grammar, language_model = decoded
+    assert grammar > 2 * 16000 * 30  # the grammar hears it all (it is cheap)
+    assert language_model == 2 * round((PAD_SECONDS + LANGUAGE_MODEL_SECONDS) * 16000)

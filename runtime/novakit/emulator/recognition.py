@@ -47,6 +47,7 @@ OPENERS = (
     "do you know",
 )
 PAD_SECONDS = 0.3
+LANGUAGE_MODEL_SECONDS = 8.0  # of an utterance, at most, decoded by the language model
 GRAMMAR_BEAM = 1e-80
 GRAMMAR_WORD_BEAM = 1e-53
 _NOISE_LSB = 10  # about -70 dBFS: below any voice, above digital silence
@@ -200,7 +201,10 @@ class Recognizer:
                     return Heard(text, "grammar")
             if self._lm_decoder is None:
                 return Heard("", "")
-            text = self._decode(self._lm_decoder, audio)
+            # The language model takes about a third of real time, in the emulator's event loop:
+            # it hears the start of a long utterance only, so no stream waits long for another.
+            limit = round((PAD_SECONDS + LANGUAGE_MODEL_SECONDS) * INPUT_RATE) * 2
+            text = self._decode(self._lm_decoder, audio[:limit])
             return Heard(text, "language model" if text else "")
 
     @staticmethod
