@@ -9,7 +9,7 @@ PYTHON_VERSION := $(shell cat .python-version)
 # The interpreter the venv is made from: pyenv's (honours .python-version), else pythonX.Y on PATH.
 BASE_PYTHON ?= $(shell pyenv which python 2>/dev/null || command -v python$(PYTHON_VERSION))
 
-.PHONY: help install lint typecheck unit test dev emulator bench fuzz lock clean synth deploy destroy bootstrap infra-test chromium browser-test
+.PHONY: help install lint typecheck unit test dev emulator bench fuzz lock clean synth preflight deploy destroy bootstrap infra-test chromium browser-test
 
 help:
 	@echo "make dev        the local stack on http://127.0.0.1:8080/ (PORT=... for another port); its"
@@ -28,6 +28,7 @@ help:
 	@echo "make lock       re-resolve requirements/lock.txt from pyproject.toml and requirements/dev.in"
 	@echo "make synth      synthesize the CloudFormation template into cdk.out/ (no AWS account needed)"
 	@echo "make bootstrap  CDK bootstrap of your AWS account and Region (once, before make deploy)"
+	@echo "make preflight  check credentials, Docker, bootstrap and model access before a deploy"
 	@echo "make deploy     deploy the voice agent to your AWS account (see docs/deploy.md)"
 	@echo "make destroy    delete the deployed stack"
 	@echo "make clean      remove .venv and the mypy, ruff and pytest caches"
@@ -86,7 +87,13 @@ synth: $(STAMP) $(NODE_STAMP)
 bootstrap: $(STAMP) $(NODE_STAMP)
 	$(CDK) bootstrap $(CDK_ARGS)
 
+# The pre-flight (stacks/preflight.py) checks credentials, Docker (linux/arm64), the bootstrap
+# stack and model access first, and says what to do; SKIP_PREFLIGHT=1 skips it.
+preflight: $(STAMP)
+	$(PY) -m stacks.preflight $(CDK_ARGS)
+
 deploy: $(STAMP) $(NODE_STAMP)
+	@if [ "$(SKIP_PREFLIGHT)" != "1" ]; then $(PY) -m stacks.preflight $(CDK_ARGS); fi
 	$(CDK) deploy --outputs-file cdk.out/outputs.json $(CDK_ARGS)
 
 destroy: $(STAMP) $(NODE_STAMP)

@@ -133,6 +133,7 @@ async def cost(
                     result["units_per_session_minute_in"],
                     result["units_per_session_minute_out"],
                     per_vcpu or 1,
+                    speech_seconds=result["audio_out_seconds_per_session_minute"],
                 ),
             }
             rows.append(row)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
@@ -45,6 +46,8 @@ class BridgeServiceProps:
     # execute-api ARNs of this stage's @connections (POST to send, GET status, DELETE hang up).
     manage_connections_arns: list[str]
     tool_function_arns: list[str]
+    # The session directory's customer managed key, if it has one.
+    table_key_arn: str | None
     environment: dict[str, str]
     # Environment variables ECS fills from Secrets Manager at task start (the gateway secret).
     secrets: dict[str, ecs.Secret]
@@ -57,6 +60,10 @@ class BridgeServiceProps:
     metrics_namespace: str
     metrics_service: str
     cpu_target_percent: int = 60
+    # Step scaling adds tasks when fewer free session slots than this remain over all tasks.
+    min_free_sessions: int = 5
+    # One task per Availability Zone at least, and ECS keeps them spread over the zones.
+    high_availability: bool = False
     # The asset's build context; tests point it at a small copy to keep synth fast.
     image_directory: Path = field(default=REPO_ROOT)
 
@@ -156,7 +163,7 @@ class BridgeService(Construct):
             "Service",
             cluster=self.cluster,
             task_definition=self.task_definition,
-            desired_count=props.min_tasks,
+            # Never below the live capacity during a deployment: new tasks start first.
             min_healthy_percent=100,
             max_healthy_percent=200,
             circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
@@ -165,7 +172,19 @@ class BridgeService(Construct):
             assign_public_ip=False,
             health_check_grace_period=Duration.seconds(60),
             enable_execute_command=False,
+            availability_zone_rebalancing=(
+                ecs.AvailabilityZoneRebalancing.ENABLED
+                if props.high_availability
+                else ecs.AvailabilityZoneRebalancing.DISABLED
+            ),
         )
+        # Autoscaling owns the task count. A DesiredCount in the template would reset a
+        # scaled-out service on every deploy (and the tasks left would have to adopt every
+        # session); without it, CloudFormation starts one task and Application Auto Scaling
+        # raises the count to min_tasks when it registers the service.
+        service_resource = self.service.node.default_child
+        assert isinstance(service_resource, ecs.CfnService)
+        service_resource.add_property_deletion_override("DesiredCount")
 
         self.load_balancer = elbv2.NetworkLoadBalancer(
             self,
@@ -205,6 +224,9 @@ class BridgeService(Construct):
         )
         self.port = BRIDGE_PORT
 
+        self._autoscaling(props)
+
+    def _autoscaling(self, props: BridgeServiceProps) -> None:
         scaling = self.service.auto_scale_task_count(
             min_capacity=props.min_tasks, max_capacity=props.max_tasks
         )
@@ -223,12 +245,48 @@ class BridgeService(Construct):
             statistic="Average",
             period=Duration.minutes(1),
         )
+        self.sessions_target = max(1, round(props.max_sessions_per_task * 0.7))
         scaling.scale_to_track_custom_metric(
             "Sessions",
             metric=self.sessions_metric,
-            target_value=max(1, round(props.max_sessions_per_task * 0.7)),
+            target_value=self.sessions_target,
             scale_in_cooldown=Duration.minutes(10),
             scale_out_cooldown=Duration.minutes(1),
+        )
+        # Target tracking waits for 3 minutes of breaching data; a burst of connects can fill
+        # the free slots faster. Free slots over all tasks (running tasks x the per-task cap,
+        # less the sessions they hold), checked every minute: one period under the threshold
+        # adds a task at once, none left adds two.
+        running_tasks = cloudwatch.Metric(
+            namespace="ECS/ContainerInsights",
+            metric_name="RunningTaskCount",
+            dimensions_map={
+                "ClusterName": self.cluster.cluster_name,
+                "ServiceName": self.service.service_name,
+            },
+            statistic="Average",
+            period=Duration.minutes(1),
+        )
+        self.free_sessions_metric = cloudwatch.MathExpression(
+            expression=f"FILL(tasks, 1) * ({props.max_sessions_per_task} - FILL(sessions, 0))",
+            using_metrics={"tasks": running_tasks, "sessions": self.sessions_metric},
+            label="free session slots",
+            period=Duration.minutes(1),
+        )
+        threshold = props.min_free_sessions
+        scaling.scale_on_metric(
+            "FreeSessions",
+            metric=self.free_sessions_metric,
+            scaling_steps=[
+                appscaling.ScalingInterval(upper=0, change=2),
+                appscaling.ScalingInterval(lower=0, upper=threshold, change=1),
+                appscaling.ScalingInterval(lower=threshold, change=0),
+            ],
+            adjustment_type=appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
+            cooldown=Duration.minutes(1),
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            metric_aggregation_type=appscaling.MetricAggregationType.MINIMUM,
         )
 
     def _grant_task_permissions(self, stack: Stack, props: BridgeServiceProps) -> None:
@@ -262,6 +320,18 @@ class BridgeService(Construct):
                     resources=props.tool_function_arns,
                 )
             )
+        self.protection_tasks_arn = stack.format_arn(
+            service="ecs", resource="task", resource_name=f"{self.cluster.cluster_name}/*"
+        )
+        # Scale-in protection, set by the task itself through the ECS agent's task-protection
+        # endpoint: the agent calls UpdateTaskProtection with the task role's credentials.
+        self.task_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="OwnScaleInProtection",
+                actions=["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"],
+                resources=[self.protection_tasks_arn],
+            )
+        )
         # The session directory: items by connection id and one item of task heartbeats, read
         # by key only (no Scan: the table holds every session's conversation).
         self.task_role.add_to_policy(
@@ -276,3 +346,17 @@ class BridgeService(Construct):
                 resources=[props.table.table_arn],
             )
         )
+        if props.table_key_arn is not None:
+            # DynamoDB encrypts and decrypts the items with this key on the caller's behalf.
+            self.task_role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="SessionDirectoryKey",
+                    actions=[
+                        "kms:Decrypt",
+                        "kms:Encrypt",
+                        "kms:GenerateDataKey",
+                        "kms:DescribeKey",
+                    ],
+                    resources=[props.table_key_arn],
+                )
+            )

@@ -26,6 +26,9 @@ class ConnectAuthProps:
     mode: AuthMode
     api: apigwv2.CfnApi
     log_retention: logs.RetentionDays
+    # At most this many authorizer invocations at once (0: none reserved): a flood of connects
+    # cannot take the account's Lambda concurrency from the tool functions.
+    reserved_concurrency: int = 10
 
 
 class ConnectAuth(Construct):
@@ -128,6 +131,7 @@ class ConnectAuth(Construct):
             timeout=Duration.seconds(10),
             memory_size=256,
             environment={"AUTH_MODE": props.mode.value, **environment},
+            reserved_concurrent_executions=props.reserved_concurrency or None,
             role=role,
             log_group=log_group,
         )

@@ -54,6 +54,12 @@ def acknowledge_accepted_findings(stack: VoiceAgentStack) -> None:
             "@connections/{connectionId} of this API and stage only: connection ids exist only "
             "at run time, so the last path segment is a wildcard.",
         )
+    _ack(
+        task_policy,
+        f"AwsSolutions-IAM5[Resource::{nag_value(stack, bridge.protection_tasks_arn)}]",
+        "Scale-in protection of this cluster's tasks: each task sets its own through the ECS "
+        "agent, and task ids exist only at run time, so the last path segment is a wildcard.",
+    )
     execution_role = bridge.task_definition.execution_role
     assert execution_role is not None
     _ack(

@@ -17,8 +17,10 @@ VPC_CIDR = "10.40.0.0/16"
 @dataclass(frozen=True)
 class NetworkProps:
     nat_gateways: int = 1
-    # Interface endpoints keep Bedrock, ECR, Logs and Lambda traffic off the NAT (about
-    # 0.01 USD per endpoint per AZ per hour, so off by default).
+    # A bedrock-runtime interface endpoint keeps the audio to and from Bedrock off the NAT
+    # (0.01 USD per AZ per hour plus 0.01 USD per GB, against the NAT's 0.045 USD per GB):
+    # worth it above the break-even in bench/costs.py. The other services carry little per
+    # session (image pulls, logs, tool calls), so they stay on the NAT.
     interface_endpoints: bool = False
     flow_log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
 
@@ -73,13 +75,9 @@ class Network(Construct):
             "S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[private]
         )
         if props.interface_endpoints:
-            for name, service in (
-                ("BedrockRuntime", ec2.InterfaceVpcEndpointAwsService.BEDROCK_RUNTIME),
-                ("EcrApi", ec2.InterfaceVpcEndpointAwsService.ECR),
-                ("EcrDocker", ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER),
-                ("Logs", ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS),
-                ("Lambda", ec2.InterfaceVpcEndpointAwsService.LAMBDA_),
-            ):
-                self.vpc.add_interface_endpoint(
-                    name, service=service, subnets=private, private_dns_enabled=True
-                )
+            self.vpc.add_interface_endpoint(
+                "BedrockRuntime",
+                service=ec2.InterfaceVpcEndpointAwsService.BEDROCK_RUNTIME,
+                subnets=private,
+                private_dns_enabled=True,
+            )

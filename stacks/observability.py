@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
@@ -24,6 +25,7 @@ BRIDGE_METRICS = (
     "ToolFailures",
     "PostLatencyMs",
     "Errors",
+    "SessionsRefused",
 )
 FIVE_MINUTES = Duration.minutes(5)
 
@@ -33,8 +35,12 @@ class ObservabilityProps:
     api_id: str
     stage_name: str
     service: ecs.FargateService
+    cluster_name: str
     target_group: elbv2.NetworkTargetGroup
     tool_functions: dict[str, lambda_.Function]
+    authorizer: lambda_.IFunction | None
+    table_name: str
+    model_id: str
     metrics_namespace: str
     metrics_service: str
     alarm_email: str = ""
@@ -46,15 +52,32 @@ class Observability(Construct):
         super().__init__(scope, construct_id)
         self.props = props
         self.alarms: dict[str, cloudwatch.Alarm] = {}
-        self.topic: sns.Topic | None = None
-        if props.alarm_email:
-            self.topic = sns.Topic(
-                self,
-                "AlarmTopic",
-                display_name="novakit alarms",
-                enforce_ssl=True,
-                master_key=kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns"),
+        # One topic for every alarm, always: an alarm nobody hears is not an alarm. Encrypted
+        # with a customer managed key, because CloudWatch cannot publish to a topic under the
+        # AWS managed SNS key (its key policy cannot name CloudWatch).
+        self.topic_key = kms.Key(
+            self,
+            "AlarmTopicKey",
+            description="novakit alarm topic",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.topic_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],  # in a key policy, "*" is this key
             )
+        )
+        self.topic = sns.Topic(
+            self,
+            "AlarmTopic",
+            display_name="novakit alarms",
+            enforce_ssl=True,
+            master_key=self.topic_key,
+        )
+        if props.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(props.alarm_email))
 
         self._alarm(
@@ -112,6 +135,98 @@ class Observability(Construct):
             datapoints_to_alarm=3,
             description="A bridge task failed its /health check for 3 minutes.",
         )
+        self._alarm(
+            "NoHealthyTasks",
+            props.target_group.metrics.healthy_host_count(
+                statistic="Minimum", period=Duration.minutes(1)
+            ),
+            threshold=1,
+            evaluation_periods=2,
+            datapoints_to_alarm=2,
+            comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+            # The load balancer reports its targets every minute; silence is not health.
+            missing=cloudwatch.TreatMissingData.BREACHING,
+            description="No bridge task passed its health check for 2 minutes: nobody can talk.",
+        )
+        self._alarm(
+            "TaskRestarts",
+            cloudwatch.MathExpression(
+                expression="FILL(desired, 0) - FILL(running, 0)",
+                using_metrics={
+                    "desired": self.ecs("DesiredTaskCount"),
+                    "running": self.ecs("RunningTaskCount"),
+                },
+                label="tasks missing",
+                period=Duration.minutes(1),
+            ),
+            threshold=1,
+            evaluation_periods=5,
+            datapoints_to_alarm=5,
+            description=(
+                "Fewer bridge tasks running than desired for 5 minutes: tasks stop and restart "
+                "(crash, failed health checks, image pull) faster than a scale-out completes."
+            ),
+        )
+        self._alarm(
+            "SessionsRefused",
+            self.bridge("SessionsRefused", "Sum"),
+            threshold=1,
+            description=(
+                "A bridge task refused a session because it was full: scaling is behind or "
+                "max_tasks is reached."
+            ),
+        )
+        self._alarm(
+            "BedrockErrors",
+            self.bedrock("InvocationServerErrors"),
+            threshold=5,
+            description="Bedrock failed 5 or more Nova Sonic invocations in 5 minutes.",
+        )
+        self._alarm(
+            "BedrockThrottles",
+            self.bedrock("InvocationThrottles"),
+            threshold=1,
+            description=(
+                "Bedrock throttled Nova Sonic: sessions are refused until the account's quota "
+                "for the model is raised (Service Quotas)."
+            ),
+        )
+        self._alarm(
+            "DirectoryThrottles",
+            cloudwatch.MathExpression(
+                expression="FILL(reads, 0) + FILL(writes, 0)",
+                using_metrics={
+                    "reads": self.table("ReadThrottleEvents"),
+                    "writes": self.table("WriteThrottleEvents"),
+                },
+                label="directory throttles",
+                period=FIVE_MINUTES,
+            ),
+            threshold=1,
+            description="DynamoDB throttled the session directory (ownership and hand-over).",
+        )
+        if props.authorizer is not None:
+            authorizer = props.authorizer
+            self._alarm(
+                "AuthorizerErrors",
+                cloudwatch.MathExpression(
+                    expression="FILL(errors, 0) + FILL(throttles, 0)",
+                    using_metrics={
+                        "errors": authorizer.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
+                        "throttles": authorizer.metric_throttles(
+                            period=FIVE_MINUTES, statistic="Sum"
+                        ),
+                    },
+                    label="authorizer errors and throttles",
+                    period=FIVE_MINUTES,
+                ),
+                threshold=5,
+                description=(
+                    "The $connect authorizer failed or was throttled 5 or more times in 5 "
+                    "minutes: clients with good tokens are refused (a flood, or a broken "
+                    "secret or user pool)."
+                ),
+            )
         if props.tool_functions:
             self._alarm(
                 "ToolFunctionErrors",
@@ -143,6 +258,36 @@ class Observability(Construct):
             dimensions_map={"Service": self.props.metrics_service},
             statistic=statistic,
             period=period,
+        )
+
+    def ecs(self, name: str) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace="ECS/ContainerInsights",
+            metric_name=name,
+            dimensions_map={
+                "ClusterName": self.props.cluster_name,
+                "ServiceName": self.props.service.service_name,
+            },
+            statistic="Average",
+            period=Duration.minutes(1),
+        )
+
+    def bedrock(self, name: str) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace="AWS/Bedrock",
+            metric_name=name,
+            dimensions_map={"ModelId": self.props.model_id},
+            statistic="Sum",
+            period=FIVE_MINUTES,
+        )
+
+    def table(self, name: str) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace="AWS/DynamoDB",
+            metric_name=name,
+            dimensions_map={"TableName": self.props.table_name},
+            statistic="Sum",
+            period=FIVE_MINUTES,
         )
 
     def api(self, name: str, statistic: str = "Sum") -> cloudwatch.Metric:
@@ -178,6 +323,8 @@ class Observability(Construct):
         comparison: cloudwatch.ComparisonOperator = (
             cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
         ),
+        # No traffic is not a fault.
+        missing: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
     ) -> None:
         alarm = cloudwatch.Alarm(
             self,
@@ -187,12 +334,13 @@ class Observability(Construct):
             evaluation_periods=evaluation_periods,
             datapoints_to_alarm=datapoints_to_alarm,
             comparison_operator=comparison,
-            # No traffic is not a fault.
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            treat_missing_data=missing,
             alarm_description=description,
         )
-        if self.topic is not None:
-            alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
+        action = cloudwatch_actions.SnsAction(self.topic)
+        alarm.add_alarm_action(action)
+        # Recovery is news too: whoever was paged learns that it is over.
+        alarm.add_ok_action(action)
         self.alarms[name] = alarm
 
     def _widgets(self) -> None:
@@ -239,7 +387,7 @@ class Observability(Construct):
                     self.api("ExecutionError"),
                     self.api("ClientError"),
                 ],
-                right=[self.bridge("Errors", "Sum")],
+                right=[self.bridge("Errors", "Sum"), self.bridge("SessionsRefused", "Sum")],
                 width=8,
             ),
             cloudwatch.GraphWidget(

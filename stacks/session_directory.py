@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 PARTITION_KEY = "pk"  # novakit.bridge.directory: conn#{id} items and the tasks item
@@ -11,14 +12,28 @@ TTL_ATTRIBUTE = "expires_at"
 
 
 class SessionDirectory(Construct):
-    """A DynamoDB table keyed by connection id; entries expire through TTL.
+    """A DynamoDB table keyed by connection id; every record carries an expiry (TTL).
 
-    The entries describe live sessions only (owner task, history for adoption), so the table is
-    deleted with the stack; point-in-time recovery still covers accidents while it runs.
+    The records describe live sessions only (owner task, history for adoption): they expire
+    hours after the session, the table is deleted with the stack and has no point-in-time
+    recovery, because nothing in it is meant to outlive a conversation. Encrypted at rest with
+    a key DynamoDB owns (no charge), or with a customer managed key (``customer_key``) where a
+    policy asks for one.
     """
 
-    def __init__(self, scope: Construct, construct_id: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, customer_key: bool = False) -> None:
         super().__init__(scope, construct_id)
+        self.key: kms.Key | None = None
+        encryption = dynamodb.TableEncryptionV2.dynamo_owned_key()
+        if customer_key:
+            self.key = kms.Key(
+                self,
+                "Key",
+                description="novakit session directory (live sessions only)",
+                enable_key_rotation=True,
+                removal_policy=RemovalPolicy.DESTROY,
+            )
+            encryption = dynamodb.TableEncryptionV2.customer_managed_key(self.key)
         self.table = dynamodb.TableV2(
             self,
             "Table",
@@ -27,9 +42,6 @@ class SessionDirectory(Construct):
             ),
             time_to_live_attribute=TTL_ATTRIBUTE,
             billing=dynamodb.Billing.on_demand(),
-            encryption=dynamodb.TableEncryptionV2.aws_managed_key(),
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
+            encryption=encryption,
             removal_policy=RemovalPolicy.DESTROY,
         )

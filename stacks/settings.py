@@ -63,13 +63,36 @@ class Settings:
     log_retention_days: int = 30
     nat_gateways: int = 1
     interface_endpoints: bool = False
+    # The highly available shape in one switch: at least two tasks in two Availability Zones
+    # and a NAT gateway in each, so one task or one zone can fail without stopping sessions.
+    ha: bool = False
+    # Step scaling adds tasks at once when fewer free session slots than this remain overall.
+    min_free_sessions: int = 5
+    # $connect only (each runs the authorizer and opens a Bedrock stream): its own, lower
+    # stage throttle, and at most this many authorizer invocations at a time (0: no reservation).
+    connect_rate: int = 50
+    connect_burst: int = 100
+    authorizer_concurrency: int = 10
+    # The session directory's encryption: AWS-owned key (free) unless a customer key is asked for.
+    directory_customer_key: bool = False
     web_client: bool = False
     alarm_email: str = ""
-    powertools_layer_version: int = 27
     apigw_account_logging_role: bool = True
     # The Secrets Manager version id of the gateway secret the integrations send; set during a
     # rotation (docs/deploy.md) so that CloudFormation reads the secret again. "": the current.
     gateway_secret_version: str = ""
+
+    @property
+    def task_range(self) -> tuple[int, int]:
+        """``(min, max)`` tasks: with ``ha``, at least two (one per Availability Zone)."""
+        low = max(2, self.min_tasks) if self.ha else self.min_tasks
+        return low, max(low, self.max_tasks)
+
+    @property
+    def nat_gateway_count(self) -> int:
+        """With ``ha``, one NAT gateway per Availability Zone: the tasks' way to Bedrock and
+        to ``@connections`` (which no VPC endpoint can replace) must not depend on one zone."""
+        return 2 if self.ha else self.nat_gateways
 
     @classmethod
     def from_node(cls, node: Any) -> Settings:
@@ -130,7 +153,10 @@ class Settings:
         _check_range("throttle_rate", self.throttle_rate, 1, 10000)
         _check_range("throttle_burst", self.throttle_burst, 1, 5000)
         _check_range("nat_gateways", self.nat_gateways, 1, 2)
-        _check_range("powertools_layer_version", self.powertools_layer_version, 1, 1000)
+        _check_range("min_free_sessions", self.min_free_sessions, 1, self.max_sessions_per_task)
+        _check_range("connect_rate", self.connect_rate, 1, self.throttle_rate)
+        _check_range("connect_burst", self.connect_burst, 1, self.throttle_burst)
+        _check_range("authorizer_concurrency", self.authorizer_concurrency, 0, 1000)
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError("log_level must be DEBUG, INFO, WARNING or ERROR")
         if self.log_retention_days not in _LOG_RETENTION_DAYS:

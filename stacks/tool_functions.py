@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 import novakit
 from novakit.tools import ToolSpec
@@ -30,20 +34,26 @@ from novakit.tools import ToolSpec
 # Tools run on the bridge's Python, so a handler tested under `novakit dev` runs the same way.
 TOOL_RUNTIME = lambda_.Runtime.PYTHON_3_12
 TOOL_PYTHON = "3.12"
-# Powertools for AWS Lambda (Python) v3, published by AWS in every commercial Region.
-POWERTOOLS_ACCOUNT = "017000801446"
-POWERTOOLS_LAYER_NAME = "AWSLambdaPowertoolsPythonV3-python312-arm64"
-
-
-def powertools_layer_arn(region: str, version: int) -> str:
-    return f"arn:aws:lambda:{region}:{POWERTOOLS_ACCOUNT}:layer:{POWERTOOLS_LAYER_NAME}:{version}"
+# The manylinux platform tags pip may choose wheels for. Lambda's Python 3.12 runs on Amazon
+# Linux 2023 (glibc 2.34), which runs every one of these; packages now publish 2_28 wheels only
+# (numpy 2.x among them), and offering just manylinux2014 made pip refuse them, or fall back to
+# an old release that still had a 2014 wheel.
+ARM64_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_28_aarch64")
+# Powertools goes into every function at the version the tests run (requirements/lock.txt),
+# copied from the build environment: no layer version to keep in step by hand.
+POWERTOOLS_DISTRIBUTION = "aws-lambda-powertools"
+# What novakit.tools.powertools uses: schema validation, and X-Ray tracing when the SDK is there.
+POWERTOOLS_EXTRAS = ("validation", "tracer")
+LAMBDA_RUNTIME_PROVIDES = frozenset(
+    {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
+)
+_PINNED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._ -]+\])?\s*===?\s*[^\s,;*]+$")
 
 
 @dataclass(frozen=True)
 class ToolFunctionsProps:
     tools: list[ToolSpec]
     region: str
-    powertools_layer_version: int
     log_retention: logs.RetentionDays
     metrics_namespace: str
 
@@ -56,12 +66,13 @@ HELPER_PACKAGE_DOC = '"""The part of novakit a tool function needs (bundled by t
 
 @jsii.implements(ILocalBundling)
 class ToolBundling:
-    """Builds a tool's code without Docker: its ``requirements.txt`` (if any) installed by pip
-    as manylinux ARM64 wheels for the Lambda's Python, the tool folder, and novakit's tool
-    helper module.
+    """Builds a tool's code without Docker: Powertools at the tested version, its
+    ``requirements.txt`` (if any) installed by pip as manylinux ARM64 wheels for the Lambda's
+    Python, the tool folder, and novakit's tool helper module.
 
-    Only binary wheels are accepted (``--only-binary=:all:``): a package that needs compiling
-    cannot be built for Lambda here, and pip says which one it is.
+    Requirements must be pinned (``name==version``) and only binary wheels are accepted
+    (``--only-binary=:all:``): a package without an ARM64 wheel for that version stops the
+    synthesis with pip's message instead of quietly becoming another version.
     """
 
     def __init__(self, tool: ToolSpec, helper_module: Path = HELPER_MODULE) -> None:
@@ -70,8 +81,15 @@ class ToolBundling:
 
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_: Any) -> bool:
         out = Path(output_dir)
+        vendor_distribution(POWERTOOLS_DISTRIBUTION, out)
         requirements = self.tool.requirements
         if requirements is not None and requirement_lines(requirements):
+            unpinned = unpinned_requirements(requirements)
+            if unpinned:
+                raise RuntimeError(
+                    f"tool {self.tool.name}: pin every requirement in {requirements} to one "
+                    f"version (name==version), so the function gets what was tested: {unpinned}"
+                )
             command = pip_install_command(requirements, out)
             result = subprocess.run(command, capture_output=True, text=True, check=False)
             if result.returncode != 0:
@@ -98,7 +116,55 @@ def requirement_lines(requirements: Path) -> list[str]:
     return [line for line in lines if line]
 
 
+def unpinned_requirements(requirements: Path) -> list[str]:
+    return [line for line in requirement_lines(requirements) if not _PINNED.match(line)]
+
+
+def powertools_version() -> str:
+    """The Powertools version bundled into every tool function: the build environment's."""
+    return metadata.version(POWERTOOLS_DISTRIBUTION)
+
+
+def vendor_distribution(
+    name: str, target: Path, extras: tuple[str, ...] = POWERTOOLS_EXTRAS
+) -> list[str]:
+    """Copy an installed distribution, with the dependencies it needs for ``extras``, into
+    ``target`` as the build environment has them; returns the distributions copied.
+
+    Python files only: a compiled extension built for the build machine would not load on
+    Lambda's ARM64 (the one here, wrapt's, has a pure-Python fallback). Distributions the
+    Lambda runtime provides (boto3 and its dependencies) are left out.
+    """
+    copied: list[str] = []
+    pending = [(name, extras)]
+    while pending:
+        wanted, wanted_extras = pending.pop()
+        dist = metadata.distribution(wanted)
+        dist_name = canonicalize_name(dist.metadata["Name"])
+        if dist_name in copied or dist_name in LAMBDA_RUNTIME_PROVIDES:
+            continue
+        copied.append(dist_name)
+        for file in dist.files or ():
+            parts = file.parts
+            if parts[0].endswith((".dist-info", ".data")) or ".." in parts:
+                continue
+            if "__pycache__" in parts or file.suffix in (".pyc", ".pyi", ".so", ".pyd"):
+                continue
+            destination = target.joinpath(*parts)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(Path(str(file.locate())), destination)
+        for text in dist.requires or ():
+            requirement = Requirement(text)
+            marker = requirement.marker
+            if marker is None or any(
+                marker.evaluate({"extra": extra}) for extra in ("", *wanted_extras)
+            ):
+                pending.append((requirement.name, tuple(requirement.extras)))
+    return copied
+
+
 def pip_install_command(requirements: Path, target: Path) -> list[str]:
+    platforms = [arg for tag in ARM64_PLATFORMS for arg in ("--platform", tag)]
     return [
         sys.executable,
         "-m",
@@ -110,8 +176,7 @@ def pip_install_command(requirements: Path, target: Path) -> list[str]:
         str(requirements),
         "--target",
         str(target),
-        "--platform",
-        "manylinux2014_aarch64",
+        *platforms,
         "--implementation",
         "cp",
         "--python-version",
@@ -121,7 +186,7 @@ def pip_install_command(requirements: Path, target: Path) -> list[str]:
 
 
 class ToolFunctions(Construct):
-    """A function per tool: ARM64, Powertools layer, its own log group and role.
+    """A function per tool: ARM64, Powertools bundled, its own log group and role.
 
     Each role may write its own logs and do what its tool.json ``iam_statements`` grant:
     nothing else, and never Bedrock (the manifest loader refuses Bedrock actions).
@@ -131,17 +196,10 @@ class ToolFunctions(Construct):
         super().__init__(scope, construct_id)
         self.functions: dict[str, lambda_.Function] = {}
         self.tools = list(props.tools)
-        layer = lambda_.LayerVersion.from_layer_version_arn(
-            self,
-            "Powertools",
-            powertools_layer_arn(props.region, props.powertools_layer_version),
-        )
         for tool in self.tools:
-            self.functions[tool.name] = self._function(tool, layer, props)
+            self.functions[tool.name] = self._function(tool, props)
 
-    def _function(
-        self, tool: ToolSpec, layer: lambda_.ILayerVersion, props: ToolFunctionsProps
-    ) -> lambda_.Function:
+    def _function(self, tool: ToolSpec, props: ToolFunctionsProps) -> lambda_.Function:
         scope = Construct(self, f"Tool-{tool.name}")
         log_group = logs.LogGroup(
             scope, "Logs", retention=props.log_retention, removal_policy=RemovalPolicy.DESTROY
@@ -190,7 +248,6 @@ class ToolFunctions(Construct):
             timeout=Duration.seconds(tool.timeout_s),
             memory_size=tool.memory_mb,
             environment=environment,
-            layers=[layer],
             role=role,
             log_group=log_group,
         )

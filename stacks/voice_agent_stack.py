@@ -23,6 +23,9 @@ from stacks.web_client import WebClient, WebClientProps
 from stacks.websocket_gateway import ConnectAuthorization, WebSocketGateway, WebSocketGatewayProps
 
 METRICS_NAMESPACE = "Novakit"
+# The command-line client as `make install` puts it in the checkout's virtual environment (a
+# fresh machine has no `novakit` on its PATH); --text needs no microphone or audio device.
+TALK = ".venv/bin/novakit talk"
 # Every retention Settings accepts (log_retention_days), as CDK names it.
 RETENTION = {
     1: logs.RetentionDays.ONE_DAY,
@@ -82,19 +85,20 @@ class VoiceAgentStack(Stack):
             self,
             "Network",
             NetworkProps(
-                nat_gateways=settings.nat_gateways,
+                nat_gateways=settings.nat_gateway_count,
                 interface_endpoints=settings.interface_endpoints,
                 flow_log_retention=retention,
             ),
         )
-        self.directory = SessionDirectory(self, "SessionDirectory")
+        self.directory = SessionDirectory(
+            self, "SessionDirectory", customer_key=settings.directory_customer_key
+        )
         self.tools = ToolFunctions(
             self,
             "Tools",
             ToolFunctionsProps(
                 tools=discover_tools(sources.tools),
                 region=self.region,
-                powertools_layer_version=settings.powertools_layer_version,
                 log_retention=retention,
                 metrics_namespace=METRICS_NAMESPACE,
             ),
@@ -106,6 +110,8 @@ class VoiceAgentStack(Stack):
                 stage_name=settings.stage_name,
                 throttle_rate=settings.throttle_rate,
                 throttle_burst=settings.throttle_burst,
+                connect_rate=settings.connect_rate,
+                connect_burst=settings.connect_burst,
                 log_retention=retention,
                 account_logging_role=settings.apigw_account_logging_role,
             ),
@@ -114,7 +120,10 @@ class VoiceAgentStack(Stack):
             self,
             "ConnectAuth",
             ConnectAuthProps(
-                mode=settings.auth_mode, api=self.gateway.api, log_retention=retention
+                mode=settings.auth_mode,
+                api=self.gateway.api,
+                log_retention=retention,
+                reserved_concurrency=settings.authorizer_concurrency,
             ),
         )
 
@@ -141,13 +150,16 @@ class VoiceAgentStack(Stack):
                 connections_url=self.gateway.connections_url,
                 manage_connections_arns=self.gateway.manage_connections_arns,
                 tool_function_arns=self.tools.function_arns,
+                table_key_arn=self.directory.key.key_arn if self.directory.key else None,
                 environment=environment,
                 secrets=self.gateway_secret.container_secrets,
                 cpu=settings.task_cpu,
                 memory_mib=settings.task_memory_mib,
-                min_tasks=settings.min_tasks,
-                max_tasks=settings.max_tasks,
+                min_tasks=settings.task_range[0],
+                max_tasks=settings.task_range[1],
                 max_sessions_per_task=settings.max_sessions_per_task,
+                min_free_sessions=settings.min_free_sessions,
+                high_availability=settings.ha,
                 log_retention=retention,
                 metrics_namespace=METRICS_NAMESPACE,
                 metrics_service=metrics_service,
@@ -176,8 +188,12 @@ class VoiceAgentStack(Stack):
                 api_id=self.gateway.api.ref,
                 stage_name=settings.stage_name,
                 service=self.bridge.service,
+                cluster_name=self.bridge.cluster.cluster_name,
                 target_group=self.bridge.target_group,
                 tool_functions=self.tools.functions,
+                authorizer=self.auth.function,
+                table_name=self.directory.table.table_name,
+                model_id=settings.model_id,
                 metrics_namespace=METRICS_NAMESPACE,
                 metrics_service=metrics_service,
                 alarm_email=settings.alarm_email,
@@ -246,9 +262,9 @@ class VoiceAgentStack(Stack):
             )
         if token_command is not None:
             CfnOutput(self, "GetTokenCommand", value=token_command, description="Prints a token")
-            talk: str | None = f'novakit talk {url} --mic --token "$({token_command})"'
+            talk: str | None = f'{TALK} {url} --token "$({token_command})" --text "Hello"'
         elif self.settings.auth_mode is AuthMode.NONE:
-            talk = f"novakit talk {url} --mic"
+            talk = f'{TALK} {url} --text "Hello"'
         else:
             talk = None  # IAM: clients connect with a SigV4-signed URL
         if talk is not None:
@@ -261,6 +277,12 @@ class VoiceAgentStack(Stack):
             "GatewaySecretArn",
             value=self.gateway_secret.secret.secret_arn,
             description="The secret API Gateway sends to the bridge (rotation: docs/deploy.md)",
+        )
+        CfnOutput(
+            self,
+            "AlarmTopicArn",
+            value=self.observability.topic.topic_arn,
+            description="Every alarm notifies this SNS topic: subscribe your on-call to it",
         )
         if self.web_client is not None:
             CfnOutput(

@@ -59,6 +59,10 @@ class WebSocketGatewayProps:
     throttle_rate: int
     throttle_burst: int
     log_retention: logs.RetentionDays
+    # $connect's own limits: a connect runs the authorizer and opens a Bedrock stream, so a
+    # flood of them is stopped here, well below what frames of live sessions may use.
+    connect_rate: int = 50
+    connect_burst: int = 100
     # API Gateway writes WebSocket logs only when the account (per Region) names a CloudWatch
     # role; without one the stage fails to deploy. Off when the account already has one.
     account_logging_role: bool = True
@@ -106,6 +110,15 @@ class WebSocketGateway(Construct):
                 data_trace_enabled=False,
                 detailed_metrics_enabled=True,
             ),
+            route_settings={
+                "$connect": {
+                    "ThrottlingRateLimit": props.connect_rate,
+                    "ThrottlingBurstLimit": props.connect_burst,
+                    "LoggingLevel": "ERROR",
+                    "DataTraceEnabled": False,
+                    "DetailedMetricsEnabled": True,
+                }
+            },
             access_log_settings=apigwv2.CfnStage.AccessLogSettingsProperty(
                 destination_arn=self.access_logs.log_group_arn,
                 format=ACCESS_LOG_FORMAT,

@@ -7,7 +7,11 @@ import json
 
 from aws_cdk.assertions import Match
 
+from novakit.bridge.directory import RECORD_TTL_SECONDS
 from stacks.session_directory import PARTITION_KEY, TTL_ATTRIBUTE
+
+DIRECTORY_TTL_ATTRIBUTE = "expires_at"
+assert RECORD_TTL_SECONDS > 2 * 3600  # outlives API Gateway's 2-hour connection limit
 
 
 def container(default):
@@ -209,6 +213,76 @@ def test_the_tasks_get_the_gateway_secret_from_secrets_manager(default):
     ]
 
 
+def service_properties(synth):
+    (service,) = synth.resources("AWS::ECS::Service").values()
+    return service["Properties"]
+
+
+def test_autoscaling_owns_the_task_count(default):
+    # A DesiredCount would reset a scaled-out service to min_tasks on every deploy.
+    assert "DesiredCount" not in service_properties(default)
+    default.template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        {"MinCapacity": 1, "MaxCapacity": 4, "ScalableDimension": "ecs:service:DesiredCount"},
+    )
+
+
+def test_step_scaling_adds_tasks_when_free_session_slots_run_low(default):
+    steps = [
+        p["Properties"]
+        for p in default.resources("AWS::ApplicationAutoScaling::ScalingPolicy").values()
+        if p["Properties"]["PolicyType"] == "StepScaling"
+    ]
+    (policy,) = steps
+    config = policy["StepScalingPolicyConfiguration"]
+    assert config["AdjustmentType"] == "ChangeInCapacity"
+    assert config["Cooldown"] == 60
+    adjustments = sorted(
+        config["StepAdjustments"], key=lambda a: a.get("MetricIntervalLowerBound", -1e9)
+    )
+    # Relative to the alarm's threshold of 5 free slots: none left adds two, a few adds one.
+    assert adjustments == [
+        {"MetricIntervalUpperBound": -5, "ScalingAdjustment": 2},
+        {"MetricIntervalLowerBound": -5, "MetricIntervalUpperBound": 0, "ScalingAdjustment": 1},
+    ]
+    (alarm,) = [
+        a["Properties"]
+        for a in default.resources("AWS::CloudWatch::Alarm").values()
+        if "free session slots" in json.dumps(a["Properties"])
+    ]
+    assert alarm["ComparisonOperator"] == "LessThanOrEqualToThreshold"
+    assert (alarm["Threshold"], alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (5, 1, 1)
+    expression = next(m for m in alarm["Metrics"] if "Expression" in m)
+    assert expression["Expression"] == "FILL(tasks, 1) * (20 - FILL(sessions, 0))"
+    by_id = {m["Id"]: m for m in alarm["Metrics"]}
+    assert by_id["tasks"]["MetricStat"]["Metric"]["MetricName"] == "RunningTaskCount"
+    assert by_id["tasks"]["MetricStat"]["Period"] == 60
+    assert by_id["sessions"]["MetricStat"]["Metric"]["MetricName"] == "SessionsActive"
+    assert by_id["sessions"]["MetricStat"]["Stat"] == "Average"
+
+
+def test_high_availability_in_one_switch(synth, two_tools, default):
+    ha = synth("ha", tools=two_tools, ha=True)
+    ha.template.resource_count_is("AWS::EC2::NatGateway", 2)
+    ha.template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget", {"MinCapacity": 2, "MaxCapacity": 4}
+    )
+    service = service_properties(ha)
+    assert "DesiredCount" not in service
+    assert service["AvailabilityZoneRebalancing"] == "ENABLED"
+    assert service["DeploymentConfiguration"]["MinimumHealthyPercent"] == 100
+    subnets = service["NetworkConfiguration"]["AwsvpcConfiguration"]["Subnets"]
+    assert len(subnets) == 2  # one private subnet in each of two zones
+    assert service_properties(default)["AvailabilityZoneRebalancing"] == "DISABLED"
+    # cdk.json's min_tasks=1 and nat_gateways=1 do not undo ha=true.
+    from stacks import Settings
+
+    settings = Settings.from_context(
+        {"region": "us-east-1", "min_tasks": 1, "nat_gateways": 1, "ha": "true", "max_tasks": 1}
+    )
+    assert (settings.task_range, settings.nat_gateway_count) == ((2, 2), 2)
+
+
 def test_autoscaling_on_cpu_and_sessions(default):
     default.template.has_resource_properties(
         "AWS::ApplicationAutoScaling::ScalableTarget", {"MinCapacity": 1, "MaxCapacity": 4}
@@ -244,7 +318,12 @@ def test_autoscaling_on_cpu_and_sessions(default):
     )
 
 
-def test_session_directory_table(default):
+def table_properties(synth):
+    (table,) = synth.resources("AWS::DynamoDB::GlobalTable").values()
+    return table["Properties"]
+
+
+def test_session_directory_table_keeps_live_sessions_only(default):
     default.template.has_resource_properties(
         "AWS::DynamoDB::GlobalTable",
         {
@@ -252,14 +331,32 @@ def test_session_directory_table(default):
             "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
             "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
             "BillingMode": "PAY_PER_REQUEST",
-            "Replicas": [
-                Match.object_like(
-                    {"PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True}}
-                )
-            ],
         },
     )
-    assert TTL_ATTRIBUTE == "expires_at"
+    # The bridge writes expires_at on every record (novakit.bridge.directory).
+    assert TTL_ATTRIBUTE == DIRECTORY_TTL_ATTRIBUTE == "expires_at"
+    props = table_properties(default)
+    # No point-in-time recovery: histories must not outlive their sessions by 35 days.
+    for replica in props["Replicas"]:
+        assert "PointInTimeRecoverySpecification" not in replica
+    assert "PointInTimeRecovery" not in json.dumps(props)
+    # Encrypted at rest with the key DynamoDB owns (no KMS key, no charge).
+    assert props["SSESpecification"] == {"SSEEnabled": False}
+    assert all("SSESpecification" not in r for r in props["Replicas"])
+    assert default.resources("AWS::KMS::Key").keys() <= {
+        default.resolve(default.stack.observability.topic_key.key_id)["Ref"]
+    }
+
+
+def test_a_customer_key_encrypts_the_directory_when_asked_for(synth, two_tools):
+    keyed = synth("customer-key", tools=two_tools, directory_customer_key=True)
+    props = table_properties(keyed)
+    assert props["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS"}
+    (replica,) = props["Replicas"]
+    key_arn = keyed.resolve(keyed.stack.directory.key.key_arn)
+    assert replica["SSESpecification"] == {"KMSMasterKeyId": key_arn}
+    key = keyed.raw["Resources"][keyed.resolve(keyed.stack.directory.key.key_id)["Ref"]]
+    assert key["Properties"]["EnableKeyRotation"] is True
 
 
 def test_network_has_two_azs_nat_and_a_dynamodb_endpoint_but_no_execute_api_endpoint(default):
@@ -274,14 +371,14 @@ def test_network_has_two_azs_nat_and_a_dynamodb_endpoint_but_no_execute_api_endp
     assert not any("execute-api" in e for e in endpoints)
 
 
-def test_interface_endpoints_are_optional(synth, two_tools):
+def test_interface_endpoints_are_optional_and_carry_bedrock_only(synth, two_tools):
     with_endpoints = synth("endpoints", tools=two_tools, nag=False, interface_endpoints="true")
-    names = [
+    interface = [
         json.dumps(e["Properties"]["ServiceName"])
         for e in with_endpoints.resources("AWS::EC2::VPCEndpoint").values()
+        if e["Properties"].get("VpcEndpointType") == "Interface"
     ]
-    assert any("bedrock-runtime" in n for n in names)
-    assert not any("execute-api" in n for n in names)
+    assert len(interface) == 1 and "bedrock-runtime" in interface[0]
 
 
 def test_a_retired_model_is_deployed_only_with_the_explicit_setting(synth, two_tools):

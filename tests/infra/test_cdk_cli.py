@@ -94,3 +94,41 @@ def test_cdk_synth_refuses_an_unsupported_region(pinned_cli, tmp_path):
     result = synth(tmp_path, "-c", "region=eu-west-3")
     assert result.returncode != 0
     assert "novakit: amazon.nova-2-sonic-v1:0 is not offered in eu-west-3" in result.stderr
+
+
+def test_cdk_synth_of_the_highly_available_shape(pinned_cli, tmp_path):
+    """What `make synth CDK_ARGS="-c ha=true"` runs, cdk-nag included (app.py)."""
+    result = synth(tmp_path, "-c", "ha=true")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    template = json.loads((tmp_path / "cdk.out" / "Novakit.template.json").read_text())
+    kinds = [r["Type"] for r in template["Resources"].values()]
+    assert kinds.count("AWS::EC2::NatGateway") == 2
+    (target,) = [
+        r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::ApplicationAutoScaling::ScalableTarget"
+    ]
+    assert target["MinCapacity"] == 2
+
+
+def test_make_deploy_runs_the_preflight_first():
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    dry_run = ["make", "-n", "-o", ".venv/.installed", "-o", "node_modules/.installed", "deploy"]
+    dry = subprocess.run(
+        dry_run,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert dry.index("stacks.preflight") < dry.index("cdk deploy")
+    skipped = subprocess.run(
+        [*dry_run, "SKIP_PREFLIGHT=1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    # The pre-flight's guard is false with SKIP_PREFLIGHT=1; cdk deploy still runs.
+    assert 'if [ "1" != "1" ]; then' in skipped and "cdk deploy" in skipped

@@ -41,9 +41,16 @@ def lint(template_path) -> list[dict]:
     return json.loads(result.stdout)
 
 
-@pytest.mark.parametrize("variant", ["default", "web"])
+VARIANTS = {
+    "default": {},
+    "ha": {"ha": True},
+    "web": {"web_client": True},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_no_errors_and_only_explained_warnings(synth, two_tools, web_site, variant):
-    extra = {"web": web_site, "web_client": True} if variant == "web" else {}
+    extra = {**VARIANTS[variant], **({"web": web_site} if variant == "web" else {})}
     result = synth(variant, tools=two_tools, **extra)
     findings = lint(result.outdir / f"{result.stack.artifact_id}.template.json")
     errors = [f for f in findings if f["Level"] == "Error"]

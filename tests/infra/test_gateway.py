@@ -132,6 +132,21 @@ def test_stage_is_throttled_and_logs_errors_without_request_data(default):
     )
 
 
+def test_connect_has_its_own_lower_throttle(default):
+    (stage,) = default.resources("AWS::ApiGatewayV2::Stage").values()
+    connect = stage["Properties"]["RouteSettings"]["$connect"]
+    assert (connect["ThrottlingRateLimit"], connect["ThrottlingBurstLimit"]) == (50, 100)
+    assert connect["LoggingLevel"] == "ERROR" and connect["DataTraceEnabled"] is False
+    defaults = stage["Properties"]["DefaultRouteSettings"]
+    assert connect["ThrottlingRateLimit"] < defaults["ThrottlingRateLimit"]
+
+
+def test_the_authorizer_has_reserved_concurrency(default):
+    function = default.stack.auth.function
+    resource = default.raw["Resources"][default.resolve(function.function_name)["Ref"]]
+    assert resource["Properties"]["ReservedConcurrentExecutions"] == 10
+
+
 def test_access_log_format_cannot_carry_a_token():
     fields = json.loads(ACCESS_LOG_FORMAT)
     text = ACCESS_LOG_FORMAT.lower()

@@ -31,6 +31,7 @@ def test_task_role_policy_exactly(default):
         "ManageThisApisConnections",
         "InvokeTools",
         "SessionDirectory",
+        "OwnScaleInProtection",
     }
     assert all(s["Effect"] == "Allow" and "Condition" not in s for s in statements.values())
 
@@ -81,6 +82,38 @@ def test_task_role_policy_exactly(default):
         "dynamodb:DeleteItem",
     ]
     assert table["Resource"] == default.resolve(stack.directory.table.table_arn)
+
+    # The ECS agent sets scale-in protection with the task role's credentials: this cluster's
+    # tasks only.
+    protection = statements["OwnScaleInProtection"]
+    assert protection["Action"] == ["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"]
+    cluster = default.resolve(stack.bridge.cluster.cluster_name)
+    assert protection["Resource"] == {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                f":ecs:{REGION}:",
+                {"Ref": "AWS::AccountId"},
+                ":task/",
+                cluster,
+                "/*",
+            ],
+        ]
+    }
+
+
+def test_a_customer_key_is_usable_by_the_task_role_only_when_asked_for(synth, two_tools, default):
+    assert not any(
+        s["Sid"] == "SessionDirectoryKey"
+        for s in statements_of(default, default.stack.bridge.task_role)
+    )
+    keyed = synth("customer-key", tools=two_tools, directory_customer_key=True)
+    statements = {s["Sid"]: s for s in statements_of(keyed, keyed.stack.bridge.task_role)}
+    key = statements["SessionDirectoryKey"]
+    assert key["Action"] == ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+    assert key["Resource"] == keyed.resolve(keyed.stack.directory.key.key_arn)
 
 
 def test_task_role_has_no_managed_policies(default):

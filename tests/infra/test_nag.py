@@ -14,13 +14,15 @@ VARIANTS = {
     "iam": {"auth_mode": "iam"},
     "open": {"auth_mode": "none", "allow_unauthenticated": True},
     "email": {"alarm_email": "oncall@example.com"},
+    "ha": {"ha": True},
+    "customer-key": {"directory_customer_key": True},
 }
 
 # What AwsSolutions reports on the quick-start stack before the acknowledgments in stacks/nag.py.
 EXPECTED_FINDINGS = {
     "AwsSolutions-APIG4",  # $default and $disconnect: WebSocket APIs authorize on $connect
     "AwsSolutions-IAM4",  # API Gateway's account logging role (the documented managed policy)
-    "AwsSolutions-IAM5",  # @connections/* of this stage; ecr:GetAuthorizationToken
+    "AwsSolutions-IAM5",  # @connections/*, this cluster's tasks; ecr:GetAuthorizationToken
     "AwsSolutions-ECS2",  # configuration in the container environment
     "AwsSolutions-ELB2",  # NLB access logs exist for TLS listeners only
     "AwsSolutions-SMG4",  # the quick-start shared secret is rotated by hand

@@ -122,3 +122,47 @@ def test_the_gateway_secret_version_is_a_secrets_manager_version_id():
     for bad in ("AWSCURRENT", "x" * 65, "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d::"):
         with pytest.raises(SettingsError, match="gateway_secret_version"):
             Settings.from_context({"gateway_secret_version": bad})
+
+
+def test_ha_raises_tasks_and_nat_gateways_without_lowering_anything():
+    plain = Settings.from_context({"region": "us-east-1"})
+    assert (plain.task_range, plain.nat_gateway_count) == ((1, 4), 1)
+    ha = Settings.from_context({"region": "us-east-1", "ha": "true"})
+    assert (ha.task_range, ha.nat_gateway_count) == ((2, 4), 2)
+    bigger = Settings.from_context({"region": "us-east-1", "ha": "true", "min_tasks": "3"})
+    assert bigger.task_range == (3, 4)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("connect_rate", "3000", "connect_rate must be from 1 to 2500"),
+        ("connect_burst", "0", "connect_burst must be from 1 to 5000"),
+        ("min_free_sessions", "21", "min_free_sessions must be from 1 to 20"),
+        ("authorizer_concurrency", "-1", "authorizer_concurrency must be from 0 to 1000"),
+    ],
+)
+def test_flood_and_scaling_limits_are_checked(key, value, message):
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_context({"region": "us-east-1", key: value})
+
+
+def test_top_level_requirements_pin_the_locked_versions():
+    """requirements.txt (what `pip install -r requirements.txt && npx cdk synth` needs) names
+    exact versions, the lock's, and constrains the rest to the lock."""
+    lock = {}
+    for line in (REPO / "requirements" / "lock.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==", 1)
+            lock[name.lower().replace("_", "-")] = version.strip()
+    lines = [
+        line.split("#", 1)[0].strip()
+        for line in (REPO / "requirements.txt").read_text().splitlines()
+    ]
+    lines = [line for line in lines if line]
+    assert "-c requirements/lock.txt" in lines and "-e ." in lines
+    pins = dict(line.split("==", 1) for line in lines if not line.startswith("-"))
+    pins = {name.split("[")[0]: version for name, version in pins.items()}
+    assert {"aws-cdk-lib", "constructs", "cdk-nag", "aws-lambda-powertools"} <= set(pins)
+    for name, version in pins.items():
+        assert lock[name.lower()] == version, name

@@ -10,10 +10,12 @@ import pytest
 
 from novakit.tools import discover_tools
 from stacks.tool_functions import (
+    ARM64_PLATFORMS,
     HELPER_MODULE,
     pip_install_command,
-    powertools_layer_arn,
+    powertools_version,
     requirement_lines,
+    unpinned_requirements,
 )
 from tests.infra.conftest import write_tool
 
@@ -39,7 +41,7 @@ def test_one_function_per_tool_folder(default):
     default.template.resource_count_is("AWS::Lambda::Function", 3)
 
 
-def test_functions_are_arm64_python_with_powertools_and_their_limits(default):
+def test_functions_are_arm64_python_with_their_limits(default):
     lookup = default.stack.tools.functions["lookup_order"]
     (resource,) = [
         r
@@ -51,7 +53,7 @@ def test_functions_are_arm64_python_with_powertools_and_their_limits(default):
     assert props["Architectures"] == ["arm64"]
     assert props["Handler"] == "handler.handler"
     assert (props["Timeout"], props["MemorySize"]) == (20, 512)
-    assert props["Layers"] == [powertools_layer_arn("us-east-1", 27)]
+    assert "Layers" not in props  # Powertools is bundled at the tested version
     assert props["Environment"]["Variables"] == {
         "POWERTOOLS_SERVICE_NAME": "lookup_order",
         "POWERTOOLS_METRICS_NAMESPACE": "Novakit",
@@ -121,6 +123,26 @@ def test_each_function_carries_its_folder_and_the_tool_helper(default):
         assert helper.read_text() == HELPER_MODULE.read_text()
         assert (folder / "novakit" / "__init__.py").is_file()
         assert (folder / "novakit" / "tools" / "__init__.py").is_file()
+        assert (folder / "aws_lambda_powertools" / "__init__.py").is_file()
+
+
+def test_bundled_powertools_is_the_tested_version(default):
+    """The version in every function is the one requirements/lock.txt pins (what the tests and
+    `novakit dev` run)."""
+    from tests.infra.conftest import REPO
+
+    pins = dict(
+        line.split("==", 1)
+        for line in (REPO / "requirements" / "lock.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    locked = next(
+        v for k, v in pins.items() if k.lower().replace("_", "-") == "aws-lambda-powertools"
+    )
+    assert powertools_version() == locked
+    for path in default.outdir.glob("asset.*/tool.json"):
+        version_file = path.parent / "aws_lambda_powertools" / "shared" / "version.py"
+        assert f'VERSION = "{locked}"' in version_file.read_text()
 
 
 def test_repo_tools_import_only_what_their_function_carries():
@@ -146,7 +168,13 @@ def test_pip_command_targets_lambda_arm64_wheels(tmp_path):
     command = pip_install_command(requirements, Path("/out"))
     assert command[1:4] == ["-m", "pip", "install"]
     joined = " ".join(command)
-    assert "--platform manylinux2014_aarch64" in joined
+    for tag in ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_28_aarch64"):
+        assert f"--platform {tag}" in joined
+    assert ARM64_PLATFORMS == (
+        "manylinux2014_aarch64",
+        "manylinux_2_17_aarch64",
+        "manylinux_2_28_aarch64",
+    )
     assert "--python-version 3.12" in joined
     assert "--only-binary=:all:" in joined
     assert "--target /out" in joined
@@ -180,12 +208,38 @@ def test_local_bundling_installs_then_copies_the_tool(tmp_path, monkeypatch):
     assert tool_functions.ToolBundling(tool).try_bundle(str(out), image=None)
     assert calls == [pip_install_command(tool.requirements, out)]
     assert sorted(p.name for p in out.iterdir()) == [
+        "aws_lambda_powertools",
+        "aws_xray_sdk",
+        "fastjsonschema",
         "handler.py",
         "novakit",
         "requirements.txt",
         "tool.json",
+        "typing_extensions.py",
         "tzdata",
+        "wrapt",
     ]
+    # Python only: wrapt's extension is built for this machine, and wrapt falls back without it.
+    assert not list(out.rglob("*.so"))
+
+
+def test_requirements_must_be_pinned(tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(
+        "numpy==2.5.5\nrequests>=2\npydantic[email]==2.9.2\ntzdata\nattrs==24.*\n"
+    )
+    assert unpinned_requirements(requirements) == ["requests>=2", "tzdata", "attrs==24.*"]
+
+
+def test_an_unpinned_requirement_stops_the_bundling_before_pip(tmp_path, monkeypatch):
+    from stacks import tool_functions
+
+    folder = write_tool(tmp_path / "src", "loose")
+    (folder / "requirements.txt").write_text("numpy\n")
+    (tool,) = discover_tools(tmp_path / "src")
+    monkeypatch.setattr(tool_functions.subprocess, "run", lambda *a, **k: pytest.fail("pip ran"))
+    with pytest.raises(RuntimeError, match=r"tool loose: pin every requirement.*\['numpy'\]"):
+        tool_functions.ToolBundling(tool).try_bundle(str(tmp_path / "out"), image=None)
 
 
 def test_local_bundling_failure_names_the_tool(tmp_path, monkeypatch):
@@ -237,3 +291,47 @@ def test_a_tool_made_by_new_tool_is_in_the_template(synth, tmp_path_factory):
     entries, _ = decode_manifest(manifest_of(made))
     assert [e["name"] for e in entries] == ["opening_hours"]
     assert entries[0]["input_schema"]["required"] == ["query"]
+
+
+def test_a_bundle_runs_with_only_the_standard_library_and_lambdas_runtime(tmp_path):
+    """What Lambda has: the bundle, the standard library and boto3 with its dependencies. The
+    helper, its schema validation and the tracer import from the bundle and those alone."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from stacks import tool_functions
+
+    folder = write_tool(tmp_path / "src", "self_sufficient")
+    (tool,) = discover_tools(tmp_path / "src")
+    out = tmp_path / "bundle"
+    out.mkdir()
+    assert tool_functions.ToolBundling(tool).try_bundle(str(out), image=None)
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    modules = {"python-dateutil": "dateutil"}
+    for distribution in tool_functions.LAMBDA_RUNTIME_PROVIDES:
+        spec = importlib.util.find_spec(modules.get(distribution, distribution))
+        assert spec is not None and spec.origin is not None, distribution
+        origin = Path(spec.origin)
+        source = origin.parent if origin.name == "__init__.py" else origin
+        (runtime / source.name).symlink_to(source)
+    script = (
+        "import sys; sys.path[:0] = sys.argv[1:3]\n"
+        "import novakit.tools.powertools as helper\n"
+        "from aws_lambda_powertools.utilities.validation import validate\n"
+        "validate(event={'q': 'x'}, schema={'type': 'object'})\n"
+        "assert helper._tracer('t') is not None\n"
+        "import aws_lambda_powertools, os\n"
+        "print(os.path.dirname(aws_lambda_powertools.__file__))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", script, str(out), str(runtime)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"POWERTOOLS_TRACE_DISABLED": "true", "AWS_REGION": "us-east-1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == str(out / "aws_lambda_powertools")
+    assert folder.name == "self_sufficient"

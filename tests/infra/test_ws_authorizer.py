@@ -6,6 +6,7 @@ import base64
 import importlib.util
 import json
 import sys
+import time
 import types
 
 import pytest
@@ -22,6 +23,7 @@ class FakeClients:
         self.unavailable = False  # Secrets Manager fails every call
         self.valid_access_tokens: set[str] = set()
         self.secret_reads = 0  # reads of AWSCURRENT
+        self.cognito_calls = 0
 
     def client(self, name: str):
         clients = self
@@ -39,6 +41,7 @@ class FakeClients:
 
         class CognitoIdp:
             def get_user(self, AccessToken):  # noqa: N803
+                clients.cognito_calls += 1
                 if AccessToken not in clients.valid_access_tokens:
                     raise RuntimeError("NotAuthorizedException")
                 return {"Username": "someone"}
@@ -80,11 +83,12 @@ def test_shared_secret(authorizer, monkeypatch):
     assert authorizer.fake.secret_reads == 1
 
 
-def jwt(claims: dict) -> str:
+def jwt(claims: dict, header: dict | None = None) -> str:
     def part(value: dict) -> str:
         return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
 
-    return f"{part({'alg': 'RS256'})}.{part(claims)}.signature"
+    header = {"kid": "key-1", "alg": "RS256"} if header is None else header
+    return f"{part(header)}.{part(claims)}.signature"
 
 
 def test_cognito_access_token(authorizer, monkeypatch):
@@ -97,6 +101,7 @@ def test_cognito_access_token(authorizer, monkeypatch):
         "client_id": "client123",
         "token_use": "access",
         "sub": "user-sub-1",
+        "exp": time.time() + 3600,
     }
     good = jwt(claims)
     authorizer.fake.valid_access_tokens.add(good)
@@ -117,3 +122,37 @@ def test_cognito_access_token(authorizer, monkeypatch):
         authorizer.fake.valid_access_tokens.add(token)
         assert effect(authorizer.handler(event(token))) == "Deny"
     assert effect(authorizer.handler(event("not-a-jwt"))) == "Deny"
+
+
+def test_cognito_tokens_ruled_out_by_their_shape_never_reach_cognito(authorizer, monkeypatch):
+    monkeypatch.setenv("AUTH_MODE", "cognito")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("USER_POOL_ID", "us-east-1_pool")
+    monkeypatch.setenv("CLIENT_ID", "client123")
+    claims = {
+        "iss": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_pool",
+        "client_id": "client123",
+        "token_use": "access",
+        "sub": "user-sub-1",
+        "exp": time.time() + 3600,
+    }
+    junk = [
+        "not-a-jwt",
+        "a.b.c",
+        jwt(claims, header={"alg": "none", "kid": "key-1"}),
+        jwt(claims, header={"alg": "HS256", "kid": "key-1"}),
+        jwt(claims, header={"alg": "RS256"}),
+        jwt({**claims, "exp": time.time() - 1}),
+        jwt({k: v for k, v in claims.items() if k != "exp"}),
+        jwt({**claims, "exp": "tomorrow"}),
+        jwt({**claims, "client_id": "another-client"}),
+        jwt({**claims, "padding": "x" * 5000}),
+    ]
+    for token in junk:
+        authorizer.fake.valid_access_tokens.add(token)  # even if Cognito would say yes
+        assert effect(authorizer.handler(event(token))) == "Deny", token[:60]
+    assert authorizer.fake.cognito_calls == 0
+    good = jwt(claims)
+    authorizer.fake.valid_access_tokens.add(good)
+    assert effect(authorizer.handler(event(good))) == "Allow"
+    assert authorizer.fake.cognito_calls == 1

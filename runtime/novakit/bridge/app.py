@@ -28,6 +28,7 @@ from aiohttp import web
 
 from .. import s2s
 from ..signals import stop_event
+from . import protection
 from .auth import GATEWAY_SECRET_HEADER, RELAY_HEADER_PREFIX, GatewayAuth, RelayAuth
 from .cluster import (
     ADOPT_HEADER,
@@ -129,6 +130,7 @@ class Bridge:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._next_peer = 0
         self._heartbeat: asyncio.Task[None] | None = None
+        self._protection: asyncio.Task[None] | None = None
         self._last_request = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -166,6 +168,7 @@ class Bridge:
             heartbeat_loop(self.directory, self.address, self.settings.heartbeat_seconds),
             name="heartbeat",
         )
+        self._protection = protection.start(lambda: (len(self.sessions), self.draining))
         log.info(
             "bridge ready",
             extra={
@@ -181,6 +184,7 @@ class Bridge:
     async def _shutdown(self, _app: web.Application) -> None:
         await self.drain(0.0)
         await asyncio.gather(*self._hang_ups, return_exceptions=True)
+        await protection.stop(self._protection)
         for task in (self._flusher, self._heartbeat):
             if task is not None:
                 task.cancel()
@@ -291,6 +295,7 @@ class Bridge:
             return web.json_response({"message": "draining"}, status=503)
         if len(self.sessions) >= self.settings.max_sessions:
             log.warning("at capacity: refused a connection", extra={"connection_id": connection_id})
+            self.metrics.count("SessionsRefused")
             return web.json_response({"message": "at capacity"}, status=503)
         if connection_id not in self.sessions:
             principal = request.headers.get("x-principal-id", "")
@@ -407,6 +412,7 @@ class Bridge:
             if route is None:
                 # No record (it expired, or a single process restarted): a fresh session.
                 if len(self.sessions) >= self.settings.max_sessions:
+                    self.metrics.count("SessionsRefused")
                     return web.json_response({"message": "at capacity"}, status=503)
                 claimed = await self.directory.claim(
                     connection_id, self.address, principal=principal
@@ -461,6 +467,15 @@ class Bridge:
                 # Passed here by a draining peer: never pass a passed frame on again; the
                 # sender tries its next peer.
                 return web.Response(status=409)
+            if len(self.sessions) >= self.settings.max_sessions:
+                # A full task takes no session over either: a draining peer then offers the
+                # frame to its next peer, and the client's next frame tries again.
+                log.warning(
+                    "at capacity: did not take a session over",
+                    extra={"connection_id": connection_id},
+                )
+                self.metrics.count("SessionsRefused")
+                return web.json_response({"message": "at capacity"}, status=503)
             taken = await self._take_over(record, principal)
             if taken is not None:
                 return taken

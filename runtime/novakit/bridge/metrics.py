@@ -19,6 +19,7 @@ NAMESPACE = "Novakit"
 UNITS = {
     "SessionsActive": "Count",
     "SessionsStarted": "Count",
+    "SessionsRefused": "Count",
     "TimeToFirstAudioMs": "Milliseconds",
     "ToolLatencyMs": "Milliseconds",
     "ToolFailures": "Count",

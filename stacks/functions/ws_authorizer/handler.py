@@ -7,6 +7,9 @@ this function. Modes (``AUTH_MODE``):
 - ``secret``: the token must equal the shared secret in Secrets Manager (``SECRET_ARN``).
 - ``cognito``: the token is a Cognito access token of this user pool and app client
   (``USER_POOL_ID``, ``CLIENT_ID``); Cognito itself checks signature, expiry and revocation.
+  A token whose shape already rules it out (not a JWT, too long, not RS256 with a key id,
+  expired, another pool, client or token use) is refused without calling Cognito, so a flood
+  of junk tokens costs no Cognito calls.
 
 Only the standard library and boto3 (both in the Lambda runtime). Tokens are never logged,
 and neither is the secret: the AWS SDK loggers are capped at WARNING (botocore logs response
@@ -37,6 +40,8 @@ SECRET_CACHE_SECONDS = 30
 SECRET_REFRESH_SECONDS = 5
 # Cognito access tokens are a few KB at most; anything longer is refused unread.
 MAX_TOKEN_CHARS = 8192
+# Cognito access tokens are about 1 KB; anything far longer is not one.
+MAX_TOKEN_LENGTH = 4096
 
 for _sdk_logger in ("botocore", "boto3", "urllib3"):
     if logging.getLogger(_sdk_logger).level < logging.WARNING:
@@ -130,9 +135,18 @@ def _read_secret(secret_arn: str) -> tuple[str, ...]:
     return tuple(v for v in values if v)
 
 
-def check_cognito(token: str) -> str | None:
-    claims = unverified_claims(token)
-    if claims is None:
+def check_cognito(token: str, now: float | None = None) -> str | None:
+    if len(token) > MAX_TOKEN_LENGTH:
+        return None
+    header = unverified_part(token, 0)
+    claims = unverified_part(token, 1)
+    if header is None or claims is None:
+        return None
+    # Cognito signs with RS256 and names its key: anything else is not its token.
+    if header.get("alg") != "RS256" or not isinstance(header.get("kid"), str):
+        return None
+    expires = claims.get("exp")
+    if not isinstance(expires, int | float) or expires <= (time.time() if now is None else now):
         return None
     region = os.environ["AWS_REGION"]
     issuer = f"https://cognito-idp.{region}.amazonaws.com/{os.environ['USER_POOL_ID']}"
@@ -153,12 +167,17 @@ def check_cognito(token: str) -> str | None:
 
 
 def unverified_claims(token: str) -> dict[str, Any] | None:
+    return unverified_part(token, 1)
+
+
+def unverified_part(token: str, index: int) -> dict[str, Any] | None:
+    """The JSON object in part ``index`` of a three-part JWT (0: header, 1: claims)."""
     parts = token.split(".")
     if len(parts) != 3:
         return None
     try:
-        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
-        claims = json.loads(payload)
+        payload = base64.urlsafe_b64decode(parts[index] + "=" * (-len(parts[index]) % 4))
+        value = json.loads(payload)
     except (ValueError, RecursionError):  # not base64 or JSON, or nested too deep to read
         return None
-    return claims if isinstance(claims, dict) else None
+    return value if isinstance(value, dict) else None
