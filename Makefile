@@ -12,16 +12,26 @@ BASE_PYTHON ?= $(shell pyenv which python 2>/dev/null || command -v python$(PYTH
 .PHONY: help install lint typecheck unit test dev emulator bench fuzz lock clean synth preflight deploy destroy bootstrap infra-test chromium browser-test
 
 help:
-	@echo "make dev        run the local stack (emulator + scripted demo session)"
+	@echo "make dev        the local stack on http://127.0.0.1:8080/ (PORT=... for another port); its"
+	@echo "                emulator hears the tools' examples and speaks offline (no AWS account)"
+	@echo "make emulator   the Bedrock emulator alone (novakit emulator)"
+	@echo "make install    create .venv and install the locked dependencies (the other targets do it)"
 	@echo "make test       install what is missing, then lint, type check and all tests"
-	@echo "make bench      run the benchmarks (not part of make test)"
+	@echo "make lint       ruff check and format check"
+	@echo "make typecheck  mypy"
+	@echo "make unit       the pure-logic tests (tests/unit)"
 	@echo "make fuzz       the property-based fuzz tests (tests/security) at 100,000+ cases"
 	@echo "make browser-test  the browser client's tests in Chromium (installs Debian's chromium)"
+	@echo "make infra-test the CDK stack's tests (tests/infra)"
+	@echo "make chromium   install Debian's chromium for the browser tests, if missing"
+	@echo "make bench      run the benchmarks (not part of make test); python -m bench NAME for one"
 	@echo "make lock       re-resolve requirements/lock.txt from pyproject.toml and requirements/dev.in"
 	@echo "make synth      synthesize the CloudFormation template into cdk.out/ (no AWS account needed)"
+	@echo "make bootstrap  CDK bootstrap of your AWS account and Region (once, before make deploy)"
 	@echo "make preflight  check credentials, Docker, bootstrap and model access before a deploy"
 	@echo "make deploy     deploy the voice agent to your AWS account (see docs/deploy.md)"
 	@echo "make destroy    delete the deployed stack"
+	@echo "make clean      remove .venv and the mypy, ruff and pytest caches"
 
 $(PY):
 	@test -n "$(BASE_PYTHON)" || { echo "error: Python $(PYTHON_VERSION) not found (install it with pyenv, or set BASE_PYTHON=/path/to/python$(PYTHON_VERSION))"; exit 1; }
@@ -64,7 +74,7 @@ test: lint typecheck $(NODE_STAMP) chromium
 	$(VENV)/bin/pytest -q
 
 dev: $(STAMP)
-	$(VENV)/bin/novakit dev
+	$(VENV)/bin/novakit dev $(if $(PORT),--port $(PORT))
 
 emulator: $(STAMP)
 	$(VENV)/bin/novakit emulator

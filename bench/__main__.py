@@ -19,6 +19,7 @@ BENCHMARKS = {
     "capacity": ("bench.capacity", "sessions per bridge process within 20 ms added latency"),
     "bridge": ("bench.bridge", "latency, barge-in, memory and messages/cost of the bridge"),
     "cluster": ("bench.cluster", "relay latency and takeover time, three bridge processes"),
+    "speech": ("bench.speech", "the emulator's offline speech: accuracy, latency, CPU"),
     "plots": ("bench.plots", "PNG plots of the latest results"),
     "nonreader": ("bench.nonreader", "bridge memory under clients that never read (a soak)"),
 }

@@ -16,8 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
+import os
 import sys
 from pathlib import Path
+
+from . import __version__
 
 # Commands with parsers of their own: everything after the name is theirs.
 DELEGATED = ("bridge", "gateway", "emulator", "new-tool", "talk")
@@ -28,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     if args and args[0] in DELEGATED:
         return _delegate(args[0], args[1:])
     parser = argparse.ArgumentParser(prog="novakit", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"novakit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("bridge", help="run the session bridge (see: novakit bridge -h)")
     commands.add_parser("gateway", help="run the local API Gateway (see: novakit gateway -h)")
@@ -45,6 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--web", type=Path, default=Path("web"), help="browser client folder (web)")
     dev.add_argument("--token", help="require ?token=... from clients, as the stack does")
     dev.add_argument("--batch-ms", type=int, default=100, help="audio per output frame (100)")
+    dev.add_argument(
+        "--script",
+        type=Path,
+        metavar="FILE",
+        help="the emulator plays these scripted turns first (JSON; see docs/s2s.md)",
+    )
+    dev.add_argument(
+        "--no-speech",
+        action="store_true",
+        help="the emulator answers every turn generically in tone bursts (no offline speech)",
+    )
     parsed = parser.parse_args(args)
     if parsed.command == "dev":
         from .dev import DevOptions, run_dev
@@ -52,7 +68,20 @@ def main(argv: list[str] | None = None) -> int:
         if parsed.bedrock and not _has_aws_credentials():
             print("novakit dev: --bedrock needs AWS credentials (none found)", file=sys.stderr)
             return 2
+        script = None
+        if parsed.script is not None:
+            from .emulator import Script
+
+            try:
+                script = Script.load(parsed.script)
+            except (OSError, ValueError) as exc:
+                print(f"novakit dev: --script {parsed.script}: {exc}", file=sys.stderr)
+                return 2
+        # The in-process tools' CloudWatch metrics (EMF JSON) mean nothing on a terminal.
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         options = DevOptions(
+            script=script,
+            speech=not parsed.no_speech,
             port=parsed.port,
             bedrock=parsed.bedrock,
             tools_dir=parsed.tools,
@@ -60,8 +89,18 @@ def main(argv: list[str] | None = None) -> int:
             token=parsed.token,
             batch_ms=parsed.batch_ms,
         )
-        with contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(run_dev(options, once=parsed.once, out=parsed.out))
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                return asyncio.run(run_dev(options, once=parsed.once, out=parsed.out))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            print(
+                f"novakit dev: port {parsed.port} is in use; choose another with --port "
+                "(make dev PORT=...)",
+                file=sys.stderr,
+            )
+            return 2
     return 0
 
 

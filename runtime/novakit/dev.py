@@ -14,13 +14,15 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
+import os
 import secrets
 import socket
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO
 
 from aiohttp import web
 
@@ -28,6 +30,7 @@ from . import audio
 from .signals import stop_event
 
 DEMO_QUESTION_SECONDS = 1.5
+DEMO_QUESTION = "what time is it in Tokyo"
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,11 @@ class DevOptions:
     web_dir: Path | None = Path("web")
     token: str | None = None
     batch_ms: int = 100
-    # The emulator's script (an emulator Script); None: it answers every turn generically.
+    # The emulator's script (an emulator Script); its turns come first.
     script: Any = None
+    # The emulator's offline speech (it hears words, calls tools from their examples and speaks
+    # with eSpeak NG); False: generic transcripts and replies in tone bursts.
+    speech: bool = False
 
 
 @dataclass
@@ -82,6 +88,7 @@ async def local_stack(
     """Start emulator (unless ``bedrock``), bridge and gateway; stop them in reverse order."""
     from .bridge.app import Bridge
     from .bridge.connections import Unsigned
+    from .bridge.metrics import Metrics
     from .bridge.settings import BridgeSettings
     from .localgw import GatewayConfig, LocalGateway
 
@@ -95,6 +102,18 @@ async def local_stack(
 
             # A dev stack runs for hours: the emulator remembers the last streams, not audio.
             bounded: dict[str, Any] = {"keep_records": 20, "record_audio": False}
+            if options.speech:
+                from .emulator import EngineSettings
+                from .emulator.mind import Mind
+
+                tools_root = options.tools_dir if options.tools_dir else None
+                mind = Mind.from_tools_dir(
+                    tools_root if tools_root and tools_root.is_dir() else None
+                )
+                mind.narrate = _terminal(stdout, "emulator")
+                # Hearing takes real time here (a few hundred ms of recognition): no simulated
+                # model latency on top of it.
+                bounded["engine"] = EngineSettings(mind=mind, response_latency=0.0)
             emu = await stack.enter_async_context(
                 Emulator(
                     EmulatorConfig(script=options.script, script_scope="emulator", **bounded)
@@ -124,7 +143,14 @@ async def local_stack(
             region=_region(options),
             gateway_secrets=(gateway_secret,),
         )
-        bridge = Bridge(settings, signer=Unsigned())
+        # The terminal gets readable lines for each session, not EMF metric JSON (the deployed
+        # bridge writes that for CloudWatch).
+        # The null device: nothing is written anywhere.
+        discard = stack.enter_context(open(os.devnull, "w"))  # noqa: ASYNC230, SIM115
+        bridge = Bridge(
+            settings, signer=Unsigned(), metrics=Metrics(settings.metrics_service, out=discard)
+        )
+        stack.enter_context(_session_lines(stdout))
         runner = web.AppRunner(bridge.application(), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -145,6 +171,46 @@ async def local_stack(
         running = RunningStack(gateway.url, bridge_url, emulator_endpoint, emu)
         _banner(running, bridge, options, web_dir, stdout)
         yield running
+
+
+def _terminal(out: TextIO, who: str) -> Callable[[str], None]:
+    def line(text: str) -> None:
+        print(f"  {who:<9}  {text}", file=out, flush=True)
+
+    return line
+
+
+class _SessionLines(logging.Handler):
+    """The bridge's session log records, as one readable line each."""
+
+    _WORDS: ClassVar[dict[str, str]] = {"session open": "connect", "session ending": "disconnect"}
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__(logging.INFO)
+        self._line = _terminal(out, "bridge")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = str(record.msg)
+        for start, word in self._WORDS.items():
+            if text.startswith(start):
+                connection = getattr(record, "connection_id", "?")
+                reason = getattr(record, "reason", "")
+                self._line(f"{word:<11} {connection}{f'  ({reason})' if reason else ''}")
+
+
+@contextlib.contextmanager
+def _session_lines(out: TextIO) -> Iterator[None]:
+    logger = logging.getLogger("novakit.bridge.session")
+    handler = _SessionLines(out)
+    previous = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
 
 
 def _region(options: DevOptions) -> str:
@@ -170,11 +236,29 @@ def _banner(
     lines.append(f"  bridge            {running.bridge_url}  (the container's code)")
     if running.emulator_endpoint:
         lines.append(f"  Bedrock           emulator at {running.emulator_endpoint}")
+        lines.extend(_emulator_lines(running.emulator))
     else:
         lines.append(f"  Bedrock           real, Region {bridge.settings.region}")
     names = ", ".join(d.name for d in bridge.tools.definitions) or "none"
     lines.append(f"  tools             {names}  (in-process, Lambda event contract)")
     print("\n".join(lines), file=out, flush=True)
+
+
+def _emulator_lines(emulator: Any) -> list[str]:
+    """What the local model understands, and what it does not."""
+    mind = emulator.config.engine.mind if emulator is not None else None
+    lines = []
+    if emulator is not None and emulator.script.turns:
+        lines.append(f"  script            {len(emulator.script.turns)} scripted turn(s) first")
+    if mind is None:
+        lines.append("  local model       generic replies in tone bursts (no offline speech)")
+        return lines
+    lines.append("  local model       offline speech: it understands the tools' examples and")
+    lines.append("                    greetings, thanks, goodbye, yes/no, stop, repeat that;")
+    lines.append("                    anything else gets a reply repeating what it heard")
+    if mind.hint:
+        lines.append(f'  try saying        "{mind.hint}" (or type it)')
+    return lines
 
 
 def _masked(token: str) -> str:
@@ -185,25 +269,34 @@ def _masked(token: str) -> str:
 async def run_dev(
     options: DevOptions, *, once: bool, out: Path, stdout: TextIO = sys.stdout
 ) -> int:
-    if once and not options.bedrock and options.script is None:
+    spoken = once and options.speech and not options.bedrock
+    if once and not options.bedrock and options.script is None and not options.speech:
         options = replace(options, script=demo_script())
     async with local_stack(options, stdout) as running:
         if once:
             url = running.gateway_url + (f"?token={options.token}" if options.token else "")
-            return await demo_client(url, out, stdout)
+            question = None
+            if spoken:
+                # The question spoken with the emulator's own voice, at the input rate.
+                mind = running.emulator.config.engine.mind
+                question = mind.speak(DEMO_QUESTION, 16000, "matthew")
+            return await demo_client(url, out, stdout, question=question)
         print("serving until Ctrl-C", file=stdout, flush=True)
         await stop_event().wait()
     return 0
 
 
-async def demo_client(url: str, out: Path, stdout: TextIO, *, within: float = 60.0) -> int:
-    """A spoken question (with a tool call), then a typed thank-you, as a WebSocket client."""
+async def demo_client(
+    url: str, out: Path, stdout: TextIO, *, within: float = 60.0, question: bytes | None = None
+) -> int:
+    """A spoken question (with a tool call), then a typed thank-you, as a WebSocket client.
+    ``question`` is the 16 kHz speech to send (default: speech-like sound for a script)."""
     import websockets
 
     reply = bytearray()
     print("demo conversation (through the gateway and the bridge):", file=stdout)
     async with asyncio.timeout(within), websockets.connect(url, open_timeout=10) as ws:
-        microphone = asyncio.create_task(_microphone(ws))
+        microphone = asyncio.create_task(_microphone(ws, question))
         turns = 0
         try:
             async for message in ws:
@@ -236,9 +329,10 @@ async def demo_client(url: str, out: Path, stdout: TextIO, *, within: float = 60
     return 0
 
 
-async def _microphone(ws: Any) -> None:
+async def _microphone(ws: Any, question: bytes | None) -> None:
     """A stand-in microphone: a question, then silence, at twice real time."""
-    pcm = audio.speech_like(DEMO_QUESTION_SECONDS) + audio.silence(3.0)
+    spoken = question if question is not None else audio.speech_like(DEMO_QUESTION_SECONDS)
+    pcm = spoken + audio.silence(3.0)
     for seq, i in enumerate(range(0, len(pcm), 1024)):
         chunk = base64.b64encode(pcm[i : i + 1024]).decode()
         await ws.send(json.dumps({"type": "audio", "seq": seq, "data": chunk}))

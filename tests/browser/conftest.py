@@ -92,7 +92,11 @@ def _provider_extra(emu: Emulator) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def browser_stack(
-    config: EmulatorConfig, *, token: str | None = None, model: str | None = None
+    config: EmulatorConfig,
+    *,
+    token: str | None = None,
+    model: str | None = None,
+    tools_dir: Path | None = None,
 ) -> AsyncIterator[BrowserStack]:
     """Emulator, bridge and gateway (serving the web client) on loopback, as ``novakit dev``
     wires them, with the emulator under the test's control."""
@@ -107,6 +111,7 @@ async def browser_stack(
             drain_seconds=1.0,
             gateway_secrets=(GATEWAY_SECRET,),
             provider_extra=_provider_extra(emu),
+            tools_dir=tools_dir,
             # A retired model (Nova Sonic v1, for its voice list) needs the explicit setting.
             **({"model": model, "allow_retired_model": True} if model else {}),
         )

@@ -12,7 +12,7 @@ import numpy as np
 from novakit import audio
 from novakit.emulator import EmulatorConfig, EngineSettings, Script, ScriptTurn
 
-from .conftest import WEB, BrowserPage, browser_stack, chromium
+from .conftest import REPO, WEB, BrowserPage, browser_stack, chromium
 
 STORY = " ".join(["This answer goes on for a good long while."] * 8)  # ~22 s of speech
 NEXT_ANSWER = "Okay, I will stop the story here."
@@ -250,4 +250,41 @@ async def test_a_hosted_page_takes_its_websocket_url_from_config_json(tmp_path: 
         await expect(page.page.get_by_test_id("url")).to_have_value(api)
         token = page.page.get_by_test_id("token")
         await expect(token).to_have_attribute("placeholder", "a Cognito access token")
+        no_page_errors(page)
+
+
+async def test_a_spoken_question_calls_the_tool_and_the_answer_plays(tmp_path: Path) -> None:
+    """The offline speech of `make dev`: the fake microphone asks (eSpeak NG), the page shows
+    the words the emulator heard, the tool line, and plays the answer."""
+    from novakit.emulator.mind import Mind
+    from novakit.voice import resample
+
+    mind = Mind.from_tools_dir(REPO / "tools")
+    question = mind.speak("what time is it in Tokyo", 16000, "tiffany")
+    pcm = resample(audio.silence(0.5) + question, 16000, MIC_RATE) + audio.silence(60.0, MIC_RATE)
+    wav = tmp_path / "question.wav"
+    audio.write_wav(wav, pcm, MIC_RATE)
+    engine = EngineSettings(mind=mind, endpoint_seconds=0.8, response_latency=0.0)
+    async with (
+        browser_stack(EmulatorConfig(engine=engine), tools_dir=REPO / "tools") as stack,
+        chromium(wav, stack.page_url) as page,
+    ):
+        await page.page.get_by_test_id("connect").click()
+        await page.wait_for(lambda s: s["session"] == "ready", "the session", 15)
+        state = await page.wait_for(
+            lambda s: (
+                s["stats"]["framesPlayed"] >= 5
+                and any(line["text"].startswith("It is ") for line in lines(s, "assistant"))
+            ),
+            "the answer",
+            30,
+        )
+        await page.screenshot("offline-speech")
+        (heard,) = [line["text"] for line in lines(state, "user")]
+        # The question's words (the recognizer may hear a polite word around them).
+        assert "what time is it in tokyo" in heard
+        assert [line["text"].split()[:2] for line in lines(state, "tool")] == [["get_time", "done"]]
+        answer = lines(state, "assistant")[0]["text"]
+        assert answer.startswith("It is ") and answer.endswith(" in Asia/Tokyo.")
+        assert state["stats"]["playedSeconds"] > 0
         no_page_errors(page)

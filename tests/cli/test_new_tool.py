@@ -3,6 +3,7 @@ the local stack with nothing else done."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -85,3 +86,63 @@ async def test_a_new_tool_is_callable_in_the_local_stack(tmp_path: Path) -> None
     assert tools == [("opening_hours", "started"), ("opening_hours", "succeeded")]
     said = " ".join(f["text"] for f in frames if f["type"] == "text" and f["final"])
     assert "opening_hours received 'today'" in said
+
+
+def test_the_new_tool_has_examples_the_local_emulator_understands(tmp_path: Path) -> None:
+    from novakit.emulator.matching import Matcher, ToolExamples
+    from novakit.tools.manifest import load_tool
+    from novakit.tools.scaffold import new_tool
+
+    spec = load_tool(new_tool("opening_hours", tmp_path))
+    assert spec.examples
+    found = Matcher([ToolExamples.from_spec(spec)]).match("ask opening hours about the Lyon shop")
+    assert found is not None and found.arguments == {"query": "lyon shop"}
+
+
+def _block_after(text: str, marker: str, fence: str) -> str:
+    """The first fenced block of ``fence`` after ``marker`` in docs/tools.md."""
+    start = text.index(f"```{fence}\n", text.index(marker)) + len(fence) + 4
+    return text[start : text.index("```", start)]
+
+
+def _tutorial_tool(root: Path) -> None:
+    """tools/opening_hours/ with tool.json and handler.py exactly as docs/tools.md shows them."""
+    import textwrap
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "tools.md").read_text()
+    folder = root / "opening_hours"
+    folder.mkdir(parents=True)
+    manifest = textwrap.dedent(_block_after(doc, "1. **Describe it**", "json"))
+    (folder / "tool.json").write_text(manifest)
+    handler = textwrap.dedent(_block_after(doc, "2. **Write the function**", "python"))
+    (folder / "handler.py").write_text(handler)
+
+
+async def test_the_tutorial_works_by_typing_as_docs_tools_md_says(tmp_path: Path) -> None:
+    """docs/tools.md's opening_hours, as written there, answers a typed question in `make dev`."""
+    _tutorial_tool(tmp_path / "tools")
+    options = DevOptions(port=0, tools_dir=tmp_path / "tools", web_dir=None, speech=True)
+    frames: list[dict[str, object]] = []
+    async with (
+        local_stack(options, stdout=io.StringIO()) as stack,
+        websockets.connect(stack.gateway_url, open_timeout=10) as ws,
+    ):
+        for question in ("When is the Lyon shop open?", "when is the Nantes shop open"):
+            await ws.send(json.dumps({"type": "text", "text": question}))
+            async with asyncio.timeout(30):
+                async for message in ws:
+                    frames.append(json.loads(message))
+                    if frames[-1]["type"] == "turn_end":
+                        break
+    tools = [(f["name"], f["status"]) for f in frames if f["type"] == "tool"]
+    assert tools == [
+        ("opening_hours", "started"),
+        ("opening_hours", "succeeded"),
+        ("opening_hours", "started"),
+        ("opening_hours", "failed"),
+    ]
+    said = [f["text"] for f in frames if f["type"] == "text" and f["final"]]
+    assert said == [
+        "The Lyon shop is open 9 am to 7 pm, Monday to Saturday.",
+        "Sorry, that did not work: we have no shop in Nantes.",
+    ]

@@ -470,3 +470,76 @@ async def test_no_audio_goes_out_after_end(
     assert kinds.count("audio") >= 5 and kinds.count("end") == 1
     assert kinds[-1] == "end", kinds[-5:]
     assert "session ended: client ended the session" in stderr.getvalue()
+
+
+# -- the offline speech: speech in, speech out ----------------------------------------------
+
+
+@pytest.fixture
+async def speaking_stack() -> AsyncIterator[RunningStack]:
+    """The local stack as `make dev` runs it: the emulator hears, calls tools and speaks."""
+    options = DevOptions(port=0, tools_dir=REPO / "tools", web_dir=None, speech=True)
+    async with local_stack(options, stdout=io.StringIO()) as running:
+        yield running
+
+
+def spotted(pcm: bytes, rate: int, keyword: str) -> bool:
+    """Whether PocketSphinx spots ``keyword`` in the audio (keyword search, no grammar)."""
+    import numpy as np
+    from pocketsphinx import Decoder
+
+    from novakit.voice import resample
+
+    samples = np.frombuffer(resample(pcm, rate, 16000), dtype="<i2").astype(np.int32)
+    samples += np.random.default_rng(0).integers(-10, 11, samples.size)  # not digital silence
+    audio16 = np.clip(samples, -32768, 32767).astype("<i2").tobytes()
+    decoder = Decoder(loglevel="FATAL", lm=None, keyphrase=keyword, kws_threshold=1e-20)
+    decoder.start_utt()
+    decoder.process_raw(bytes(6400) + audio16 + bytes(6400), full_utt=True)
+    decoder.end_utt()
+    return decoder.hyp() is not None
+
+
+async def test_a_spoken_question_calls_the_tool_and_the_spoken_answer_says_it(
+    speaking_stack: RunningStack, tmp_path: Path
+) -> None:
+    mind = speaking_stack.emulator.config.engine.mind
+    wav = tmp_path / "question.wav"
+    audio.write_wav(wav, mind.speak("what time is it in Tokyo", 16000, "tiffany"), 16000)
+    out = tmp_path / "answer.wav"
+    run = await novakit_talk(
+        speaking_stack.gateway_url,
+        "--wav",
+        str(wav),
+        "--out",
+        str(out),
+        "--text",
+        "What's the time in Tokyo?",
+        "--speed",
+        "4",
+        "--quiet",
+        "1",
+        cwd=tmp_path,
+    )
+    assert run.code == Exit.OK, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == "user: what time is it in tokyo"
+    tools = [line for line in lines if line.startswith("tool: ")]
+    assert len(tools) == 2 and all(t.startswith("tool: get_time succeeded") for t in tools)
+    # The typed question called the same tool with the same arguments.
+    calls = [json.loads(e.body["content"]) for e in _tool_uses(speaking_stack)]
+    assert calls == [{"timezone": "Asia/Tokyo"}, {"timezone": "Asia/Tokyo"}]
+    answers = [line for line in lines if line.startswith("assistant: It is ")]
+    assert len(answers) == 2 and all(a.endswith(" in Asia/Tokyo.") for a in answers)
+    pcm, rate = audio.read_wav(out)
+    assert audio.duration(pcm, rate) > 2.0
+    assert spotted(pcm, rate, "tokyo") and not spotted(pcm, rate, "london")
+
+
+def _tool_uses(stack: RunningStack) -> list[Any]:
+    return [
+        event
+        for record in stack.emulator.records
+        for event in record.output_events
+        if event.name == "toolUse"
+    ]

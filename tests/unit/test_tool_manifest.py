@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +199,68 @@ def test_duplicate_names_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(manifest, "load_tool", same_name)
     with pytest.raises(ToolManifestError, match="already used by"):
         discover_tools(tmp_path)
+
+
+# -- examples, values and say (the local emulator's offline speech) --------------------------------
+
+CITY_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "day": {"type": "string"}},
+    "required": ["city"],
+}
+
+
+def test_examples_values_and_say_are_read_and_kept_from_the_model(tmp_path):
+    make_tool(
+        tmp_path,
+        "shop",
+        input_schema=CITY_SCHEMA,
+        examples=["when is the {city} shop open", "is the {city} shop open on {day}"],
+        values={"city": ["Lyon", "Lille"], "day": "days"},
+        say="The {city} shop is open {hours}.",
+    )
+    (spec,) = discover_tools(tmp_path)
+    assert spec.examples == ("when is the {city} shop open", "is the {city} shop open on {day}")
+    assert spec.values == {"city": ["Lyon", "Lille"], "day": "days"}
+    assert spec.say == "The {city} shop is open {hours}."
+    # The model (and so the CDK stack, which deploys the declaration) never sees them.
+    assert set(spec.declaration()) == {"name", "description", "input_schema"}
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        ({"examples": "when is it open"}, "examples must be a list"),
+        ({"examples": [""]}, "examples[0] must be a non-empty string"),
+        ({"examples": ["open in {town}"]}, "{town} is not a property of input_schema"),
+        ({"examples": ["is it open on {day}"]}, "must fill the required properties ['city']"),
+        ({"examples": ["{city} or {city}"]}, "a slot appears twice"),
+        ({"values": {"town": ["Lyon"]}}, "'town' is not a property"),
+        ({"values": {"city": "planets"}}, "no value list 'planets'"),
+        ({"values": {"city": []}}, "must be a non-empty list of strings"),
+        ({"values": {"city": 3}}, "must be a list name"),
+        ({"say": ""}, "say must be a non-empty string"),
+        ({"say": "x" * 501}, "at most 500 characters"),
+    ],
+)
+def test_bad_examples_values_and_say_are_refused_by_name(tmp_path, manifest, message):
+    make_tool(tmp_path, "shop", input_schema=CITY_SCHEMA, **manifest)
+    with pytest.raises(ToolManifestError, match=re.escape(message)):
+        discover_tools(tmp_path)
+
+
+def test_the_example_tools_have_examples_that_match_their_values():
+    from novakit.emulator.matching import Matcher, ToolExamples
+
+    specs = discover_tools(Path(__file__).resolve().parents[2] / "tools")
+    matcher = Matcher([ToolExamples.from_spec(spec) for spec in specs])
+    assert all(spec.examples for spec in specs)
+    found = matcher.match("what time is it in Tokyo")
+    assert found is not None and (found.tool, found.arguments) == (
+        "get_time",
+        {"timezone": "Asia/Tokyo"},
+    )
+    weather = matcher.match("is it raining in Paris")
+    assert weather is not None and weather.arguments == {"city": "Paris"}
+    lookup = matcher.match("what does the handbook say about parking")
+    assert lookup is not None and lookup.arguments == {"query": "parking"}

@@ -11,8 +11,11 @@ calls, barge-in, usage events) and fault injection. The real SDK talks to it unc
         assert emu.records[0].outcome is Outcome.COMPLETED
 
 Layout: ``eventstream`` (codec), ``sigv4`` (verification), ``grammar`` (input events),
-``conversation`` (engine), ``speech`` (audio), ``faults``, ``session`` (one stream, sans I/O),
-``server`` (asyncio + h2 adapter and ``Emulator``), ``cli``.
+``conversation`` (engine), ``speech`` (tone-burst audio), ``faults``, ``session`` (one stream,
+sans I/O), ``server`` (asyncio + h2 adapter and ``Emulator``), ``cli``. The offline speech
+(``EngineSettings(mind=Mind...)``, ``novakit dev``): ``recognition`` (PocketSphinx),
+``matching`` (tool examples), ``slot_values``, ``answers``, ``synthesis`` (eSpeak NG),
+``pronunciation``, and ``mind``, which puts them together.
 """
 
 from .cli import cli_main

@@ -6,10 +6,11 @@ import argparse
 import asyncio
 import contextlib
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from ..signals import stop_event
-from .conversation import Script
+from .conversation import EngineSettings, Script
 from .faults import FaultKind, FaultPlan
 from .server import DEFAULT_CREDENTIALS, Emulator, EmulatorConfig
 from .sigv4 import Credentials
@@ -30,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--secret-key", default=DEFAULT_CREDENTIALS.secret_access_key)
     parser.add_argument("--session-token", default=None)
     parser.add_argument("--script", metavar="FILE", help="JSON script of turns")
+    parser.add_argument(
+        "--tools",
+        metavar="DIR",
+        type=Path,
+        help="offline speech: hear words, call the tools of DIR from their examples, speak",
+    )
     parser.add_argument(
         "--script-scope",
         choices=("stream", "emulator"),
@@ -66,7 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     if args.endpoint_ms is not None and args.endpoint_ms <= 0:
         raise ValueError("--endpoint-ms must be positive")
+    engine = EngineSettings()
+    if args.tools is not None:
+        if not args.tools.is_dir():
+            raise ValueError(f"--tools {args.tools}: not a folder")
+        from .mind import Mind
+
+        # Hearing takes real time: no simulated model latency on top of it.
+        engine = EngineSettings(mind=Mind.from_tools_dir(args.tools), response_latency=0.0)
     return EmulatorConfig(
+        engine=engine,
         host=args.host,
         port=args.port,
         region=args.region,
@@ -95,6 +111,8 @@ async def _serve(config: EmulatorConfig, out: TextIO) -> None:
         print(f"secret key    {creds.secret_access_key}", file=out)
         if creds.session_token:
             print(f"session token {creds.session_token}", file=out)
+        if config.engine.mind is not None:
+            print("speech        offline (the tools' examples, small talk)", file=out)
         for plan in config.faults:
             print(f"fault         {plan}", file=out)
         print("serving until interrupted (Ctrl-C)", file=out, flush=True)

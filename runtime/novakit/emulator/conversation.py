@@ -30,6 +30,11 @@ What the engine does:
   moved on by the audio's duration (the client plays it in real time). User speech that starts
   meanwhile stops the reply: the open content ends with INTERRUPTED, then an ASSISTANT TEXT content
   carries ``{ "interrupted" : true }`` and ends with INTERRUPTED; the new speech is the next turn.
+* **Offline speech.** With ``EngineSettings.mind`` (``novakit dev``), the utterance's audio
+  (from a little before the onset to a little after the last voiced frame) is heard by the mind's
+  recognizer: the transcript is the words heard; a turn no script answers goes to the mind,
+  which may call a tool (toolUse with the slot values as input) and reads its result; replies
+  are spoken with its synthetic voice (the promptStart's voiceId) instead of tone bursts.
 * **Identity.** sessionId, completionId, contentIds and toolUseIds derive from a seed, so a run
   is reproducible byte for byte.
 """
@@ -68,6 +73,9 @@ INPUT_RATE = 16000  # the rate the samples use; the audio content may declare 80
 FRAME_SECONDS = 0.02
 ENDPOINTING_SECONDS: Mapping[str, float] = {"HIGH": 1.5, "MEDIUM": 1.75, "LOW": 2.0}
 INTERRUPTED_CONTENT = '{ "interrupted" : true }'
+PREROLL_SECONDS = 0.4  # audio kept from before the VAD's onset (it fires after a run of frames)
+TRAILING_SECONDS = 0.3  # audio kept after the last voiced frame for the recognizer
+MAX_UTTERANCE_SECONDS = 30.0  # what the recognizer hears of a longer utterance
 TOKENS_PER_SPEECH_SECOND = 25  # one token per 40 ms; any fixed rate keeps counts deterministic
 _ID_NAMESPACE = uuid.UUID("6f1c2a52-8d0e-4d8e-9a53-3d1f0c0a7e11")
 _SENTENCE_RE = re.compile(r"(?<=[.!?])\s+")
@@ -200,6 +208,10 @@ class EngineSettings:
     generation_speed: float = 4.0  # seconds of audio generated per second of clock
     response_latency: float = 0.2
     chunk_seconds: float = 0.1
+    # The offline speech (an ``emulator.mind.Mind``): it hears the user's words, answers them
+    # (tool calls from the tools' examples) and speaks with a synthetic voice. None: transcripts
+    # and replies are the generic ones and the voice is tone bursts (cheap and exact for tests).
+    mind: Any = field(default=None, compare=False)
 
 
 # -- hearing ------------------------------------------------------------------
@@ -277,6 +289,8 @@ class _Turn:
     output_text_tokens: int = 0
     output_speech_samples: int = 0  # at the output rate; integers keep token counts exact
     usage_sent: bool = False
+    heard: str = ""  # what the user said or typed (with a mind)
+    call: ToolCall | None = None  # the tool this turn calls, from the script or the mind
 
 
 @dataclass(order=True)
@@ -346,6 +360,12 @@ class ConversationEngine:
         self._typed_parts: list[str] = []
         self._tool_results: dict[str, str] = {}
         self._context_tokens = 0  # system prompt and history, charged to the first turn
+        self.voice_id = "matthew"
+        self._declared_tools: list[str] = []
+        self._last_reply: str | None = None
+        self._preroll: deque[bytes] = deque(maxlen=round(PREROLL_SECONDS / FRAME_SECONDS))
+        self._utterance_pcm = bytearray()
+        self._voiced_bytes = 0  # of _utterance_pcm, up to the last voiced frame
         self._totals = {"input": [0, 0], "output": [0, 0]}  # [speechTokens, textTokens]
 
     # -- public state ---------------------------------------------------------
@@ -384,6 +404,9 @@ class ConversationEngine:
             case "promptStart":
                 self.prompt_name = body["promptName"]
                 self.output_rate = body["audioOutputConfiguration"]["sampleRateHertz"]
+                self.voice_id = body["audioOutputConfiguration"].get("voiceId", self.voice_id)
+                tools = body.get("toolConfiguration", {}).get("tools", [])
+                self._declared_tools = [t["toolSpec"]["name"] for t in tools]
             case "contentStart":
                 assert content is not None
                 if content.kind is ContentKind.HISTORY:
@@ -441,12 +464,28 @@ class ConversationEngine:
             if self.audio_drives_clock:
                 self.clock = round(self.clock + FRAME_SECONDS, 6)
                 self._release_until(self.clock)
-            change = self._vad.push(rms(view[offset : offset + frame_bytes]), frame_start)
+            frame = view[offset : offset + frame_bytes]
+            level = rms(frame)
+            change = self._vad.push(level, frame_start)
+            if self.settings.mind is not None:
+                self._keep_audio(bytes(frame), change, voiced=level >= self._vad.threshold)
             if change == "start":
                 self._barge_in()
             elif change == "end":
                 self._utterance(self._vad.start, self._vad.last_voiced_end)
         self._pcm_remainder = bytes(view[whole:])
+
+    def _keep_audio(self, frame: bytes, change: str | None, *, voiced: bool) -> None:
+        """Keep the utterance's audio (with some before the onset) for the recognizer."""
+        if change == "start":
+            self._utterance_pcm = bytearray(b"".join(self._preroll))
+            self._voiced_bytes = 0
+        room = len(self._utterance_pcm) < MAX_UTTERANCE_SECONDS * INPUT_RATE * 2
+        if (self._vad.speaking or change == "end") and room:
+            self._utterance_pcm += frame
+            if voiced:
+                self._voiced_bytes = len(self._utterance_pcm)
+        self._preroll.append(frame)
 
     def _on_content_end(self, kind: ContentKind, tool_use_id: str | None) -> None:
         if kind is ContentKind.AUDIO:
@@ -460,6 +499,7 @@ class ConversationEngine:
             self._start_completion()
             turn = self._new_turn(typed=True)
             turn.input_text_tokens = _tokens(text)
+            turn.heard = text
             self._enqueue(turn)
         elif kind is ContentKind.TOOL and tool_use_id is not None:
             active = self._active
@@ -469,8 +509,13 @@ class ConversationEngine:
                 and active.state is _TurnState.WAITING_TOOL
             ):
                 result = self._tool_results[tool_use_id]
-                assert active.script is not None
-                reply = active.script.reply.replace("{result}", result)
+                if active.script is not None:
+                    reply = active.script.reply.replace("{result}", result)
+                else:
+                    assert active.call is not None and self.settings.mind is not None
+                    reply = self.settings.mind.answer_tool(
+                        active.call.name, dict(active.call.input), result
+                    )
                 self._speak(active, reply, self.clock + self.settings.response_latency)
 
     def _end_prompt(self) -> None:
@@ -498,11 +543,17 @@ class ConversationEngine:
         self._start_completion()
         turn = self._new_turn(typed=False)
         turn.input_speech_seconds = seconds
-        transcript = (
-            turn.script.transcript
-            if turn.script is not None and turn.script.transcript is not None
-            else default_transcript(turn.number, seconds)
-        )
+        mind = self.settings.mind
+        if mind is not None:
+            trailing = round(TRAILING_SECONDS * INPUT_RATE) * 2
+            turn.heard = mind.hear(bytes(self._utterance_pcm[: self._voiced_bytes + trailing])).text
+            self._utterance_pcm = bytearray()
+        if turn.script is not None and turn.script.transcript is not None:
+            transcript = turn.script.transcript
+        elif mind is not None:
+            transcript = turn.heard
+        else:
+            transcript = default_transcript(turn.number, seconds)
         content_id = self._new_id("content")
         self._emit(self._content_start(content_id, "TEXT", "USER", stage="FINAL"))
         self._emit(self._content_event("textOutput", content_id, content=transcript, role="USER"))
@@ -519,7 +570,18 @@ class ConversationEngine:
         turn = self._active = self._queue.popleft()
         start = self.clock + self.settings.response_latency
         script = turn.script
-        if script is not None and script.tool is not None:
+        mind = self.settings.mind
+        reply = script.reply if script is not None else default_reply(turn.number, turn.typed)
+        if script is not None:
+            turn.call = script.tool
+        elif mind is not None:
+            response = mind.respond(
+                turn.heard, tools=self._declared_tools, last_reply=self._last_reply
+            )
+            reply = response.reply
+            if response.tool is not None:
+                turn.call = ToolCall(response.tool, response.arguments or {})
+        if turn.call is not None:
             turn.state = _TurnState.WAITING_TOOL
             turn.tool_use_id = self._new_id("tool-use")
             content_id = self._new_id("content")
@@ -528,19 +590,19 @@ class ConversationEngine:
             use = self._content_event(
                 "toolUse",
                 content_id,
-                toolName=script.tool.name,
+                toolName=turn.call.name,
                 toolUseId=turn.tool_use_id,
-                content=json.dumps(dict(script.tool.input), separators=(",", ":")),
+                content=json.dumps(dict(turn.call.input), separators=(",", ":")),
             )
             self._at(start, use, turn)
             self._at(start, self._content_end(content_id, "TOOL", "TOOL_USE"), turn)
             return
-        reply = script.reply if script is not None else default_reply(turn.number, turn.typed)
         self._speak(turn, reply, start)
 
     def _speak(self, turn: _Turn, text: str, start: float) -> None:
         """Schedule the spoken reply, sentence by sentence, from ``start`` on the clock."""
         turn.state = _TurnState.RESPONDING
+        self._last_reply = text
         s = self.settings
         when = start
         sentences = _sentences(text) or [""]
@@ -560,7 +622,11 @@ class ConversationEngine:
 
             audio_id = self._new_id("content")
             self._at(when, self._content_start(audio_id, "AUDIO", "ASSISTANT"), turn)
-            pcm = synthesize(sentence, self.output_rate)
+            pcm = (
+                s.mind.speak(sentence, self.output_rate, self.voice_id)
+                if s.mind is not None
+                else synthesize(sentence, self.output_rate)
+            )
             for offset in range(0, len(pcm), bytes_per_chunk):
                 chunk = pcm[offset : offset + bytes_per_chunk]
                 seconds = len(chunk) / 2 / self.output_rate

@@ -16,8 +16,14 @@ same folders the same way and fail with the same messages.
         {"actions": ["dynamodb:GetItem"], "resources": ["arn:aws:dynamodb:..."]},
         {"actions": ["ec2:DescribeRegions"], "resources": ["*"],
          "reason": "DescribeRegions has no resource-level permissions"}
-      ]
+      ],
+      "examples": ["what time is it in {timezone}"],  # optional, what users say (local emulator)
+      "values": {"timezone": "timezones"},      # optional, spoken values of a {slot}
+      "say": "It is {time} in {timezone}."      # optional, how the local emulator reads a result
     }
+
+``examples``, ``values`` and ``say`` guide the local emulator's offline speech only (what it
+recognizes, which tool it calls, how it reads the result); the model on AWS never sees them.
 
 ``handler.py`` defines ``handler(event, context)``; an optional ``requirements.txt`` lists the
 packages bundled with the function.
@@ -53,8 +59,17 @@ _KNOWN_KEYS = frozenset(
         "memory_mb",
         "environment",
         "iam_statements",
+        "examples",
+        "values",
+        "say",
     )
 )
+SLOT_PATTERN = re.compile(r"\{([^{}]*)\}")
+MAX_EXAMPLES = 50
+MAX_EXAMPLE_CHARS = 200
+MAX_SAY_CHARS = 500
+# The value lists the kit ships (novakit.emulator.slot_values): a slot may name one.
+KIT_VALUE_LISTS = frozenset({"cities", "countries", "days", "times", "numbers", "timezones"})
 _STATEMENT_KEYS = frozenset({"actions", "resources", "reason"})
 # Knowledge base retrieval (no model invocation) is the one Bedrock action a tool may have.
 _BEDROCK_ALLOWED = frozenset({"bedrock:retrieve"})
@@ -104,6 +119,9 @@ class ToolSpec:
     environment: dict[str, str] = field(default_factory=dict)
     iam_statements: tuple[dict[str, Any], ...] = ()
     requirements: Path | None = None
+    examples: tuple[str, ...] = ()
+    values: dict[str, Any] = field(default_factory=dict)
+    say: str | None = None
 
     def declaration(self) -> dict[str, Any]:
         """What the model is told about the tool."""
@@ -180,6 +198,13 @@ def load_tool(folder: Path) -> ToolSpec:
     memory_mb = _int_in_range(raw, "memory_mb", DEFAULT_MEMORY_MB, MEMORY_RANGE, fail)
     environment = _environment(raw.get("environment"), fail)
     statements = _iam_statements(raw.get("iam_statements"), fail)
+    examples = _examples(raw.get("examples"), schema, fail)
+    values = _values(raw.get("values"), schema, fail)
+    say = raw.get("say")
+    if say is not None and (
+        not isinstance(say, str) or not say.strip() or len(say) > MAX_SAY_CHARS
+    ):
+        raise fail(f"say must be a non-empty string of at most {MAX_SAY_CHARS} characters")
 
     requirements = folder / REQUIREMENTS_FILE
     return ToolSpec(
@@ -192,6 +217,9 @@ def load_tool(folder: Path) -> ToolSpec:
         environment=environment,
         iam_statements=statements,
         requirements=requirements if requirements.is_file() else None,
+        examples=examples,
+        values=values,
+        say=say,
     )
 
 
@@ -268,3 +296,56 @@ def _iam_statements(value: Any, fail: _Fail) -> tuple[dict[str, Any], ...]:
             | ({"reason": reason} if reason else {})
         )
     return tuple(statements)
+
+
+def _examples(value: Any, schema: dict[str, Any], fail: _Fail) -> tuple[str, ...]:
+    """Example utterances; each ``{slot}`` names a property, and together they fill the
+    required ones (an example must be a complete call)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_EXAMPLES:
+        raise fail(f"examples must be a list of at most {MAX_EXAMPLES} strings")
+    properties = schema.get("properties", {})
+    required = [name for name in schema.get("required", []) if isinstance(name, str)]
+    for index, example in enumerate(value):
+        where = f"examples[{index}]"
+        if not isinstance(example, str) or not example.strip():
+            raise fail(f"{where} must be a non-empty string")
+        if len(example) > MAX_EXAMPLE_CHARS:
+            raise fail(f"{where} is longer than {MAX_EXAMPLE_CHARS} characters")
+        slots = SLOT_PATTERN.findall(example)
+        for slot in slots:
+            if slot not in properties:
+                raise fail(f"{where}: {{{slot}}} is not a property of input_schema")
+        if len(set(slots)) != len(slots):
+            raise fail(f"{where}: a slot appears twice")
+        missing = [name for name in required if name not in slots]
+        if missing:
+            raise fail(f"{where} must fill the required properties {missing} with {{slots}}")
+    return tuple(value)
+
+
+def _values(value: Any, schema: dict[str, Any], fail: _Fail) -> dict[str, Any]:
+    """Spoken values per property: a kit list's name, a list of strings, or an object from
+    what is said to the value the tool gets."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise fail("values must be an object from property names to values")
+    properties = schema.get("properties", {})
+    for name, listed in value.items():
+        where = f"values.{name}"
+        if name not in properties:
+            raise fail(f"{where}: {name!r} is not a property of input_schema")
+        if isinstance(listed, str):
+            if listed not in KIT_VALUE_LISTS:
+                raise fail(f"{where}: no value list {listed!r}; lists: {sorted(KIT_VALUE_LISTS)}")
+        elif isinstance(listed, list):
+            if not listed or not all(isinstance(v, str) and v.strip() for v in listed):
+                raise fail(f"{where} must be a non-empty list of strings")
+        elif isinstance(listed, dict):
+            if not listed or not all(isinstance(k, str) and k.strip() for k in listed):
+                raise fail(f"{where} must map spoken words to values")
+        else:
+            raise fail(f"{where} must be a list name, a list of strings or an object")
+    return dict(value)

@@ -69,6 +69,7 @@ def new_tool(name: str, root: Path, description: str = "") -> Path:
     if folder.exists():
         raise ToolManifestError(f"{folder} already exists")
     description = description or f"Describe what {name} does and when the model should use it."
+    spoken = name.replace("_", " ")
     manifest = {
         "name": name,
         "description": description,
@@ -79,6 +80,9 @@ def new_tool(name: str, root: Path, description: str = "") -> Path:
         },
         "timeout_s": 10,
         "memory_mb": 256,
+        # What users say to call it: the local emulator (make dev) recognizes these phrases
+        # and calls the tool with the {slot} words; the model on AWS never sees them.
+        "examples": [f"ask {spoken} about {{query}}", f"use {spoken} for {{query}}"],
     }
     folder.mkdir(parents=True)
     (folder / "tool.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

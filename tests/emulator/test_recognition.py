@@ -1,0 +1,109 @@
+"""The emulator's ears: PocketSphinx on speech eSpeak NG makes in the test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from novakit.emulator.answers import SMALL_TALK
+from novakit.emulator.matching import Matcher, ToolExamples
+from novakit.emulator.recognition import LANGUAGE_MODEL_SECONDS, PAD_SECONDS, Recognizer
+from novakit.emulator.synthesis import Synthesizer
+
+TIME = ToolExamples(
+    "get_time",
+    {"type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"]},
+    ("what time is it in {timezone}",),
+    values={"timezone": "timezones"},
+)
+WEATHER = ToolExamples(
+    "weather",
+    {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    ("what is the weather in {city}",),
+)
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> Recognizer:
+    return Recognizer(Matcher([TIME, WEATHER]).vocabulary(), SMALL_TALK)
+
+
+@pytest.fixture(scope="module")
+def voice() -> Synthesizer:
+    return Synthesizer()
+
+
+def speech(voice: Synthesizer, text: str, name: str = "matthew") -> bytes:
+    return bytes(6400) + voice.speak(text, 16000, name) + bytes(6400)
+
+
+@pytest.mark.parametrize(
+    ("said", "name"),
+    [
+        ("what time is it in Tokyo", "matthew"),
+        ("could you tell me what the weather is in London", "tiffany"),
+        ("thank you", "amy"),
+    ],
+)
+def test_the_grammar_hears_examples_and_small_talk(
+    recognizer: Recognizer, voice: Synthesizer, said: str, name: str
+) -> None:
+    heard = recognizer.hear(speech(voice, said, name))
+    assert heard.by == "grammar"
+    expected = {
+        "what time is it in Tokyo": "what time is it in tokyo",
+        "could you tell me what the weather is in London": "london",
+        "thank you": "thank you",
+    }[said]
+    assert expected in heard.text
+
+
+def test_speech_outside_the_grammar_goes_to_the_language_model(
+    recognizer: Recognizer, voice: Synthesizer
+) -> None:
+    heard = recognizer.hear(speech(voice, "I would like to order a pizza"))
+    assert heard.by == "language model"
+    assert {"order", "pizza"} <= set(heard.text.split())
+
+
+def test_silence_and_noise_are_heard_as_nothing(recognizer: Recognizer) -> None:
+    assert recognizer.hear(b"").text == ""
+    noise = np.random.default_rng(1).normal(0, 30, 16000).astype("<i2").tobytes()
+    assert recognizer.hear(noise).by in ("", "language model", "grammar")
+
+
+def test_a_new_recognizer_hears_the_same_audio_the_same_way(voice: Synthesizer) -> None:
+    vocabulary = Matcher([WEATHER]).vocabulary()
+    pcm = [speech(voice, "what is the weather in Paris"), speech(voice, "hello")]
+    first, second = Recognizer(vocabulary, SMALL_TALK), Recognizer(vocabulary, SMALL_TALK)
+    assert [first.hear(p) for p in pcm] == [second.hear(p) for p in pcm]
+
+
+def test_the_grammar_holds_only_words_the_dictionary_knows() -> None:
+    odd = ToolExamples(
+        "odd",
+        {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+        ("call {name}", "zzqx {name}"),
+        values={"name": ["Alice", "Xqzzyv"]},
+    )
+    recognizer = Recognizer(Matcher([odd]).vocabulary(), fallback=False)
+    assert recognizer.grammar is not None
+    assert "call <odd_name>" in recognizer.grammar
+    assert "zzqx" not in recognizer.grammar and "xqzzyv" not in recognizer.grammar
+
+
+def test_the_language_model_hears_the_start_of_a_long_utterance_only(
+    recognizer: Recognizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[int] = []
+
+    def no_words(decoder: object, audio: bytes) -> str:
+        decoded.append(len(audio))
+        return ""
+
+    monkeypatch.setattr(recognizer, "_decode", no_words)
+    thirty_seconds = bytes(2 * 16000 * 30)
+    assert recognizer.hear(thirty_seconds).by == ""
+    grammar, language_model = decoded
+    assert grammar > 2 * 16000 * 30  # the grammar hears it all (it is cheap)
+    assert language_model == 2 * round((PAD_SECONDS + LANGUAGE_MODEL_SECONDS) * 16000)
