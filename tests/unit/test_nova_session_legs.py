@@ -381,6 +381,25 @@ async def test_a_stream_cut_while_the_caller_is_silent_is_replaced_when_it_speak
         assert b"\x02\x00" * 160 in second.audio()  # replayed to the new stream
 
 
+async def test_the_keep_alive_goes_on_while_an_answer_is_owed(bedrock: Bedrock) -> None:
+    """A caller silent past keepalive_limit while the model still owes it an answer (slow, or
+    on a busy machine) keeps its stream alive: stopping there would let Bedrock cut the stream
+    mid-answer, and a stream cut for a silent caller is not replaced."""
+    async with engine(keepalive_after=0.05, keepalive_limit=0.2).start() as session:
+        first = bedrock.streams[0]
+        await session.send_text("hi")
+        await asyncio.sleep(0.6)  # a span of time (three limits), not an order of events
+        # Well past the limit, silence still arrives: the answer is owed.
+        heard = len(first.audio())
+        async with asyncio.timeout(10):
+            # The fake stream has no event for "audio arrived": poll, bounded.
+            while len(first.audio()) == heard:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assistant_says(first, "Hello.", 1)
+        await next_event(session, E.TURN_END)
+        assert session.stats.dormant == 0  # type: ignore[attr-defined]
+
+
 async def test_a_failure_while_the_caller_talks_is_recovered_at_once(bedrock: Bedrock) -> None:
     async with engine(keepalive_limit=5.0).start() as session:
         await session.send_audio(b"\x01\x00" * 160)
@@ -394,6 +413,8 @@ async def test_no_rollover_stream_is_opened_for_a_silent_caller(bedrock: Bedrock
     async with engine(**options).start() as session:
         first = bedrock.streams[0]
         await session.send_text("hi")
+        assistant_says(first, "Hello.", 1)
+        await next_event(session, E.TURN_END)  # nothing is owed to the caller any more
         await asyncio.sleep(0.7)  # past both: silent, and the stream is due for a rollover
         first.say("usageEvent", totalTokens=1)  # something from Bedrock all the same
         await next_event(session, E.USAGE)

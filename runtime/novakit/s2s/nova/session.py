@@ -447,11 +447,18 @@ class NovaSession(Session):
 
     def _expect_answer(self) -> None:
         """An answer is owed from now: watch the live stream for a stall."""
+        self._stall.expect(asyncio.get_running_loop().time())
         if self._options.stall_timeout <= 0:
             return
-        self._stall.expect(asyncio.get_running_loop().time())
         if self._stall_timer is None and self._state is _State.OPEN:
             self._arm_stall_timer(self._options.stall_timeout)
+
+    def _caller_gone_quiet(self, now: float) -> bool:
+        """The caller has sent nothing for ``keepalive_limit`` and no answer is owed to it: a
+        model still answering (at a slow pace, or on a busy machine) keeps its stream alive."""
+        return self._stall.owed_since is None and caller_silent(
+            now, self._last_input, self._options.keepalive_limit
+        )
 
     def _arm_stall_timer(self, delay: float) -> None:
         loop = asyncio.get_running_loop()
@@ -514,7 +521,7 @@ class NovaSession(Session):
         due: float | None = None  # when the next piece of silence is due (real-time pace)
         while self._state is _State.OPEN:
             now = loop.time()
-            if caller_silent(now, self._last_input, self._options.keepalive_limit):
+            if self._caller_gone_quiet(now):
                 # The caller has said nothing for long (it may be gone without a word): stop
                 # paying for silence. Bedrock then cuts the stream for idleness, and it is
                 # not replaced until the caller sends something (see _go_dormant).
@@ -642,7 +649,7 @@ class NovaSession(Session):
         now = loop.time()
         if leg.age(now) < after:
             return
-        if caller_silent(now, self._last_input, self._options.keepalive_limit):
+        if self._caller_gone_quiet(now):
             return  # no new stream for a caller who says nothing (see _go_dormant)
         if self._rollover is None:
             self._rollover = _Rollover(triggered_at=now)
@@ -739,7 +746,7 @@ class NovaSession(Session):
             self._fail(error)
             return
         now = asyncio.get_running_loop().time()
-        if caller_silent(now, self._last_input, self._options.keepalive_limit):
+        if self._caller_gone_quiet(now):
             self._go_dormant(leg, error)
             return
         previous = self._last_outage
