@@ -31,7 +31,7 @@ from novakit.dev import free_port
 from novakit.localgw import GatewayConfig, LocalGateway
 
 from . import stack
-from .common import emulator_process, save
+from .common import GATEWAY_SECRET, emulator_process, save
 
 SAMPLE_SECONDS = 5.0
 WARM_UP_SECONDS = 60.0  # left out of the slope: imports, caches and first sessions settle
@@ -106,7 +106,9 @@ async def soak(clients: int, minutes: float, workdir: Path) -> dict[str, Any]:
     port = free_port()
     async with (
         emulator_process("--pace", "0") as emu,
-        LocalGateway(GatewayConfig(backends=[f"http://127.0.0.1:{port}"])) as gateway,
+        LocalGateway(
+            GatewayConfig(backends=[f"http://127.0.0.1:{port}"], integration_secret=GATEWAY_SECRET)
+        ) as gateway,
     ):
         options = stack.BridgeOptions(env={"NOVAKIT_LOG_LEVEL": "INFO"})
         log = workdir / "bridge.log"
