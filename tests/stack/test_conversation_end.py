@@ -35,10 +35,14 @@ async def end_with_audio_in_flight(client: Client) -> None:
 def assert_ended_once(client: Client) -> None:
     states = [f["state"] for f in client.of_type("session")]
     assert states == ["ready", "ended"], states  # never resumed as a new conversation
+    # Told at most once, however many frames came, and before ``ended``. A frame that reaches
+    # the session while it is ending gets that error; one that arrives after the end (a busy
+    # machine, a relay between tasks) is refused in the integration response only: the client
+    # has its ``ended`` already.
     errors = [(f["code"], f["fatal"]) for f in client.of_type("error")]
-    assert errors == [("session_ended", True)]  # told once, however many frames came
+    assert errors in ([], [("session_ended", True)]), errors
     kinds = [f["type"] for f in client.frames]
-    assert kinds.index("error") < len(kinds) - 1 and kinds[-1] == "session"
+    assert kinds[-1] == "session" and "error" not in kinds[kinds.index("session", 1) :]
     assert [f["seq"] for f in client.frames] == list(range(len(client.frames)))
 
 
