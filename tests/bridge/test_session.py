@@ -111,6 +111,7 @@ def bridge_session(
     *,
     lease: SessionLease | None = None,
     resumed: bool = False,
+    on_ended: Callable[[BridgeSession], None] = lambda s: None,
 ) -> BridgeSession:
     return BridgeSession(
         "c=",
@@ -120,7 +121,7 @@ def bridge_session(
         connections=connections or FakeConnections(),  # type: ignore[arg-type]
         tools=ToolRunner(),
         metrics=metrics or Metrics(),
-        on_ended=lambda s: None,
+        on_ended=on_ended,
         lease=lease,
         resumed=resumed,
     )
@@ -242,18 +243,7 @@ class BrokenHangUp(FakeConnections):
 
 async def test_a_fault_while_ending_still_ends_the_session_and_frees_its_slot() -> None:
     ended: list[BridgeSession] = []
-    session = BridgeSession(
-        "c=",
-        principal_id="",
-        engine=FakeEngine(),
-        settings=BridgeSettings(connections_url="http://127.0.0.1:1"),
-        connections=BrokenHangUp(),  # type: ignore[arg-type]
-        tools=ToolRunner(),
-        metrics=Metrics(),
-        on_ended=ended.append,
-        lease=None,
-        resumed=False,
-    )
+    session = bridge_session(FakeEngine(), BrokenHangUp(), on_ended=ended.append)
     session.receive(ClientAudio(0, bytes(640)))
     session.receive(ClientEnd())
     assert await session.wait_ended(5)
