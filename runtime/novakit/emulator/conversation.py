@@ -14,7 +14,8 @@ What the engine does:
   threshold; speech starts after ``min_speech_seconds`` of consecutive voiced frames and ends after
   an endpointing silence (``turnDetectionConfiguration.endpointingSensitivity`` HIGH/MEDIUM/LOW =
   1.5/1.75/2 s, or ``EngineSettings.endpoint_seconds``). Closing the audio content also ends an
-  utterance in progress.
+  utterance in progress. With a mind, a shorter silence (``quick_endpoint_seconds``) ends it when
+  the words heard so far are a whole phrase of the mind's grammar.
 * **Turns.** Each utterance (or Nova 2 interactive USER text) takes the next ``ScriptTurn``. For an
   utterance the user's transcript comes first: a USER TEXT content (FINAL). Interactive text is not
   echoed back as a transcript: the client already has the words it typed. The reply is spoken
@@ -32,9 +33,10 @@ What the engine does:
   carries ``{ "interrupted" : true }`` and ends with INTERRUPTED; the new speech is the next turn.
 * **Offline speech.** With ``EngineSettings.mind`` (``novakit dev``), the utterance's audio
   (from a little before the onset to a little after the last voiced frame) is heard by the mind's
-  recognizer: the transcript is the words heard; a turn no script answers goes to the mind,
-  which may call a tool (toolUse with the slot values as input) and reads its result; replies
-  are spoken with its synthetic voice (the promptStart's voiceId) instead of tone bursts.
+  recognizer while it is spoken: the transcript is the words heard; a turn no script answers
+  goes to the mind, which may call a tool (toolUse with the slot values as input) and reads its
+  result; replies are spoken with its synthetic voice (the promptStart's voiceId) instead of
+  tone bursts.
 * **Identity.** sessionId, completionId, contentIds and toolUseIds derive from a seed, so a run
   is reproducible byte for byte.
 """
@@ -74,7 +76,7 @@ FRAME_SECONDS = 0.02
 ENDPOINTING_SECONDS: Mapping[str, float] = {"HIGH": 1.5, "MEDIUM": 1.75, "LOW": 2.0}
 INTERRUPTED_CONTENT = '{ "interrupted" : true }'
 PREROLL_SECONDS = 0.4  # audio kept from before the VAD's onset (it fires after a run of frames)
-TRAILING_SECONDS = 0.3  # audio kept after the last voiced frame for the recognizer
+TRAILING_SECONDS = 0.3  # audio after the last voiced frame the recognizer hears (pauses: more)
 MAX_UTTERANCE_SECONDS = 30.0  # what the recognizer hears of a longer utterance
 TOKENS_PER_SPEECH_SECOND = 25  # one token per 40 ms; any fixed rate keeps counts deterministic
 _ID_NAMESPACE = uuid.UUID("6f1c2a52-8d0e-4d8e-9a53-3d1f0c0a7e11")
@@ -208,6 +210,11 @@ class EngineSettings:
     generation_speed: float = 4.0  # seconds of audio generated per second of clock
     response_latency: float = 0.2
     chunk_seconds: float = 0.1
+    # With a mind: the user's turn ends after this much silence when the words heard so far
+    # are a whole phrase of its grammar (an example or a conversational phrase), instead of
+    # after the endpointing pause: a complete question is answered at once, and a pause within
+    # one ("what is the weather in ... Paris") still waits. None: always the pause.
+    quick_endpoint_seconds: float | None = 0.25
     # The offline speech (an ``emulator.mind.Mind``): it hears the user's words, answers them
     # (tool calls from the tools' examples) and speaks with a synthetic voice. None: transcripts
     # and replies are the generic ones and the voice is tone bursts (cheap and exact for tests).
@@ -256,6 +263,17 @@ class _Vad:
             self._voiced_run = 0
             return "end"
         return None
+
+    @property
+    def silent_seconds(self) -> float:
+        """How long the speaker has been silent (while speaking)."""
+        return self._silent_run * FRAME_SECONDS if self.speaking else 0.0
+
+    def end_now(self) -> str:
+        """End the speech here (the turn is known to be over)."""
+        self.speaking = False
+        self._voiced_run = 0
+        return "end"
 
     def reset(self) -> None:
         self.speaking = False
@@ -364,8 +382,10 @@ class ConversationEngine:
         self._declared_tools: list[str] = []
         self._last_reply: str | None = None
         self._preroll: deque[bytes] = deque(maxlen=round(PREROLL_SECONDS / FRAME_SECONDS))
-        self._utterance_pcm = bytearray()
-        self._voiced_bytes = 0  # of _utterance_pcm, up to the last voiced frame
+        self._hearing: Any = None  # the mind's ears on the utterance being spoken
+        self._hearing_frames = 0  # frames of the utterance fed to them
+        self._quiet_fed = 0  # of which silent frames since the last voiced one
+        self._held: list[bytes] = []  # silent frames beyond the trailing ones, not fed (yet)
         self._totals = {"input": [0, 0], "output": [0, 0]}  # [speechTokens, textTokens]
 
     # -- public state ---------------------------------------------------------
@@ -469,6 +489,8 @@ class ConversationEngine:
             change = self._vad.push(level, frame_start)
             if self.settings.mind is not None:
                 self._keep_audio(bytes(frame), change, voiced=level >= self._vad.threshold)
+                if change is None and self._heard_a_whole_phrase():
+                    change = self._vad.end_now()
             if change == "start":
                 self._barge_in()
             elif change == "end":
@@ -476,16 +498,45 @@ class ConversationEngine:
         self._pcm_remainder = bytes(view[whole:])
 
     def _keep_audio(self, frame: bytes, change: str | None, *, voiced: bool) -> None:
-        """Keep the utterance's audio (with some before the onset) for the recognizer."""
+        """Feed the utterance's audio (with some before the onset) to the mind's ears as it
+        comes, so its words are known when it ends. A pause's silence beyond the trailing
+        frames is held back, and fed only if speech resumes."""
         if change == "start":
-            self._utterance_pcm = bytearray(b"".join(self._preroll))
-            self._voiced_bytes = 0
-        room = len(self._utterance_pcm) < MAX_UTTERANCE_SECONDS * INPUT_RATE * 2
-        if (self._vad.speaking or change == "end") and room:
-            self._utterance_pcm += frame
-            if voiced:
-                self._voiced_bytes = len(self._utterance_pcm)
+            if self._hearing is not None:
+                self._hearing.cancel()
+            self._hearing = self.settings.mind.listen()
+            self._hearing.feed(b"".join(self._preroll))
+            self._hearing_frames = len(self._preroll)
+            self._quiet_fed = 0
+            self._held = []
         self._preroll.append(frame)
+        hearing = self._hearing
+        room = self._hearing_frames < MAX_UTTERANCE_SECONDS / FRAME_SECONDS
+        if hearing is None or not (self._vad.speaking or change == "end") or not room:
+            return
+        if voiced:
+            for held in self._held:
+                hearing.feed(held)
+            self._hearing_frames += len(self._held)
+            self._held = []
+            self._quiet_fed = 0
+        elif self._quiet_fed >= round(TRAILING_SECONDS / FRAME_SECONDS):
+            self._held.append(frame)
+            return
+        else:
+            self._quiet_fed += 1
+        hearing.feed(frame)
+        self._hearing_frames += 1
+
+    def _heard_a_whole_phrase(self) -> bool:
+        quick = self.settings.quick_endpoint_seconds
+        return (
+            quick is not None
+            and self._hearing is not None
+            and self._vad.speaking
+            and self._vad.silent_seconds >= quick - 1e-9
+            and self._hearing.complete()
+        )
 
     def _on_content_end(self, kind: ContentKind, tool_use_id: str | None) -> None:
         if kind is ContentKind.AUDIO:
@@ -521,6 +572,9 @@ class ConversationEngine:
     def _end_prompt(self) -> None:
         # The client has closed the prompt: nothing still to be generated will be.
         self._schedule.clear()
+        if self._hearing is not None:
+            self._hearing.cancel()
+            self._hearing = None
         if self._completion_started and not self._completion_ended:
             self._completion_ended = True
             self._emit(OutputEvent("completionEnd", self._base({"stopReason": "END_TURN"})))
@@ -545,9 +599,9 @@ class ConversationEngine:
         turn.input_speech_seconds = seconds
         mind = self.settings.mind
         if mind is not None:
-            trailing = round(TRAILING_SECONDS * INPUT_RATE) * 2
-            turn.heard = mind.hear(bytes(self._utterance_pcm[: self._voiced_bytes + trailing])).text
-            self._utterance_pcm = bytearray()
+            hearing, self._hearing = self._hearing, None
+            turn.heard = hearing.finish().text if hearing is not None else ""
+            self._held = []
         if turn.script is not None and turn.script.transcript is not None:
             transcript = turn.script.transcript
         elif mind is not None:

@@ -21,10 +21,12 @@ the same way, but one utterance may be heard differently after others.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +34,7 @@ import numpy as np
 
 from .matching import Vocabulary, words
 
-__all__ = ["OPENERS", "Heard", "Recognizer"]
+__all__ = ["OPENERS", "Heard", "Listening", "Recognizer"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,10 @@ _ALTERNATIVE = 9  # the index of an added pronunciation (the dictionary's own st
 # not from the mean the previous utterance left (which may be another stream's).
 SPEECH_CEPSTRAL_MEAN = "51.6,-4.6,-6.3,24.3,-11.2,0.06,8.25,-12.05,3.81,-16.5,-0.63,1.47,-4.44"
 _RULE_SAFE = re.compile(r"[^A-Za-z0-9_]")
+FEED_SECONDS = 0.02  # how a recording is fed to the search (as a live stream's frames)
+_LANGUAGE_MODEL_BYTES = 2 * round((PAD_SECONDS + LANGUAGE_MODEL_SECONDS) * INPUT_RATE)
+_WARM_UP = bytes(INPUT_RATE)
+_NOISE_PERIOD = 10 * INPUT_RATE  # half a second of digital silence
 
 
 @dataclass(frozen=True)
@@ -64,8 +70,42 @@ class Heard:
     by: str  # "grammar", "language model", or "" when nothing was heard
 
 
+_QUESTION_WORDS = frozenset(["what", "when", "where", "which", "who", "how", "why"])
+_AUXILIARIES = frozenset(["is", "are", "was", "were"])
+_DETERMINERS = frozenset(["the", "a", "an", "my", "your", "our", "this", "that"])
+# Words that end a subject ("the weather | like in ..."): prepositions and a few predicates.
+_PREPOSITIONS = frozenset(["in", "on", "at", "about", "for", "of", "open", "like", "today"])
+
+
+def embedded_question(phrase: Sequence[str]) -> tuple[str, ...] | None:
+    """The question ``phrase`` as it is asked after "could you tell me" or "do you know": its
+    verb after its subject ("what time is it in <city>" -> "what time it is in <city>", "when
+    is the <city> shop open" -> "when the <city> shop is open"). None if it has no such verb
+    or is not a question word's question."""
+    if not phrase or phrase[0] not in _QUESTION_WORDS:
+        return None
+    for index in range(1, len(phrase) - 1):
+        if phrase[index] not in _AUXILIARIES:
+            continue
+        after = phrase[index + 1]
+        if after in ("it", "there"):
+            end = index + 2
+        elif after in _DETERMINERS:
+            # The subject: the determiner, its noun and the words that name it before its
+            # verb or preposition ("the <city> shop"); at most three words more.
+            end = index + 2
+            while end < len(phrase) and end - index <= 4 and phrase[end] not in _PREPOSITIONS:
+                end += 1
+            if end == len(phrase) or end == index + 2:
+                return None
+        else:
+            return None
+        return (*phrase[:index], *phrase[index + 1 : end], phrase[index], *phrase[end:])
+    return None
+
+
 class Recognizer:
-    """``hear(pcm)`` for one utterance at a time (the decoder is shared, so a lock guards it)."""
+    """``listen()`` for an utterance heard as it is spoken, ``hear(pcm)`` for a recorded one."""
 
     def __init__(
         self,
@@ -77,12 +117,33 @@ class Recognizer:
     ) -> None:
         from pocketsphinx import Decoder
 
-        # Two decoders, as their searches want different settings. The grammar's: wide beams
-        # (a small search, so cheap; narrow ones lose the right phrase in a long list of
-        # places), and no filler words (silences, noises) between its words: with them the
-        # short words of a fast phrase ("is it in") lose to silence and no phrase completes.
-        # The language model's: the model's defaults (wide beams there cost seconds).
-        self._decoder = Decoder(
+        # Decoders of two kinds, as their searches want different settings: the grammar's (see
+        # _new_grammar_decoder), and the language model's with the model's defaults (wide
+        # beams there cost seconds).
+        self._decoder_class = Decoder
+        self._pronounced: list[tuple[str, str]] = []  # (word, phones) added to each decoder
+        self._decoder = self._new_grammar_decoder()
+        self._lm_decoder = Decoder(loglevel="FATAL") if fallback else None
+        self._lock = threading.Lock()  # the language model's decoder, and the pool
+        self.fallback = fallback
+        if pronounce is not None:
+            self._add_pronunciations(vocabulary, pronounce)
+        self.grammar, self._complete = self._compile(vocabulary, phrases)
+        # Grammar decoders not hearing an utterance now. Each utterance being heard holds one
+        # (its search state lives in it), so streams heard at the same time take more.
+        self._idle: list[Any] = []
+        if self.grammar is not None:
+            self._ready(self._decoder)
+            self._idle.append(self._decoder)
+        if self._lm_decoder is not None:
+            self._decode(self._lm_decoder, _warm_up())
+
+    def _new_grammar_decoder(self) -> Any:
+        # Wide beams (a small search, so cheap; narrow ones lose the right phrase in a long list
+        # of places), and no filler words (silences, noises) between the grammar's words: with
+        # them the short words of a fast phrase ("is it in") lose to silence and no phrase
+        # completes.
+        decoder = self._decoder_class(
             loglevel="FATAL",
             lm=None,
             fsgusefiller=False,
@@ -90,21 +151,17 @@ class Recognizer:
             pbeam=GRAMMAR_BEAM,
             wbeam=GRAMMAR_WORD_BEAM,
         )
-        self._lm_decoder = Decoder(loglevel="FATAL") if fallback else None
-        self._lock = threading.Lock()
-        self.fallback = fallback
-        if pronounce is not None:
-            self._add_pronunciations(vocabulary, pronounce)
-        self.grammar, self._complete = self._compile(vocabulary, phrases)
-        if self.grammar is not None:
-            self._decoder.add_jsgf_string("novakit", self.grammar)
-            self._decoder.activate_search("novakit")
+        for word, phones in self._pronounced:
+            decoder.add_word(word, phones, False)
+        return decoder
+
+    def _ready(self, decoder: Any) -> None:
+        decoder.add_jsgf_string("novakit", self.grammar)
+        decoder.activate_search("novakit")
         # A decoder's first utterance sets up state that later ones reuse: do it now, so the
         # first user is heard as every later one is.
-        warm_up = np.zeros(INPUT_RATE // 2, dtype="<i2").tobytes()
-        for decoder in (self._decoder if self.grammar is not None else None, self._lm_decoder):
-            if decoder is not None:
-                self._decode(decoder, warm_up)
+        for _ in range(2):
+            self._decode(decoder, _warm_up())
 
     # -- the grammar ----------------------------------------------------------
 
@@ -120,9 +177,11 @@ class Recognizer:
                 continue
             known = decoder.lookup_word(word)
             if known is None:
-                decoder.add_word(word, phones, False)
+                self._pronounced.append((word, phones))
             elif known != phones and decoder.lookup_word(f"{word}(2)") != phones:
-                decoder.add_word(f"{word}({_ALTERNATIVE})", phones, False)
+                self._pronounced.append((f"{word}({_ALTERNATIVE})", phones))
+        for word, phones in self._pronounced:
+            decoder.add_word(word, phones, False)
 
     def _known(self, text: str) -> bool:
         return all(self._decoder.lookup_word(w) is not None for w in text.split())
@@ -137,26 +196,17 @@ class Recognizer:
             if spoken:
                 rules[_RULE_SAFE.sub("_", name)] = spoken
         alternatives: list[tuple[str, str]] = []  # (JSGF, regex)
+        embedded: list[tuple[str, str]] = []  # questions after an opener, in statement order
         dropped: list[str] = []
         for phrase in vocabulary.phrases:
-            jsgf_parts: list[str] = []
-            regex_parts: list[str] = []
-            for token in phrase:
-                if token.startswith("<"):
-                    rule = _RULE_SAFE.sub("_", token[1:-1])
-                    if rule not in rules:
-                        break
-                    jsgf_parts.append(f"<{rule}>")
-                    regex_parts.append(f"(?:{'|'.join(map(re.escape, rules[rule]))})")
-                elif self._known(token):
-                    jsgf_parts.append(token)
-                    regex_parts.append(re.escape(token))
-                else:
-                    break
-            else:
-                alternatives.append((" ".join(jsgf_parts), " ".join(regex_parts)))
+            alternative = self._alternative(phrase, rules)
+            if alternative is None:
+                dropped.append(" ".join(phrase))
                 continue
-            dropped.append(" ".join(phrase))
+            alternatives.append(alternative)
+            reordered = embedded_question(phrase)
+            if reordered is not None and (variant := self._alternative(reordered, rules)):
+                embedded.append(variant)
         for text in phrases:
             said = " ".join(words(text))
             if said and self._known(said):
@@ -171,41 +221,80 @@ class Recognizer:
         alternatives = list(dict.fromkeys(alternatives))
         openers = [o for o in OPENERS if self._known(o)]
         lines = ["#JSGF V1.0;", "grammar novakit;"]
+        embedded = [e for e in dict.fromkeys(embedded) if e not in alternatives]
         body = " | ".join(a for a, _ in alternatives)
-        lines.append(f"public <utterance> = [<opener>] ( {body} ) [please];")
+        opener_re = "|".join(map(re.escape, openers))
+        pattern = f"(?:(?:{opener_re}) )?(?:{'|'.join(r for _, r in alternatives)})"
+        if embedded:
+            inner = " | ".join(a for a, _ in embedded)
+            body = f"[<opener>] ( {body} ) | <opener> ( {inner} )"
+            pattern += f"|(?:{opener_re}) (?:{'|'.join(r for _, r in embedded)})"
+        else:
+            body = f"[<opener>] ( {body} )"
+        lines.append(f"public <utterance> = ( {body} ) [please];")
         lines.append(f"<opener> = {' | '.join(openers)};")
         for name, alternatives_of_rule in rules.items():
             lines.append(f"<{name}> = {' | '.join(alternatives_of_rule)};")
-        opener_re = "|".join(map(re.escape, openers))
-        pattern = f"^(?:(?:{opener_re}) )?(?:{'|'.join(r for _, r in alternatives)})(?: please)?$"
-        return "\n".join(lines) + "\n", re.compile(pattern)
+        return "\n".join(lines) + "\n", re.compile(f"^(?:{pattern})(?: please)?$")
+
+    def _alternative(
+        self, phrase: tuple[str, ...], rules: dict[str, list[str]]
+    ) -> tuple[str, str] | None:
+        """A phrase's JSGF and regex, or None if a word or rule of it is unknown."""
+        jsgf_parts: list[str] = []
+        regex_parts: list[str] = []
+        for token in phrase:
+            if token.startswith("<"):
+                rule = _RULE_SAFE.sub("_", token[1:-1])
+                if rule not in rules:
+                    return None
+                jsgf_parts.append(f"<{rule}>")
+                regex_parts.append(f"(?:{'|'.join(map(re.escape, rules[rule]))})")
+            elif self._known(token):
+                jsgf_parts.append(token)
+                regex_parts.append(re.escape(token))
+            else:
+                return None
+        return " ".join(jsgf_parts), " ".join(regex_parts)
 
     # -- hearing --------------------------------------------------------------
 
+    def listen(self) -> Listening:
+        """Start hearing one utterance; feed it its audio as it comes, then ``finish`` it."""
+        decoder = None
+        if self.grammar is not None:
+            with self._lock:
+                decoder = self._idle.pop() if self._idle else None
+            if decoder is None:
+                decoder = self._new_grammar_decoder()
+                self._ready(decoder)
+        return Listening(self, decoder)
+
     def hear(self, pcm: bytes) -> Heard:
-        """The words of one utterance (16-bit mono PCM at 16 kHz)."""
-        samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype="<i2")
-        if samples.size < INPUT_RATE // 10:
-            return Heard("", "")
-        # The grammar search needs some silence before the first word: an utterance cut close
-        # gets it. (Added after the last word, a pause tends to be heard as "please".)
-        pad = np.zeros(round(PAD_SECONDS * INPUT_RATE), dtype="<i2")
-        samples = np.concatenate([pad, samples])
-        noise = np.random.default_rng(0).integers(-_NOISE_LSB, _NOISE_LSB + 1, samples.size)
-        audio = np.clip(samples.astype(np.int32) + noise, -32768, 32767).astype("<i2").tobytes()
+        """The words of one utterance (16-bit mono PCM at 16 kHz), fed as a live stream would
+        feed it (20 ms frames), so a recording is heard exactly as the same audio live."""
+        listening = self.listen()
+        step = 2 * round(FEED_SECONDS * INPUT_RATE)
+        for offset in range(0, len(pcm), step):
+            listening.feed(pcm[offset : offset + step])
+        return listening.finish()
+
+    def _give_back(self, decoder: Any) -> None:
         with self._lock:
-            if self.grammar is not None:
-                text = self._decode(self._decoder, audio)
-                assert self._complete is not None
-                if text and self._complete.match(text):
-                    return Heard(text, "grammar")
-            if self._lm_decoder is None:
-                return Heard("", "")
-            # The language model takes about a third of real time, in the emulator's event loop:
-            # it hears the start of a long utterance only, so no stream waits long for another.
-            limit = round((PAD_SECONDS + LANGUAGE_MODEL_SECONDS) * INPUT_RATE) * 2
+            self._idle.append(decoder)
+
+    def _complete_phrase(self, text: str) -> bool:
+        return bool(text) and self._complete is not None and bool(self._complete.match(text))
+
+    def _hear_with_language_model(self, audio: bytes) -> Heard:
+        if self._lm_decoder is None:
+            return Heard("", "")
+        # The language model takes about a third of real time, in the emulator's event loop:
+        # it hears the start of a long utterance only, so no stream waits long for another.
+        limit = round((PAD_SECONDS + LANGUAGE_MODEL_SECONDS) * INPUT_RATE) * 2
+        with self._lock:
             text = self._decode(self._lm_decoder, audio[:limit])
-            return Heard(text, "language model" if text else "")
+        return Heard(text, "language model" if text else "")
 
     @staticmethod
     def _decode(decoder: Any, audio: bytes) -> str:
@@ -215,3 +304,122 @@ class Recognizer:
         decoder.end_utt()
         hypothesis = decoder.hyp()
         return " ".join(words(hypothesis.hypstr)) if hypothesis is not None else ""
+
+
+@functools.cache
+def _warm_up() -> bytes:
+    """A voiced utterance (tone bursts over the noise floor): what a decoder's first utterance
+    is, so its state is the one every later utterance finds."""
+    from .speech import synthesize
+
+    samples = np.frombuffer(synthesize("one two three", INPUT_RATE), dtype="<i2")
+    samples = np.concatenate([np.zeros(round(PAD_SECONDS * INPUT_RATE), dtype="<i2"), samples])
+    noise = _noise_floor(0, samples.size)
+    return np.clip(samples.astype(np.int32) + noise, -32768, 32767).astype("<i2").tobytes()
+
+
+def _give_back(recognizer: Recognizer, decoder: Any | None) -> None:
+    if decoder is not None:
+        decoder.end_utt()
+        recognizer._give_back(decoder)
+
+
+@functools.cache
+def _noise_samples() -> Any:
+    return np.random.default_rng(0).integers(-_NOISE_LSB, _NOISE_LSB + 1, _NOISE_PERIOD)
+
+
+def _noise_floor(start: int, count: int) -> Any:
+    """The noise floor's samples ``start`` to ``start + count`` of an utterance (the same ones
+    whether the utterance comes at once or frame by frame)."""
+    noise = _noise_samples()
+    index = np.arange(start, start + count) % _NOISE_PERIOD
+    return noise[index]
+
+
+class Listening:
+    """One utterance heard while it is spoken: the grammar's search advances with each chunk
+    of audio, so when the speaker stops the words are (almost) known, and ``complete`` says
+    whether what was heard so far is a whole phrase of the grammar (a turn can end early).
+    The audio is kept too, for the language model, which hears it only at the end and only
+    when the grammar found no complete phrase."""
+
+    def __init__(self, recognizer: Recognizer, decoder: Any | None) -> None:
+        self._recognizer = recognizer
+        self._decoder = decoder
+        self._audio = bytearray()
+        self._odd = b""
+        self._samples = 0
+        self._partial: tuple[int, str] = (-1, "")  # (samples fed, words) of the last look
+        self.done = False
+        if decoder is not None:
+            decoder.start_utt()
+            decoder.set_cmn(SPEECH_CEPSTRAL_MEAN)
+        # An utterance dropped unfinished (its stream gone) still gives its decoder back.
+        self._abandoned = weakref.finalize(self, _give_back, recognizer, decoder)
+        # The grammar search needs some silence before the first word: an utterance cut close
+        # gets it. (Added after the last word, a pause tends to be heard as "please".)
+        self._process(np.zeros(round(PAD_SECONDS * INPUT_RATE), dtype="<i2"))
+
+    def feed(self, pcm: bytes) -> None:
+        """The next audio of the utterance (16-bit mono PCM at 16 kHz)."""
+        if self.done:
+            return
+        data = self._odd + pcm
+        whole = len(data) - len(data) % 2
+        self._odd = data[whole:]
+        if whole:
+            self._process(np.frombuffer(data[:whole], dtype="<i2"))
+
+    def _process(self, samples: Any) -> None:
+        noise = _noise_floor(self._samples, samples.size)
+        audio = np.clip(samples.astype(np.int32) + noise, -32768, 32767).astype("<i2").tobytes()
+        self._samples += samples.size
+        if len(self._audio) < _LANGUAGE_MODEL_BYTES:
+            self._audio += audio[: _LANGUAGE_MODEL_BYTES - len(self._audio)]
+        if self._decoder is not None:
+            self._decoder.process_raw(audio, full_utt=False)
+
+    def words_so_far(self) -> str:
+        """The grammar's best words for the audio fed so far."""
+        if self._decoder is None or self.done:
+            return ""
+        if self._partial[0] != self._samples:
+            hypothesis = self._decoder.hyp()
+            text = " ".join(words(hypothesis.hypstr)) if hypothesis is not None else ""
+            self._partial = (self._samples, text)
+        return self._partial[1]
+
+    def complete(self) -> bool:
+        """Whether the words so far are a whole phrase of the grammar."""
+        return self._recognizer._complete_phrase(self.words_so_far())
+
+    def finish(self) -> Heard:
+        """The utterance's words: the grammar's phrase, else the language model's words."""
+        if self.done:
+            raise RuntimeError("this utterance was already heard")
+        self.done = True
+        return self._audio_words()
+
+    def cancel(self) -> None:
+        """Forget the utterance (its stream ended before it did)."""
+        if not self.done:
+            self.done = True
+            self._decoder = None
+            self._abandoned()
+
+    def _audio_words(self) -> Heard:
+        recognizer = self._recognizer
+        samples = self._samples - round(PAD_SECONDS * INPUT_RATE)
+        if self._decoder is not None:
+            decoder, self._decoder = self._decoder, None
+            self._abandoned.detach()
+            decoder.end_utt()
+            hypothesis = decoder.hyp()
+            recognizer._give_back(decoder)
+            text = " ".join(words(hypothesis.hypstr)) if hypothesis is not None else ""
+            if samples >= INPUT_RATE // 10 and recognizer._complete_phrase(text):
+                return Heard(text, "grammar")
+        if samples < INPUT_RATE // 10:
+            return Heard("", "")
+        return recognizer._hear_with_language_model(bytes(self._audio))
