@@ -315,7 +315,8 @@ def _warm_up() -> bytes:
     samples = np.frombuffer(synthesize("one two three", INPUT_RATE), dtype="<i2")
     samples = np.concatenate([np.zeros(round(PAD_SECONDS * INPUT_RATE), dtype="<i2"), samples])
     noise = _noise_floor(0, samples.size)
-    return np.clip(samples.astype(np.int32) + noise, -32768, 32767).astype("<i2").tobytes()
+    audio: bytes = np.clip(samples.astype(np.int32) + noise, -32768, 32767).astype("<i2").tobytes()
+    return audio
 
 
 def _give_back(recognizer: Recognizer, decoder: Any | None) -> None:
