@@ -403,3 +403,19 @@ async def test_stopping_the_gateway_closes_clients_1001_and_sends_disconnect(
     [disconnect] = await backend.recorder.wait_for("$disconnect")
     assert close.code == 1001
     assert disconnect.headers["x-disconnect-status-code"] == "1001"
+
+
+@pytest.mark.parametrize("path", ["other", "dev/other", "local", "@connections"])
+async def test_a_handshake_elsewhere_than_root_or_the_stage_is_a_403_without_the_backend(
+    backend: FakeBackend, path: str
+) -> None:
+    async with gateway(backend, stage="dev") as gw:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with client(gw.url + path):
+                pass
+        async with client(gw.url + "dev/") as ws:  # the stage, with a slash, is served
+            await ws.send("{}")
+            await backend.recorder.wait_for("$default")
+    assert refused.value.response.status_code == 403
+    assert json.loads(refused.value.response.body) == {"message": "Forbidden"}
+    assert [r.route for r in backend.recorder.received][:1] == ["$connect"]
