@@ -99,9 +99,16 @@ def _dev(parsed: argparse.Namespace) -> int:
         token=parsed.token,
         batch_ms=parsed.batch_ms,
     )
+    from .bridge.tools import ToolSetupError
+    from .tools import ToolManifestError
+
     try:
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(run_dev(options, once=parsed.once, out=parsed.out))
+    except (ToolManifestError, ToolSetupError) as exc:
+        # A broken tool.json or handler.py: what is wrong and where, in one line.
+        print(f"novakit dev: tool: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise

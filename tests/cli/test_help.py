@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import io
+import re
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +54,37 @@ def test_every_option_has_help(parser: argparse.ArgumentParser) -> None:
         and not (action.help or "").strip()
     ]
     assert silent == []
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_docs_spell_the_command_one_way() -> None:
+    """``novakit ...`` everywhere; README says once that it is ``.venv/bin/novakit``."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    other = [
+        f"{page.name}:{number}"
+        for page in pages
+        for number, line in enumerate(page.read_text().splitlines(), 1)
+        if re.search(r"\.venv/bin/novakit|python -m novakit", line)
+    ]
+    assert len(other) == 1 and other[0].startswith("README.md:")
+
+
+def string_constants(path: Path) -> list[str]:
+    return [
+        node.value
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+
+
+def test_messages_say_make_deploy_not_cdk_deploy() -> None:
+    sources = [*(ROOT / "runtime" / "novakit").rglob("*.py"), *(ROOT / "stacks").glob("*.py")]
+    saying = [
+        path.relative_to(ROOT).as_posix()
+        for path in sources
+        for text in string_constants(path)
+        if re.search(r"(?<!npx )\bcdk deploy\b", text)
+    ]
+    assert saying == []
