@@ -193,7 +193,7 @@ def understanding(quick: bool) -> dict[str, Any]:
             if noisy:
                 pcm = with_noise(pcm, NOISE_SNR_DB, seed=index)
             started = time.process_time()
-            heard = mind.hear(pcm)
+            heard = mind.hear(as_heard_live(pcm))
             cpu.append(time.process_time() - started)
             response = mind.respond(heard.text)
             reference = _words(case.said)
@@ -238,6 +238,25 @@ def understanding(quick: bool) -> dict[str, Any]:
         "recognition_cpu_ms_max": round(1000 * max(cpu), 1),
         "misses": [r for r in with_tool if not r["slots_ok"]][:40],
     }
+
+
+def as_heard_live(pcm: bytes) -> bytes:
+    """What the emulator's ears get of ``pcm`` in a conversation: up to its speech detector's
+    last voiced frame and the trailing audio after it (``conversation.TRAILING_SECONDS``)."""
+    from novakit.emulator.conversation import FRAME_SECONDS, TRAILING_SECONDS, EngineSettings
+    from novakit.emulator.speech import rms
+
+    frame = 2 * round(FRAME_SECONDS * 16000)
+    threshold = EngineSettings().vad_threshold
+    last = max(
+        (
+            end
+            for end in range(frame, len(pcm) + 1, frame)
+            if rms(pcm[end - frame : end]) >= threshold
+        ),
+        default=len(pcm),
+    )
+    return pcm[: last + 2 * round(TRAILING_SECONDS * 16000)]
 
 
 def _share(

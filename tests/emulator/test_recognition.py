@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-
 import numpy as np
 import pytest
 
@@ -12,6 +10,7 @@ from novakit.emulator.matching import Matcher, ToolExamples
 from novakit.emulator.recognition import (
     LANGUAGE_MODEL_SECONDS,
     PAD_SECONDS,
+    Heard,
     Recognizer,
     embedded_question,
 )
@@ -112,11 +111,12 @@ def test_the_language_model_hears_the_start_of_a_long_utterance_only(
     monkeypatch.setattr(recognizer, "_decode", no_words)
     thirty_seconds = bytes(2 * 16000 * 30)
     assert recognizer.hear(thirty_seconds).by == ""
-    # The grammar heard it all as it came (it is cheap); the language model, the start only.
-    assert decoded == [2 * round((PAD_SECONDS + LANGUAGE_MODEL_SECONDS) * 16000)]
+    grammar, language_model = decoded
+    assert grammar == 2 * round((PAD_SECONDS + 30) * 16000)  # the grammar hears it all (cheap)
+    assert language_model == 2 * round((PAD_SECONDS + LANGUAGE_MODEL_SECONDS) * 16000)
 
 
-def test_an_utterance_heard_as_it_comes_is_heard_as_the_recording(voice: Synthesizer) -> None:
+def test_an_utterance_fed_frame_by_frame_is_heard_as_the_recording(voice: Synthesizer) -> None:
     vocabulary = Matcher([WEATHER]).vocabulary()
     pcm = speech(voice, "what is the weather in Paris", "amy")
     live, recorded = Recognizer(vocabulary, SMALL_TALK), Recognizer(vocabulary, SMALL_TALK)
@@ -126,27 +126,21 @@ def test_an_utterance_heard_as_it_comes_is_heard_as_the_recording(voice: Synthes
     assert listening.finish() == recorded.hear(pcm)
 
 
-def test_a_whole_phrase_is_known_before_the_utterance_ends(
-    recognizer: Recognizer, voice: Synthesizer
+def test_a_whole_phrase_is_known_at_a_pause_and_kept_until_more_audio(
+    recognizer: Recognizer, voice: Synthesizer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What ends a turn early: the words so far are a complete phrase of the grammar."""
+    """What ends a turn early: at a pause the words so far are a complete phrase."""
     said = voice.speak("what time is it in Tokyo", 16000, "matthew")
     listening = recognizer.listen()
     listening.feed(said[: len(said) // 2])
     assert not listening.complete()  # "what time is..." is not a question yet
-    listening.feed(said[len(said) // 2 :] + bytes(2 * 4000))
+    listening.feed(said[len(said) // 2 :] + bytes(2 * 2400))
     assert listening.complete()
-    assert listening.finish().text == "what time is it in tokyo"
-
-
-def test_an_abandoned_utterance_gives_its_decoder_back(recognizer: Recognizer) -> None:
-    idle = len(recognizer._idle)
-    listening = recognizer.listen()
-    listening.feed(bytes(3200))
-    assert len(recognizer._idle) == idle - 1 or idle == 0
-    del listening
-    gc.collect()
-    assert len(recognizer._idle) == max(idle, 1)
+    decodes: list[int] = []
+    monkeypatch.setattr(recognizer, "_decode", lambda d, audio: decodes.append(len(audio)) or "")
+    assert listening.complete()  # the same audio: not decoded again
+    assert listening.finish() == Heard("what time is it in tokyo", "grammar")
+    assert decodes == []
 
 
 @pytest.mark.parametrize(

@@ -76,7 +76,9 @@ FRAME_SECONDS = 0.02
 ENDPOINTING_SECONDS: Mapping[str, float] = {"HIGH": 1.5, "MEDIUM": 1.75, "LOW": 2.0}
 INTERRUPTED_CONTENT = '{ "interrupted" : true }'
 PREROLL_SECONDS = 0.4  # audio kept from before the VAD's onset (it fires after a run of frames)
-TRAILING_SECONDS = 0.3  # audio after the last voiced frame the recognizer hears (pauses: more)
+# Audio after the last voiced frame that the recognizer hears (a pause within the utterance is
+# heard whole): the fall of the last word, and little silence, which is heard as "please".
+TRAILING_SECONDS = 0.15
 MAX_UTTERANCE_SECONDS = 30.0  # what the recognizer hears of a longer utterance
 TOKENS_PER_SPEECH_SECOND = 25  # one token per 40 ms; any fixed rate keeps counts deterministic
 _ID_NAMESPACE = uuid.UUID("6f1c2a52-8d0e-4d8e-9a53-3d1f0c0a7e11")
@@ -530,13 +532,15 @@ class ConversationEngine:
 
     def _heard_a_whole_phrase(self) -> bool:
         quick = self.settings.quick_endpoint_seconds
-        return (
-            quick is not None
-            and self._hearing is not None
-            and self._vad.speaking
-            and self._vad.silent_seconds >= quick - 1e-9
-            and self._hearing.complete()
-        )
+        hearing = self._hearing
+        if quick is None or hearing is None or not self._vad.speaking:
+            return False
+        silent = self._vad.silent_seconds + 1e-9
+        if silent >= TRAILING_SECONDS:
+            # The speaker paused: the words so far are decoded now, while the rest of the
+            # pause arrives, and kept unless speech resumes.
+            hearing.settle()
+        return silent >= quick and hearing.complete()
 
     def _on_content_end(self, kind: ContentKind, tool_use_id: str | None) -> None:
         if kind is ContentKind.AUDIO:

@@ -47,6 +47,12 @@ class Hearing:
             with self._mind.cpu():
                 self._listening.feed(pcm)
 
+    def settle(self) -> None:
+        """Decode what came so far (the speaker paused)."""
+        if self._listening is not None:
+            with self._mind.cpu():
+                self._listening.settle()
+
     def complete(self) -> bool:
         """Whether the words so far are a whole phrase (a question the mind can answer)."""
         if self._listening is None:
