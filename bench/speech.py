@@ -283,6 +283,7 @@ async def latency(quick: bool) -> dict[str, Any]:
     total: list[float] = []
     to_transcript: list[float] = []
     transcript_to_audio: list[float] = []
+    by_question: dict[str, list[float]] = {q: [] for q in questions}
     with open(os.devnull, "w") as quiet:  # noqa: ASYNC230 (before the stack starts)
         async with local_stack(options, quiet) as running:
             mind = running.emulator.config.engine.mind
@@ -298,6 +299,7 @@ async def latency(quick: bool) -> dict[str, Any]:
                         seq, speech_end = await _speak(ws, spoken[question], seq)
                         heard, first_audio = await _answer(ws)
                         total.append(first_audio - speech_end)
+                        by_question[question].append(first_audio - speech_end)
                         to_transcript.append(heard - speech_end)
                         transcript_to_audio.append(first_audio - heard)
             wall = time.monotonic() - wall_started
@@ -310,6 +312,9 @@ async def latency(quick: bool) -> dict[str, Any]:
         "end_of_speech_to_transcript_ms_p95": _ms(_p95(to_transcript)),
         "transcript_to_first_audio_ms_p50": _ms(statistics.median(transcript_to_audio)),
         "transcript_to_first_audio_ms_p95": _ms(_p95(transcript_to_audio)),
+        "end_of_speech_to_first_audio_ms_p50_by_question": {
+            q: _ms(statistics.median(times)) for q, times in by_question.items()
+        },
         "speech_cpu_seconds_per_session_second": round(cpu / wall, 4),
         "session_seconds": round(wall, 1),
     }
