@@ -5,9 +5,10 @@ wheel: nothing is downloaded. Recognition is guided first by a JSGF grammar comp
 emulator starts from the tools' example phrases (slots expanded to their spoken values), the
 built-in conversational phrases and polite openers, with the slot values' words also
 pronounced as eSpeak NG's rules say (place names are where the dictionary and speakers disagree
-most, and some are not in it); the grammar decodes an utterance in a few
-hundredths of a second. When the grammar finds no complete phrase, the general English language
-model decodes the utterance instead (about a third of real time, and less reliable).
+most, and some are not in it); the grammar decodes an utterance in about a tenth of its
+length, when the speaker pauses (see ``Listening``). When the grammar finds no complete phrase,
+the general English language model decodes the utterance instead (about a third of real time,
+and less reliable).
 
 A grammar always hears *some* phrase of its own, so speech outside it can be heard as the
 nearest example; that limit is measured by ``python -m bench speech``.
