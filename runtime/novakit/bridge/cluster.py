@@ -1,4 +1,4 @@
-"""Several bridge tasks behind one API: each task's address, heartbeats, and frame relay.
+"""Several bridge tasks behind one API: each task's address, and the frame relay.
 
 The NLB hands a frame to any task; the task that owns the connection is in the directory.
 A frame that lands elsewhere is relayed to the owner over the internal network: the same
@@ -9,7 +9,6 @@ acts on ``x-novakit-*`` headers only when the signature verifies.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -22,7 +21,6 @@ from enum import Enum
 import aiohttp
 
 from .auth import ADOPT_HEADER, GATEWAY_SECRET_HEADER, RelayAuth
-from .directory import Directory
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +38,6 @@ __all__ = [
     "RelayOutcome",
     "RelayResult",
     "discover_address",
-    "heartbeat_loop",
 ]
 FORWARDED_HEADERS = (
     GATEWAY_SECRET_HEADER,
@@ -133,13 +130,3 @@ class Relay:
     async def close(self) -> None:
         if self._http is not None:
             await self._http.close()
-
-
-async def heartbeat_loop(directory: Directory, address: str, every: float) -> None:
-    """Tell the directory this task is alive, until cancelled; a failed beat is retried."""
-    while True:
-        try:
-            await directory.heartbeat(address)
-        except Exception as exc:  # the directory is briefly unreachable: try again next beat
-            log.warning("heartbeat failed: %r", exc)
-        await asyncio.sleep(every)

@@ -103,6 +103,12 @@ class Directory(Protocol):
         """Store new state if ``record`` is still current (same owner and version)."""
         ...
 
+    async def confirm(self, record: SessionRecord) -> SessionRecord | None:
+        """Fence: move the record to the next version if ``record`` is still current (same
+        owner and version), so that a takeover decided on an older version fails. ``None``
+        when another task owns the session now (or it ended)."""
+        ...
+
     async def release(self, record: SessionRecord, *, forget: bool) -> None:
         """Give up ownership: delete the record (``forget``, the client left) or clear its
         owner so that another task takes the session on (hand-over), marking the record as
@@ -183,6 +189,14 @@ class MemoryDirectory:
         saved = replace(current, version=current.version + 1, state=dict(state))
         self._records[record.connection_id] = saved
         return saved
+
+    async def confirm(self, record: SessionRecord) -> SessionRecord | None:
+        current = self._records.get(record.connection_id)
+        if current is None or (current.owner, current.version) != (record.owner, record.version):
+            return None
+        confirmed = replace(current, version=current.version + 1)
+        self._records[record.connection_id] = confirmed
+        return confirmed
 
     async def release(self, record: SessionRecord, *, forget: bool) -> None:
         current = self._records.get(record.connection_id)
@@ -361,6 +375,26 @@ class DynamoDirectory:
                 return None
             raise
         return replace(record, version=record.version + 1, state=dict(state))
+
+    async def confirm(self, record: SessionRecord) -> SessionRecord | None:
+        try:
+            await self._call(
+                "update_item",
+                Key={"pk": {"S": f"conn#{record.connection_id}"}},
+                UpdateExpression="SET version = :next",
+                ConditionExpression="version = :seen AND #owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={
+                    ":next": {"N": str(record.version + 1)},
+                    ":seen": {"N": str(record.version)},
+                    ":owner": {"S": record.owner},
+                },
+            )
+        except Exception as exc:
+            if self._conditional_failed(exc):
+                return None
+            raise
+        return replace(record, version=record.version + 1)
 
     async def release(self, record: SessionRecord, *, forget: bool) -> None:
         key = {"pk": {"S": f"conn#{record.connection_id}"}}

@@ -1,8 +1,14 @@
 """This task's ownership of one connection: saving its state, noticing when it is lost.
 
-A lease wraps the directory record this task holds. Saves are serialized and conditional on
-the record being unchanged since this task's last write, so a task that lost the session
-(another took it over while it stalled) finds out on its next save and stops.
+A lease wraps the directory record this task holds. Every write is serialized and conditional
+on the record being unchanged since this task's last write (the record's version is the lease's
+epoch), so a task that lost the session (another took it over while it stalled) finds out on
+its next write and stops.
+
+``guard`` is the model session's send guard (``s2s.SendGuard``): while this task's tenure is
+trusted (tenure.py) it returns at once; after a lapse it fences the record
+(``Directory.confirm``) before the model is sent anything, and raises ``s2s.FencedError`` when
+another task owns the session now. So at most one task streams a conversation to the model.
 """
 
 from __future__ import annotations
@@ -12,17 +18,76 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from .. import s2s
 from .directory import Directory, SessionRecord
+from .tenure import Heartbeat
 
 log = logging.getLogger(__name__)
 
+# After a fence that could not reach the directory, sends go on unconfirmed this long before
+# the next try (a directory outage must not stall every send on its timeouts; no peer can take
+# a session over without the directory either).
+UNVERIFIED_SECONDS = 1.0
+
 
 class SessionLease:
-    def __init__(self, directory: Directory, record: SessionRecord) -> None:
+    def __init__(
+        self, directory: Directory, record: SessionRecord, heartbeat: Heartbeat | None = None
+    ) -> None:
         self._directory = directory
         self.record = record
         self._lock = asyncio.Lock()
         self.lost = False
+        self._heartbeat = heartbeat
+        # The claim was a conditional write: it confirms the record in the current term.
+        self._term = heartbeat.tenure.term if heartbeat is not None else 0
+        self._unverified_until = float("-inf")
+
+    async def guard(self) -> None:
+        """Return when this task may send the model something for the session; raise
+        ``s2s.FencedError`` when another task owns it now."""
+        if self.lost:
+            raise s2s.FencedError("another task owns this conversation now")
+        heartbeat = self._heartbeat
+        if heartbeat is None or heartbeat.tenure.trusted(self._term):
+            return
+        if heartbeat.tenure.now() < self._unverified_until:
+            return
+        async with self._lock:
+            if not self.lost and heartbeat.tenure.trusted(self._term):
+                return  # confirmed by a send that held the lock before this one
+            if self.lost or not await self._fence(heartbeat):
+                raise s2s.FencedError("another task owns this conversation now")
+
+    async def _fence(self, heartbeat: Heartbeat) -> bool:
+        """After a lapse: beat, then move the record on. Peers that look at this task after
+        the beat see it alive; a takeover decided before it was on the record's previous
+        version and fails. False when the takeover came first."""
+        written = await heartbeat.beat()
+        term = heartbeat.tenure.term
+        try:
+            confirmed = await self._directory.confirm(self.record)
+        except Exception as exc:
+            log.warning(
+                "could not confirm the session's owner: %r",
+                exc,
+                extra={"connection_id": self.record.connection_id},
+            )
+            self._unverified_until = heartbeat.tenure.now() + UNVERIFIED_SECONDS
+            return True
+        if confirmed is None:
+            self.lost = True
+            log.warning(
+                "another task took the session over while this one was stalled",
+                extra={"connection_id": self.record.connection_id},
+            )
+            return False
+        self.record = confirmed
+        if written:
+            self._term = term
+        else:
+            self._unverified_until = heartbeat.tenure.now() + UNVERIFIED_SECONDS
+        return True
 
     @property
     def state(self) -> Mapping[str, Any]:

@@ -22,6 +22,7 @@ from .config import (
 )
 from .errors import (
     ConfigError,
+    FencedError,
     ProviderError,
     ProviderNotFoundError,
     S2SError,
@@ -30,7 +31,7 @@ from .errors import (
 )
 from .events import ErrorInfo, Event, EventType, ToolCall, Usage
 from .registry import new, providers, register, unregister
-from .session import Engine, Session, SessionStarter
+from .session import Engine, SendGuard, Session, SessionStarter
 
 if TYPE_CHECKING:
     from .pipeline import S2SProcessor, as_frame_processor
@@ -53,11 +54,13 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "EventType",
+    "FencedError",
     "Message",
     "ProviderError",
     "ProviderNotFoundError",
     "S2SError",
     "S2SProcessor",
+    "SendGuard",
     "Session",
     "SessionClosedError",
     "SessionStarter",
