@@ -4,7 +4,6 @@ fences its record before the model hears anything more from this task."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 
@@ -73,9 +72,11 @@ class CountingDirectory(MemoryDirectory):
         self.beats = 0
         self.confirms = 0
         self.beat_gate: asyncio.Event | None = None
+        self.beating = asyncio.Event()  # set when a heartbeat write begins
 
     async def heartbeat(self, owner: str) -> None:
         self.beats += 1
+        self.beating.set()
         if self.beat_gate is not None:
             await self.beat_gate.wait()
         await super().heartbeat(owner)
@@ -83,13 +84,6 @@ class CountingDirectory(MemoryDirectory):
     async def confirm(self, record):  # type: ignore[no-untyped-def]
         self.confirms += 1
         return await super().confirm(record)
-
-
-async def yield_until(condition: Callable[[], bool]) -> None:
-    """Let the other tasks run until ``condition`` holds (bounded)."""
-    async with asyncio.timeout(10):
-        while not condition():
-            await asyncio.sleep(0)
 
 
 async def owned(clock: Clock) -> tuple[CountingDirectory, Heartbeat, SessionLease]:
@@ -154,8 +148,9 @@ async def test_concurrent_sends_after_a_stall_share_one_beat_and_one_confirm() -
     directory, _heartbeat, lease = await owned(clock)
     clock.now += 20.0
     directory.beat_gate = asyncio.Event()
+    directory.beating.clear()
     waiting = [asyncio.create_task(lease.guard()) for _ in range(20)]
-    await yield_until(lambda: directory.beats == 2)  # the first send's beat is out
+    await asyncio.wait_for(directory.beating.wait(), 10)  # the first send's beat is out
     directory.beat_gate.set()
     await asyncio.gather(*waiting)
     assert (directory.beats, directory.confirms) == (2, 1)
@@ -167,7 +162,7 @@ async def test_a_beat_begun_before_the_ask_is_not_taken_as_proof() -> None:
     heartbeat = Heartbeat(directory, OWNER, Tenure(owner_timeout=6.0, clock=clock))
     directory.beat_gate = asyncio.Event()
     early = asyncio.create_task(heartbeat.beat())
-    await yield_until(lambda: directory.beats == 1)
+    await asyncio.wait_for(directory.beating.wait(), 10)
     clock.now += 1.0
     late = asyncio.create_task(heartbeat.beat())  # asked after the first write began
     directory.beat_gate.set()
