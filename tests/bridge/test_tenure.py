@@ -182,3 +182,22 @@ async def test_an_unreachable_directory_does_not_stop_the_conversation() -> None
     clock.now += 20.0
     await lease.guard()  # no peer can take over without the directory either
     assert not lease.lost
+
+
+async def test_a_beat_after_a_lapse_tells_the_task_once() -> None:
+    clock = Clock()
+    lapses: list[int] = []
+    tenure = Tenure(owner_timeout=6.0, clock=clock)
+    heartbeat = Heartbeat(
+        CountingDirectory(clock), OWNER, tenure, on_lapse=lambda: lapses.append(tenure.term)
+    )
+    assert await heartbeat.beat()  # the first beat starts the first term
+    for _ in range(3):
+        clock.now += 2.0
+        assert await heartbeat.beat()
+    assert lapses == [1]
+    clock.now += 30.0  # stalled
+    assert await heartbeat.beat()
+    clock.now += 2.0
+    assert await heartbeat.beat()
+    assert lapses == [1, 2]

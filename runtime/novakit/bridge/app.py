@@ -116,6 +116,7 @@ class Bridge:
         # Connections whose conversation is over: their frames are refused, never adopted.
         self.ended = EndedConnections()
         self._hang_ups: set[asyncio.Task[bool]] = set()
+        self._confirming: set[asyncio.Task[bool]] = set()
         self.draining = False
         self._flusher: asyncio.Task[None] | None = None
         self._all_ended = asyncio.Event()
@@ -168,7 +169,10 @@ class Bridge:
         if not self.address:
             self.address = discover_address(self.settings.port)
         self.heartbeat = Heartbeat(
-            self.directory, self.address, Tenure(self.settings.owner_timeout)
+            self.directory,
+            self.address,
+            Tenure(self.settings.owner_timeout),
+            on_lapse=self._after_lapse,
         )
         self._heartbeat = asyncio.create_task(
             self.heartbeat.run(self.settings.heartbeat_seconds), name="heartbeat"
@@ -535,6 +539,20 @@ class Bridge:
 
     def _lease(self, record: SessionRecord) -> SessionLease:
         return SessionLease(self.directory, record, self.heartbeat)
+
+    def _after_lapse(self) -> None:
+        """This task was stalled or cut off for longer than peers wait: every session fences
+        its record now (a session another task took over ends quietly)."""
+        sessions = [s for s in self.sessions.values() if s.lease is not None]
+        if not sessions:
+            return
+        log.warning("heartbeat lapsed: confirming every session", extra={"sessions": len(sessions)})
+        for session in sessions:
+            task = asyncio.get_running_loop().create_task(
+                self._still_owned(session), name=f"confirm-{session.connection_id}"
+            )
+            self._confirming.add(task)
+            task.add_done_callback(self._confirming.discard)
 
     async def _still_owned(self, session: BridgeSession) -> bool:
         """Whether a local session may take a frame: after this task stalled, its record is

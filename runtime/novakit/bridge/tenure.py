@@ -54,10 +54,20 @@ class Heartbeat:
     fence itself asks for a beat that starts after it asked); each written beat renews the
     tenure. Callers asking at the same time share one write."""
 
-    def __init__(self, directory: Directory, address: str, tenure: Tenure) -> None:
+    def __init__(
+        self,
+        directory: Directory,
+        address: str,
+        tenure: Tenure,
+        *,
+        on_lapse: Callable[[], None] | None = None,
+    ) -> None:
         self._directory = directory
         self._address = address
         self.tenure = tenure
+        # Called when a beat lands after a lapse: sessions that send nothing (a silent caller)
+        # must still learn now whether they were taken over, not at their next send.
+        self._on_lapse = on_lapse
         self._beat: asyncio.Task[bool] | None = None
         self._beat_started = 0.0
 
@@ -84,7 +94,10 @@ class Heartbeat:
         except Exception as exc:  # the directory is briefly unreachable: try again next beat
             log.warning("heartbeat failed: %r", exc)
             return False
+        term = self.tenure.term
         self.tenure.renewed(started)
+        if self.tenure.term != term and self._on_lapse is not None:
+            self._on_lapse()
         return True
 
     async def run(self, every: float) -> None:
