@@ -1,6 +1,9 @@
 """Several bridge processes behind one local gateway, sharing a session directory in a
 DynamoDB-compatible server (moto), against one emulator. Each bridge is started as the
-container starts it; the gateway health-checks them like the NLB."""
+container starts it; the gateway health-checks them like the NLB.
+
+Every test here runs beside a CPU hog (tests/cpu_hog.py): ownership must hold on a busy
+machine, where a slow task is normal."""
 
 from __future__ import annotations
 
@@ -8,9 +11,11 @@ import asyncio
 import contextlib
 import signal
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 from novakit.bridge.directory import DynamoDirectory, create_table
 from novakit.dev import free_port
@@ -18,10 +23,17 @@ from novakit.emulator import Emulator, EmulatorConfig
 from novakit.localgw import GatewayConfig, LocalGateway
 
 from ..bridge.moto import dynamodb_client, moto_process
+from ..cpu_hog import cpu_hog
 from ..gateway_auth import GATEWAY_SECRET
 from ..stack.conftest import NOVAKIT, bridge_env, wait_healthy
 
 TABLE = "novakit-sessions"
+
+
+@pytest.fixture(autouse=True, scope="package")
+def busy_machine() -> Iterator[None]:
+    with cpu_hog():
+        yield
 
 
 # Ownership timings: a task counts as gone after OWNER_TIMEOUT without a heartbeat (peers only

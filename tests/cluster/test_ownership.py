@@ -12,6 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -36,6 +37,7 @@ disruptions = st.one_of(
 )
 
 
+@pytest.mark.timeout(150 * EXAMPLES + 60)  # each example is a cluster's life, on a busy machine
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -51,6 +53,7 @@ def test_one_owner_at_a_time_whatever_happens(schedule: list[Disruption], seed: 
     assert outcome.problems == [], f"{schedule}, seed {seed}: {outcome.problems}"
 
 
+@pytest.mark.timeout(300)
 async def test_a_frozen_owner_is_taken_over_and_stays_silent_when_it_wakes(
     tmp_path: Path,
 ) -> None:
