@@ -130,7 +130,8 @@ async def run(tmp_path: Path, schedule: list[Disruption], seed: int, clients: in
             tuple(ScriptTurn(transcript="a question", reply="An answer.") for _ in range(50))
         )
         talkers = [
-            Talker(n, await stack.enter_async_context(connect(running.url))) for n in range(clients)
+            Talker(n, await stack.enter_async_context(connect(running.url, pings=False)))
+            for n in range(clients)
         ]
         for talker in talkers:  # everyone is talking before anything breaks
             assert await talker.turn(), f"client {talker.number} got no first answer"
