@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from novakit import s2s
+from novakit.bridge import lease as lease_module
 from novakit.bridge.directory import MemoryDirectory
 from novakit.bridge.lease import SessionLease
 from novakit.bridge.tenure import TRUST, Heartbeat, Tenure
@@ -170,18 +171,71 @@ async def test_a_beat_begun_before_the_ask_is_not_taken_as_proof() -> None:
     assert directory.beats == 2
 
 
-async def test_an_unreachable_directory_does_not_stop_the_conversation() -> None:
+async def test_a_directory_out_of_reach_holds_sends_then_gives_the_session_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Cut off from the directory, a task cannot know whether a peer took the session over:
+    # it sends nothing until it can confirm, and gives the session up after a bound.
+    monkeypatch.setattr(lease_module, "FENCE_RETRY_SECONDS", 0.0)
     clock = Clock()
     directory, _heartbeat, lease = await owned(clock)
+    attempts = 0
 
     async def down(*_args: object, **_kwargs: object) -> None:
+        nonlocal attempts
+        attempts += 1
+        clock.now += 3.0  # each attempt waits out its timeouts
         raise ConnectionError("directory unreachable")
 
     directory.heartbeat = down  # type: ignore[method-assign]
     directory.confirm = down  # type: ignore[method-assign,assignment]
     clock.now += 20.0
-    await lease.guard()  # no peer can take over without the directory either
-    assert not lease.lost
+    with pytest.raises(s2s.FencedError):
+        await lease.guard()
+    assert lease.lost
+    # bounded: about FENCE_GIVE_UP owner timeouts of attempts, not forever
+    assert 2 <= attempts <= 2 * lease_module.FENCE_GIVE_UP * 6.0 / 3.0 + 2
+
+
+async def test_a_directory_back_in_time_lets_the_session_go_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(lease_module, "FENCE_RETRY_SECONDS", 0.0)
+    clock = Clock()
+    directory, _heartbeat, lease = await owned(clock)
+    real_heartbeat = directory.heartbeat
+    failures = 2
+
+    async def flaky(owner: str) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise ConnectionError("directory unreachable")
+        await real_heartbeat(owner)
+
+    directory.heartbeat = flaky  # type: ignore[method-assign]
+    clock.now += 20.0
+    await lease.guard()
+    assert not lease.lost and failures == 0
+
+
+async def test_a_claim_sent_before_a_lapse_fences_before_its_first_send() -> None:
+    # The claim went out, the task stalled, a peer took the session over, the task's late
+    # heartbeat landed (a new term), then the claim's answer came back: the session must not
+    # count as confirmed in the new term.
+    clock = Clock()
+    directory = CountingDirectory(clock)
+    heartbeat = Heartbeat(directory, OWNER, Tenure(owner_timeout=6.0, clock=clock))
+    assert await heartbeat.beat()
+    term = heartbeat.tenure.term  # read before the claim is sent
+    record = await directory.claim("c=", OWNER)
+    assert record is not None
+    clock.now += 20.0  # stalled with the answer on its way
+    assert await directory.claim("c=", PEER, replacing=await directory.get("c=")) is not None
+    assert await heartbeat.beat()  # the late beat lands: a new term
+    lease = SessionLease(directory, record, heartbeat, term=term)
+    with pytest.raises(s2s.FencedError):
+        await lease.guard()
 
 
 async def test_a_beat_after_a_lapse_tells_the_task_once() -> None:

@@ -61,6 +61,8 @@ VERIFIED_RELAY = web.RequestKey("novakit.verified_relay", bool)
 # At most one warning per interval about refused requests: a flood of forged requests must not
 # become a flood of log lines.
 REFUSAL_LOG_SECONDS = 10.0
+# Sessions fencing themselves at once after this task's heartbeat lapsed (each one write).
+CONFIRMS_AT_ONCE = 8
 
 
 class Bridge:
@@ -117,6 +119,7 @@ class Bridge:
         self.ended = EndedConnections()
         self._hang_ups: set[asyncio.Task[bool]] = set()
         self._confirming: set[asyncio.Task[bool]] = set()
+        self._confirm_slots = asyncio.Semaphore(CONFIRMS_AT_ONCE)
         self.draining = False
         self._flusher: asyncio.Task[None] | None = None
         self._all_ended = asyncio.Event()
@@ -308,11 +311,17 @@ class Bridge:
             return web.json_response({"message": "at capacity"}, status=503)
         if connection_id not in self.sessions:
             principal = request.headers.get("x-principal-id", "")
+            term = self._term()
             record = await self.directory.claim(connection_id, self.address, principal=principal)
             if record is None:  # a retried $connect: the first one registered it
                 record = await self.directory.get(connection_id)
-            lease = self._lease(record) if record is not None else None
-            self._create(connection_id, principal, lease=lease, resumed=False)
+                if record is None or record.ended:
+                    return web.json_response({"message": "connection is over"}, status=403)
+                if record.owner != self.address:
+                    # The first attempt landed on another task, which holds the session: a
+                    # second one here would answer the same client twice.
+                    return web.json_response({"connectionId": connection_id})
+            self._create(connection_id, principal, lease=self._lease(record, term), resumed=False)
         return web.json_response({"connectionId": connection_id})
 
     async def on_message(self, request: web.Request) -> web.Response:
@@ -360,6 +369,12 @@ class Bridge:
         if route.owner and route.owner != self.address:
             relayed = await self.relay.forward(route.owner, "/ws/disconnect", request.headers, b"")
             if relayed.outcome is RelayOutcome.DELIVERED:
+                return web.Response(status=200)
+            if relayed.outcome is RelayOutcome.TIMED_OUT and await self.directory.alive(
+                route.owner, self.settings.owner_timeout
+            ):
+                # A slow owner still holds it: it learns the client left from its next post
+                # (410) or presence check; a tombstone now would end it under its feet.
                 return web.Response(status=200)
         # Nobody holds it: the conversation is over, and must not start again.
         await self.directory.end(connection_id, owner=route.owner)
@@ -431,6 +446,7 @@ class Bridge:
                 if len(self.sessions) >= self.settings.max_sessions:
                     self.metrics.count("SessionsRefused")
                     return web.json_response({"message": "at capacity"}, status=503)
+                term = self._term()
                 claimed = await self.directory.claim(
                     connection_id, self.address, principal=principal
                 )
@@ -438,7 +454,7 @@ class Bridge:
                     return self._create(
                         connection_id,
                         principal,
-                        lease=self._lease(claimed),
+                        lease=self._lease(claimed, term),
                         resumed=True,
                     )
                 continue
@@ -507,6 +523,7 @@ class Bridge:
 
     async def _take_over(self, record: SessionRecord, principal: str) -> BridgeSession | None:
         started = time.monotonic()
+        term = self._term()
         claimed = await self.directory.claim(
             record.connection_id, self.address, replacing=record, principal=principal
         )
@@ -525,7 +542,7 @@ class Bridge:
         return self._create(
             record.connection_id,
             claimed.principal or principal,
-            lease=self._lease(claimed),
+            lease=self._lease(claimed, term),
             resumed=True,
         )
 
@@ -537,8 +554,13 @@ class Bridge:
             return None
         return session
 
-    def _lease(self, record: SessionRecord) -> SessionLease:
-        return SessionLease(self.directory, record, self.heartbeat)
+    def _term(self) -> int:
+        """The tenure's term now: read *before* a claim is sent, so that a lapse while the
+        claim was out makes the new session fence itself before it sends anything."""
+        return self.heartbeat.tenure.term if self.heartbeat is not None else 0
+
+    def _lease(self, record: SessionRecord, term: int) -> SessionLease:
+        return SessionLease(self.directory, record, self.heartbeat, term=term)
 
     def _after_lapse(self) -> None:
         """This task was stalled or cut off for longer than peers wait: every session fences
@@ -549,10 +571,14 @@ class Bridge:
         log.warning("heartbeat lapsed: confirming every session", extra={"sessions": len(sessions)})
         for session in sessions:
             task = asyncio.get_running_loop().create_task(
-                self._still_owned(session), name=f"confirm-{session.connection_id}"
+                self._confirm_after_lapse(session), name=f"confirm-{session.connection_id}"
             )
             self._confirming.add(task)
             task.add_done_callback(self._confirming.discard)
+
+    async def _confirm_after_lapse(self, session: BridgeSession) -> bool:
+        async with self._confirm_slots:  # a few at a time: the directory serves frames too
+            return await self._still_owned(session)
 
     async def _still_owned(self, session: BridgeSession) -> bool:
         """Whether a local session may take a frame: after this task stalled, its record is

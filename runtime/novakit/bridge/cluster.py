@@ -9,6 +9,7 @@ acts on ``x-novakit-*`` headers only when the signature verifies.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -117,7 +118,11 @@ class Relay:
                 await response.read()
                 status = response.status
         except (aiohttp.ClientConnectorError, ConnectionRefusedError) as exc:
-            return RelayResult(RelayOutcome.REFUSED, time.monotonic() - started, repr(exc))
+            # Only a refused connection says nothing listens there. Any other failure to
+            # connect (this task out of sockets, a route or name that failed, a host that does
+            # not answer) says nothing about the owner: it may be alive.
+            outcome = RelayOutcome.REFUSED if is_refusal(exc) else RelayOutcome.TIMED_OUT
+            return RelayResult(outcome, time.monotonic() - started, repr(exc))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return RelayResult(RelayOutcome.TIMED_OUT, time.monotonic() - started, repr(exc))
         elapsed = time.monotonic() - started
@@ -130,3 +135,8 @@ class Relay:
     async def close(self) -> None:
         if self._http is not None:
             await self._http.close()
+
+
+def is_refusal(exc: OSError) -> bool:
+    cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+    return isinstance(cause, ConnectionRefusedError) or cause.errno == errno.ECONNREFUSED

@@ -291,7 +291,12 @@ class OrderedSender:
             started = time.monotonic()
             metrics.observe("OutputDelayMs", (started - max(queued_at, free_since)) * 1000)
             try:
-                latency = await self._client.post(self.connection_id, frame.encode())
+                latency = await self._client.post(
+                    self.connection_id, frame.encode(), before_retry=self._guard
+                )
+            except FencedError:
+                self._fenced()
+                return
             except ConnectionGone:
                 self._client_left()
                 return
@@ -337,15 +342,19 @@ class OrderedSender:
         try:
             await self._guard()
         except FencedError:
-            self._gone = True
-            self._metrics.count("FramesFenced", len(self._queue))
-            self._queue.clear()
-            self._bytes = 0
-            self._idle.set()
-            if self._on_stalled is not None:
-                self._on_stalled("ownership moved")
+            self._fenced()
             return False
         return True
+
+    def _fenced(self) -> None:
+        """Another task owns the session: drop what is queued, post nothing more."""
+        self._gone = True
+        self._metrics.count("FramesFenced", len(self._queue))
+        self._queue.clear()
+        self._bytes = 0
+        self._idle.set()
+        if self._on_stalled is not None:
+            self._on_stalled("ownership moved")
 
     def _client_left(self) -> None:
         self._gone = True

@@ -77,7 +77,8 @@ class Heartbeat:
         asked = self.tenure.now()
         while True:
             beat = self._beat
-            if beat is not None and self._beat_started >= asked:
+            failed = beat is not None and beat.done() and not beat.result()
+            if beat is not None and self._beat_started >= asked and not failed:
                 return await asyncio.shield(beat)  # started since we asked: share it
             if beat is not None and not beat.done():
                 # Started before we asked: it proves nothing about now. Let it finish first.
