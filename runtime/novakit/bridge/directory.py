@@ -363,56 +363,54 @@ class DynamoDirectory:
 
     async def save(self, record: SessionRecord, state: Mapping[str, Any]) -> SessionRecord | None:
         now = int(time.time())
-        write = uuid.uuid4().hex
-        try:
-            await self._call(
-                "update_item",
-                Key={"pk": {"S": f"conn#{record.connection_id}"}},
-                UpdateExpression=(
-                    "SET #state = :state, version = :next, updated_at = :now, expires_at = :exp,"
-                    " write_id = :write"
-                ),
-                ConditionExpression="version = :seen AND #owner = :owner",
-                ExpressionAttributeNames={"#state": "state", "#owner": "owner"},
-                ExpressionAttributeValues={
-                    ":state": {"S": json.dumps(state, separators=(",", ":"))},
-                    ":next": {"N": str(record.version + 1)},
-                    ":seen": {"N": str(record.version)},
-                    ":owner": {"S": record.owner},
-                    ":now": {"N": str(now)},
-                    ":exp": {"N": str(now + RECORD_TTL_SECONDS)},
-                    ":write": {"S": write},
-                },
-            )
-        except Exception as exc:
-            if self._conditional_failed(exc) and not await self._applied(record, write):
-                return None
-            if not self._conditional_failed(exc):
-                raise
-        return replace(record, version=record.version + 1, state=dict(state))
+        moved = await self._move_on(
+            record,
+            "#state = :state, updated_at = :now, expires_at = :exp",
+            names={"#state": "state"},
+            values={
+                ":state": {"S": json.dumps(state, separators=(",", ":"))},
+                ":now": {"N": str(now)},
+                ":exp": {"N": str(now + RECORD_TTL_SECONDS)},
+            },
+        )
+        return replace(record, version=record.version + 1, state=dict(state)) if moved else None
 
     async def confirm(self, record: SessionRecord) -> SessionRecord | None:
+        moved = await self._move_on(record, "", names={}, values={})
+        return replace(record, version=record.version + 1) if moved else None
+
+    async def _move_on(
+        self,
+        record: SessionRecord,
+        update: str,
+        *,
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> bool:
+        """Move the record to the next version (setting ``update`` too) if ``record`` is still
+        current; False when another task wrote it since."""
         write = uuid.uuid4().hex
         try:
             await self._call(
                 "update_item",
                 Key={"pk": {"S": f"conn#{record.connection_id}"}},
-                UpdateExpression="SET version = :next, write_id = :write",
+                UpdateExpression="SET version = :next, write_id = :write"
+                + (f", {update}" if update else ""),
                 ConditionExpression="version = :seen AND #owner = :owner",
-                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeNames={"#owner": "owner", **names},
                 ExpressionAttributeValues={
                     ":next": {"N": str(record.version + 1)},
                     ":seen": {"N": str(record.version)},
                     ":owner": {"S": record.owner},
                     ":write": {"S": write},
+                    **values,
                 },
             )
         except Exception as exc:
-            if self._conditional_failed(exc) and not await self._applied(record, write):
-                return None
             if not self._conditional_failed(exc):
                 raise
-        return replace(record, version=record.version + 1)
+            return await self._applied(record, write)
+        return True
 
     async def _applied(self, record: SessionRecord, write: str) -> bool:
         """After a write conditional on ``record`` failed its condition: whether it was this
