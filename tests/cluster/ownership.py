@@ -122,6 +122,8 @@ def violations(
             idents = [ident % FRAMES_PER_CLIENT for ident, _ in lost[:10]]
             found.append(
                 f"client {client}: {len(lost)} spoken frames lost outside every disruption"
-                f" window, first ones {idents}"
+                f" window, first ones {idents}, sent at {lost[0][1]:.3f} to {lost[-1][1]:.3f};"
+                f" streams (first, last event): "
+                + ", ".join(f"{s.index}: {s.first_at:.3f}-{s.last_at:.3f}" for s in mine)
             )
     return found
