@@ -6,6 +6,13 @@ Input side: methods return the JSON bytes of the events to send, in order (``ope
 ``novakit.s2s`` events it means. The asyncio session only moves bytes between this object, the
 SDK and the caller.
 
+Turn end: Bedrock's documents do not say which event ends an assistant turn, and servers differ:
+the last FINAL text ``contentEnd`` with END_TURN, the last AUDIO ``contentEnd`` with END_TURN (its
+FINAL text then following with PARTIAL_TURN), ``completionEnd``, or an interruption. The turn ends
+at the first of: a FINAL text END_TURN; an AUDIO END_TURN once every SPECULATIVE text of the turn
+has had its FINAL text (so that the words of what was spoken come before ``TURN_END``);
+``completionEnd``; an interruption. It ends once: later signals for it are ignored.
+
 Barge-in: Bedrock has no interrupt input event. It signals that the user spoke over the model
 with an ASSISTANT ``textOutput`` whose content is ``{ "interrupted" : true }`` and/or a
 ``contentEnd`` with ``stopReason: INTERRUPTED``. Either becomes one ``INTERRUPTED`` event per
@@ -123,6 +130,13 @@ class _Turn:
     ended: bool = False
     interrupted: bool = False
     audio_contents: set[str] = field(default_factory=set)
+    speculative: int = 0  # SPECULATIVE text contents begun
+    finals: int = 0  # FINAL text contents ended
+    audio_ended_turn: bool = False  # an AUDIO content ended END_TURN
+
+    def spoken_in_full(self) -> bool:
+        """The audio said the turn is over and the words of all it spoke have come."""
+        return self.audio_ended_turn and self.finals >= self.speculative
 
 
 class NovaProtocol:
@@ -370,7 +384,11 @@ class NovaProtocol:
         return []
 
     def _on_completionEnd(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
-        return []
+        # A server that makes each answer a completion ends the turn here; one with a
+        # session-wide completion sends it at the end, when a turn still open is over too.
+        if _text(body, "stopReason") == "INTERRUPTED":
+            return self._interrupt("barge_in")
+        return self._end_turn()
 
     def _on_contentStart(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
         content_id = _text(body, "contentId")
@@ -395,6 +413,8 @@ class NovaProtocol:
             content.muted = turn.interrupted
             if kind == "AUDIO":
                 turn.audio_contents.add(content_id)
+            elif kind == "TEXT" and not final:
+                turn.speculative += 1
         elif role == "USER":
             # Only an interrupted turn is closed by user input: Bedrock may send the barge-in
             # marker for a turn after the new user content has begun.
@@ -459,19 +479,25 @@ class NovaProtocol:
             self._tool_uses.clear()
             self._awaiting_results.update(c.call_id for c in calls)
             return [Event.tool(c) for c in calls]
-        if (
-            stop == "END_TURN"
-            and content is not None
-            and content.role == "ASSISTANT"
-            and content.kind == "TEXT"
-            and content.final
-            and not content.muted
-            and self._turn is not None
-            and not self._turn.ended
-        ):
-            self._turn.ended = True
-            return [Event.turn_end()]
+        turn = self._turn
+        if content is None or content.role != "ASSISTANT" or content.muted or turn is None:
+            return []
+        if content.kind == "TEXT" and content.final:
+            turn.finals += 1
+            if stop == "END_TURN" or turn.spoken_in_full():
+                return self._end_turn()
+        elif content.kind == "AUDIO" and stop == "END_TURN":
+            turn.audio_ended_turn = True
+            if turn.spoken_in_full():
+                return self._end_turn()
         return []
+
+    def _end_turn(self) -> list[Event]:
+        turn = self._turn
+        if turn is None or turn.ended:
+            return []
+        turn.ended = True
+        return [Event.turn_end()]
 
     def _on_usageEvent(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
         total = _object(_object(body, "details"), "total", "details.total")
