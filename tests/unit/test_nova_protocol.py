@@ -5,7 +5,15 @@ import json
 
 import pytest
 
-from novakit.s2s import EventType, Message, TextPart, ToolDefinition, ToolResult, UnsupportedError
+from novakit.s2s import (
+    EventType,
+    Message,
+    TextPart,
+    ToolChoice,
+    ToolDefinition,
+    ToolResult,
+    UnsupportedError,
+)
 from novakit.s2s.nova.models import NOVA_2_SONIC, NOVA_SONIC_V1
 from novakit.s2s.nova.protocol import (
     MalformedEventError,
@@ -310,6 +318,21 @@ def test_an_audio_end_turn_without_any_text_ends_the_turn():
     assert p.receive(out("completionEnd", stopReason="END_TURN")) == []
 
 
+def test_a_final_text_after_an_audio_end_turn_without_speculative_text_is_the_same_turn():
+    p = make()
+    stage = json.dumps({"generationStage": "FINAL"})
+    for n in range(2):
+        p.receive(out("contentStart", contentId=f"a{n}", type="AUDIO", role="ASSISTANT"))
+        p.receive(out("audioOutput", contentId=f"a{n}", content="AAA="))
+        ended = p.receive(out("contentEnd", contentId=f"a{n}", stopReason="END_TURN"))
+        assert [e.type for e in ended] == [EventType.TURN_END]
+        p.receive(out("contentStart", contentId=f"f{n}", type="TEXT", role="ASSISTANT",
+                      additionalModelFields=stage))  # fmt: skip
+        said = p.receive(out("textOutput", contentId=f"f{n}", role="ASSISTANT", content="Hi."))
+        assert [(e.type, e.final) for e in said] == [(EventType.TEXT_OUTPUT, True)]
+        assert p.receive(out("contentEnd", contentId=f"f{n}", stopReason="END_TURN")) == []
+
+
 def test_completion_end_interrupted_is_an_interruption_once():
     p = make()
     p.receive(out("contentStart", contentId="a", type="AUDIO", role="ASSISTANT"))
@@ -515,3 +538,41 @@ def test_events_found_by_fuzzing_are_refused_events_not_crashes(payload):
 
 def test_an_unknown_event_is_ignored_whatever_its_body():
     assert make().receive(b'{"event": {"somethingNew": 5}}') == []
+
+
+@pytest.mark.parametrize(
+    ("choice", "wire"),
+    [
+        (ToolChoice("auto"), {"auto": {}}),
+        (ToolChoice("any"), {"any": {}}),
+        (ToolChoice.tool("lookup"), {"tool": {"name": "lookup"}}),
+    ],
+)
+def test_tool_choice_is_sent_in_the_documented_shape(choice, wire):
+    prompt = body(make(tools=[LOOKUP], tool_choice=choice).setup_events()[1])
+    assert prompt["toolConfiguration"]["toolChoice"] == wire
+    assert "toolChoice" not in body(make(tools=[LOOKUP]).setup_events()[1])["toolConfiguration"]
+
+
+def test_the_speech_prompt_follows_the_system_prompt_on_nova_2():
+    events = make(speech_instructions="Speak slowly.", history=[Message("user", "hi")])
+    events = events.opening_events()
+    starts = [body(e) for e in events if names([e]) == ["contentStart"]]
+    assert [(s["type"], s.get("role")) for s in starts] == [
+        ("TEXT", "SYSTEM"),
+        ("TEXT", "SYSTEM_SPEECH"),
+        ("TEXT", "USER"),
+        ("AUDIO", "USER"),
+    ]
+    assert starts[1]["interactive"] is False
+    assert "Speak slowly." in [body(e).get("content") for e in events]
+    # not on v1, which has no speech prompt
+    v1 = make(NOVA_SONIC_V1, speech_instructions="Speak slowly.").opening_events()
+    assert "SYSTEM_SPEECH" not in b"".join(v1).decode()
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 24000])
+def test_the_audio_content_declares_the_input_rate(rate):
+    events = make(input_sample_rate=rate).opening_events()
+    config = body(events[-1])["audioInputConfiguration"]
+    assert config["sampleRateHertz"] == rate

@@ -422,3 +422,60 @@ async def test_no_rollover_stream_is_opened_for_a_silent_caller(bedrock: Bedrock
         assert len(bedrock.streams) == 1
         await session.send_audio(b"\x01\x00" * 160)  # the caller is back: the rollover goes on
         await bedrock.wait_for(2)
+
+
+@pytest.mark.parametrize(
+    ("rate", "extra"),
+    [
+        (8000, {}),
+        (16000, {"max_audio_event_bytes": 32000}),
+        (24000, {}),
+        (16000, {"max_audio_event_bytes": 640}),
+    ],
+)
+async def test_audio_events_carry_at_most_100_ms_whatever_the_caller_sends(
+    bedrock: Bedrock, rate: int, extra: dict[str, Any]
+) -> None:
+    options = {"region": "us-east-1", "keepalive_after": 0, **extra}
+    config = s2s.Config(input_sample_rate=rate, extra=options)
+    nova = NovaEngine(config, credentials=StaticCredentials("k", "s", None))
+    pcm = bytes(range(256)) * (2 * rate * 3 // 256)  # 3 s in one call
+    async with nova.start() as session:
+        await session.send_audio(pcm)
+        stream = bedrock.streams[0]
+        sizes = [
+            len(base64.b64decode(e["audioInput"]["content"]))
+            for e in stream.sent
+            if "audioInput" in e
+        ]
+        audio_start = next(
+            e["contentStart"]
+            for e in stream.sent
+            if e.get("contentStart", {}).get("type") == "AUDIO"
+        )
+    limit = min(extra.get("max_audio_event_bytes", 4800), rate * 2 // 10)
+    assert max(sizes) == limit
+    assert stream.audio() == pcm  # in order, nothing lost
+    assert audio_start["audioInputConfiguration"]["sampleRateHertz"] == rate
+
+
+async def test_a_send_cut_short_by_a_known_failure_raises_that_failure() -> None:
+    """The receive side records Bedrock's exception and cuts a send in flight short: the send
+    reports the exception (throttled), not its own cut (a timeout)."""
+    from novakit.s2s.nova.leg import Leg
+    from novakit.s2s.nova.models import NOVA_2_SONIC
+    from novakit.s2s.nova.protocol import NovaProtocol, StreamSettings
+
+    class CutStream:
+        def abort_send(self) -> None:
+            return None
+
+        async def send(self, payload: bytes) -> None:
+            leg.fail(ProviderError("throttled", "Too many requests", retryable=True))
+            raise ProviderError("timeout", "the send was cut short", retryable=True)
+
+    protocol = NovaProtocol(StreamSettings(model=NOVA_2_SONIC, voice="matthew", instructions=""))
+    leg = Leg(1, "recovery", protocol, CutStream(), 0.0)  # type: ignore[arg-type]
+    with pytest.raises(ProviderError) as raised:
+        await leg.send_all([b"{}"])
+    assert raised.value.code == "throttled"

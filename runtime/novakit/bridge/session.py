@@ -375,9 +375,12 @@ class BridgeSession:
             else:
                 instructions = start.instructions
         self._voice = start.voice or self._settings.voice
+        input_rate = start.input_sample_rate or self._engine.config.input_sample_rate
+        self._batcher.input_sample_rate = input_rate
         self._start_options = ClientStart(
             voice=self._voice,
             instructions=instructions,
+            input_sample_rate=input_rate,
             output_sample_rate=self._batcher.sample_rate,
             batch_ms=self._batcher.batch_ms,
         )
@@ -385,6 +388,7 @@ class BridgeSession:
             self._session = await self._engine.start(
                 voice=self._voice,
                 instructions=instructions,
+                input_sample_rate=input_rate,
                 output_sample_rate=self._batcher.sample_rate,
                 history=self._resumed_history,
             )
@@ -614,6 +618,7 @@ class BridgeSession:
             "options": {
                 "voice": start.voice,
                 "instructions": start.instructions,
+                "input_sample_rate": start.input_sample_rate,
                 "output_sample_rate": start.output_sample_rate,
                 "batch_ms": start.batch_ms,
             },
@@ -852,6 +857,7 @@ def _start_from(options: Mapping[str, Any]) -> ClientStart:
     return ClientStart(
         voice=voice if isinstance(voice, str) else None,
         instructions=instructions if isinstance(instructions, str) else None,
+        input_sample_rate=number("input_sample_rate"),
         output_sample_rate=number("output_sample_rate"),
         batch_ms=number("batch_ms"),
     )

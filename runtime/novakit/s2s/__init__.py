@@ -17,6 +17,7 @@ from .config import (
     Config,
     Message,
     TextPart,
+    ToolChoice,
     ToolDefinition,
     ToolResult,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "SessionStarter",
     "TextPart",
     "ToolCall",
+    "ToolChoice",
     "ToolDefinition",
     "ToolResult",
     "UnsupportedError",

@@ -4,7 +4,7 @@ An engine holds configuration and shared resources; a session is one conversatio
 
     engine = s2s.new("nova", s2s.Config(instructions="You are helpful."))
     async with engine.start(voice="tiffany") as session:
-        await session.send_audio(pcm16_16khz)
+        await session.send_audio(pcm16)  # at Config.input_sample_rate (16 kHz by default)
         async for event in session.recv():
             ...
 
@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Generator, Sequence
 from types import TracebackType
 from typing import Any
 
-from .config import Config, Message, ToolDefinition, ToolResult
+from .config import Config, Message, ToolChoice, ToolDefinition, ToolResult
 from .events import Event, EventType
 
 
@@ -121,8 +121,10 @@ class Engine(ABC):
         *,
         instructions: str | None = None,
         tools: Sequence[ToolDefinition] | None = None,
+        tool_choice: ToolChoice | str | None = None,
         model: str | None = None,
         voice: str | None = None,
+        input_sample_rate: int | None = None,
         output_sample_rate: int | None = None,
         history: Sequence[Message] = (),
     ) -> SessionStarter:
@@ -130,8 +132,10 @@ class Engine(ABC):
         config = self.config.with_overrides(
             instructions=instructions,
             tools=tuple(tools) if tools is not None else None,
+            tool_choice=tool_choice,
             model=model,
             voice=voice,
+            input_sample_rate=input_sample_rate,
             output_sample_rate=output_sample_rate,
         )
         return SessionStarter(self.create_session(config, tuple(history)))

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import Message, ToolDefinition, ToolResult
+from ..config import Message, ToolChoice, ToolDefinition, ToolResult
 from ..errors import UnsupportedError
 from ..events import Event, ToolCall, Usage
 from .models import INPUT_SAMPLE_RATE, NovaModel
@@ -48,7 +48,10 @@ class StreamSettings:
     voice: str
     instructions: str
     tools: Sequence[ToolDefinition] = ()
+    tool_choice: ToolChoice | None = None
+    speech_instructions: str | None = None  # the SYSTEM_SPEECH prompt (Nova 2)
     output_sample_rate: int = 24000
+    input_sample_rate: int = INPUT_SAMPLE_RATE
     max_tokens: int = 1024
     top_p: float = 0.9
     temperature: float = 0.7
@@ -133,6 +136,9 @@ class _Turn:
     speculative: int = 0  # SPECULATIVE text contents begun
     finals: int = 0  # FINAL text contents ended
     audio_ended_turn: bool = False  # an AUDIO content ended END_TURN
+    # Ended by that AUDIO with no SPECULATIVE text to wait for: a FINAL text that follows it
+    # (before any other content) is still this turn's, not the start of another.
+    final_may_trail: bool = False
 
     def spoken_in_full(self) -> bool:
         """The audio said the turn is over and the words of all it spoke have come."""
@@ -206,8 +212,16 @@ class NovaProtocol:
                     for t in s.tools
                 ]
             }
+            if s.tool_choice is not None:
+                choice = s.tool_choice
+                prompt_start["toolConfiguration"]["toolChoice"] = (
+                    {"tool": {"name": choice.name}} if choice.mode == "tool" else {choice.mode: {}}
+                )
         events = [_event("sessionStart", session_start), _event("promptStart", prompt_start)]
         events += self._text_block("SYSTEM", s.instructions, interactive=False)
+        if s.speech_instructions and s.model.speech_prompt:
+            # Nova 2's speech prompt: after the system prompt, before any history.
+            events += self._text_block("SYSTEM_SPEECH", s.speech_instructions, interactive=False)
         self._prompt_open = True
         return events
 
@@ -229,7 +243,7 @@ class NovaProtocol:
                     "role": "USER",
                     "audioInputConfiguration": {
                         "mediaType": "audio/lpcm",
-                        "sampleRateHertz": INPUT_SAMPLE_RATE,
+                        "sampleRateHertz": self.settings.input_sample_rate,
                         "sampleSizeBits": 16,
                         "channelCount": 1,
                         "audioType": "SPEECH",
@@ -242,8 +256,8 @@ class NovaProtocol:
         return events
 
     def audio_event(self, pcm: bytes) -> bytes:
-        """One audioInput event for a piece of PCM16 16 kHz mono (built without a JSON encoder:
-        this runs ~31 times a second per session)."""
+        """One audioInput event for a piece of PCM16 mono at the input rate (built without a
+        JSON encoder: this runs ~31 times a second per session)."""
         return self._audio_prefix + base64.b64encode(pcm) + b'"}}}'
 
     def text_events(self, text: str) -> list[bytes]:
@@ -408,8 +422,10 @@ class NovaProtocol:
         self._contents[content_id] = content
         if role == "ASSISTANT":
             turn = self._turn
-            if turn is None or (turn.ended and not turn.interrupted):
+            trailing = turn is not None and turn.final_may_trail and kind == "TEXT" and final
+            if turn is None or (turn.ended and not turn.interrupted and not trailing):
                 self._turn = turn = _Turn()
+            turn.final_may_trail = False
             content.muted = turn.interrupted
             if kind == "AUDIO":
                 turn.audio_contents.add(content_id)
@@ -419,6 +435,8 @@ class NovaProtocol:
             # Only an interrupted turn is closed by user input: Bedrock may send the barge-in
             # marker for a turn after the new user content has begun.
             self._user_input()
+            if self._turn is not None:
+                self._turn.final_may_trail = False
         return []
 
     def _user_input(self) -> None:
@@ -489,6 +507,7 @@ class NovaProtocol:
         elif content.kind == "AUDIO" and stop == "END_TURN":
             turn.audio_ended_turn = True
             if turn.spoken_in_full():
+                turn.final_may_trail = turn.speculative == 0
                 return self._end_turn()
         return []
 

@@ -38,12 +38,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from ..config import Config, Message, ToolResult
+from ..config import Config, Message, ToolChoice, ToolResult
 from ..errors import ProviderError, SessionClosedError, UnsupportedError
 from ..events import Event, EventType, ToolCall, Usage
 from ..session import EventQueue, Session
 from .continuity import (
-    INPUT_BYTES_PER_SECOND,
     AudioRing,
     RecoveryPolicy,
     StallWatch,
@@ -55,7 +54,7 @@ from .faults import to_provider_error
 from .history import ConversationLog
 from .leg import Leg
 from .models import NovaModel
-from .options import NovaOptions
+from .options import NovaOptions, audio_event_bytes
 from .protocol import StreamSettings, tool_result_json
 from .telemetry import SessionStats, StatsRecorder
 
@@ -119,14 +118,21 @@ class NovaSession(Session):
             voice=config.voice,
             instructions=config.instructions,
             tools=config.tools,
+            tool_choice=config.tool_choice if isinstance(config.tool_choice, ToolChoice) else None,
+            speech_instructions=options.speech_instructions,
             output_sample_rate=config.output_sample_rate,
+            input_sample_rate=config.input_sample_rate,
             max_tokens=options.max_tokens,
             top_p=options.top_p,
             temperature=options.temperature,
             endpointing_sensitivity=options.endpointing_sensitivity,
         )
         self._log = ConversationLog(history)
-        self._ring = AudioRing(round(options.replay_seconds * INPUT_BYTES_PER_SECOND))
+        self._bytes_per_second = 2 * config.input_sample_rate  # PCM16 mono
+        self._audio_step = audio_event_bytes(options, config.input_sample_rate)
+        self._ring = AudioRing(
+            round(options.replay_seconds * self._bytes_per_second), self._bytes_per_second
+        )
         self._turns = TurnTracker()
         self._recovery = RecoveryPolicy(
             attempts=options.recovery_attempts, budget=options.recovery_budget
@@ -313,10 +319,10 @@ class NovaSession(Session):
     def _take_audio(self, data: bytes) -> None:
         start = self._ring.start
         self._ring.append(data)
-        self._turns.input_audio(len(data) / INPUT_BYTES_PER_SECOND)
+        self._turns.input_audio(len(data) / self._bytes_per_second)
         lost = self._ring.start - max(start, self._heard_upto)  # pushed out, never sent
         if lost > 0:
-            self._stats.audio_dropped(lost / INPUT_BYTES_PER_SECOND)
+            self._stats.audio_dropped(lost / self._bytes_per_second)
 
     async def _flush_audio(self) -> None:
         """Send the live leg the audio it has not had yet (nothing during an outage: it is
@@ -384,7 +390,7 @@ class NovaSession(Session):
         data = self._ring.read(leg.audio_sent_upto)
         leg.audio_sent_upto = self._heard_upto = self._ring.end
         if data:
-            step = self._options.max_audio_event_bytes
+            step = self._audio_step  # small real-time frames, whatever the caller passed
             await leg.send_all(
                 [leg.protocol.audio_event(data[i : i + step]) for i in range(0, len(data), step)]
             )
@@ -517,7 +523,7 @@ class NovaSession(Session):
         not leave the stream silent. It follows the live leg; during an outage it pauses."""
         loop = asyncio.get_running_loop()
         step = self._options.keepalive_step
-        silence = bytes(2 * round(16000 * step))
+        silence = bytes(2 * round(self.config.input_sample_rate * step))
         due: float | None = None  # when the next piece of silence is due (real-time pace)
         while self._state is _State.OPEN:
             now = loop.time()
