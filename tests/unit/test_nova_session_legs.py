@@ -479,3 +479,51 @@ async def test_a_send_cut_short_by_a_known_failure_raises_that_failure() -> None
     with pytest.raises(ProviderError) as raised:
         await leg.send_all([b"{}"])
     assert raised.value.code == "throttled"
+
+
+def record_phases(session: s2s.Session) -> list[str]:
+    """The phases the session moves through from now on (phase.py)."""
+    seen: list[str] = []
+    move = session._move  # type: ignore[attr-defined]
+
+    def recording(step: Any) -> None:
+        move(step)
+        seen.append(session.phase.value)  # type: ignore[attr-defined]
+
+    session._move = recording  # type: ignore[attr-defined]
+    return seen
+
+
+async def test_a_recovery_moves_through_its_phases(bedrock: Bedrock) -> None:
+    async with engine().start() as session:
+        phases = record_phases(session)
+        bedrock.gate.clear()  # the replacement takes a while to open
+        bedrock.streams[0].fail("throttled")
+        await bedrock.wait_for(1)
+        async with asyncio.timeout(5):
+            while session.phase.value != "recovering":  # type: ignore[attr-defined]  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await session.send_audio(b"\x01\x00" * 160)  # kept for the next stream, not refused
+        assert session.phase.value == "recovering"  # type: ignore[attr-defined]
+        bedrock.gate.set()
+        await next_event(session, E.RECONNECTED)
+        assert phases == ["recovering", "settling", "live"]
+    assert phases[-2:] == ["closing", "closed"]
+
+
+async def test_a_rollover_moves_through_its_phases(bedrock: Bedrock) -> None:
+    async with engine(rollover_after=0.2).start() as session:
+        phases = record_phases(session)
+        first = bedrock.streams[0]
+        await session.send_text("hi")
+        assistant_says(first, "Hello.", 1)
+        await next_event(session, E.TURN_END)
+        await asyncio.sleep(0.3)  # past rollover_after
+        await session.send_audio(b"\x01\x00" * 160)  # a send checks for a due rollover
+        second = await bedrock.wait_for(2)
+        async with asyncio.timeout(5):
+            while not second.audio():
+                await session.send_audio(b"\x01\x00" * 160)
+                await asyncio.sleep(0.01)
+        assert phases[:4] == ["preparing", "ready", "switching", "live"]
+        assert session.phase.value == "live"  # type: ignore[attr-defined]
