@@ -162,7 +162,7 @@ async def test_barge_in(emulator: Emulator, engine_for) -> None:
         await send_speech(session, 0.8)  # the user talks over the assistant
         async with streaming_silence(session):
             events = await collect_until(session, lambda e: e.type is E.INTERRUPTED)
-            assert events[-1].meta["reason"] == "barge_in"
+            assert events[-1].reason == "barge_in"
             after = await collect_until(session, lambda e: e.type is E.TURN_END)
     texts = [e.text for e in events + after if e.type is E.TEXT_OUTPUT]
     assert all("interrupted" not in t for t in texts)  # the marker is never speech
@@ -184,7 +184,7 @@ async def test_client_interrupt_drops_queued_audio(emulator: Emulator, engine_fo
         await session.interrupt()
         events = await collect_until(session, lambda e: e.type is E.INTERRUPTED, within=5)
         assert not of_type(events, E.AUDIO_OUTPUT)
-        assert events[-1].meta["reason"] == "client"
+        assert events[-1].reason == "client"
         await session.send_audio(audio.silence(0.2))  # the session goes on
 
 

@@ -366,7 +366,7 @@ def test_barge_in_marker_is_one_interrupted_event_never_speech():
         out("textOutput", contentId="x", role="ASSISTANT", content='{ "interrupted" : true }')
     )
     assert [e.type for e in marker] == [EventType.INTERRUPTED]
-    assert marker[0].meta["reason"] == "barge_in"
+    assert marker[0].reason == "barge_in"
     # audio still in flight for the interrupted content is dropped
     assert (
         p.receive(out("audioOutput", contentId="a1", content=base64.b64encode(b"\0\0").decode()))

@@ -177,7 +177,7 @@ async def test_text_typed_during_an_outage_is_sent_once_to_the_next_stream(
     bedrock.gate.set()
     second = await bedrock.wait_for(2)
     reconnected = await next_event(session, E.RECONNECTED)
-    assert reconnected.meta["reason"] == "throttled"
+    assert reconnected.reason == "throttled"
     assert first.texts(interactive=True) == []
     assert second.texts(interactive=True) == [("USER", "are you there?")]
     assert second.texts(interactive=False) == []  # not history as well
@@ -203,7 +203,7 @@ async def test_a_send_cancelled_midway_replaces_the_stream(
         await sending
     second = await bedrock.wait_for(2)
     reconnected = await next_event(session, E.RECONNECTED)
-    assert reconnected.meta["reason"] == "connection"
+    assert reconnected.reason == "connection"
     assert second.audio() == b"\x01\x00" * 160  # what the first may not have got is replayed
     first.hold_sends.set()
     await asyncio.sleep(0.05)
@@ -232,7 +232,7 @@ async def test_on_nova_sonic_v1_a_cut_answer_is_not_asked_again(bedrock: Bedrock
         await next_event(session, E.AUDIO_OUTPUT)
         first.fail("model_stream_error")
         cut = await next_event(session, E.INTERRUPTED)
-        assert cut.meta["reason"] == "recovery"
+        assert cut.reason == "recovery"
         second = await bedrock.wait_for(2)
         await next_event(session, E.RECONNECTED)
         # No typed text on v1: the question stays in the history for the user to take up.
@@ -317,7 +317,7 @@ async def test_a_stream_silent_while_an_answer_is_owed_is_replaced(bedrock: Bedr
         second = await bedrock.wait_for(2)
         assistant_says(second, "Hello.", 1)  # the new stream answers
         reconnected = await next_event(session, E.RECONNECTED)
-        assert reconnected.meta["reason"] == "stalled"
+        assert reconnected.reason == "stalled"
         assert first.released
         assert second.texts(interactive=True) == [("USER", "hello?")]  # asked again
         await next_event(session, E.TURN_END)
@@ -355,7 +355,7 @@ async def test_a_tool_call_pauses_the_stall_watch_until_its_result(bedrock: Bedr
         await session.send_tool_result(s2s.ToolResult("c1", [s2s.TextPart("42")]))
         second = await bedrock.wait_for(2)  # then nothing came back: stalled
         assistant_says(second, "It is 42.", 1)
-        assert (await next_event(session, E.RECONNECTED)).meta["reason"] == "stalled"
+        assert (await next_event(session, E.RECONNECTED)).reason == "stalled"
 
 
 async def test_a_stream_cut_while_the_caller_is_silent_is_replaced_when_it_speaks(
@@ -376,7 +376,7 @@ async def test_a_stream_cut_while_the_caller_is_silent_is_replaced_when_it_speak
         assert session.stats.dormant == 1  # type: ignore[attr-defined]
         await session.send_audio(b"\x02\x00" * 160)  # the caller is back
         second = await bedrock.wait_for(2)
-        assert (await next_event(session, E.RECONNECTED)).meta["reason"] == "idle_timeout"
+        assert (await next_event(session, E.RECONNECTED)).reason == "idle_timeout"
         assert second.texts(interactive=False) == [("USER", "hi"), ("ASSISTANT", "Hello.")]
         assert b"\x02\x00" * 160 in second.audio()  # replayed to the new stream
 
@@ -405,7 +405,7 @@ async def test_a_failure_while_the_caller_talks_is_recovered_at_once(bedrock: Be
         await session.send_audio(b"\x01\x00" * 160)
         bedrock.streams[0].fail("throttled")
         await bedrock.wait_for(2)
-        assert (await next_event(session, E.RECONNECTED)).meta["reason"] == "throttled"
+        assert (await next_event(session, E.RECONNECTED)).reason == "throttled"
 
 
 async def test_no_rollover_stream_is_opened_for_a_silent_caller(bedrock: Bedrock) -> None:

@@ -491,37 +491,36 @@ class BridgeSession:
     async def _pump(self, session: s2s.Session) -> None:
         async for event in session.recv():
             now = time.monotonic()
-            match event.type:
-                case s2s.EventType.AUDIO_OUTPUT:
+            match event:
+                case s2s.AudioOutput(audio=pcm):
                     if self._awaiting_audio_since is not None:
                         wait_ms = (now - self._awaiting_audio_since) * 1000
                         self._metrics.observe("TimeToFirstAudioMs", wait_ms)
                         self._awaiting_audio_since = None
-                    self._post(self._batcher.audio(event.audio, now))
+                    self._post(self._batcher.audio(pcm, now))
                     self._arm_flush_timer()
-                case s2s.EventType.TEXT_OUTPUT:
-                    self._post(self._batcher.assistant_text(event.text, event.final, now))
-                case s2s.EventType.TRANSCRIPT:
+                case s2s.TextOutput(text=text, final=final):
+                    self._post(self._batcher.assistant_text(text, final, now))
+                case s2s.Transcript(text=text):
                     self._awaiting_audio_since = now
-                    self._post(self._batcher.transcript(event.text, now))
-                case s2s.EventType.TOOL_CALL if event.tool_call is not None:
-                    call = event.tool_call
+                    self._post(self._batcher.transcript(text, now))
+                case s2s.ToolCallRequest(tool_call=call):
                     self._post(self._batcher.tool(call.call_id, call.name, "started", now))
                     self._spawn(self._run_tool(session, call), f"tool-{call.name}")
-                case s2s.EventType.TURN_END:
+                case s2s.TurnEnd():
                     self._post(self._batcher.turn_end(now))
                     if self._last_usage is not None:
                         self._post(self._batcher.usage(self._last_usage, now))
                         self._last_usage = None
                     self._persist()
-                case s2s.EventType.INTERRUPTED:
-                    reason = _CLEAR_REASONS.get(event.meta.get("reason", ""), "barge_in")
+                case s2s.Interrupted(reason=why):
+                    reason = _CLEAR_REASONS.get(why, "barge_in")
                     self.sender.barge_in(self._batcher.barge_in(reason, now), since=now)
                     self._persist()
-                case s2s.EventType.USAGE if event.usage is not None:
-                    self._last_usage = event.usage  # sent once per turn, not per model event
-                case s2s.EventType.ERROR if event.error is not None:
-                    self._on_model_error(event.error, now)
+                case s2s.UsageUpdate(usage=usage):
+                    self._last_usage = usage  # sent once per turn, not per model event
+                case s2s.SessionError(error=error):
+                    self._on_model_error(error, now)
                 case _:
                     self._on_other_event(event, now)
         if self.state is State.OPEN:
@@ -543,8 +542,8 @@ class BridgeSession:
     def _on_other_event(self, event: s2s.Event, now: float) -> None:
         # Providers may add event types (a reconnection after a fault, say): tell the client
         # of a new model stream, and log anything else rather than drop it unseen.
-        if event.type.value == "reconnected":
-            reason = str(event.meta.get("reason", "")) or None
+        if isinstance(event, s2s.Reconnected):
+            reason = event.reason or None
             self._post(
                 self._batcher.session(
                     "reconnected",

@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from .config import Config, Message, ToolChoice, ToolDefinition, ToolResult
-from .events import Event, EventType
+from .events import AudioOutput, Event
 
 
 class Session(ABC):
@@ -168,8 +168,8 @@ class EventQueue:
 
     def drop_audio(self) -> int:
         """Remove every queued ``AUDIO_OUTPUT``; returns how many bytes of audio were dropped."""
-        kept = [e for e in self._items if e.type is not EventType.AUDIO_OUTPUT]
-        dropped = sum(len(e.audio) for e in self._items if e.type is EventType.AUDIO_OUTPUT)
+        kept = [e for e in self._items if not isinstance(e, AudioOutput)]
+        dropped = sum(len(e.audio) for e in self._items if isinstance(e, AudioOutput))
         self._items = deque(kept)
         return dropped
 

@@ -41,7 +41,18 @@ from typing import Any
 
 from ..config import Config, Message, ToolChoice, ToolResult
 from ..errors import ProviderError, SessionClosedError, UnsupportedError
-from ..events import Event, EventType, ToolCall, Usage
+from ..events import (
+    AudioOutput,
+    Event,
+    Interrupted,
+    TextOutput,
+    ToolCall,
+    ToolCallRequest,
+    Transcript,
+    TurnEnd,
+    Usage,
+    UsageUpdate,
+)
 from ..session import EventQueue, Session
 from .continuity import (
     AudioRing,
@@ -566,7 +577,7 @@ class NovaSession(Session):
             # progress is left on it, and what it hears after is replayed to its successor.
             # Its token counts still count. A leg set up in advance says nothing.
             for event in events:
-                if event.type is EventType.USAGE and event.usage is not None:
+                if isinstance(event, UsageUpdate):
                     self._events.put(self._session_usage(leg, event.usage))
             return
         if self._phase is Phase.RECOVERING:
@@ -580,41 +591,40 @@ class NovaSession(Session):
             self._settled(leg)  # Bedrock answers on it: the recovery is done
         now = asyncio.get_running_loop().time()
         for received in events:
-            event = received
-            match event.type:
-                case EventType.TRANSCRIPT:
+            event: Event = received
+            match received:
+                case Transcript(text=text):
                     # What this leg was sent is now words: a successor need not hear it.
                     self._ring.forget_before(leg.audio_sent_upto)
-                    self._log.user(event.text)
+                    self._log.user(text)
                     self._turns.user_input()
                     self._expect_answer()
-                case EventType.TEXT_OUTPUT if event.final:
-                    self._log.assistant(event.text)
-                case EventType.AUDIO_OUTPUT:
-                    self._turns.assistant_audio(len(event.audio) / 2 / event.sample_rate, now)
+                case TextOutput(text=text, final=True):
+                    self._log.assistant(text)
+                case AudioOutput(audio=pcm, sample_rate=rate):
+                    self._turns.assistant_audio(len(pcm) / 2 / rate, now)
                     if self._gap_from is not None:
                         self._stats.rollover_audio_gap(now - self._gap_from)
                         self._gap_from = None
                     self._last_output_audio = now
-                case EventType.TOOL_CALL if event.tool_call is not None:
-                    call = event.tool_call
+                case ToolCallRequest(tool_call=call):
                     self._calls[call.call_id] = _Call(call, leg)
                     self._log.tool_called(call)
                     self._turns.tool_called(call.call_id)
                     self._stall.settle()  # the model waits on the caller now
-                case EventType.TURN_END:
+                case TurnEnd():
                     self._turns.turn_ended()
                     self._stall.settle()
                     self._log.turn_over()
                     self._boundary = "turn_end"
-                case EventType.INTERRUPTED:
+                case Interrupted():
                     self._events.drop_audio()
                     self._turns.interrupted()
                     self._stall.settle()
                     self._log.turn_over()
                     self._boundary = "interrupted"
-                case EventType.USAGE if event.usage is not None:
-                    event = self._session_usage(leg, event.usage)
+                case UsageUpdate(usage=usage):
+                    event = self._session_usage(leg, usage)
                 case _:
                     pass
             self._events.put(event)
