@@ -91,7 +91,7 @@ class FakeConnections:
         self.hung_up.append(connection_id)
         return True
 
-    async def post(self, connection_id: str, data: bytes) -> float:
+    async def post(self, connection_id: str, data: bytes, *, before_retry: object = None) -> float:
         async with self.changed:
             self.posted.append(data.decode())
             self.changed.notify_all()

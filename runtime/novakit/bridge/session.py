@@ -143,6 +143,7 @@ class BridgeSession:
             on_stalled=self.end,
             max_bytes=settings.output_queue_bytes,
             throttled_seconds=settings.throttled_seconds,
+            guard=lease.guard if lease is not None else None,
         )
         self._error_frames = TokenBucket(
             settings.error_frames_per_second, ERROR_BURST, time.monotonic()
@@ -391,6 +392,7 @@ class BridgeSession:
                 input_sample_rate=input_rate,
                 output_sample_rate=self._batcher.sample_rate,
                 history=self._resumed_history,
+                send_guard=self.lease.guard if self.lease is not None else None,
             )
         except (s2s.ConfigError, s2s.ProviderError) as exc:
             code = getattr(exc, "code", "config")
@@ -527,6 +529,11 @@ class BridgeSession:
             self.end("model session ended")
 
     def _on_model_error(self, error: s2s.ErrorInfo, now: float) -> None:
+        if self.lease is not None and self.lease.lost:
+            # Fenced (lease.py): another task holds the conversation and speaks to the client.
+            log.info("another task owns this conversation now", extra=self._log_extra)
+            self.end("ownership moved")
+            return
         self._metrics.count("Errors")
         log.warning(
             "model error %s: %s",

@@ -24,6 +24,7 @@ from .config import (
 )
 from .errors import (
     ConfigError,
+    FencedError,
     ProviderError,
     ProviderNotFoundError,
     S2SError,
@@ -47,7 +48,7 @@ from .events import (
     UsageUpdate,
 )
 from .registry import new, providers, register, unregister
-from .session import Engine, Session, SessionStarter
+from .session import Engine, SendGuard, Session, SessionStarter
 
 if TYPE_CHECKING:
     from .pipeline import S2SProcessor, as_frame_processor
@@ -71,6 +72,7 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "EventType",
+    "FencedError",
     "Interrupted",
     "Message",
     "ProviderError",
@@ -78,6 +80,7 @@ __all__ = [
     "Reconnected",
     "S2SError",
     "S2SProcessor",
+    "SendGuard",
     "Session",
     "SessionClosedError",
     "SessionError",

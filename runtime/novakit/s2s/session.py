@@ -17,12 +17,16 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Generator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any
 
 from .config import Config, Message, ToolChoice, ToolDefinition, ToolResult
 from .events import AudioOutput, Event
+
+# Awaited before a session opens a stream to the model and before each send to it; raises
+# ``FencedError`` once the caller no longer holds the conversation.
+SendGuard = Callable[[], Awaitable[None]]
 
 
 class Session(ABC):
@@ -30,7 +34,13 @@ class Session(ABC):
 
     Sending methods raise ``SessionClosedError`` once the session has closed. ``recv()`` yields
     events until the session closes, then ends; there is one consumer per session.
+
+    ``send_guard`` (set by ``Engine.start``) is for callers that share a conversation between
+    processes: when it raises ``FencedError`` the session sends the model nothing more, fails
+    with code ``fenced`` and closes.
     """
+
+    send_guard: SendGuard | None = None
 
     @abstractmethod
     async def open(self) -> None:
@@ -127,8 +137,13 @@ class Engine(ABC):
         input_sample_rate: int | None = None,
         output_sample_rate: int | None = None,
         history: Sequence[Message] = (),
+        send_guard: SendGuard | None = None,
     ) -> SessionStarter:
-        """Start a session; keyword arguments override the engine's config for this session."""
+        """Start a session; keyword arguments override the engine's config for this session.
+
+        ``send_guard``: awaited before every stream the session opens and every send to the
+        model; it raises ``FencedError`` when this caller must not speak for the conversation
+        any more (another process owns it now)."""
         config = self.config.with_overrides(
             instructions=instructions,
             tools=tuple(tools) if tools is not None else None,
@@ -138,7 +153,9 @@ class Engine(ABC):
             input_sample_rate=input_sample_rate,
             output_sample_rate=output_sample_rate,
         )
-        return SessionStarter(self.create_session(config, tuple(history)))
+        session = self.create_session(config, tuple(history))
+        session.send_guard = send_guard
+        return SessionStarter(session)
 
     @abstractmethod
     def create_session(self, config: Config, history: Sequence[Message]) -> Session:

@@ -962,6 +962,7 @@ class NovaSession(Session):
                 credentials=self._credentials,
                 on_events=self._on_leg_events,
                 on_end=self._on_leg_end,
+                guard=self.send_guard,
             )
         except ProviderError:
             raise
