@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ FRAME_SECONDS = 0.032
 # was waiting on the frozen owner, the health checks taking a dead task out of the gateway.
 SETTLE = RELAY_TIMEOUT + 3.0
 ANSWER_WITHIN = 60.0  # a turn's answer, however busy the machine
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,25 @@ async def run(tmp_path: Path, schedule: list[Disruption], seed: int, clients: in
         logs = "\n".join(b.log.read_text(errors="replace") for b in running.bridges)
     streams = [s for r in records if (s := heard(r.index, r.input_events)) is not None]
     problems += violations(streams, {t.number: t.sent for t in talkers}, windows)
+    if problems:
+        keep_evidence(tmp_path, schedule, seed, windows, problems)
     return Outcome(problems, len(records), [t.turns for t in talkers], logs)
+
+
+def keep_evidence(
+    tmp_path: Path,
+    schedule: list[Disruption],
+    seed: int,
+    windows: list[Window],
+    problems: list[str],
+) -> None:
+    """A failed schedule's bridge logs and windows, kept under test-artifacts/ to read later."""
+    target = ARTIFACTS / f"ownership-{seed}-{int(time.time())}"
+    target.mkdir(parents=True, exist_ok=True)
+    for log in tmp_path.glob("bridge-*.log"):
+        shutil.copy(log, target / log.name)
+    summary = [f"seed {seed}", f"schedule {schedule}", *map(str, windows), *problems]
+    (target / "summary.txt").write_text("\n".join(summary) + "\n")
 
 
 def seq_problems(talker: Talker) -> list[str]:
