@@ -6,8 +6,9 @@ engine = s2s.new("nova", s2s.Config(instructions="You are a helpful assistant.")
 async with engine.start() as session:
     await session.send_audio(pcm)
     async for event in session.recv():
-        if event.type is s2s.EventType.AUDIO_OUTPUT:
-            play(event.audio)
+        match event:
+            case s2s.AudioOutput(audio=pcm):
+                play(pcm)
 """
 
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from .config import (
     Config,
     Message,
     TextPart,
+    ToolChoice,
     ToolDefinition,
     ToolResult,
 )
@@ -29,7 +31,22 @@ from .errors import (
     SessionClosedError,
     UnsupportedError,
 )
-from .events import ErrorInfo, Event, EventType, ToolCall, Usage
+from .events import (
+    AudioOutput,
+    ErrorInfo,
+    Event,
+    EventType,
+    Interrupted,
+    Reconnected,
+    SessionError,
+    TextOutput,
+    ToolCall,
+    ToolCallRequest,
+    Transcript,
+    TurnEnd,
+    Usage,
+    UsageUpdate,
+)
 from .registry import new, providers, register, unregister
 from .session import Engine, SendGuard, Session, SessionStarter
 
@@ -48,6 +65,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "AudioOutput",
     "Config",
     "ConfigError",
     "Engine",
@@ -55,21 +73,30 @@ __all__ = [
     "Event",
     "EventType",
     "FencedError",
+    "Interrupted",
     "Message",
     "ProviderError",
     "ProviderNotFoundError",
+    "Reconnected",
     "S2SError",
     "S2SProcessor",
     "SendGuard",
     "Session",
     "SessionClosedError",
+    "SessionError",
     "SessionStarter",
+    "TextOutput",
     "TextPart",
     "ToolCall",
+    "ToolCallRequest",
+    "ToolChoice",
     "ToolDefinition",
     "ToolResult",
+    "Transcript",
+    "TurnEnd",
     "UnsupportedError",
     "Usage",
+    "UsageUpdate",
     "as_frame_processor",
     "new",
     "providers",

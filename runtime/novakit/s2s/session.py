@@ -4,7 +4,7 @@ An engine holds configuration and shared resources; a session is one conversatio
 
     engine = s2s.new("nova", s2s.Config(instructions="You are helpful."))
     async with engine.start(voice="tiffany") as session:
-        await session.send_audio(pcm16_16khz)
+        await session.send_audio(pcm16)  # at Config.input_sample_rate (16 kHz by default)
         async for event in session.recv():
             ...
 
@@ -21,8 +21,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Seque
 from types import TracebackType
 from typing import Any
 
-from .config import Config, Message, ToolDefinition, ToolResult
-from .events import Event, EventType
+from .config import Config, Message, ToolChoice, ToolDefinition, ToolResult
+from .events import AudioOutput, Event
 
 # Awaited before a session opens a stream to the model and before each send to it; raises
 # ``FencedError`` once the caller no longer holds the conversation.
@@ -131,8 +131,10 @@ class Engine(ABC):
         *,
         instructions: str | None = None,
         tools: Sequence[ToolDefinition] | None = None,
+        tool_choice: ToolChoice | str | None = None,
         model: str | None = None,
         voice: str | None = None,
+        input_sample_rate: int | None = None,
         output_sample_rate: int | None = None,
         history: Sequence[Message] = (),
         send_guard: SendGuard | None = None,
@@ -145,8 +147,10 @@ class Engine(ABC):
         config = self.config.with_overrides(
             instructions=instructions,
             tools=tuple(tools) if tools is not None else None,
+            tool_choice=tool_choice,
             model=model,
             voice=voice,
+            input_sample_rate=input_sample_rate,
             output_sample_rate=output_sample_rate,
         )
         session = self.create_session(config, tuple(history))
@@ -181,8 +185,8 @@ class EventQueue:
 
     def drop_audio(self) -> int:
         """Remove every queued ``AUDIO_OUTPUT``; returns how many bytes of audio were dropped."""
-        kept = [e for e in self._items if e.type is not EventType.AUDIO_OUTPUT]
-        dropped = sum(len(e.audio) for e in self._items if e.type is EventType.AUDIO_OUTPUT)
+        kept = [e for e in self._items if not isinstance(e, AudioOutput)]
+        dropped = sum(len(e.audio) for e in self._items if isinstance(e, AudioOutput))
         self._items = deque(kept)
         return dropped
 

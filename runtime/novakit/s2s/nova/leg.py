@@ -116,6 +116,12 @@ class Leg:
         except asyncio.CancelledError:
             self.broken = True
             raise
+        except ProviderError:
+            # The receive side learnt first why the stream is gone (Bedrock's exception) and
+            # cut this send short: that reason, not the cut, is the failure.
+            if self.failure is not None:
+                raise self.failure from None
+            raise
 
     @property
     def writable(self) -> bool:
