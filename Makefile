@@ -9,7 +9,7 @@ PYTHON_VERSION := $(shell cat .python-version)
 # The interpreter the venv is made from: pyenv's (honours .python-version), else pythonX.Y on PATH.
 BASE_PYTHON ?= $(shell pyenv which python 2>/dev/null || command -v python$(PYTHON_VERSION))
 
-.PHONY: help install lint typecheck unit test dev emulator bench fuzz lock clean synth preflight deploy destroy bootstrap infra-test chromium browser-test
+.PHONY: help install lint typecheck unit test dev emulator bench fuzz soak lock clean synth preflight deploy destroy bootstrap infra-test chromium browser-test
 
 help:
 	@echo "make help       this list"
@@ -24,6 +24,8 @@ help:
 	@echo "make typecheck  mypy"
 	@echo "make unit       the pure-logic tests (tests/unit)"
 	@echo "make fuzz       the property-based fuzz tests (tests/security) at 100,000+ cases"
+	@echo "make soak       the cluster ownership property over many random fault schedules"
+	@echo "                (SOAK_EXAMPLES=25, about a minute each; beside a CPU hog)"
 	@echo "make browser-test  the browser client's tests in Chromium (installs Debian's chromium)"
 	@echo "make infra-test the CDK stack's tests (tests/infra)"
 	@echo "make chromium   install Debian's chromium for the browser tests, if missing"
@@ -141,6 +143,14 @@ bench: $(STAMP)
 fuzz: $(STAMP)
 	NOVAKIT_FUZZ_PROFILE=fuzz $(VENV)/bin/pytest $(wildcard tests/security/test_fuzz_*.py) -q \
 	  --timeout=3600 --hypothesis-show-statistics
+
+# The ownership property (tests/cluster/test_ownership.py) over many random schedules of kills,
+# drains, stalls and a slow directory, beside a CPU hog; about a minute per schedule.
+SOAK_EXAMPLES ?= 25
+soak: $(STAMP)
+	NOVAKIT_OWNERSHIP_EXAMPLES=$(SOAK_EXAMPLES) $(VENV)/bin/pytest -q --timeout=0 \
+	  tests/cluster/test_ownership.py::test_one_owner_at_a_time_whatever_happens \
+	  --hypothesis-show-statistics
 
 lock: $(PY)
 	$(PY) -m venv --clear .venv-lock

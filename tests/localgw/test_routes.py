@@ -249,6 +249,31 @@ async def test_requests_are_spread_round_robin_over_backends() -> None:
     assert [r.backend for r in recorder.received] == [first.url, second.url] * 3
 
 
+async def test_a_random_spread_is_repeatable_with_its_seed_and_reaches_every_backend() -> None:
+    async def run(seed: int) -> list[str]:
+        recorder = Recorder()
+        async with (
+            FakeBackend(recorder) as first,
+            FakeBackend(recorder) as second,
+            FakeBackend(recorder) as third,
+        ):
+            urls = [first.url, second.url, third.url]
+            async with (
+                gateway(urls, spread="random", spread_seed=seed) as gw,
+                client(gw.url) as ws,
+            ):
+                for n in range(30):
+                    await ws.send(json.dumps({"seq": n}))
+                await recorder.wait_for("$default", 30)
+            await recorder.wait_for("$disconnect")
+        return [str(urls.index(r.backend)) for r in recorder.received]
+
+    picks = await run(seed=7)
+    assert picks == await run(seed=7)
+    assert set(picks) == {"0", "1", "2"}
+    assert picks != (["0", "1", "2"] * 11)[: len(picks)]  # not in turn
+
+
 async def test_a_failed_integration_sends_internal_server_error_and_keeps_the_socket(
     backend: FakeBackend,
 ) -> None:

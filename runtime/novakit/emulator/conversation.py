@@ -21,7 +21,10 @@ What the engine does:
   echoed back as a transcript: the client already has the words it typed. The reply is spoken
   sentence by sentence: ASSISTANT TEXT SPECULATIVE, an AUDIO content of ~100 ms audioOutput chunks,
   ASSISTANT TEXT FINAL. The last sentence's AUDIO and FINAL contents end with END_TURN, the others
-  with PARTIAL_TURN; a usageEvent closes the turn. A scripted tool call is a TOOL content
+  with PARTIAL_TURN; a usageEvent closes the turn. ``EngineSettings.turn_end`` picks another of
+  the orders a server may use to end a turn (``TURN_END_MODES``): END_TURN on the last FINAL
+  text only, on the last AUDIO only, or on neither, each turn then being a completion of its
+  own that ``completionEnd`` closes. A scripted tool call is a TOOL content
   (toolUse, contentEnd TOOL_USE); the reply waits for the matching toolResult and has ``{result}``
   replaced by the result's content.
 * **Generation.** Output is scheduled on the clock: ``response_latency`` after the end of the
@@ -81,6 +84,11 @@ PREROLL_SECONDS = 0.4  # audio kept from before the VAD's onset (it fires after 
 TRAILING_SECONDS = 0.15
 MAX_UTTERANCE_SECONDS = 30.0  # what the recognizer hears of a longer utterance
 TOKENS_PER_SPEECH_SECOND = 25  # one token per 40 ms; any fixed rate keeps counts deterministic
+# How a turn's end is signalled (EngineSettings.turn_end): "both" (the last AUDIO and FINAL TEXT
+# contents end END_TURN), "text" (only the FINAL TEXT), "audio" (only the AUDIO; every FINAL TEXT
+# ends PARTIAL_TURN), "completion" (every content PARTIAL_TURN; each turn is one completion,
+# closed by completionEnd END_TURN, or INTERRUPTED after a barge-in).
+TURN_END_MODES = ("both", "text", "audio", "completion")
 _ID_NAMESPACE = uuid.UUID("6f1c2a52-8d0e-4d8e-9a53-3d1f0c0a7e11")
 _SENTENCE_RE = re.compile(r"(?<=[.!?])\s+")
 
@@ -212,6 +220,7 @@ class EngineSettings:
     generation_speed: float = 4.0  # seconds of audio generated per second of clock
     response_latency: float = 0.2
     chunk_seconds: float = 0.1
+    turn_end: str = "both"  # one of TURN_END_MODES
     # With a mind: the user's turn ends after this much silence when the words heard so far
     # are a whole phrase of its grammar (an example or a conversational phrase), instead of
     # after the endpointing pause: a complete question is answered at once, and a pause within
@@ -221,6 +230,10 @@ class EngineSettings:
     # (tool calls from the tools' examples) and speaks with a synthetic voice. None: transcripts
     # and replies are the generic ones and the voice is tone bursts (cheap and exact for tests).
     mind: Any = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.turn_end not in TURN_END_MODES:
+            raise ValueError(f"turn_end must be one of {TURN_END_MODES}, not {self.turn_end!r}")
 
 
 # -- hearing ------------------------------------------------------------------
@@ -579,9 +592,7 @@ class ConversationEngine:
         if self._hearing is not None:
             self._hearing.cancel()
             self._hearing = None
-        if self._completion_started and not self._completion_ended:
-            self._completion_ended = True
-            self._emit(OutputEvent("completionEnd", self._base({"stopReason": "END_TURN"})))
+        self._end_completion("END_TURN")
 
     # -- turns ----------------------------------------------------------------
 
@@ -626,6 +637,8 @@ class ConversationEngine:
         if self._active is not None or not self._queue:
             return
         turn = self._active = self._queue.popleft()
+        if self.settings.turn_end == "completion":
+            self._start_completion()  # each answer is a completion of its own
         start = self.clock + self.settings.response_latency
         script = turn.script
         mind = self.settings.mind
@@ -665,8 +678,11 @@ class ConversationEngine:
         when = start
         sentences = _sentences(text) or [""]
         bytes_per_chunk = 2 * max(1, int(self.output_rate * s.chunk_seconds))
+        mode = s.turn_end
         for index, sentence in enumerate(sentences):
-            stop = "END_TURN" if index == len(sentences) - 1 else "PARTIAL_TURN"
+            last = index == len(sentences) - 1
+            audio_stop = "END_TURN" if last and mode in ("both", "audio") else "PARTIAL_TURN"
+            text_stop = "END_TURN" if last and mode in ("both", "text") else "PARTIAL_TURN"
             speculative = self._new_id("content")
             self._at(
                 when, self._content_start(speculative, "TEXT", "ASSISTANT", "SPECULATIVE"), turn
@@ -693,7 +709,7 @@ class ConversationEngine:
                     "audioOutput", audio_id, content=base64.b64encode(chunk).decode("ascii")
                 )
                 self._at(when, event, turn, audio_samples=len(chunk) // 2)
-            self._at(when, self._content_end(audio_id, "AUDIO", stop), turn)
+            self._at(when, self._content_end(audio_id, "AUDIO", audio_stop), turn)
 
             final = self._new_id("content")
             self._at(when, self._content_start(final, "TEXT", "ASSISTANT", "FINAL"), turn)
@@ -703,7 +719,7 @@ class ConversationEngine:
                 turn,
                 text_tokens=_tokens(sentence),
             )
-            self._at(when, self._content_end(final, "TEXT", stop), turn)
+            self._at(when, self._content_end(final, "TEXT", text_stop), turn)
         self._push(_Scheduled(round(when, 6), self._next_seq(), None, turn, finishes_turn=True))
 
     def _barge_in(self) -> None:
@@ -737,6 +753,9 @@ class ConversationEngine:
             self._emit(self._usage(turn))
         if turn.state is not _TurnState.INTERRUPTED:
             turn.state = _TurnState.DONE
+        if self.settings.turn_end == "completion":
+            interrupted = turn.state is _TurnState.INTERRUPTED
+            self._end_completion("INTERRUPTED" if interrupted else "END_TURN")
         self.completed_turns += 1
         self._unanswered -= 1
         self._cursor.answered += 1
@@ -798,9 +817,20 @@ class ConversationEngine:
         self._output.append(event)
 
     def _start_completion(self) -> None:
-        if not self._completion_started:
-            self._completion_started = True
-            self._emit(OutputEvent("completionStart", self._base({})))
+        if self._completion_started and not self._completion_ended:
+            return
+        if self._completion_ended:
+            if self.settings.turn_end != "completion":
+                return  # one completion for the session, and it has ended
+            self.completion_id = self._new_id("completion")
+        self._completion_started = True
+        self._completion_ended = False
+        self._emit(OutputEvent("completionStart", self._base({})))
+
+    def _end_completion(self, stop: str) -> None:
+        if self._completion_started and not self._completion_ended:
+            self._completion_ended = True
+            self._emit(OutputEvent("completionEnd", self._base({"stopReason": stop})))
 
     def _base(self, body: dict[str, Any]) -> dict[str, Any]:
         return {

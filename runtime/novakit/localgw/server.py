@@ -67,6 +67,8 @@ class LocalGateway:
             health_path=config.health_path,
             health_interval=config.health_interval,
             unhealthy_threshold=config.unhealthy_threshold,
+            spread=config.spread,
+            seed=config.spread_seed,
         )
         self._connections: dict[str, Connection] = {}
         stage = config.stage

@@ -12,15 +12,26 @@ group (an I/O thread and a resolver thread) and build a TLS context (loading the
 twice, at about 9 ms of CPU each. A bridge holds hundreds of streams: they share awscrt's
 process-wide bootstrap, whose group has a thread per core, and one TLS context per CA bundle
 (docs/performance.md: less memory and CPU per session, two threads fewer per session).
+
+awscrt writes a stream's request body from a task of its own. Once Bedrock has ended the stream
+(an exception, a reset) its next write fails with AWS_ERROR_HTTP_STREAM_HAS_COMPLETED, and
+nothing awaits that task: asyncio would log "Task exception was never retrieved" for each failed
+stream, and a writer still waiting for input would stay pending for ever. The transport keeps
+each writer (``body_writers``) and retrieves its outcome; the stream cancels those still running
+when it is released (``BedrockStream.aclose``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 from typing import Any, Self
 
 from awscrt import io as crt_io
 from smithy_http.aio.crt import AWSCRTHTTPClient, AWSCRTHTTPClientConfig, _AWSCRTEventLoop
+
+log = logging.getLogger(__name__)
 
 
 class _ProcessEventLoop(_AWSCRTEventLoop):
@@ -59,6 +70,36 @@ class BedrockTransport(AWSCRTHTTPClient):
         self._connections = {}
         self._closed = False
         self.ca_bundle = ca_bundle
+        # awscrt's request-body writer tasks; shared with the deep copy the SDK makes, so that
+        # whoever made this transport can end them.
+        self.body_writers: list[asyncio.Task[Any]] = []
 
     def __deepcopy__(self, memo: Any) -> Self:
-        return type(self)(ca_bundle=self.ca_bundle)
+        copy = type(self)(ca_bundle=self.ca_bundle)
+        copy.body_writers = self.body_writers
+        return copy
+
+    async def _await_response(self, stream: Any) -> Any:
+        # The one place the smithy client hands over the CRT stream, before anything can fail.
+        writer = getattr(stream, "_writer", None)
+        if isinstance(writer, asyncio.Task):
+            writer.add_done_callback(_retrieve)
+            self.body_writers.append(writer)
+        return await super()._await_response(stream)
+
+    async def end_body_writers(self, grace: float) -> None:
+        """Cancel the writers still running (the stream is being released) and wait for them,
+        bounded; their outcome is retrieved either way."""
+        writers, self.body_writers[:] = list(self.body_writers), []
+        running = [w for w in writers if not w.done()]
+        for writer in running:
+            writer.cancel()
+        if running:
+            await asyncio.wait(running, timeout=grace)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """A writer's outcome is read, so that asyncio does not report it as never retrieved: once
+    the stream has ended, a failed write is expected and says nothing new."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.debug("the request body writer ended: %r", error)
