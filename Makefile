@@ -9,7 +9,7 @@ PYTHON_VERSION := $(shell cat .python-version)
 # The interpreter the venv is made from: pyenv's (honours .python-version), else pythonX.Y on PATH.
 BASE_PYTHON ?= $(shell pyenv which python 2>/dev/null || command -v python$(PYTHON_VERSION))
 
-.PHONY: help install lint typecheck unit test dev emulator bench fuzz soak lock clean synth preflight deploy destroy bootstrap infra-test chromium browser-test
+.PHONY: help install lint typecheck unit test dev emulator bench fuzz soak cluster-hog lock clean synth preflight deploy destroy bootstrap infra-test chromium browser-test
 
 help:
 	@echo "make help       this list"
@@ -24,6 +24,7 @@ help:
 	@echo "make typecheck  mypy"
 	@echo "make unit       the pure-logic tests (tests/unit)"
 	@echo "make fuzz       the property-based fuzz tests (tests/security) at 100,000+ cases"
+	@echo "make cluster-hog  the cluster tests beside a CPU hog (RUNS=20 for twenty in a row)"
 	@echo "make soak       the cluster ownership property over many random fault schedules"
 	@echo "                (SOAK_EXAMPLES=25, about a minute each; beside a CPU hog)"
 	@echo "make browser-test  the browser client's tests in Chromium (installs Debian's chromium)"
@@ -148,9 +149,16 @@ fuzz: $(STAMP)
 # drains, stalls and a slow directory, beside a CPU hog; about a minute per schedule.
 SOAK_EXAMPLES ?= 25
 soak: $(STAMP)
-	NOVAKIT_OWNERSHIP_EXAMPLES=$(SOAK_EXAMPLES) $(VENV)/bin/pytest -q --timeout=0 \
+	NOVAKIT_CPU_HOG=2 NOVAKIT_OWNERSHIP_EXAMPLES=$(SOAK_EXAMPLES) $(VENV)/bin/pytest -q --timeout=0 \
 	  tests/cluster/test_ownership.py::test_one_owner_at_a_time_whatever_happens \
 	  --hypothesis-show-statistics
+
+# The cluster tests (tests/cluster) beside two processes spinning on the cores, RUNS times in a
+# row, stopping at the first failure.
+RUNS ?= 1
+cluster-hog: $(STAMP)
+	@for run in $$(seq 1 $(RUNS)); do echo "cluster tests beside a CPU hog: run $$run of $(RUNS)"; \
+	  NOVAKIT_CPU_HOG=2 $(VENV)/bin/pytest -q -p no:randomly tests/cluster || exit 1; done
 
 lock: $(PY)
 	$(PY) -m venv --clear .venv-lock

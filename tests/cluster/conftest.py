@@ -2,8 +2,9 @@
 DynamoDB-compatible server (moto), against one emulator. Each bridge is started as the
 container starts it; the gateway health-checks them like the NLB.
 
-Every test here runs beside a CPU hog (tests/cpu_hog.py): ownership must hold on a busy
-machine, where a slow task is normal."""
+With ``NOVAKIT_CPU_HOG=2`` (``make cluster-hog``, ``make soak``) every test here runs beside a
+CPU hog (tests/cpu_hog.py): ownership must hold on a busy machine, where a slow task is
+normal."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from novakit.bridge.directory import DynamoDirectory, create_table
@@ -156,3 +158,14 @@ async def cluster(
                         await asyncio.to_thread(bridge.process.wait, 20)
                     except subprocess.TimeoutExpired:
                         bridge.process.kill()
+
+
+async def no_sessions(running: Cluster, within: float = 30) -> None:
+    """Wait until no bridge holds a session (each says so on /health)."""
+    async with asyncio.timeout(within), aiohttp.ClientSession() as http:
+        for bridge in running.bridges:
+            while True:
+                async with http.get(f"{bridge.url}/health") as response:
+                    if (await response.json())["sessions"] == 0:
+                        break
+                await asyncio.sleep(0.1)  # another process: nothing to wait on but its answer

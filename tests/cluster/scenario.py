@@ -20,7 +20,7 @@ from typing import Literal
 from novakit.emulator import Script, ScriptTurn
 
 from ..stack.conftest import Client, connect
-from .conftest import RELAY_TIMEOUT, Cluster, cluster
+from .conftest import RELAY_TIMEOUT, Cluster, cluster, no_sessions
 from .ownership import Window, heard, silence_frame, speech_frame, violations
 
 Kind = Literal["kill", "drain", "stall", "short_stall", "slow_directory"]
@@ -163,9 +163,10 @@ async def run(tmp_path: Path, schedule: list[Disruption], seed: int, clients: in
                 problems.append(f"client {talker.number} was told its conversation ended")
             problems += seq_problems(talker)
         # Frames still queued in the gateway are not lost: hang up, and let the gateway forward
-        # what it holds (it sends $disconnect once it has) before reading what Bedrock got.
+        # what it holds (it sends $disconnect once it has, which ends the sessions) before
+        # reading what Bedrock got.
         await stack.aclose()
-        await gateway_empty(running)
+        await no_sessions(running, within=120)
         records = list(running.emulator.records)
         logs = "\n".join(b.log.read_text(errors="replace") for b in running.bridges)
     streams = [s for r in records if (s := heard(r.index, r.input_events)) is not None]
@@ -189,12 +190,6 @@ def keep_evidence(
         shutil.copy(log, target / log.name)
     summary = [f"seed {seed}", f"schedule {schedule}", *map(str, windows), *problems]
     (target / "summary.txt").write_text("\n".join(summary) + "\n")
-
-
-async def gateway_empty(running: Cluster, within: float = 120.0) -> None:
-    async with asyncio.timeout(within):
-        while running.gateway.connections:  # noqa: ASYNC110 - no event for it
-            await asyncio.sleep(0.1)  # the gateway's own state: nothing to wait on but it
 
 
 def seq_problems(talker: Talker) -> list[str]:

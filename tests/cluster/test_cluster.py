@@ -17,7 +17,7 @@ from novakit.emulator import Script, ScriptTurn
 
 from ..gateway_auth import gateway_headers, signed
 from ..stack.conftest import Client, connect
-from .conftest import cluster
+from .conftest import cluster, no_sessions
 
 TURNS = Script(
     (
@@ -224,17 +224,6 @@ async def test_a_handed_over_frame_goes_to_the_task_that_adopted_the_session(
             await converse_more(client)
             assert finals(client) == ["First answer.", "Second answer."]
             assert [f["state"] for f in client.of_type("session")] == ["ready"]
-
-
-async def no_sessions(running) -> None:  # type: ignore[no-untyped-def]
-    """Wait until no bridge holds a session (each says so on /health)."""
-    async with asyncio.timeout(30), aiohttp.ClientSession() as http:
-        for bridge in running.bridges:
-            while True:
-                async with http.get(f"{bridge.url}/health") as response:
-                    if (await response.json())["sessions"] == 0:
-                        break
-                await asyncio.sleep(0.1)  # another process: nothing to wait on but its answer
 
 
 async def converse_more(client: Client) -> None:
