@@ -9,23 +9,29 @@ PYTHON_VERSION := $(shell cat .python-version)
 # The interpreter the venv is made from: pyenv's (honours .python-version), else pythonX.Y on PATH.
 BASE_PYTHON ?= $(shell pyenv which python 2>/dev/null || command -v python$(PYTHON_VERSION))
 
-.PHONY: help install lint typecheck unit test dev emulator bench fuzz lock clean synth preflight deploy destroy bootstrap infra-test chromium browser-test
+.PHONY: help install lint typecheck unit test dev emulator bench fuzz soak lock clean synth preflight deploy destroy bootstrap infra-test chromium browser-test
 
 help:
+	@echo "make help       this list"
 	@echo "make dev        the local stack on http://127.0.0.1:8080/ (PORT=... for another port); its"
-	@echo "                emulator hears the tools' examples and speaks offline (no AWS account)"
+	@echo "                emulator hears the tools' examples and speaks offline (no AWS account)."
+	@echo "                Installs only what the stack needs (requirements/dev-stack.txt)"
 	@echo "make emulator   the Bedrock emulator alone (novakit emulator)"
-	@echo "make install    create .venv and install the locked dependencies (the other targets do it)"
+	@echo "make install    create .venv and install every locked dependency, development tools too"
+	@echo "                (the targets below but dev, emulator, help and chromium do it)"
 	@echo "make test       install what is missing, then lint, type check and all tests"
 	@echo "make lint       ruff check and format check"
 	@echo "make typecheck  mypy"
 	@echo "make unit       the pure-logic tests (tests/unit)"
 	@echo "make fuzz       the property-based fuzz tests (tests/security) at 100,000+ cases"
+	@echo "make soak       the cluster ownership property over many random fault schedules"
+	@echo "                (SOAK_EXAMPLES=25, about a minute each; beside a CPU hog)"
 	@echo "make browser-test  the browser client's tests in Chromium (installs Debian's chromium)"
 	@echo "make infra-test the CDK stack's tests (tests/infra)"
 	@echo "make chromium   install Debian's chromium for the browser tests, if missing"
 	@echo "make bench      run the benchmarks (not part of make test); python -m bench NAME for one"
 	@echo "make lock       re-resolve requirements/lock.txt from pyproject.toml and requirements/dev.in"
+	@echo "                (and runtime.txt, dev-stack.txt from it)"
 	@echo "make synth      synthesize the CloudFormation template into cdk.out/ (no AWS account needed)"
 	@echo "make bootstrap  CDK bootstrap of your AWS account and Region (once, before make deploy)"
 	@echo "make preflight  check credentials, Docker, bootstrap and model access before a deploy"
@@ -34,6 +40,7 @@ help:
 	@echo "make clean      remove .venv and the mypy, ruff and pytest caches"
 
 $(PY):
+	@echo "[venv] creating .venv with $(BASE_PYTHON)"
 	@test -n "$(BASE_PYTHON)" || { echo "error: Python $(PYTHON_VERSION) not found (install it with pyenv, or set BASE_PYTHON=/path/to/python$(PYTHON_VERSION))"; exit 1; }
 	@$(BASE_PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' || { echo "error: $(BASE_PYTHON) is older than 3.12, which the Bedrock SDK requires"; exit 1; }
 	$(BASE_PYTHON) -m venv $(VENV)
@@ -46,6 +53,19 @@ $(STAMP): $(PY) requirements/lock.txt pyproject.toml
 	@touch $@
 
 install: $(STAMP)
+
+# What the local stack needs (make dev, make emulator): the runtime, the emulator's offline speech
+# and the tools' Powertools at the lock's versions, not the development set. A full install
+# (make install) already holds it.
+DEV_STAMP := $(VENV)/.dev-stack
+$(DEV_STAMP): $(PY) requirements/dev-stack.txt pyproject.toml
+	@if [ -f $(STAMP) ] && [ $(STAMP) -nt requirements/dev-stack.txt ]; then touch $@; exit 0; fi; \
+	set -o pipefail; \
+	echo "[deps] installing the local stack's $$(grep -c '==' requirements/dev-stack.txt) locked packages (make install adds the development set)"; \
+	$(PY) -m pip install --disable-pip-version-check --no-input -r requirements/dev-stack.txt \
+	  | { grep --line-buffered -E '^(Collecting|Successfully installed)' || true; } | sed -u 's/^/       /'; \
+	echo "[novakit] installing novakit itself (editable)"; \
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e . && touch $@
 
 PY_DIRS := $(wildcard runtime tests bench examples stacks tools app.py)
 
@@ -73,10 +93,11 @@ unit: $(STAMP)
 test: lint typecheck $(NODE_STAMP) chromium
 	$(VENV)/bin/pytest -q
 
-dev: $(STAMP)
-	$(VENV)/bin/novakit dev $(if $(PORT),--port $(PORT))
+dev: $(DEV_STAMP)
+	@echo "[start] novakit dev $(if $(PORT),--port $(PORT))"
+	@$(VENV)/bin/novakit dev $(if $(PORT),--port $(PORT))
 
-emulator: $(STAMP)
+emulator: $(DEV_STAMP)
 	$(VENV)/bin/novakit emulator
 
 # CDK_ARGS passes options through, e.g. make deploy CDK_ARGS="-c region=us-west-2".
@@ -123,6 +144,14 @@ fuzz: $(STAMP)
 	NOVAKIT_FUZZ_PROFILE=fuzz $(VENV)/bin/pytest $(wildcard tests/security/test_fuzz_*.py) -q \
 	  --timeout=3600 --hypothesis-show-statistics
 
+# The ownership property (tests/cluster/test_ownership.py) over many random schedules of kills,
+# drains, stalls and a slow directory, beside a CPU hog; about a minute per schedule.
+SOAK_EXAMPLES ?= 25
+soak: $(STAMP)
+	NOVAKIT_OWNERSHIP_EXAMPLES=$(SOAK_EXAMPLES) $(VENV)/bin/pytest -q --timeout=0 \
+	  tests/cluster/test_ownership.py::test_one_owner_at_a_time_whatever_happens \
+	  --hypothesis-show-statistics
+
 lock: $(PY)
 	$(PY) -m venv --clear .venv-lock
 	.venv-lock/bin/pip install --quiet --upgrade pip
@@ -136,6 +165,14 @@ lock: $(PY)
 	.venv-lock/bin/pip install --quiet --constraint requirements/lock.txt .
 	{ echo "# Generated by 'make lock': the runtime dependencies (pyproject.toml) at lock.txt's versions."; \
 	  .venv-lock/bin/pip freeze --exclude-editable | grep -v '^novakit'; } > requirements/runtime.txt
+	rm -rf .venv-lock build
+	# make dev's: the runtime, the emulator extra and the tools' Powertools, at the same versions.
+	$(PY) -m venv --clear .venv-lock
+	.venv-lock/bin/pip install --quiet --upgrade pip
+	.venv-lock/bin/pip install --quiet --constraint requirements/lock.txt '.[emulator]' 'aws-lambda-powertools[validation]'
+	{ echo "# Generated by 'make lock': what the local stack (make dev) needs, at lock.txt's versions: the"; \
+	  echo "# runtime, the emulator's offline speech (the emulator extra) and the tools' Powertools."; \
+	  .venv-lock/bin/pip freeze --exclude-editable | grep -v '^novakit' | sort -f; } > requirements/dev-stack.txt
 	rm -rf .venv-lock build
 
 clean:

@@ -104,9 +104,10 @@ async def converse(emu: EmulatorProcess, turns: int, speed: float, **options: An
             # Let the answer play out before the next question (no barge-in).
             answer = 0
             for _, event in reversed(trace.events):
-                if event.type is s2s.EventType.TRANSCRIPT:
+                if isinstance(event, s2s.Transcript):
                     break
-                answer += len(event.audio)
+                if isinstance(event, s2s.AudioOutput):
+                    answer += len(event.audio)
             played_by = time.monotonic() + answer / 48000 / speed + 0.3
             await stream_until(lambda played_by=played_by: time.monotonic() >= played_by)
         stats = session.stats  # type: ignore[attr-defined]

@@ -4,7 +4,7 @@ Credentials and account, a Docker engine that can build the linux/arm64 bridge i
 bootstrap stack in the target Region, access to the chosen model in Bedrock, and room for the
 authorizer's reserved concurrency. Each failure says what to do about it.
 
-    python -m stacks.preflight [-c key=value ...]   (the same -c options as cdk deploy)
+    python -m stacks.preflight [-c key=value ...]   (the same -c options as make deploy's CDK_ARGS)
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def check_docker(run: Runner = run_command) -> Check:
             "docker",
             False,
             "the docker command is not installed: install Docker (or a compatible engine); "
-            "cdk deploy builds the bridge image from runtime/Dockerfile.",
+            "make deploy builds the bridge image from runtime/Dockerfile.",
         )
     except subprocess.TimeoutExpired:
         return Check("docker", False, "docker info did not answer: restart the Docker engine.")

@@ -125,7 +125,7 @@ class Settings:
         if self.region not in model.regions:
             raise SettingsError(
                 f"{self.model_id} is not offered in {self.region}: deploy to one of "
-                f"{sorted(model.regions)} (cdk deploy -c region=...). Bedrock rejects "
+                f"{sorted(model.regions)} (make deploy CDK_ARGS='-c region=...'). Bedrock rejects "
                 "cross-Region calls to this model, so the stack must run where the model runs."
             )
         if self.voice not in model.voices:

@@ -31,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in DELEGATED:
         return _delegate(args[0], args[1:])
+    parsed = build_parser().parse_args(args)
+    if parsed.command == "dev":
+        return _dev(parsed)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``novakit`` parser (the delegated commands' own parsers are in their modules)."""
     parser = argparse.ArgumentParser(prog="novakit", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"novakit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -61,46 +69,55 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the emulator answers every turn generically in tone bursts (no offline speech)",
     )
-    parsed = parser.parse_args(args)
-    if parsed.command == "dev":
-        from .dev import DevOptions, run_dev
+    return parser
 
-        if parsed.bedrock and not _has_aws_credentials():
-            print("novakit dev: --bedrock needs AWS credentials (none found)", file=sys.stderr)
-            return 2
-        script = None
-        if parsed.script is not None:
-            from .emulator import Script
 
-            try:
-                script = Script.load(parsed.script)
-            except (OSError, ValueError) as exc:
-                print(f"novakit dev: --script {parsed.script}: {exc}", file=sys.stderr)
-                return 2
-        # The in-process tools' CloudWatch metrics (EMF JSON) mean nothing on a terminal.
-        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-        options = DevOptions(
-            script=script,
-            speech=not parsed.no_speech,
-            port=parsed.port,
-            bedrock=parsed.bedrock,
-            tools_dir=parsed.tools,
-            web_dir=parsed.web,
-            token=parsed.token,
-            batch_ms=parsed.batch_ms,
-        )
+def _dev(parsed: argparse.Namespace) -> int:
+    from .dev import DevOptions, run_dev
+
+    if parsed.bedrock and not _has_aws_credentials():
+        print("novakit dev: --bedrock needs AWS credentials (none found)", file=sys.stderr)
+        return 2
+    script = None
+    if parsed.script is not None:
+        from .emulator import Script
+
         try:
-            with contextlib.suppress(KeyboardInterrupt):
-                return asyncio.run(run_dev(options, once=parsed.once, out=parsed.out))
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise
-            print(
-                f"novakit dev: port {parsed.port} is in use; choose another with --port "
-                "(make dev PORT=...)",
-                file=sys.stderr,
-            )
+            script = Script.load(parsed.script)
+        except (OSError, ValueError) as exc:
+            print(f"novakit dev: --script {parsed.script}: {exc}", file=sys.stderr)
             return 2
+    # The in-process tools' CloudWatch metrics (EMF JSON) mean nothing on a terminal.
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    options = DevOptions(
+        script=script,
+        speech=not parsed.no_speech,
+        port=parsed.port,
+        bedrock=parsed.bedrock,
+        tools_dir=parsed.tools,
+        web_dir=parsed.web,
+        token=parsed.token,
+        batch_ms=parsed.batch_ms,
+    )
+    from .bridge.tools import ToolSetupError
+    from .tools import ToolManifestError
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            return asyncio.run(run_dev(options, once=parsed.once, out=parsed.out))
+    except (ToolManifestError, ToolSetupError) as exc:
+        # A broken tool.json or handler.py: what is wrong and where, in one line.
+        print(f"novakit dev: tool: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        print(
+            f"novakit dev: port {parsed.port} is in use; choose another with --port "
+            "(make dev PORT=...)",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

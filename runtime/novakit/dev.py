@@ -173,9 +173,16 @@ async def local_stack(
         yield running
 
 
+def _say(out: TextIO, line: str) -> None:
+    """One line in one write: the in-process tools log from their threads to the same stream,
+    and a line written in two parts (text, then newline) could take theirs in between."""
+    out.write(line + "\n")
+    out.flush()
+
+
 def _terminal(out: TextIO, who: str) -> Callable[[str], None]:
     def line(text: str) -> None:
-        print(f"  {who:<9}  {text}", file=out, flush=True)
+        _say(out, f"  {who:<9}  {text}")
 
     return line
 
@@ -303,22 +310,22 @@ async def demo_client(
                 frame: Mapping[str, Any] = json.loads(message)
                 match frame.get("type"):
                     case "transcript":
-                        print(f"  user       {frame['text']}", file=stdout)
+                        _say(stdout, f"  user       {frame['text']}")
                     case "text" if frame.get("final"):
-                        print(f"  assistant  {frame['text']}", file=stdout)
+                        _say(stdout, f"  assistant  {frame['text']}")
                     case "audio":
                         reply += base64.b64decode(frame["data"])
                     case "tool" if frame.get("status") != "started":
-                        print(f"  tool       {frame['name']}: {frame['status']}", file=stdout)
+                        _say(stdout, f"  tool       {frame['name']}: {frame['status']}")
                     case "error":
-                        print(f"  error      {frame['code']}: {frame['message']}", file=stdout)
+                        _say(stdout, f"  error      {frame['code']}: {frame['message']}")
                         if frame.get("fatal"):
                             return 1
                     case "turn_end":
                         turns += 1
                         if turns == 2:
                             break
-                        print("  user       (typed) Thanks!", file=stdout)
+                        _say(stdout, "  user       (typed) Thanks!")
                         await ws.send(json.dumps({"type": "text", "text": "Thanks!"}))
         finally:
             microphone.cancel()

@@ -29,6 +29,7 @@ import binascii
 import contextlib
 import importlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -662,6 +663,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _unwritable(path: Path | None) -> str | None:
+    """Why ``path`` cannot be written (None if it can, or if there is no path)."""
+    if path is None:
+        return None
+    if path.is_dir():
+        return "is a folder"
+    folder = path.parent
+    if not folder.is_dir():
+        return f"no folder {folder}"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "not writable"
+    if not path.exists() and not os.access(folder, os.W_OK):
+        return f"folder {folder} is not writable"
+    return None
+
+
 def main(argv: list[str] | None = None, stdout: TextIO = sys.stdout) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on a usage error, as argparse does
@@ -670,6 +687,11 @@ def main(argv: list[str] | None = None, stdout: TextIO = sys.stdout) -> int:
     for name in ("timeout", "speed", "quiet"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name} must be positive")
+    unwritable = _unwritable(args.out)
+    if unwritable is not None:
+        # Said before the conversation, not after it when the answer cannot be kept.
+        print(f"novakit talk: --out {args.out}: {unwritable}", file=sys.stderr)
+        return int(Exit.USAGE)
     options = TalkOptions(
         url=args.url,
         token=args.token,

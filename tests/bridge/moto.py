@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import sys
 import time
@@ -20,6 +21,13 @@ KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
     """Start the server; yields its endpoint URL; stops it (bounded) at the end."""
+    with moto_process() as (url, _process):
+        yield url
+
+
+@contextlib.contextmanager
+def moto_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``moto_server``, also yielding the process (tests stop it to make the directory slow)."""
     port = free_port()
     process = subprocess.Popen(
         [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
@@ -37,8 +45,10 @@ def moto_server() -> Iterator[str]:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError("moto_server did not start") from None
                 time.sleep(0.1)
-        yield url
+        yield url, process
     finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGCONT)  # a test may have left it stopped
         process.terminate()
         try:
             process.wait(timeout=10)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.client_reqrep import ConnectionKey
 
 from novakit.bridge.auth import RELAY_SIGNATURE_HEADER
 from novakit.bridge.cluster import (
@@ -18,7 +22,9 @@ from novakit.bridge.cluster import (
     Relay,
     RelayOutcome,
     discover_address,
+    is_refusal,
 )
+from novakit.dev import free_port
 
 from ..gateway_auth import gateway_headers, relay_auth
 
@@ -115,3 +121,25 @@ async def test_relay_outcomes() -> None:
     finally:
         await relay.close()
         await runner.cleanup()
+
+
+def test_only_a_refused_connection_counts_as_an_owner_gone() -> None:
+    # Anything else that fails a connect says nothing about the owner: this task may be out
+    # of sockets, a route may be down, or the host may not answer (a stopped task on awsvpc).
+    key = ConnectionKey("10.0.3.17", 8080, False, True, None, None, None)
+    refused = aiohttp.ClientConnectorError(key, ConnectionRefusedError(errno.ECONNREFUSED, "no"))
+    assert is_refusal(refused)
+    assert is_refusal(ConnectionRefusedError(errno.ECONNREFUSED, "no"))
+    for code in (errno.EMFILE, errno.EADDRNOTAVAIL, errno.EHOSTUNREACH, errno.ENETUNREACH):
+        assert not is_refusal(aiohttp.ClientConnectorError(key, OSError(code, os.strerror(code))))
+
+
+async def test_a_relay_to_a_port_nobody_listens_on_is_refused() -> None:
+    relay = Relay(2.0, relay_auth())
+    try:
+        result = await relay.forward(
+            f"http://127.0.0.1:{free_port()}", "/ws/message", gateway_headers("gone="), b"{}"
+        )
+    finally:
+        await relay.close()
+    assert result.outcome is RelayOutcome.REFUSED

@@ -252,3 +252,23 @@ async def test_a_hand_over_marks_the_record_with_the_task_that_released_it(
     await directory.release(record, forget=False)
     stored = await directory.get("c-handed=")
     assert stored is not None and (stored.owner, stored.handed_over_by) == ("http://b", "")
+
+
+async def test_a_confirmed_record_fences_a_takeover_decided_on_the_version_before(
+    directory: Directory,
+) -> None:
+    # The owner woke from a stall and confirms before it sends again; a peer that read the
+    # record during the stall must then lose its claim.
+    record = await directory.claim("c9=", "http://a", state={"history": [1, 2]})
+    assert record is not None
+    seen_by_peer = await directory.get("c9=")
+    confirmed = await directory.confirm(record)
+    assert confirmed is not None and confirmed.version == record.version + 1
+    assert confirmed.state == {"history": [1, 2]}  # the state is untouched
+    assert await directory.claim("c9=", "http://b", replacing=seen_by_peer) is None
+    assert (await directory.get("c9=")).owner == "http://a"
+    # the other way round: the peer's claim landed first, so the owner learns it lost
+    taken = await directory.claim("c9=", "http://b", replacing=await directory.get("c9="))
+    assert taken is not None
+    assert await directory.confirm(confirmed) is None
+    assert (await directory.get("c9=")).owner == "http://b"

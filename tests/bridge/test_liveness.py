@@ -194,7 +194,7 @@ async def test_a_session_ended_for_idleness_takes_no_more_frames() -> None:
 
 
 class GoneGateway(PresenceGateway):
-    async def post(self, connection_id: str, data: bytes) -> float:
+    async def post(self, connection_id: str, data: bytes, *, before_retry: object = None) -> float:
         raise ConnectionGone(connection_id)
 
 

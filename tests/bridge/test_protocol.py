@@ -76,12 +76,14 @@ def refused(text: str | bytes, **options: int) -> ProtocolError:
             ClientStart("tiffany", "Be brief.", 16000, 8000, 200),
         ),
         ({"type": "start", "instructions": " Be brief. "}, ClientStart(instructions=" Be brief. ")),
+        ({"type": "start", "input_sample_rate": 8000}, ClientStart(input_sample_rate=8000)),
+        ({"type": "start", "input_sample_rate": 24000}, ClientStart(input_sample_rate=24000)),
         ({"type": "start", "batch_ms": 20}, ClientStart(batch_ms=20)),
         ({"type": "start", "batch_ms": 1000}, ClientStart(batch_ms=1000)),
         # JSON has one number type: an integral number is an integer (as in JSON Schema)
         (
             {"type": "start", "v": 1.0, "output_sample_rate": 24000.0},
-            ClientStart(None, None, 16000, 24000),
+            ClientStart(output_sample_rate=24000),
         ),
         ({"type": "audio", "seq": 0, "data": b64(b"\x01\x02")}, ClientAudio(0, b"\x01\x02")),
         ({"type": "audio", "seq": 7.0, "data": b64(b"\x01\x02")}, ClientAudio(7, b"\x01\x02")),
@@ -214,11 +216,11 @@ BAD_FRAMES: list[tuple[str, str | bytes, ErrorCode, FrameRef | None, str]] = [
         "surrogate",
     ),
     (
-        "input rate 8000",
-        '{"type":"start","input_sample_rate":8000}',
+        "input rate 11025",
+        '{"type":"start","input_sample_rate":11025}',
         ErrorCode.BAD_SAMPLE_RATE,
         FrameRef("start"),
-        "16000",
+        "8000, 16000 or 24000",
     ),
     (
         "input rate string",

@@ -143,7 +143,8 @@ async def test_a_draining_task_reads_the_peer_list_once_not_per_frame(
         before = len(running.client.calls)
         assert await post_frames(running.url, "d=", 20) == [200] * 20
         assert [f[ADOPT_HEADER] for f in other.frames] == [running.url] * 20
-        calls = running.client.calls[before:]
+        # (its own heartbeat, written every few seconds, may fall in between)
+        calls = [c for c in running.client.calls[before:] if c[0] != "update_item"]
         assert [(name, kwargs["Key"]) for name, kwargs in calls] == [
             ("get_item", {"pk": {"S": "tasks"}})
         ]

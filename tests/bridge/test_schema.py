@@ -18,6 +18,7 @@ from novakit.bridge.batching import MIN_FRAME_BYTES, OutboundBatcher
 from novakit.bridge.protocol import (
     CLEAR_REASONS,
     INPUT_SAMPLE_RATE,
+    INPUT_SAMPLE_RATES,
     MAX_AUDIO_BYTES,
     MAX_BATCH_MS,
     MAX_SEQ,
@@ -90,7 +91,9 @@ def test_the_schema_uses_the_protocol_constants() -> None:
     start = DEFS["clientStart"]["properties"]
     assert set(start["output_sample_rate"]["enum"]) == OUTPUT_SAMPLE_RATES
     assert set(session["output_sample_rate"]["enum"]) == OUTPUT_SAMPLE_RATES
-    assert start["input_sample_rate"]["const"] == INPUT_SAMPLE_RATE
+    assert set(start["input_sample_rate"]["enum"]) == INPUT_SAMPLE_RATES
+    assert set(session["input_sample_rate"]["enum"]) == INPUT_SAMPLE_RATES
+    assert start["input_sample_rate"]["default"] == INPUT_SAMPLE_RATE
     assert (start["batch_ms"]["minimum"], start["batch_ms"]["maximum"]) == (
         MIN_BATCH_MS,
         MAX_BATCH_MS,
@@ -265,7 +268,9 @@ TABLE: list[tuple[Any, ErrorCode | None]] = [
     ({"type": "start", "v": 1, "voice": "amy", "instructions": "x", "batch_ms": 500}, None),
     ({"type": "start", "input_sample_rate": 16000, "output_sample_rate": 16000}, None),
     ({"type": "start", "v": 2}, ErrorCode.UNSUPPORTED_VERSION),
-    ({"type": "start", "input_sample_rate": 24000}, ErrorCode.BAD_SAMPLE_RATE),
+    ({"type": "start", "input_sample_rate": 24000}, None),
+    ({"type": "start", "input_sample_rate": 8000}, None),
+    ({"type": "start", "input_sample_rate": 44100}, ErrorCode.BAD_SAMPLE_RATE),
     ({"type": "start", "output_sample_rate": 48000}, ErrorCode.BAD_SAMPLE_RATE),
     ({"type": "start", "batch_ms": 10}, ErrorCode.BAD_FRAME),
     ({"type": "start", "voice": 3}, ErrorCode.BAD_FRAME),

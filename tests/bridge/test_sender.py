@@ -38,7 +38,7 @@ class FakeConnections:
     async def delete(self, connection_id: str) -> None:
         self.deleted.append(connection_id)
 
-    async def post(self, connection_id: str, data: bytes) -> float:
+    async def post(self, connection_id: str, data: bytes, *, before_retry: object = None) -> float:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         self.started.set()

@@ -91,7 +91,7 @@ class FakeConnections:
         self.hung_up.append(connection_id)
         return True
 
-    async def post(self, connection_id: str, data: bytes) -> float:
+    async def post(self, connection_id: str, data: bytes, *, before_retry: object = None) -> float:
         async with self.changed:
             self.posted.append(data.decode())
             self.changed.notify_all()
@@ -283,7 +283,7 @@ async def test_the_saved_state_is_the_model_sessions_history_and_a_takeover_resu
         s2s.Message("assistant", '[tool lookup {"topic": "holidays"} returned {"days": 25}]'),
         s2s.Message("assistant", "You get 25 days."),
     ]
-    engine.session.events.put_nowait(s2s.Event(s2s.EventType.TURN_END))
+    engine.session.events.put_nowait(s2s.TurnEnd())
     await connections.wait_for("turn_end")
     expected = [{"role": m.role, "text": m.text} for m in engine.session.log]
 

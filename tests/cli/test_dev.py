@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from novakit import audio
 from novakit.dev import DevOptions, local_stack
@@ -134,3 +135,34 @@ def test_a_bad_script_file_is_one_line(tmp_path: Path) -> None:
         proc.stderr.strip()
         == f"novakit dev: --script {script}: script turn 0 needs a string 'reply'"
     )
+
+
+@pytest.mark.parametrize(
+    ("manifest", "handler", "says"),
+    [
+        ('{"name": "broken",', "def handler(event, context):\n    return {}\n", "not valid JSON"),
+        (
+            '{"name": "broken", "description": "d", "input_schema": {"type": "object"}}',
+            "def handler(event, context):\n    return 1 +\n",
+            "import failed: SyntaxError",
+        ),
+    ],
+)
+def test_a_broken_tool_is_one_line_without_a_traceback(
+    tmp_path: Path, manifest: str, handler: str, says: str
+) -> None:
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "tool.json").write_text(manifest)
+    (folder / "handler.py").write_text(handler)
+    proc = subprocess.run(
+        [sys.executable, "-m", "novakit.cli", "dev", "--tools", str(tmp_path), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"novakit dev: tool: {folder}")
+    assert says in line

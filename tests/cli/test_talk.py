@@ -35,6 +35,7 @@ from novakit.talk import (
     talk,
     with_token,
 )
+from novakit.talk import main as talk_main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -317,6 +318,19 @@ async def test_a_failed_session_exits_4(tmp_path: Path, fatal: bool) -> None:
         assert "fatal error session_failed: model gone" in run.stderr
     else:
         assert "closed unexpectedly (1011, server error: bridge crashed)" in run.stderr
+
+
+@pytest.mark.parametrize("where", ["no-such-folder/reply.wav", "a-folder"])
+def test_an_unwritable_out_is_a_usage_error_before_connecting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    (tmp_path / "a-folder").mkdir()
+    out = tmp_path / where
+    # Port 9 (discard) on loopback: nothing listens there, so connecting would fail with 3.
+    code = talk_main(["ws://127.0.0.1:9/", "--text", "hello", "--out", str(out)])
+    assert code == Exit.USAGE == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()  # no "connecting" before it
+    assert line.startswith(f"novakit talk: --out {out}: ")
 
 
 def test_mic_without_sounddevice_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -167,7 +167,8 @@ async def test_racing_takeovers_have_one_winner(tmp_path: Path) -> None:
         assert owner in {b.url for b in running.bridges}
         # exactly one process opened a Bedrock stream for it, and it got all three frames
         (stream,) = await running.emulator.wait_for_streams(1)
-        await asyncio.sleep(1.0)
+        # once no process holds a session, no other stream can come
+        await no_sessions(running)
         assert len(running.emulator.records) == 1
         typed = [e.body["content"] for e in stream.input_events if e.name == "textInput"]
         assert typed.count("are you there") == 3
@@ -223,6 +224,17 @@ async def test_a_handed_over_frame_goes_to_the_task_that_adopted_the_session(
             await converse_more(client)
             assert finals(client) == ["First answer.", "Second answer."]
             assert [f["state"] for f in client.of_type("session")] == ["ready"]
+
+
+async def no_sessions(running) -> None:  # type: ignore[no-untyped-def]
+    """Wait until no bridge holds a session (each says so on /health)."""
+    async with asyncio.timeout(30), aiohttp.ClientSession() as http:
+        for bridge in running.bridges:
+            while True:
+                async with http.get(f"{bridge.url}/health") as response:
+                    if (await response.json())["sessions"] == 0:
+                        break
+                await asyncio.sleep(0.1)  # another process: nothing to wait on but its answer
 
 
 async def converse_more(client: Client) -> None:

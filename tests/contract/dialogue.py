@@ -80,7 +80,9 @@ class Listener:
         return size / 2 / 24000
 
     def summary(self) -> list[str]:
-        return [f"{h.event.type.value}:{h.event.text[:20]}" for h in self.heard[-30:]]
+        return [
+            f"{h.event.type.value}:{getattr(h.event, 'text', '')[:20]}" for h in self.heard[-30:]
+        ]
 
 
 async def say(

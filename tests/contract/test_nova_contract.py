@@ -162,7 +162,7 @@ async def test_barge_in(emulator: Emulator, engine_for) -> None:
         await send_speech(session, 0.8)  # the user talks over the assistant
         async with streaming_silence(session):
             events = await collect_until(session, lambda e: e.type is E.INTERRUPTED)
-            assert events[-1].meta["reason"] == "barge_in"
+            assert events[-1].reason == "barge_in"
             after = await collect_until(session, lambda e: e.type is E.TURN_END)
     texts = [e.text for e in events + after if e.type is E.TEXT_OUTPUT]
     assert all("interrupted" not in t for t in texts)  # the marker is never speech
@@ -184,7 +184,7 @@ async def test_client_interrupt_drops_queued_audio(emulator: Emulator, engine_fo
         await session.interrupt()
         events = await collect_until(session, lambda e: e.type is E.INTERRUPTED, within=5)
         assert not of_type(events, E.AUDIO_OUTPUT)
-        assert events[-1].meta["reason"] == "client"
+        assert events[-1].reason == "client"
         await session.send_audio(audio.silence(0.2))  # the session goes on
 
 
@@ -359,6 +359,8 @@ async def test_keepalive_streams_silence_while_the_caller_is_idle(
         piece = step or 0.1
         assert 0.6 - 2 * piece < seconds <= 0.6 + piece
         assert all(set(c) == {0} for c in chunks)
-        assert {len(c) for c in chunks} == {2 * round(16000 * piece)}
+        # a step longer than 100 ms goes out as events of at most 100 ms, like any audio
+        assert max(len(c) for c in chunks) == 2 * round(16000 * min(piece, 0.1))
+        assert sum(len(c) for c in chunks) % (2 * round(16000 * piece)) == 0
     else:
         assert chunks == []

@@ -303,6 +303,78 @@ def test_barge_in_stops_the_reply() -> None:
     assert "It even has a second sentence." not in "".join(d.summary())
 
 
+@pytest.mark.parametrize(
+    ("mode", "audio_stop", "text_stop"),
+    [("text", "PARTIAL_TURN", "END_TURN"), ("audio", "END_TURN", "PARTIAL_TURN")],
+)
+def test_turn_end_mode_picks_the_content_that_ends_the_turn(
+    mode: str, audio_stop: str, text_stop: str
+) -> None:
+    d = Driver(
+        Script((ScriptTurn(reply="One. Two."),)),
+        EngineSettings(endpoint_seconds=0.3, turn_end=mode),
+    )
+    d.send(*opening())
+    d.audio(tone(1.0) + silence(3.0))
+    ends = [line for line in d.summary() if line.startswith("end AUDIO") or "end TEXT" in line]
+    # transcript; then per sentence: speculative, audio, final
+    assert ends == [
+        "end TEXT END_TURN",
+        "end TEXT PARTIAL_TURN",
+        "end AUDIO PARTIAL_TURN",
+        "end TEXT PARTIAL_TURN",
+        "end TEXT PARTIAL_TURN",
+        f"end AUDIO {audio_stop}",
+        f"end TEXT {text_stop}",
+    ]
+    assert d.summary().count("completionStart") == 1
+    assert "completionEnd" not in d.summary()
+
+
+def test_turn_end_mode_completion_makes_each_answer_a_completion() -> None:
+    d = Driver(settings=EngineSettings(endpoint_seconds=0.3, turn_end="completion"))
+    d.send(*opening())
+    d.audio(tone(1.0) + silence(3.0) + tone(0.5) + silence(3.0))
+    lines = d.summary()
+    roles = {e.body["contentId"]: e.body["role"] for e in d.out if e.name == "contentStart"}
+    assistant_stops = {
+        e.body["stopReason"]
+        for e in d.out
+        if e.name == "contentEnd" and roles[e.body["contentId"]] == "ASSISTANT"
+    }
+    assert assistant_stops == {"PARTIAL_TURN"}
+    completions = [e for e in d.out if e.name.startswith("completion")]
+    assert [(e.name, e.body.get("stopReason")) for e in completions] == [
+        ("completionStart", None),
+        ("completionEnd", "END_TURN"),
+        ("completionStart", None),
+        ("completionEnd", "END_TURN"),
+    ]
+    first, second = completions[0].body["completionId"], completions[2].body["completionId"]
+    assert first != second
+    # Each answer's events carry its own completion's id, and end before its completionEnd.
+    ends = [i for i, e in enumerate(d.out) if e.name == "completionEnd"]
+    assert {e.body["completionId"] for e in d.out[: ends[0]]} == {first}
+    assert lines[lines.index("usageEvent") + 1] == "completionEnd"
+
+
+def test_turn_end_mode_completion_ends_a_cut_answer_interrupted() -> None:
+    d = Driver(
+        Script((ScriptTurn(reply=LONG),)),
+        EngineSettings(endpoint_seconds=0.3, turn_end="completion"),
+    )
+    d.send(*opening())
+    d.audio(tone(1.0) + silence(0.8))
+    d.audio(tone(0.6) + silence(3.0))
+    stops = [e.body["stopReason"] for e in d.out if e.name == "completionEnd"]
+    assert stops == ["INTERRUPTED", "END_TURN"]
+
+
+def test_turn_end_mode_is_checked() -> None:
+    with pytest.raises(ValueError, match="turn_end must be one of"):
+        EngineSettings(turn_end="sometimes")
+
+
 def test_barge_in_during_playback_after_generation() -> None:
     d = Driver(Script((ScriptTurn(reply="Short answer here."),)))
     d.send(*opening())

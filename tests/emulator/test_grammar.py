@@ -590,3 +590,37 @@ def test_a_nova_1_prompt_without_audio_is_refused() -> None:
 
 def test_every_opening_is_valid() -> None:
     feed([*opening(), *audio_inputs(bytes(2048)), *closing()])
+
+
+def prompt_with_choice(choice: Any, tools: tuple[str, ...] = ("getWeather",)) -> bytes:
+    body = json.loads(prompt_start(tools=[tool_spec(t) for t in tools]))["event"]["promptStart"]
+    body["toolConfiguration"]["toolChoice"] = choice
+    return event("promptStart", body)
+
+
+@pytest.mark.parametrize(
+    "choice", [{"auto": {}}, {"any": {}}, {"tool": {"name": "getWeather"}}], ids=str
+)
+def test_each_documented_tool_choice_is_accepted(choice: dict[str, Any]) -> None:
+    feed([session_start(), prompt_with_choice(choice), audio_start(), *closing()])
+
+
+@pytest.mark.parametrize(
+    ("choice", "tools", "detail"),
+    [
+        ({}, ("getWeather",), "toolChoice must have exactly one of auto, any or tool"),
+        ({"auto": {}, "any": {}}, ("getWeather",), "exactly one of auto, any or tool"),
+        ({"required": {}}, ("getWeather",), "exactly one of auto, any or tool"),
+        ({"auto": True}, ("getWeather",), "toolChoice.auto must be an object"),
+        ({"any": {"x": 1}}, ("getWeather",), "toolChoice.any takes no fields"),
+        ({"any": {}}, (), "toolChoice.any needs at least one tool"),
+        ({"tool": {}}, ("getWeather",), "toolChoice.tool.name is required"),
+        ({"tool": {"name": "other"}}, ("getWeather",), "'other' is not a declared tool"),
+    ],
+    ids=str,
+)
+def test_a_malformed_tool_choice_is_refused(
+    choice: dict[str, Any], tools: tuple[str, ...], detail: str
+) -> None:
+    err = violation([session_start(), prompt_with_choice(choice, tools)])
+    assert detail in err.message

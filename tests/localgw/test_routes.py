@@ -249,6 +249,31 @@ async def test_requests_are_spread_round_robin_over_backends() -> None:
     assert [r.backend for r in recorder.received] == [first.url, second.url] * 3
 
 
+async def test_a_random_spread_is_repeatable_with_its_seed_and_reaches_every_backend() -> None:
+    async def run(seed: int) -> list[str]:
+        recorder = Recorder()
+        async with (
+            FakeBackend(recorder) as first,
+            FakeBackend(recorder) as second,
+            FakeBackend(recorder) as third,
+        ):
+            urls = [first.url, second.url, third.url]
+            async with (
+                gateway(urls, spread="random", spread_seed=seed) as gw,
+                client(gw.url) as ws,
+            ):
+                for n in range(30):
+                    await ws.send(json.dumps({"seq": n}))
+                await recorder.wait_for("$default", 30)
+            await recorder.wait_for("$disconnect")
+        return [str(urls.index(r.backend)) for r in recorder.received]
+
+    picks = await run(seed=7)
+    assert picks == await run(seed=7)
+    assert set(picks) == {"0", "1", "2"}
+    assert picks != (["0", "1", "2"] * 11)[: len(picks)]  # not in turn
+
+
 async def test_a_failed_integration_sends_internal_server_error_and_keeps_the_socket(
     backend: FakeBackend,
 ) -> None:
@@ -403,3 +428,19 @@ async def test_stopping_the_gateway_closes_clients_1001_and_sends_disconnect(
     [disconnect] = await backend.recorder.wait_for("$disconnect")
     assert close.code == 1001
     assert disconnect.headers["x-disconnect-status-code"] == "1001"
+
+
+@pytest.mark.parametrize("path", ["other", "dev/other", "local", "@connections"])
+async def test_a_handshake_elsewhere_than_root_or_the_stage_is_a_403_without_the_backend(
+    backend: FakeBackend, path: str
+) -> None:
+    async with gateway(backend, stage="dev") as gw:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with client(gw.url + path):
+                pass
+        async with client(gw.url + "dev/") as ws:  # the stage, with a slash, is served
+            await ws.send("{}")
+            await backend.recorder.wait_for("$default")
+    assert refused.value.response.status_code == 403
+    assert json.loads(refused.value.response.body) == {"message": "Forbidden"}
+    assert [r.route for r in backend.recorder.received][:1] == ["$connect"]

@@ -36,7 +36,7 @@ class Gateway:
         self.gone = False
         self._changed = asyncio.Event()
 
-    async def post(self, connection_id: str, data: bytes) -> float:
+    async def post(self, connection_id: str, data: bytes, *, before_retry: object = None) -> float:
         if self.gone:
             raise ConnectionGone(connection_id)
         self.frames.append(json.loads(data))

@@ -21,6 +21,7 @@ from jsonschema import Draft202012Validator
 
 from novakit.bridge.protocol import (
     INPUT_SAMPLE_RATE,
+    INPUT_SAMPLE_RATES,
     MAX_AUDIO_BYTES,
     MAX_BATCH_MS,
     MAX_FRAME_BYTES,
@@ -114,7 +115,7 @@ valid_frames: st.SearchStrategy[dict[str, Any]] = st.one_of(
             "v": st.just(1),
             "voice": st.text(min_size=1, max_size=MAX_VOICE_CHARS).filter(str.strip),
             "instructions": st.text(min_size=1, max_size=200).filter(str.strip),
-            "input_sample_rate": st.just(INPUT_SAMPLE_RATE),
+            "input_sample_rate": st.sampled_from(sorted(INPUT_SAMPLE_RATES)),
             "output_sample_rate": st.sampled_from(sorted(OUTPUT_SAMPLE_RATES)),
             "batch_ms": st.integers(MIN_BATCH_MS, MAX_BATCH_MS),
         },

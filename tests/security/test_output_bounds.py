@@ -53,7 +53,7 @@ class StuckClient:
         self.attempts = 0
         self.changed = asyncio.Condition()
 
-    async def post(self, connection_id: str, data: bytes) -> float:
+    async def post(self, connection_id: str, data: bytes, *, before_retry: object = None) -> float:
         async with self.changed:
             self.attempts += 1
             self.changed.notify_all()

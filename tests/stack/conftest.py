@@ -198,10 +198,14 @@ class Client:
 
 
 @contextlib.asynccontextmanager
-async def connect(target: Stack | str) -> AsyncIterator[Client]:
-    """A client of ``target`` (a stack, or a gateway URL)."""
+async def connect(target: Stack | str, *, pings: bool = True) -> AsyncIterator[Client]:
+    """A client of ``target`` (a stack, or a gateway URL). ``pings=False``: no keep-alive pings,
+    as a browser's WebSocket sends none (a gateway busy with a frozen backend may not answer
+    them in time)."""
     url = target if isinstance(target, str) else target.url
-    async with websockets.connect(url, open_timeout=10, close_timeout=5) as ws:
+    async with websockets.connect(
+        url, open_timeout=10, close_timeout=5, ping_interval=20 if pings else None
+    ) as ws:
         client = Client(ws)
         reader = asyncio.create_task(client.reader())
         try:

@@ -163,7 +163,7 @@ async def test_bad_frames_get_error_frames_and_the_session_goes_on(stack: Stack)
         await client.send("this is not json")
         await client.send({"type": "audio", "seq": 0, "data": "!!!not base64!!!"})
         await client.send({"type": "dance"})
-        await client.send({"type": "start", "input_sample_rate": 8000})
+        await client.send({"type": "start", "input_sample_rate": 11025})
         await client.send({"type": "text"})
         await client.send({"type": "text", "text": "x" * 5000})  # oversized, under 32 KB
         await client.send({"type": "ping", "id": "p1"})

@@ -1,7 +1,7 @@
 import pytest
 
 from novakit import s2s
-from novakit.s2s import Config, ConfigError, ToolDefinition
+from novakit.s2s import Config, ConfigError, ToolChoice, ToolDefinition
 
 
 def test_defaults():
@@ -86,8 +86,8 @@ def test_nova_sonic_v1_is_refused_past_its_end_of_life():
 def test_nova_rejects_unknown_model_and_rates():
     with pytest.raises(ConfigError, match="unknown Nova Sonic model 'amazon.titan'"):
         s2s.new("nova", Config(model="amazon.titan"))
-    with pytest.raises(ConfigError, match="16000 Hz input"):
-        s2s.new("nova", Config(input_sample_rate=8000))
+    with pytest.raises(ConfigError, match="takes 8000, 16000 or 24000 Hz input, not 22050"):
+        s2s.new("nova", Config(input_sample_rate=22050))
     with pytest.raises(ConfigError, match="speaks at 8000, 16000, 24000"):
         s2s.new("nova", Config(output_sample_rate=48000))
 
@@ -145,3 +145,53 @@ def test_region_follows_the_environment(monkeypatch):
     monkeypatch.setenv("AWS_REGION", "ap-northeast-1")
     assert NovaOptions.from_extra({}).region == "ap-northeast-1"
     assert NovaOptions.from_extra({"region": "us-east-1"}).region == "us-east-1"
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 24000])
+def test_nova_takes_each_documented_input_rate(rate: int) -> None:
+    engine = s2s.new("nova", Config(input_sample_rate=rate))
+    assert engine.config.input_sample_rate == rate
+    # and per session
+    other = 24000 if rate != 24000 else 8000
+    session = engine.start(input_sample_rate=other)._session  # unopened: nothing is sent
+    assert session.config.input_sample_rate == other  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="not 44100 Hz"):
+        engine.start(input_sample_rate=44100)
+
+
+def test_tool_choice_is_validated() -> None:
+    lookup = ToolDefinition("lookup", "Look it up.")
+    assert Config(tools=[lookup], tool_choice="any").tool_choice == ToolChoice("any")
+    assert Config(tool_choice="auto").tool_choice == ToolChoice("auto")
+    named = Config(tools=[lookup], tool_choice=ToolChoice.tool("lookup"))
+    assert named.tool_choice == ToolChoice("tool", "lookup")
+    with pytest.raises(ConfigError, match="use 'auto', 'any' or ToolChoice.tool"):
+        Config(tools=[lookup], tool_choice="required")
+    with pytest.raises(ConfigError, match="'any' needs tools to choose from"):
+        Config(tool_choice="any")
+    with pytest.raises(ConfigError, match="'other', which is not one of the tools"):
+        Config(tools=[lookup], tool_choice=ToolChoice.tool("other"))
+    with pytest.raises(ConfigError, match="mode must be auto, any or tool"):
+        ToolChoice("sometimes")
+    with pytest.raises(ConfigError, match="names a tool with mode 'tool', and only then"):
+        ToolChoice("any", "lookup")
+    with pytest.raises(ConfigError, match="must be a ToolChoice"):
+        Config(tools=[lookup], tool_choice={"any": {}})  # type: ignore[arg-type]
+    # per session, checked against that session's tools
+    engine = s2s.new("nova", Config(tools=[lookup]))
+    with pytest.raises(ConfigError, match="not one of the tools"):
+        engine.start(tool_choice=ToolChoice.tool("missing"))
+
+
+def test_speech_instructions_are_nova_2_only() -> None:
+    s2s.new("nova", Config(extra={"speech_instructions": "Speak slowly."}))
+    with pytest.raises(ConfigError, match="SYSTEM_SPEECH prompt\\) is not supported by amazon"):
+        s2s.new(
+            "nova",
+            Config(
+                model="amazon.nova-sonic-v1:0",
+                extra={**RETIRED_OK, "speech_instructions": "Speak slowly."},
+            ),
+        )
+    with pytest.raises(ConfigError, match="speech_instructions must be a string"):
+        s2s.new("nova", Config(extra={"speech_instructions": "  "}))

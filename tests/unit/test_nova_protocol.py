@@ -5,7 +5,15 @@ import json
 
 import pytest
 
-from novakit.s2s import EventType, Message, TextPart, ToolDefinition, ToolResult, UnsupportedError
+from novakit.s2s import (
+    EventType,
+    Message,
+    TextPart,
+    ToolChoice,
+    ToolDefinition,
+    ToolResult,
+    UnsupportedError,
+)
 from novakit.s2s.nova.models import NOVA_2_SONIC, NOVA_SONIC_V1
 from novakit.s2s.nova.protocol import (
     MalformedEventError,
@@ -223,6 +231,129 @@ def test_spoken_turn_maps_to_events_in_order():
     )
 
 
+def _answer(
+    p: NovaProtocol,
+    sentences: list[str],
+    *,
+    audio_stop: str,
+    text_stop: str,
+    completion_end: bool,
+    turn: str = "t",
+) -> list:
+    """An answer as Bedrock may send it: per sentence SPECULATIVE text, AUDIO, FINAL text; the
+    last AUDIO and FINAL contents end with the given stop reasons, the others PARTIAL_TURN."""
+    stage = lambda s: json.dumps({"generationStage": s})  # noqa: E731
+    pcm = base64.b64encode(b"\x01\x00" * 10).decode()
+    payloads = [out("completionStart")]
+    for i, sentence in enumerate(sentences):
+        last = i == len(sentences) - 1
+        ids = [f"{turn}-{kind}{i}" for kind in ("s", "a", "f")]
+        payloads += [
+            out("contentStart", contentId=ids[0], type="TEXT", role="ASSISTANT",
+                additionalModelFields=stage("SPECULATIVE")),
+            out("textOutput", contentId=ids[0], role="ASSISTANT", content=sentence),
+            out("contentEnd", contentId=ids[0], stopReason="PARTIAL_TURN"),
+            out("contentStart", contentId=ids[1], type="AUDIO", role="ASSISTANT"),
+            out("audioOutput", contentId=ids[1], content=pcm),
+            out("contentEnd", contentId=ids[1], stopReason=audio_stop if last else "PARTIAL_TURN"),
+            out("contentStart", contentId=ids[2], type="TEXT", role="ASSISTANT",
+                additionalModelFields=stage("FINAL")),
+            out("textOutput", contentId=ids[2], role="ASSISTANT", content=sentence),
+            out("contentEnd", contentId=ids[2], stopReason=text_stop if last else "PARTIAL_TURN"),
+        ]  # fmt: skip
+    if completion_end:
+        payloads.append(out("completionEnd", stopReason="END_TURN"))
+    events = []
+    for payload in payloads:
+        events += p.receive(payload)
+    return events
+
+
+@pytest.mark.parametrize(
+    ("audio_stop", "text_stop", "completion_end"),
+    [
+        ("PARTIAL_TURN", "END_TURN", False),  # the FINAL text ends the turn
+        ("END_TURN", "PARTIAL_TURN", False),  # the AUDIO ends it; its FINAL text follows
+        ("END_TURN", "END_TURN", False),  # both
+        ("PARTIAL_TURN", "PARTIAL_TURN", True),  # completionEnd ends it
+        ("END_TURN", "END_TURN", True),  # every signal at once
+    ],
+)
+def test_a_turn_ends_once_whichever_signal_ends_it(audio_stop, text_stop, completion_end):
+    p = make()
+    p.opening_events()
+    for turn in ("one", "two"):
+        events = _answer(
+            p,
+            ["First part.", "Second part."],
+            audio_stop=audio_stop,
+            text_stop=text_stop,
+            completion_end=completion_end,
+            turn=turn,
+        )
+        kinds = [e.type for e in events]
+        assert kinds.count(EventType.TURN_END) == 1
+        # after the words of everything spoken, and nothing of the turn after it
+        assert kinds[-1] is EventType.TURN_END
+        finals = [e.text for e in events if e.type is EventType.TEXT_OUTPUT and e.final]
+        assert finals == ["First part.", "Second part."]
+
+
+def test_an_audio_end_turn_waits_for_the_final_text_of_what_it_spoke():
+    p = make()
+    events = _answer(
+        p, ["Only."], audio_stop="END_TURN", text_stop="PARTIAL_TURN", completion_end=False
+    )
+    kinds = [e.type for e in events]
+    assert kinds.index(EventType.TURN_END) == len(kinds) - 1
+    assert kinds[-2] is EventType.TEXT_OUTPUT
+
+
+def test_an_audio_end_turn_without_any_text_ends_the_turn():
+    p = make()
+    p.receive(out("contentStart", contentId="a", type="AUDIO", role="ASSISTANT"))
+    p.receive(out("audioOutput", contentId="a", content="AAA="))
+    events = p.receive(out("contentEnd", contentId="a", stopReason="END_TURN"))
+    assert [e.type for e in events] == [EventType.TURN_END]
+    assert p.receive(out("completionEnd", stopReason="END_TURN")) == []
+
+
+def test_a_final_text_after_an_audio_end_turn_without_speculative_text_is_the_same_turn():
+    p = make()
+    stage = json.dumps({"generationStage": "FINAL"})
+    for n in range(2):
+        p.receive(out("contentStart", contentId=f"a{n}", type="AUDIO", role="ASSISTANT"))
+        p.receive(out("audioOutput", contentId=f"a{n}", content="AAA="))
+        ended = p.receive(out("contentEnd", contentId=f"a{n}", stopReason="END_TURN"))
+        assert [e.type for e in ended] == [EventType.TURN_END]
+        p.receive(out("contentStart", contentId=f"f{n}", type="TEXT", role="ASSISTANT",
+                      additionalModelFields=stage))  # fmt: skip
+        said = p.receive(out("textOutput", contentId=f"f{n}", role="ASSISTANT", content="Hi."))
+        assert [(e.type, e.final) for e in said] == [(EventType.TEXT_OUTPUT, True)]
+        assert p.receive(out("contentEnd", contentId=f"f{n}", stopReason="END_TURN")) == []
+
+
+def test_completion_end_interrupted_is_an_interruption_once():
+    p = make()
+    p.receive(out("contentStart", contentId="a", type="AUDIO", role="ASSISTANT"))
+    cut = p.receive(out("contentEnd", contentId="a", stopReason="INTERRUPTED"))
+    assert [e.type for e in cut] == [EventType.INTERRUPTED]
+    assert p.receive(out("completionEnd", stopReason="INTERRUPTED")) == []
+    p2 = make()
+    p2.receive(out("contentStart", contentId="a", type="AUDIO", role="ASSISTANT"))
+    assert [e.type for e in p2.receive(out("completionEnd", stopReason="INTERRUPTED"))] == [
+        EventType.INTERRUPTED
+    ]
+
+
+def test_completion_end_without_a_turn_in_progress_says_nothing():
+    p = make()
+    p.opening_events()
+    _spoken_turn(p)
+    assert p.receive(out("completionEnd", stopReason="END_TURN")) == []
+    assert make().receive(out("completionEnd", stopReason="END_TURN")) == []
+
+
 def test_barge_in_marker_is_one_interrupted_event_never_speech():
     p = make()
     p.opening_events()
@@ -235,7 +366,7 @@ def test_barge_in_marker_is_one_interrupted_event_never_speech():
         out("textOutput", contentId="x", role="ASSISTANT", content='{ "interrupted" : true }')
     )
     assert [e.type for e in marker] == [EventType.INTERRUPTED]
-    assert marker[0].meta["reason"] == "barge_in"
+    assert marker[0].reason == "barge_in"
     # audio still in flight for the interrupted content is dropped
     assert (
         p.receive(out("audioOutput", contentId="a1", content=base64.b64encode(b"\0\0").decode()))
@@ -407,3 +538,41 @@ def test_events_found_by_fuzzing_are_refused_events_not_crashes(payload):
 
 def test_an_unknown_event_is_ignored_whatever_its_body():
     assert make().receive(b'{"event": {"somethingNew": 5}}') == []
+
+
+@pytest.mark.parametrize(
+    ("choice", "wire"),
+    [
+        (ToolChoice("auto"), {"auto": {}}),
+        (ToolChoice("any"), {"any": {}}),
+        (ToolChoice.tool("lookup"), {"tool": {"name": "lookup"}}),
+    ],
+)
+def test_tool_choice_is_sent_in_the_documented_shape(choice, wire):
+    prompt = body(make(tools=[LOOKUP], tool_choice=choice).setup_events()[1])
+    assert prompt["toolConfiguration"]["toolChoice"] == wire
+    assert "toolChoice" not in body(make(tools=[LOOKUP]).setup_events()[1])["toolConfiguration"]
+
+
+def test_the_speech_prompt_follows_the_system_prompt_on_nova_2():
+    events = make(speech_instructions="Speak slowly.", history=[Message("user", "hi")])
+    events = events.opening_events()
+    starts = [body(e) for e in events if names([e]) == ["contentStart"]]
+    assert [(s["type"], s.get("role")) for s in starts] == [
+        ("TEXT", "SYSTEM"),
+        ("TEXT", "SYSTEM_SPEECH"),
+        ("TEXT", "USER"),
+        ("AUDIO", "USER"),
+    ]
+    assert starts[1]["interactive"] is False
+    assert "Speak slowly." in [body(e).get("content") for e in events]
+    # not on v1, which has no speech prompt
+    v1 = make(NOVA_SONIC_V1, speech_instructions="Speak slowly.").opening_events()
+    assert "SYSTEM_SPEECH" not in b"".join(v1).decode()
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 24000])
+def test_the_audio_content_declares_the_input_rate(rate):
+    events = make(input_sample_rate=rate).opening_events()
+    config = body(events[-1])["audioInputConfiguration"]
+    assert config["sampleRateHertz"] == rate

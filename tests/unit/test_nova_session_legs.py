@@ -177,7 +177,7 @@ async def test_text_typed_during_an_outage_is_sent_once_to_the_next_stream(
     bedrock.gate.set()
     second = await bedrock.wait_for(2)
     reconnected = await next_event(session, E.RECONNECTED)
-    assert reconnected.meta["reason"] == "throttled"
+    assert reconnected.reason == "throttled"
     assert first.texts(interactive=True) == []
     assert second.texts(interactive=True) == [("USER", "are you there?")]
     assert second.texts(interactive=False) == []  # not history as well
@@ -203,7 +203,7 @@ async def test_a_send_cancelled_midway_replaces_the_stream(
         await sending
     second = await bedrock.wait_for(2)
     reconnected = await next_event(session, E.RECONNECTED)
-    assert reconnected.meta["reason"] == "connection"
+    assert reconnected.reason == "connection"
     assert second.audio() == b"\x01\x00" * 160  # what the first may not have got is replayed
     first.hold_sends.set()
     await asyncio.sleep(0.05)
@@ -232,7 +232,7 @@ async def test_on_nova_sonic_v1_a_cut_answer_is_not_asked_again(bedrock: Bedrock
         await next_event(session, E.AUDIO_OUTPUT)
         first.fail("model_stream_error")
         cut = await next_event(session, E.INTERRUPTED)
-        assert cut.meta["reason"] == "recovery"
+        assert cut.reason == "recovery"
         second = await bedrock.wait_for(2)
         await next_event(session, E.RECONNECTED)
         # No typed text on v1: the question stays in the history for the user to take up.
@@ -283,7 +283,13 @@ async def test_history_is_what_a_new_stream_is_told_and_continues_elsewhere(
         await next_event(session, E.TOOL_CALL)
         await session.send_tool_result(s2s.ToolResult("call-1", [s2s.TextPart('{"days": 25}')]))
         assistant_says(first, "You get 25 days.", 1)
-        await next_event(session, E.TURN_END)
+        # The turn ends with its audio; its FINAL text may come just before or just after.
+        seen: set[s2s.EventType] = set()
+        async with asyncio.timeout(5):
+            async for event in session.recv():
+                seen.add(event.type)
+                if {E.TURN_END, E.TEXT_OUTPUT} <= seen:
+                    break
         history = session.history()
         assert history == [
             s2s.Message("user", "how many holidays"),
@@ -317,7 +323,7 @@ async def test_a_stream_silent_while_an_answer_is_owed_is_replaced(bedrock: Bedr
         second = await bedrock.wait_for(2)
         assistant_says(second, "Hello.", 1)  # the new stream answers
         reconnected = await next_event(session, E.RECONNECTED)
-        assert reconnected.meta["reason"] == "stalled"
+        assert reconnected.reason == "stalled"
         assert first.released
         assert second.texts(interactive=True) == [("USER", "hello?")]  # asked again
         await next_event(session, E.TURN_END)
@@ -355,7 +361,7 @@ async def test_a_tool_call_pauses_the_stall_watch_until_its_result(bedrock: Bedr
         await session.send_tool_result(s2s.ToolResult("c1", [s2s.TextPart("42")]))
         second = await bedrock.wait_for(2)  # then nothing came back: stalled
         assistant_says(second, "It is 42.", 1)
-        assert (await next_event(session, E.RECONNECTED)).meta["reason"] == "stalled"
+        assert (await next_event(session, E.RECONNECTED)).reason == "stalled"
 
 
 async def test_a_stream_cut_while_the_caller_is_silent_is_replaced_when_it_speaks(
@@ -376,7 +382,7 @@ async def test_a_stream_cut_while_the_caller_is_silent_is_replaced_when_it_speak
         assert session.stats.dormant == 1  # type: ignore[attr-defined]
         await session.send_audio(b"\x02\x00" * 160)  # the caller is back
         second = await bedrock.wait_for(2)
-        assert (await next_event(session, E.RECONNECTED)).meta["reason"] == "idle_timeout"
+        assert (await next_event(session, E.RECONNECTED)).reason == "idle_timeout"
         assert second.texts(interactive=False) == [("USER", "hi"), ("ASSISTANT", "Hello.")]
         assert b"\x02\x00" * 160 in second.audio()  # replayed to the new stream
 
@@ -405,7 +411,7 @@ async def test_a_failure_while_the_caller_talks_is_recovered_at_once(bedrock: Be
         await session.send_audio(b"\x01\x00" * 160)
         bedrock.streams[0].fail("throttled")
         await bedrock.wait_for(2)
-        assert (await next_event(session, E.RECONNECTED)).meta["reason"] == "throttled"
+        assert (await next_event(session, E.RECONNECTED)).reason == "throttled"
 
 
 async def test_no_rollover_stream_is_opened_for_a_silent_caller(bedrock: Bedrock) -> None:
@@ -422,3 +428,108 @@ async def test_no_rollover_stream_is_opened_for_a_silent_caller(bedrock: Bedrock
         assert len(bedrock.streams) == 1
         await session.send_audio(b"\x01\x00" * 160)  # the caller is back: the rollover goes on
         await bedrock.wait_for(2)
+
+
+@pytest.mark.parametrize(
+    ("rate", "extra"),
+    [
+        (8000, {}),
+        (16000, {"max_audio_event_bytes": 32000}),
+        (24000, {}),
+        (16000, {"max_audio_event_bytes": 640}),
+    ],
+)
+async def test_audio_events_carry_at_most_100_ms_whatever_the_caller_sends(
+    bedrock: Bedrock, rate: int, extra: dict[str, Any]
+) -> None:
+    options = {"region": "us-east-1", "keepalive_after": 0, **extra}
+    config = s2s.Config(input_sample_rate=rate, extra=options)
+    nova = NovaEngine(config, credentials=StaticCredentials("k", "s", None))
+    pcm = bytes(range(256)) * (2 * rate * 3 // 256)  # 3 s in one call
+    async with nova.start() as session:
+        await session.send_audio(pcm)
+        stream = bedrock.streams[0]
+        sizes = [
+            len(base64.b64decode(e["audioInput"]["content"]))
+            for e in stream.sent
+            if "audioInput" in e
+        ]
+        audio_start = next(
+            e["contentStart"]
+            for e in stream.sent
+            if e.get("contentStart", {}).get("type") == "AUDIO"
+        )
+    limit = min(extra.get("max_audio_event_bytes", 4800), rate * 2 // 10)
+    assert max(sizes) == limit
+    assert stream.audio() == pcm  # in order, nothing lost
+    assert audio_start["audioInputConfiguration"]["sampleRateHertz"] == rate
+
+
+async def test_a_send_cut_short_by_a_known_failure_raises_that_failure() -> None:
+    """The receive side records Bedrock's exception and cuts a send in flight short: the send
+    reports the exception (throttled), not its own cut (a timeout)."""
+    from novakit.s2s.nova.leg import Leg
+    from novakit.s2s.nova.models import NOVA_2_SONIC
+    from novakit.s2s.nova.protocol import NovaProtocol, StreamSettings
+
+    class CutStream:
+        def abort_send(self) -> None:
+            return None
+
+        async def send(self, payload: bytes) -> None:
+            leg.fail(ProviderError("throttled", "Too many requests", retryable=True))
+            raise ProviderError("timeout", "the send was cut short", retryable=True)
+
+    protocol = NovaProtocol(StreamSettings(model=NOVA_2_SONIC, voice="matthew", instructions=""))
+    leg = Leg(1, "recovery", protocol, CutStream(), 0.0)  # type: ignore[arg-type]
+    with pytest.raises(ProviderError) as raised:
+        await leg.send_all([b"{}"])
+    assert raised.value.code == "throttled"
+
+
+def record_phases(session: s2s.Session) -> list[str]:
+    """The phases the session moves through from now on (phase.py)."""
+    seen: list[str] = []
+    move = session._move  # type: ignore[attr-defined]
+
+    def recording(step: Any) -> None:
+        move(step)
+        seen.append(session.phase.value)  # type: ignore[attr-defined]
+
+    session._move = recording  # type: ignore[attr-defined]
+    return seen
+
+
+async def test_a_recovery_moves_through_its_phases(bedrock: Bedrock) -> None:
+    async with engine().start() as session:
+        phases = record_phases(session)
+        bedrock.gate.clear()  # the replacement takes a while to open
+        bedrock.streams[0].fail("throttled")
+        await bedrock.wait_for(1)
+        async with asyncio.timeout(5):
+            while session.phase.value != "recovering":  # type: ignore[attr-defined]  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await session.send_audio(b"\x01\x00" * 160)  # kept for the next stream, not refused
+        assert session.phase.value == "recovering"  # type: ignore[attr-defined]
+        bedrock.gate.set()
+        await next_event(session, E.RECONNECTED)
+        assert phases == ["recovering", "settling", "live"]
+    assert phases[-2:] == ["closing", "closed"]
+
+
+async def test_a_rollover_moves_through_its_phases(bedrock: Bedrock) -> None:
+    async with engine(rollover_after=0.2).start() as session:
+        phases = record_phases(session)
+        first = bedrock.streams[0]
+        await session.send_text("hi")
+        assistant_says(first, "Hello.", 1)
+        await next_event(session, E.TURN_END)
+        await asyncio.sleep(0.3)  # past rollover_after
+        await session.send_audio(b"\x01\x00" * 160)  # a send checks for a due rollover
+        second = await bedrock.wait_for(2)
+        async with asyncio.timeout(5):
+            while not second.audio():
+                await session.send_audio(b"\x01\x00" * 160)
+                await asyncio.sleep(0.01)
+        assert phases[:4] == ["preparing", "ready", "switching", "live"]
+        assert session.phase.value == "live"  # type: ignore[attr-defined]

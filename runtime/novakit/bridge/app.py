@@ -36,7 +36,6 @@ from .cluster import (
     Relay,
     RelayOutcome,
     discover_address,
-    heartbeat_loop,
 )
 from .connections import (
     ConnectionsClient,
@@ -51,6 +50,7 @@ from .metrics import Metrics
 from .protocol import ErrorCode, ProtocolError, parse_client_frame
 from .session import BridgeSession
 from .settings import BridgeSettings
+from .tenure import Heartbeat, Tenure
 from .tools import BoundTool, ToolRunner, tools_from_folder, tools_from_manifest
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,8 @@ VERIFIED_RELAY = web.RequestKey("novakit.verified_relay", bool)
 # At most one warning per interval about refused requests: a flood of forged requests must not
 # become a flood of log lines.
 REFUSAL_LOG_SECONDS = 10.0
+# Sessions fencing themselves at once after this task's heartbeat lapsed (each one write).
+CONFIRMS_AT_ONCE = 8
 
 
 class Bridge:
@@ -116,6 +118,8 @@ class Bridge:
         # Connections whose conversation is over: their frames are refused, never adopted.
         self.ended = EndedConnections()
         self._hang_ups: set[asyncio.Task[bool]] = set()
+        self._confirming: set[asyncio.Task[bool]] = set()
+        self._confirm_slots = asyncio.Semaphore(CONFIRMS_AT_ONCE)
         self.draining = False
         self._flusher: asyncio.Task[None] | None = None
         self._all_ended = asyncio.Event()
@@ -130,6 +134,9 @@ class Bridge:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._next_peer = 0
         self._heartbeat: asyncio.Task[None] | None = None
+        # Set at startup, once the address is known: the heartbeat renews this task's tenure,
+        # which tells its sessions when they must fence themselves (lease.py).
+        self.heartbeat: Heartbeat | None = None
         self._protection: asyncio.Task[None] | None = None
         self._last_request = 0.0
 
@@ -164,9 +171,14 @@ class Bridge:
         self._flusher = asyncio.create_task(self._flush_metrics(), name="metrics")
         if not self.address:
             self.address = discover_address(self.settings.port)
+        self.heartbeat = Heartbeat(
+            self.directory,
+            self.address,
+            Tenure(self.settings.owner_timeout),
+            on_lapse=self._after_lapse,
+        )
         self._heartbeat = asyncio.create_task(
-            heartbeat_loop(self.directory, self.address, self.settings.heartbeat_seconds),
-            name="heartbeat",
+            self.heartbeat.run(self.settings.heartbeat_seconds), name="heartbeat"
         )
         self._protection = protection.start(lambda: (len(self.sessions), self.draining))
         log.info(
@@ -299,11 +311,17 @@ class Bridge:
             return web.json_response({"message": "at capacity"}, status=503)
         if connection_id not in self.sessions:
             principal = request.headers.get("x-principal-id", "")
+            term = self._term()
             record = await self.directory.claim(connection_id, self.address, principal=principal)
             if record is None:  # a retried $connect: the first one registered it
                 record = await self.directory.get(connection_id)
-            lease = SessionLease(self.directory, record) if record is not None else None
-            self._create(connection_id, principal, lease=lease, resumed=False)
+                if record is None or record.ended:
+                    return web.json_response({"message": "connection is over"}, status=403)
+                if record.owner != self.address:
+                    # The first attempt landed on another task, which holds the session: a
+                    # second one here would answer the same client twice.
+                    return web.json_response({"connectionId": connection_id})
+            self._create(connection_id, principal, lease=self._lease(record, term), resumed=False)
         return web.json_response({"connectionId": connection_id})
 
     async def on_message(self, request: web.Request) -> web.Response:
@@ -313,6 +331,8 @@ class Bridge:
         body = await request.read()
         self._last_request = time.monotonic()
         session = self.sessions.get(connection_id)
+        if session is not None and not await self._still_owned(session):
+            session = None  # taken over while this task stalled: the frame goes to the owner
         if session is None and connection_id in self.ended:
             return self._refuse_ended(connection_id)
         if session is None:
@@ -350,6 +370,12 @@ class Bridge:
             relayed = await self.relay.forward(route.owner, "/ws/disconnect", request.headers, b"")
             if relayed.outcome is RelayOutcome.DELIVERED:
                 return web.Response(status=200)
+            if relayed.outcome is RelayOutcome.TIMED_OUT and await self.directory.alive(
+                route.owner, self.settings.owner_timeout
+            ):
+                # A slow owner still holds it: it learns the client left from its next post
+                # (410) or presence check; a tombstone now would end it under its feet.
+                return web.Response(status=200)
         # Nobody holds it: the conversation is over, and must not start again.
         await self.directory.end(connection_id, owner=route.owner)
         self.ended.add(connection_id, closed=True)
@@ -369,16 +395,22 @@ class Bridge:
         verified = bool(request.get(VERIFIED_RELAY))
         relayed = verified and RELAYED_HEADER in request.headers
         handed_over_by = request.headers.get(ADOPT_HEADER) if verified else None
-        if relayed and handed_over_by is None:
-            # The sender believes this task owns the connection, but it does not hold it
-            # (it restarted, or ended the session): the sender will take the session over.
-            return web.Response(status=409)
         # One lookup per connection at a time: concurrent frames of a connection this task
         # does not hold must not each take it over. The entry lives while requests use it.
         lock, users = self._locks.get(connection_id, (asyncio.Lock(), 0))
         self._locks[connection_id] = (lock, users + 1)
         try:
             async with lock:
+                if relayed and handed_over_by is None:
+                    # The sender believes this task owns the connection. Under the lock, a
+                    # claim this task is making completes first: answering 409 while the
+                    # session is being created would make the sender take it over too.
+                    session = self._held(connection_id)
+                    if session is not None:
+                        return session
+                    # It does not hold it (it restarted, or ended the session): the sender
+                    # takes the session over.
+                    return web.Response(status=409)
                 return await self._adopt_or_relay(
                     request, connection_id, body, handed_over_by=handed_over_by
                 )
@@ -397,7 +429,7 @@ class Bridge:
         *,
         handed_over_by: str | None,
     ) -> BridgeSession | web.Response:
-        session = self.sessions.get(connection_id)
+        session = self._held(connection_id)
         if session is not None:  # adopted while this request waited for the lock
             return session
         if connection_id in self.ended:  # ended while this request waited for the lock
@@ -414,6 +446,7 @@ class Bridge:
                 if len(self.sessions) >= self.settings.max_sessions:
                     self.metrics.count("SessionsRefused")
                     return web.json_response({"message": "at capacity"}, status=503)
+                term = self._term()
                 claimed = await self.directory.claim(
                     connection_id, self.address, principal=principal
                 )
@@ -421,7 +454,7 @@ class Bridge:
                     return self._create(
                         connection_id,
                         principal,
-                        lease=SessionLease(self.directory, claimed),
+                        lease=self._lease(claimed, term),
                         resumed=True,
                     )
                 continue
@@ -435,26 +468,33 @@ class Bridge:
             # adopted the session already. Taking it from that peer would leave two live
             # sessions answering one client. The owner answering that it does not hold the
             # session (409), or being gone, is what lets this task take it over.
+            outcome: RelayOutcome | None = None
             if owner and owner != self.address:
                 result = await self.relay.forward(owner, "/ws/message", request.headers, body)
                 self.metrics.observe("RelayLatencyMs", result.seconds * 1000)
                 if result.outcome is RelayOutcome.DELIVERED:
                     return web.Response(status=200)
-                if result.outcome is RelayOutcome.TIMED_OUT and await self.directory.alive(
-                    owner, self.settings.owner_timeout
-                ):
-                    # Alive but slow: taking over would cut a working session. This frame is
-                    # lost (API Gateway tells the client); the next one will try again.
-                    log.warning(
-                        "owner %s is slow; frame not delivered",
-                        owner,
-                        extra={"connection_id": connection_id},
-                    )
-                    return web.json_response({"message": "owner busy"}, status=503)
+                outcome = result.outcome
             # Taking over needs the whole record (the conversation); routing needed the owner.
             record = await self.directory.get(connection_id)
             if record is None or record.ended or record.owner != owner:
                 continue
+            # A relay that timed out says the owner is slow, not that it is gone: only a
+            # heartbeat older than owner_timeout does. Asked after reading the record, so an
+            # owner that woke, beat and fenced the record (lease.py) either shows alive here
+            # or has moved the record past the version this claim needs.
+            if outcome is RelayOutcome.TIMED_OUT and await self.directory.alive(
+                owner, self.settings.owner_timeout
+            ):
+                # Alive but slow: taking over would cut a working session. This frame is
+                # lost (API Gateway tells the client); the next one will try again.
+                self.metrics.count("RelaysToSlowOwner")
+                log.warning(
+                    "owner %s is slow; frame not delivered",
+                    owner,
+                    extra={"connection_id": connection_id},
+                )
+                return web.json_response({"message": "owner busy"}, status=503)
             # A hand-over is real only when the record says so: nobody owns the session and
             # the task that released it is the one passing the frame. A header naming a task
             # proves nothing about the session.
@@ -483,6 +523,7 @@ class Bridge:
 
     async def _take_over(self, record: SessionRecord, principal: str) -> BridgeSession | None:
         started = time.monotonic()
+        term = self._term()
         claimed = await self.directory.claim(
             record.connection_id, self.address, replacing=record, principal=principal
         )
@@ -501,9 +542,56 @@ class Bridge:
         return self._create(
             record.connection_id,
             claimed.principal or principal,
-            lease=SessionLease(self.directory, claimed),
+            lease=self._lease(claimed, term),
             resumed=True,
         )
+
+    def _held(self, connection_id: str) -> BridgeSession | None:
+        """The local session of a connection, unless another task took it over (it is still
+        winding down here)."""
+        session = self.sessions.get(connection_id)
+        if session is None or (session.lease is not None and session.lease.lost):
+            return None
+        return session
+
+    def _term(self) -> int:
+        """The tenure's term now: read *before* a claim is sent, so that a lapse while the
+        claim was out makes the new session fence itself before it sends anything."""
+        return self.heartbeat.tenure.term if self.heartbeat is not None else 0
+
+    def _lease(self, record: SessionRecord, term: int) -> SessionLease:
+        return SessionLease(self.directory, record, self.heartbeat, term=term)
+
+    def _after_lapse(self) -> None:
+        """This task was stalled or cut off for longer than peers wait: every session fences
+        its record now (a session another task took over ends quietly)."""
+        sessions = [s for s in self.sessions.values() if s.lease is not None]
+        if not sessions:
+            return
+        log.warning("heartbeat lapsed: confirming every session", extra={"sessions": len(sessions)})
+        for session in sessions:
+            task = asyncio.get_running_loop().create_task(
+                self._confirm_after_lapse(session), name=f"confirm-{session.connection_id}"
+            )
+            self._confirming.add(task)
+            task.add_done_callback(self._confirming.discard)
+
+    async def _confirm_after_lapse(self, session: BridgeSession) -> bool:
+        async with self._confirm_slots:  # a few at a time: the directory serves frames too
+            return await self._still_owned(session)
+
+    async def _still_owned(self, session: BridgeSession) -> bool:
+        """Whether a local session may take a frame: after this task stalled, its record is
+        fenced first. A session another task took over ends here, quietly, and the frame goes
+        to the new owner instead of being lost with it."""
+        if session.lease is None:
+            return True
+        try:
+            await session.lease.guard()
+        except s2s.FencedError:
+            session.end("ownership moved")
+            return False
+        return True
 
     def _refuse_ended(self, connection_id: str) -> web.Response:
         """A frame for a conversation that is over: refused (the client was sent ``ended``),

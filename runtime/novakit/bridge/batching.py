@@ -35,6 +35,7 @@ from typing import Any, Final
 from novakit.s2s.events import Usage
 
 from .protocol import (
+    INPUT_SAMPLE_RATE,
     MAX_BATCH_MS,
     MAX_FRAME_BYTES,
     MIN_BATCH_MS,
@@ -105,6 +106,7 @@ class OutboundBatcher:
         "batch_ms",
         "counters",
         "frame_pcm_bytes",
+        "input_sample_rate",
         "max_frame_bytes",
         "sample_rate",
     )
@@ -122,6 +124,8 @@ class OutboundBatcher:
                 f" (API Gateway's frame limit), not {max_frame_bytes}"
             )
         self.max_frame_bytes = max_frame_bytes
+        # The client's microphone rate: reported in session frames (the batcher frames output).
+        self.input_sample_rate = INPUT_SAMPLE_RATE
         self.sample_rate = 0
         self.batch_ms = 0
         self.frame_pcm_bytes = 0
@@ -348,6 +352,7 @@ class OutboundBatcher:
                 connection_id=connection_id,
                 model=model,
                 voice=voice,
+                input_sample_rate=self.input_sample_rate,
                 output_sample_rate=self.sample_rate,
                 batch_ms=self.batch_ms,
                 reason=text,

@@ -1,4 +1,4 @@
-"""Several bridge tasks behind one API: each task's address, heartbeats, and frame relay.
+"""Several bridge tasks behind one API: each task's address, and the frame relay.
 
 The NLB hands a frame to any task; the task that owns the connection is in the directory.
 A frame that lands elsewhere is relayed to the owner over the internal network: the same
@@ -9,7 +9,7 @@ acts on ``x-novakit-*`` headers only when the signature verifies.
 
 from __future__ import annotations
 
-import asyncio
+import errno
 import json
 import logging
 import os
@@ -22,7 +22,6 @@ from enum import Enum
 import aiohttp
 
 from .auth import ADOPT_HEADER, GATEWAY_SECRET_HEADER, RelayAuth
-from .directory import Directory
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,6 @@ __all__ = [
     "RelayOutcome",
     "RelayResult",
     "discover_address",
-    "heartbeat_loop",
 ]
 FORWARDED_HEADERS = (
     GATEWAY_SECRET_HEADER,
@@ -120,7 +118,11 @@ class Relay:
                 await response.read()
                 status = response.status
         except (aiohttp.ClientConnectorError, ConnectionRefusedError) as exc:
-            return RelayResult(RelayOutcome.REFUSED, time.monotonic() - started, repr(exc))
+            # Only a refused connection says nothing listens there. Any other failure to
+            # connect (this task out of sockets, a route or name that failed, a host that does
+            # not answer) says nothing about the owner: it may be alive.
+            outcome = RelayOutcome.REFUSED if is_refusal(exc) else RelayOutcome.TIMED_OUT
+            return RelayResult(outcome, time.monotonic() - started, repr(exc))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return RelayResult(RelayOutcome.TIMED_OUT, time.monotonic() - started, repr(exc))
         elapsed = time.monotonic() - started
@@ -135,11 +137,6 @@ class Relay:
             await self._http.close()
 
 
-async def heartbeat_loop(directory: Directory, address: str, every: float) -> None:
-    """Tell the directory this task is alive, until cancelled; a failed beat is retried."""
-    while True:
-        try:
-            await directory.heartbeat(address)
-        except Exception as exc:  # the directory is briefly unreachable: try again next beat
-            log.warning("heartbeat failed: %r", exc)
-        await asyncio.sleep(every)
+def is_refusal(exc: OSError) -> bool:
+    cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+    return isinstance(cause, ConnectionRefusedError) or cause.errno == errno.ECONNREFUSED

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any, Protocol
@@ -207,14 +207,22 @@ class ConnectionsClient:
             await self._http.close()
             self._http = None
 
-    async def post(self, connection_id: str, data: bytes) -> float:
+    async def post(
+        self,
+        connection_id: str,
+        data: bytes,
+        *,
+        before_retry: Callable[[], Awaitable[None]] | None = None,
+    ) -> float:
         """Deliver ``data`` as one frame; returns the post's latency in seconds (last attempt).
 
         Raises ``ConnectionGone`` when the client left and ``PostError`` when it cannot be
-        delivered (after retries for throttling and server errors).
+        delivered (after retries for throttling and server errors). ``before_retry`` is
+        awaited before each retry (a session lease's guard: a retry after a long stall must
+        not post for a session another task took over; whatever it raises propagates).
         """
         started = time.monotonic()
-        await self._request("POST", connection_id, data)
+        await self._request("POST", connection_id, data, before_retry)
         self.stats.posts += 1
         self.stats.bytes += len(data)
         return time.monotonic() - started
@@ -246,9 +254,17 @@ class ConnectionsClient:
         result: dict[str, Any] = json.loads(body or b"{}")
         return result
 
-    async def _request(self, method: str, connection_id: str, data: bytes) -> bytes:
+    async def _request(
+        self,
+        method: str,
+        connection_id: str,
+        data: bytes,
+        before_retry: Callable[[], Awaitable[None]] | None = None,
+    ) -> bytes:
         url = self.url(connection_id)
         for attempt in range(1, self._attempts + 1):
+            if attempt > 1 and before_retry is not None:
+                await before_retry()
             headers = self._signer.sign(method, url, data)
             try:
                 async with self._session().request(

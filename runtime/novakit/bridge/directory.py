@@ -30,7 +30,8 @@ rate of one partition.
 Table layout (partition key ``pk``, string; TTL attribute ``expires_at``):
 
 - ``conn#{connection id}``: ``owner``, ``version``, ``state`` (JSON), ``principal``,
-  ``updated_at``, ``expires_at``; a tombstone also has ``ended_at``;
+  ``updated_at``, ``expires_at``, ``write_id`` (the last save or fence, to recognise it when
+  its answer was lost); a tombstone also has ``ended_at``;
   ``handed_over_by`` while a draining task has handed it over
 - ``tasks``: one attribute per task, named by its address, holding its last heartbeat (epoch
   seconds); ``expires_at``. Entries older than ``STALE_TASK_SECONDS`` are removed by the next
@@ -40,10 +41,13 @@ Table layout (partition key ``pk``, string; TTL attribute ``expires_at``):
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -101,6 +105,12 @@ class Directory(Protocol):
 
     async def save(self, record: SessionRecord, state: Mapping[str, Any]) -> SessionRecord | None:
         """Store new state if ``record`` is still current (same owner and version)."""
+        ...
+
+    async def confirm(self, record: SessionRecord) -> SessionRecord | None:
+        """Fence: move the record to the next version if ``record`` is still current (same
+        owner and version), so that a takeover decided on an older version fails. ``None``
+        when another task owns the session now (or it ended)."""
         ...
 
     async def release(self, record: SessionRecord, *, forget: bool) -> None:
@@ -184,6 +194,14 @@ class MemoryDirectory:
         self._records[record.connection_id] = saved
         return saved
 
+    async def confirm(self, record: SessionRecord) -> SessionRecord | None:
+        current = self._records.get(record.connection_id)
+        if current is None or (current.owner, current.version) != (record.owner, record.version):
+            return None
+        confirmed = replace(current, version=current.version + 1)
+        self._records[record.connection_id] = confirmed
+        return confirmed
+
     async def release(self, record: SessionRecord, *, forget: bool) -> None:
         current = self._records.get(record.connection_id)
         if current is None or current.owner != record.owner:
@@ -256,11 +274,18 @@ class DynamoDirectory:
             )
             client = get_session().create_client("dynamodb", region_name=region, config=config)
         self._client = client
+        # The directory's own threads, not the loop's default pool (which a tool or anything
+        # else may fill): a heartbeat never waits behind other calls, since a late beat can
+        # make a slow task look gone.
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="directory")
+        self._beats_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heartbeat")
 
-    async def _call(self, operation: str, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(
-            getattr(self._client, operation), TableName=self._table, **kwargs
-        )
+    async def _call(self, operation: str, /, **kwargs: Any) -> Any:
+        return await self._call_in(self._pool, operation, **kwargs)
+
+    async def _call_in(self, pool: ThreadPoolExecutor, operation: str, /, **kwargs: Any) -> Any:
+        call = functools.partial(getattr(self._client, operation), TableName=self._table, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(pool, call)
 
     def _conditional_failed(self, exc: Exception) -> bool:
         code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
@@ -338,29 +363,74 @@ class DynamoDirectory:
 
     async def save(self, record: SessionRecord, state: Mapping[str, Any]) -> SessionRecord | None:
         now = int(time.time())
+        moved = await self._move_on(
+            record,
+            "#state = :state, updated_at = :now, expires_at = :exp",
+            names={"#state": "state"},
+            values={
+                ":state": {"S": json.dumps(state, separators=(",", ":"))},
+                ":now": {"N": str(now)},
+                ":exp": {"N": str(now + RECORD_TTL_SECONDS)},
+            },
+        )
+        return replace(record, version=record.version + 1, state=dict(state)) if moved else None
+
+    async def confirm(self, record: SessionRecord) -> SessionRecord | None:
+        moved = await self._move_on(record, "", names={}, values={})
+        return replace(record, version=record.version + 1) if moved else None
+
+    async def _move_on(
+        self,
+        record: SessionRecord,
+        update: str,
+        *,
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> bool:
+        """Move the record to the next version (setting ``update`` too) if ``record`` is still
+        current; False when another task wrote it since."""
+        write = uuid.uuid4().hex
         try:
             await self._call(
                 "update_item",
                 Key={"pk": {"S": f"conn#{record.connection_id}"}},
-                UpdateExpression=(
-                    "SET #state = :state, version = :next, updated_at = :now, expires_at = :exp"
-                ),
+                UpdateExpression="SET version = :next, write_id = :write"
+                + (f", {update}" if update else ""),
                 ConditionExpression="version = :seen AND #owner = :owner",
-                ExpressionAttributeNames={"#state": "state", "#owner": "owner"},
+                ExpressionAttributeNames={"#owner": "owner", **names},
                 ExpressionAttributeValues={
-                    ":state": {"S": json.dumps(state, separators=(",", ":"))},
                     ":next": {"N": str(record.version + 1)},
                     ":seen": {"N": str(record.version)},
                     ":owner": {"S": record.owner},
-                    ":now": {"N": str(now)},
-                    ":exp": {"N": str(now + RECORD_TTL_SECONDS)},
+                    ":write": {"S": write},
+                    **values,
                 },
             )
         except Exception as exc:
-            if self._conditional_failed(exc):
-                return None
-            raise
-        return replace(record, version=record.version + 1, state=dict(state))
+            if not self._conditional_failed(exc):
+                raise
+            return await self._applied(record, write)
+        return True
+
+    async def _applied(self, record: SessionRecord, write: str) -> bool:
+        """After a write conditional on ``record`` failed its condition: whether it was this
+        very write (its ``write_id``), applied by an earlier attempt whose answer was lost
+        (botocore retries a request that timed out), rather than anyone else's."""
+        response = await self._call(
+            "get_item",
+            Key={"pk": {"S": f"conn#{record.connection_id}"}},
+            ConsistentRead=True,
+            ProjectionExpression="#owner, version, write_id, ended_at",
+            ExpressionAttributeNames={"#owner": "owner"},
+        )
+        item = response.get("Item")
+        return (
+            item is not None
+            and "ended_at" not in item
+            and item.get("write_id", {}).get("S") == write
+            and item["owner"]["S"] == record.owner
+            and int(item["version"]["N"]) == record.version + 1
+        )
 
     async def release(self, record: SessionRecord, *, forget: bool) -> None:
         key = {"pk": {"S": f"conn#{record.connection_id}"}}
@@ -431,7 +501,8 @@ class DynamoDirectory:
         if stale:
             names.update({f"#gone{i}": address for i, address in enumerate(stale)})
             update += " REMOVE " + ", ".join(f"#gone{i}" for i in range(len(stale)))
-        await self._call(
+        await self._call_in(
+            self._beats_pool,
             "update_item",
             Key={"pk": {"S": TASKS_KEY}},
             UpdateExpression=update,
@@ -444,6 +515,8 @@ class DynamoDirectory:
         self._stale.difference_update(stale)
 
     async def alive(self, owner: str, within: float) -> bool:
+        # The clock is read before asking: a slow answer must not make a beat look older.
+        now = self._clock()
         response = await self._call(
             "get_item",
             Key={"pk": {"S": TASKS_KEY}},
@@ -452,7 +525,7 @@ class DynamoDirectory:
             ExpressionAttributeNames={"#task": owner},
         )
         seen = response.get("Item", {}).get(owner, {}).get("N")
-        return seen is not None and self._clock() - float(seen) <= within
+        return seen is not None and now - float(seen) <= within
 
     async def peers(self, within: float) -> list[str]:
         now = self._clock()
@@ -472,6 +545,8 @@ class DynamoDirectory:
 
     async def close(self) -> None:
         await asyncio.to_thread(self._client.close)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._beats_pool.shutdown(wait=False, cancel_futures=True)
 
 
 def create_table(client: Any, table: str) -> None:

@@ -35,6 +35,7 @@ from novakit.s2s.events import Usage
 __all__ = [
     "CLEAR_REASONS",
     "INPUT_SAMPLE_RATE",
+    "INPUT_SAMPLE_RATES",
     "MAX_AUDIO_BYTES",
     "MAX_BATCH_MS",
     "MAX_FRAME_BYTES",
@@ -92,8 +93,10 @@ MAX_VOICE_CHARS: Final = 64
 MAX_ID_CHARS: Final = 64
 #: Sequence numbers stay exact in JavaScript numbers (``Number.MAX_SAFE_INTEGER``).
 MAX_SEQ: Final = 2**53 - 1
-#: Nova Sonic takes 16 kHz input only; clients resample.
+#: The microphone rate when a client names none (what the browser client sends).
 INPUT_SAMPLE_RATE: Final = 16000
+#: Nova Sonic takes 8, 16 or 24 kHz input: telephony audio goes in without resampling.
+INPUT_SAMPLE_RATES: Final = frozenset({8000, 16000, 24000})
 OUTPUT_SAMPLE_RATES: Final = frozenset({8000, 16000, 24000})
 MIN_BATCH_MS: Final = 20
 MAX_BATCH_MS: Final = 1000
@@ -187,14 +190,15 @@ class ClientStart:
     TYPE: ClassVar[str] = "start"
     voice: str | None = None
     instructions: str | None = None
-    input_sample_rate: int = INPUT_SAMPLE_RATE
+    input_sample_rate: int | None = None
     output_sample_rate: int | None = None
     batch_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ClientAudio:
-    """Microphone audio: ``pcm`` is decoded PCM16 LE mono at 16 kHz, of even length."""
+    """Microphone audio: ``pcm`` is decoded PCM16 LE mono at the session's input rate (the
+    ``start`` frame's ``input_sample_rate``, 16 kHz by default), of even length."""
 
     TYPE: ClassVar[str] = "audio"
     seq: int
@@ -336,10 +340,10 @@ def _parse_start(obj: dict[str, Any], _max_audio_bytes: int) -> ClientStart:
         if not _encodable(instructions):
             raise _bad("start", f"field 'instructions' {_NOT_UNICODE}")
     input_rate = _optional_int(obj, "input_sample_rate")
-    if input_rate is not None and input_rate != INPUT_SAMPLE_RATE:
+    if input_rate is not None and input_rate not in INPUT_SAMPLE_RATES:
         raise ProtocolError(
             ErrorCode.BAD_SAMPLE_RATE,
-            f"input_sample_rate must be {INPUT_SAMPLE_RATE} (Nova Sonic's input rate), not"
+            f"input_sample_rate must be 8000, 16000 or 24000 (Nova Sonic's input rates), not"
             f" {input_rate}; resample on the client",
             ref=FrameRef("start"),
         )
@@ -359,6 +363,7 @@ def _parse_start(obj: dict[str, Any], _max_audio_bytes: int) -> ClientStart:
     return ClientStart(
         voice=voice,
         instructions=instructions,
+        input_sample_rate=input_rate,
         output_sample_rate=output_rate,
         batch_ms=batch_ms,
     )

@@ -33,9 +33,10 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+from ..s2s import FencedError
 from .connections import ConnectionGone, ConnectionsClient, PostError
 from .metrics import Metrics
 from .protocol import frame_seq, is_audio_frame, is_nonfatal_error_frame, is_pong_frame
@@ -88,12 +89,17 @@ class OrderedSender:
         on_stalled: Callable[[str], None] | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
         throttled_seconds: float = DEFAULT_THROTTLED_SECONDS,
+        guard: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.connection_id = connection_id
         self._client = client
         self._metrics = metrics
         self._on_gone = on_gone
         self._on_stalled = on_stalled
+        # The session lease's guard: after this task stalled, a post waits until the session
+        # is confirmed as still this task's (an answer cut off by a takeover is not finished
+        # here while the new owner speaks).
+        self._guard = guard
         # (frame, when it was queued): the wait is part of the latency the client sees
         self._queue: deque[tuple[str, float]] = deque()
         self._bytes = 0  # what the queue costs, FRAME_OVERHEAD included
@@ -277,13 +283,20 @@ class OrderedSender:
                 continue
             if self._episode is not None and self._bytes <= self.max_bytes // 2:
                 self._end_episode(time.monotonic())
+            if not await self._may_post():
+                return
             frame, queued_at = self._queue.popleft()
             size = len(frame) + FRAME_OVERHEAD
             self._bytes -= size
             started = time.monotonic()
             metrics.observe("OutputDelayMs", (started - max(queued_at, free_since)) * 1000)
             try:
-                latency = await self._client.post(self.connection_id, frame.encode())
+                latency = await self._client.post(
+                    self.connection_id, frame.encode(), before_retry=self._guard
+                )
+            except FencedError:
+                self._fenced()
+                return
             except ConnectionGone:
                 self._client_left()
                 return
@@ -304,19 +317,44 @@ class OrderedSender:
                     "could not post a frame: %s", exc, extra={"connection_id": self.connection_id}
                 )
                 continue
-            free_since = done = time.monotonic()
-            if self._throttled_since is not None and done - self._last_throttled > THROTTLE_CLEAR:
-                self._throttled_since = None  # the client's buffer emptied: it reads again
-            self.posted += 1
-            metrics.observe("PostLatencyMs", latency * 1000)
-            metrics.observe("OutputLatencyMs", (done - queued_at) * 1000)
-            if self._cleared_below and is_audio_frame(frame):
-                if frame_seq(frame) < self._cleared_below:
-                    metrics.count("StaleAudioFrames")
-            elif self._clear is not None and frame is self._clear[0]:
-                metrics.observe("BargeInMs", (done - self._clear[1]) * 1000)
-                self._cleared_below = frame_seq(frame)
-                self._clear = None
+            free_since = time.monotonic()
+            self._posted(frame, queued_at, latency, free_since)
+
+    def _posted(self, frame: str, queued_at: float, latency: float, done: float) -> None:
+        metrics = self._metrics
+        if self._throttled_since is not None and done - self._last_throttled > THROTTLE_CLEAR:
+            self._throttled_since = None  # the client's buffer emptied: it reads again
+        self.posted += 1
+        metrics.observe("PostLatencyMs", latency * 1000)
+        metrics.observe("OutputLatencyMs", (done - queued_at) * 1000)
+        if self._cleared_below and is_audio_frame(frame):
+            if frame_seq(frame) < self._cleared_below:
+                metrics.count("StaleAudioFrames")
+        elif self._clear is not None and frame is self._clear[0]:
+            metrics.observe("BargeInMs", (done - self._clear[1]) * 1000)
+            self._cleared_below = frame_seq(frame)
+            self._clear = None
+
+    async def _may_post(self) -> bool:
+        """False once another task owns the session: nothing more is posted from here."""
+        if self._guard is None:
+            return True
+        try:
+            await self._guard()
+        except FencedError:
+            self._fenced()
+            return False
+        return True
+
+    def _fenced(self) -> None:
+        """Another task owns the session: drop what is queued, post nothing more."""
+        self._gone = True
+        self._metrics.count("FramesFenced", len(self._queue))
+        self._queue.clear()
+        self._bytes = 0
+        self._idle.set()
+        if self._on_stalled is not None:
+            self._on_stalled("ownership moved")
 
     def _client_left(self) -> None:
         self._gone = True

@@ -143,6 +143,7 @@ class BridgeSession:
             on_stalled=self.end,
             max_bytes=settings.output_queue_bytes,
             throttled_seconds=settings.throttled_seconds,
+            guard=lease.guard if lease is not None else None,
         )
         self._error_frames = TokenBucket(
             settings.error_frames_per_second, ERROR_BURST, time.monotonic()
@@ -375,9 +376,12 @@ class BridgeSession:
             else:
                 instructions = start.instructions
         self._voice = start.voice or self._settings.voice
+        input_rate = start.input_sample_rate or self._engine.config.input_sample_rate
+        self._batcher.input_sample_rate = input_rate
         self._start_options = ClientStart(
             voice=self._voice,
             instructions=instructions,
+            input_sample_rate=input_rate,
             output_sample_rate=self._batcher.sample_rate,
             batch_ms=self._batcher.batch_ms,
         )
@@ -385,8 +389,10 @@ class BridgeSession:
             self._session = await self._engine.start(
                 voice=self._voice,
                 instructions=instructions,
+                input_sample_rate=input_rate,
                 output_sample_rate=self._batcher.sample_rate,
                 history=self._resumed_history,
+                send_guard=self.lease.guard if self.lease is not None else None,
             )
         except (s2s.ConfigError, s2s.ProviderError) as exc:
             code = getattr(exc, "code", "config")
@@ -487,43 +493,47 @@ class BridgeSession:
     async def _pump(self, session: s2s.Session) -> None:
         async for event in session.recv():
             now = time.monotonic()
-            match event.type:
-                case s2s.EventType.AUDIO_OUTPUT:
+            match event:
+                case s2s.AudioOutput(audio=pcm):
                     if self._awaiting_audio_since is not None:
                         wait_ms = (now - self._awaiting_audio_since) * 1000
                         self._metrics.observe("TimeToFirstAudioMs", wait_ms)
                         self._awaiting_audio_since = None
-                    self._post(self._batcher.audio(event.audio, now))
+                    self._post(self._batcher.audio(pcm, now))
                     self._arm_flush_timer()
-                case s2s.EventType.TEXT_OUTPUT:
-                    self._post(self._batcher.assistant_text(event.text, event.final, now))
-                case s2s.EventType.TRANSCRIPT:
+                case s2s.TextOutput(text=text, final=final):
+                    self._post(self._batcher.assistant_text(text, final, now))
+                case s2s.Transcript(text=text):
                     self._awaiting_audio_since = now
-                    self._post(self._batcher.transcript(event.text, now))
-                case s2s.EventType.TOOL_CALL if event.tool_call is not None:
-                    call = event.tool_call
+                    self._post(self._batcher.transcript(text, now))
+                case s2s.ToolCallRequest(tool_call=call):
                     self._post(self._batcher.tool(call.call_id, call.name, "started", now))
                     self._spawn(self._run_tool(session, call), f"tool-{call.name}")
-                case s2s.EventType.TURN_END:
+                case s2s.TurnEnd():
                     self._post(self._batcher.turn_end(now))
                     if self._last_usage is not None:
                         self._post(self._batcher.usage(self._last_usage, now))
                         self._last_usage = None
                     self._persist()
-                case s2s.EventType.INTERRUPTED:
-                    reason = _CLEAR_REASONS.get(event.meta.get("reason", ""), "barge_in")
+                case s2s.Interrupted(reason=why):
+                    reason = _CLEAR_REASONS.get(why, "barge_in")
                     self.sender.barge_in(self._batcher.barge_in(reason, now), since=now)
                     self._persist()
-                case s2s.EventType.USAGE if event.usage is not None:
-                    self._last_usage = event.usage  # sent once per turn, not per model event
-                case s2s.EventType.ERROR if event.error is not None:
-                    self._on_model_error(event.error, now)
+                case s2s.UsageUpdate(usage=usage):
+                    self._last_usage = usage  # sent once per turn, not per model event
+                case s2s.SessionError(error=error):
+                    self._on_model_error(error, now)
                 case _:
                     self._on_other_event(event, now)
         if self.state is State.OPEN:
             self.end("model session ended")
 
     def _on_model_error(self, error: s2s.ErrorInfo, now: float) -> None:
+        if self.lease is not None and self.lease.lost:
+            # Fenced (lease.py): another task holds the conversation and speaks to the client.
+            log.info("another task owns this conversation now", extra=self._log_extra)
+            self.end("ownership moved")
+            return
         self._metrics.count("Errors")
         log.warning(
             "model error %s: %s",
@@ -539,8 +549,8 @@ class BridgeSession:
     def _on_other_event(self, event: s2s.Event, now: float) -> None:
         # Providers may add event types (a reconnection after a fault, say): tell the client
         # of a new model stream, and log anything else rather than drop it unseen.
-        if event.type.value == "reconnected":
-            reason = str(event.meta.get("reason", "")) or None
+        if isinstance(event, s2s.Reconnected):
+            reason = event.reason or None
             self._post(
                 self._batcher.session(
                     "reconnected",
@@ -614,6 +624,7 @@ class BridgeSession:
             "options": {
                 "voice": start.voice,
                 "instructions": start.instructions,
+                "input_sample_rate": start.input_sample_rate,
                 "output_sample_rate": start.output_sample_rate,
                 "batch_ms": start.batch_ms,
             },
@@ -852,6 +863,7 @@ def _start_from(options: Mapping[str, Any]) -> ClientStart:
     return ClientStart(
         voice=voice if isinstance(voice, str) else None,
         instructions=instructions if isinstance(instructions, str) else None,
+        input_sample_rate=number("input_sample_rate"),
         output_sample_rate=number("output_sample_rate"),
         batch_ms=number("batch_ms"),
     )

@@ -24,12 +24,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="A Nova Sonic (Bedrock InvokeModelWithBidirectionalStream) emulator: "
         "TLS + HTTP/2 + event stream + SigV4 on loopback.",
     )
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--region", default="us-east-1")
-    parser.add_argument("--access-key", default=DEFAULT_CREDENTIALS.access_key_id)
-    parser.add_argument("--secret-key", default=DEFAULT_CREDENTIALS.secret_access_key)
-    parser.add_argument("--session-token", default=None)
+    parser.add_argument(
+        "--region", default="us-east-1", help="the Region SigV4 signatures must name (us-east-1)"
+    )
+    parser.add_argument(
+        "--access-key",
+        default=DEFAULT_CREDENTIALS.access_key_id,
+        help="the access key id clients sign with (a fixed test key)",
+    )
+    parser.add_argument(
+        "--secret-key",
+        default=DEFAULT_CREDENTIALS.secret_access_key,
+        help="its secret key (a fixed test secret)",
+    )
+    parser.add_argument(
+        "--session-token",
+        default=None,
+        help="the session token of those credentials, if any (none)",
+    )
     parser.add_argument("--script", metavar="FILE", help="JSON script of turns")
     parser.add_argument(
         "--tools",

@@ -14,13 +14,17 @@ What the engine does:
   threshold; speech starts after ``min_speech_seconds`` of consecutive voiced frames and ends after
   an endpointing silence (``turnDetectionConfiguration.endpointingSensitivity`` HIGH/MEDIUM/LOW =
   1.5/1.75/2 s, or ``EngineSettings.endpoint_seconds``). Closing the audio content also ends an
-  utterance in progress.
+  utterance in progress. With a mind, a shorter silence (``quick_endpoint_seconds``) ends it when
+  the words heard so far are a whole phrase of the mind's grammar.
 * **Turns.** Each utterance (or Nova 2 interactive USER text) takes the next ``ScriptTurn``. For an
   utterance the user's transcript comes first: a USER TEXT content (FINAL). Interactive text is not
   echoed back as a transcript: the client already has the words it typed. The reply is spoken
   sentence by sentence: ASSISTANT TEXT SPECULATIVE, an AUDIO content of ~100 ms audioOutput chunks,
   ASSISTANT TEXT FINAL. The last sentence's AUDIO and FINAL contents end with END_TURN, the others
-  with PARTIAL_TURN; a usageEvent closes the turn. A scripted tool call is a TOOL content
+  with PARTIAL_TURN; a usageEvent closes the turn. ``EngineSettings.turn_end`` picks another of
+  the orders a server may use to end a turn (``TURN_END_MODES``): END_TURN on the last FINAL
+  text only, on the last AUDIO only, or on neither, each turn then being a completion of its
+  own that ``completionEnd`` closes. A scripted tool call is a TOOL content
   (toolUse, contentEnd TOOL_USE); the reply waits for the matching toolResult and has ``{result}``
   replaced by the result's content.
 * **Generation.** Output is scheduled on the clock: ``response_latency`` after the end of the
@@ -32,9 +36,10 @@ What the engine does:
   carries ``{ "interrupted" : true }`` and ends with INTERRUPTED; the new speech is the next turn.
 * **Offline speech.** With ``EngineSettings.mind`` (``novakit dev``), the utterance's audio
   (from a little before the onset to a little after the last voiced frame) is heard by the mind's
-  recognizer: the transcript is the words heard; a turn no script answers goes to the mind,
-  which may call a tool (toolUse with the slot values as input) and reads its result; replies
-  are spoken with its synthetic voice (the promptStart's voiceId) instead of tone bursts.
+  recognizer while it is spoken: the transcript is the words heard; a turn no script answers
+  goes to the mind, which may call a tool (toolUse with the slot values as input) and reads its
+  result; replies are spoken with its synthetic voice (the promptStart's voiceId) instead of
+  tone bursts.
 * **Identity.** sessionId, completionId, contentIds and toolUseIds derive from a seed, so a run
   is reproducible byte for byte.
 """
@@ -74,9 +79,16 @@ FRAME_SECONDS = 0.02
 ENDPOINTING_SECONDS: Mapping[str, float] = {"HIGH": 1.5, "MEDIUM": 1.75, "LOW": 2.0}
 INTERRUPTED_CONTENT = '{ "interrupted" : true }'
 PREROLL_SECONDS = 0.4  # audio kept from before the VAD's onset (it fires after a run of frames)
-TRAILING_SECONDS = 0.3  # audio kept after the last voiced frame for the recognizer
+# Audio after the last voiced frame that the recognizer hears (a pause within the utterance is
+# heard whole): the fall of the last word, and little silence, which is heard as "please".
+TRAILING_SECONDS = 0.15
 MAX_UTTERANCE_SECONDS = 30.0  # what the recognizer hears of a longer utterance
 TOKENS_PER_SPEECH_SECOND = 25  # one token per 40 ms; any fixed rate keeps counts deterministic
+# How a turn's end is signalled (EngineSettings.turn_end): "both" (the last AUDIO and FINAL TEXT
+# contents end END_TURN), "text" (only the FINAL TEXT), "audio" (only the AUDIO; every FINAL TEXT
+# ends PARTIAL_TURN), "completion" (every content PARTIAL_TURN; each turn is one completion,
+# closed by completionEnd END_TURN, or INTERRUPTED after a barge-in).
+TURN_END_MODES = ("both", "text", "audio", "completion")
 _ID_NAMESPACE = uuid.UUID("6f1c2a52-8d0e-4d8e-9a53-3d1f0c0a7e11")
 _SENTENCE_RE = re.compile(r"(?<=[.!?])\s+")
 
@@ -208,10 +220,20 @@ class EngineSettings:
     generation_speed: float = 4.0  # seconds of audio generated per second of clock
     response_latency: float = 0.2
     chunk_seconds: float = 0.1
+    turn_end: str = "both"  # one of TURN_END_MODES
+    # With a mind: the user's turn ends after this much silence when the words heard so far
+    # are a whole phrase of its grammar (an example or a conversational phrase), instead of
+    # after the endpointing pause: a complete question is answered at once, and a pause within
+    # one ("what is the weather in ... Paris") still waits. None: always the pause.
+    quick_endpoint_seconds: float | None = 0.25
     # The offline speech (an ``emulator.mind.Mind``): it hears the user's words, answers them
     # (tool calls from the tools' examples) and speaks with a synthetic voice. None: transcripts
     # and replies are the generic ones and the voice is tone bursts (cheap and exact for tests).
     mind: Any = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.turn_end not in TURN_END_MODES:
+            raise ValueError(f"turn_end must be one of {TURN_END_MODES}, not {self.turn_end!r}")
 
 
 # -- hearing ------------------------------------------------------------------
@@ -256,6 +278,17 @@ class _Vad:
             self._voiced_run = 0
             return "end"
         return None
+
+    @property
+    def silent_seconds(self) -> float:
+        """How long the speaker has been silent (while speaking)."""
+        return self._silent_run * FRAME_SECONDS if self.speaking else 0.0
+
+    def end_now(self) -> str:
+        """End the speech here (the turn is known to be over)."""
+        self.speaking = False
+        self._voiced_run = 0
+        return "end"
 
     def reset(self) -> None:
         self.speaking = False
@@ -364,8 +397,10 @@ class ConversationEngine:
         self._declared_tools: list[str] = []
         self._last_reply: str | None = None
         self._preroll: deque[bytes] = deque(maxlen=round(PREROLL_SECONDS / FRAME_SECONDS))
-        self._utterance_pcm = bytearray()
-        self._voiced_bytes = 0  # of _utterance_pcm, up to the last voiced frame
+        self._hearing: Any = None  # the mind's ears on the utterance being spoken
+        self._hearing_frames = 0  # frames of the utterance fed to them
+        self._quiet_fed = 0  # of which silent frames since the last voiced one
+        self._held: list[bytes] = []  # silent frames beyond the trailing ones, not fed (yet)
         self._totals = {"input": [0, 0], "output": [0, 0]}  # [speechTokens, textTokens]
 
     # -- public state ---------------------------------------------------------
@@ -469,6 +504,8 @@ class ConversationEngine:
             change = self._vad.push(level, frame_start)
             if self.settings.mind is not None:
                 self._keep_audio(bytes(frame), change, voiced=level >= self._vad.threshold)
+                if change is None and self._heard_a_whole_phrase():
+                    change = self._vad.end_now()
             if change == "start":
                 self._barge_in()
             elif change == "end":
@@ -476,16 +513,47 @@ class ConversationEngine:
         self._pcm_remainder = bytes(view[whole:])
 
     def _keep_audio(self, frame: bytes, change: str | None, *, voiced: bool) -> None:
-        """Keep the utterance's audio (with some before the onset) for the recognizer."""
+        """Feed the utterance's audio (with some before the onset) to the mind's ears as it
+        comes, so its words are known when it ends. A pause's silence beyond the trailing
+        frames is held back, and fed only if speech resumes."""
         if change == "start":
-            self._utterance_pcm = bytearray(b"".join(self._preroll))
-            self._voiced_bytes = 0
-        room = len(self._utterance_pcm) < MAX_UTTERANCE_SECONDS * INPUT_RATE * 2
-        if (self._vad.speaking or change == "end") and room:
-            self._utterance_pcm += frame
-            if voiced:
-                self._voiced_bytes = len(self._utterance_pcm)
+            if self._hearing is not None:
+                self._hearing.cancel()
+            self._hearing = self.settings.mind.listen()
+            self._hearing.feed(b"".join(self._preroll))
+            self._hearing_frames = len(self._preroll)
+            self._quiet_fed = 0
+            self._held = []
         self._preroll.append(frame)
+        hearing = self._hearing
+        room = self._hearing_frames < MAX_UTTERANCE_SECONDS / FRAME_SECONDS
+        if hearing is None or not (self._vad.speaking or change == "end") or not room:
+            return
+        if voiced:
+            for held in self._held:
+                hearing.feed(held)
+            self._hearing_frames += len(self._held)
+            self._held = []
+            self._quiet_fed = 0
+        elif self._quiet_fed >= round(TRAILING_SECONDS / FRAME_SECONDS):
+            self._held.append(frame)
+            return
+        else:
+            self._quiet_fed += 1
+        hearing.feed(frame)
+        self._hearing_frames += 1
+
+    def _heard_a_whole_phrase(self) -> bool:
+        quick = self.settings.quick_endpoint_seconds
+        hearing = self._hearing
+        if quick is None or hearing is None or not self._vad.speaking:
+            return False
+        silent = self._vad.silent_seconds + 1e-9
+        if silent >= TRAILING_SECONDS:
+            # The speaker paused: the words so far are decoded now, while the rest of the
+            # pause arrives, and kept unless speech resumes.
+            hearing.settle()
+        return silent >= quick and hearing.complete()
 
     def _on_content_end(self, kind: ContentKind, tool_use_id: str | None) -> None:
         if kind is ContentKind.AUDIO:
@@ -521,9 +589,10 @@ class ConversationEngine:
     def _end_prompt(self) -> None:
         # The client has closed the prompt: nothing still to be generated will be.
         self._schedule.clear()
-        if self._completion_started and not self._completion_ended:
-            self._completion_ended = True
-            self._emit(OutputEvent("completionEnd", self._base({"stopReason": "END_TURN"})))
+        if self._hearing is not None:
+            self._hearing.cancel()
+            self._hearing = None
+        self._end_completion("END_TURN")
 
     # -- turns ----------------------------------------------------------------
 
@@ -545,9 +614,9 @@ class ConversationEngine:
         turn.input_speech_seconds = seconds
         mind = self.settings.mind
         if mind is not None:
-            trailing = round(TRAILING_SECONDS * INPUT_RATE) * 2
-            turn.heard = mind.hear(bytes(self._utterance_pcm[: self._voiced_bytes + trailing])).text
-            self._utterance_pcm = bytearray()
+            hearing, self._hearing = self._hearing, None
+            turn.heard = hearing.finish().text if hearing is not None else ""
+            self._held = []
         if turn.script is not None and turn.script.transcript is not None:
             transcript = turn.script.transcript
         elif mind is not None:
@@ -568,6 +637,8 @@ class ConversationEngine:
         if self._active is not None or not self._queue:
             return
         turn = self._active = self._queue.popleft()
+        if self.settings.turn_end == "completion":
+            self._start_completion()  # each answer is a completion of its own
         start = self.clock + self.settings.response_latency
         script = turn.script
         mind = self.settings.mind
@@ -607,8 +678,11 @@ class ConversationEngine:
         when = start
         sentences = _sentences(text) or [""]
         bytes_per_chunk = 2 * max(1, int(self.output_rate * s.chunk_seconds))
+        mode = s.turn_end
         for index, sentence in enumerate(sentences):
-            stop = "END_TURN" if index == len(sentences) - 1 else "PARTIAL_TURN"
+            last = index == len(sentences) - 1
+            audio_stop = "END_TURN" if last and mode in ("both", "audio") else "PARTIAL_TURN"
+            text_stop = "END_TURN" if last and mode in ("both", "text") else "PARTIAL_TURN"
             speculative = self._new_id("content")
             self._at(
                 when, self._content_start(speculative, "TEXT", "ASSISTANT", "SPECULATIVE"), turn
@@ -635,7 +709,7 @@ class ConversationEngine:
                     "audioOutput", audio_id, content=base64.b64encode(chunk).decode("ascii")
                 )
                 self._at(when, event, turn, audio_samples=len(chunk) // 2)
-            self._at(when, self._content_end(audio_id, "AUDIO", stop), turn)
+            self._at(when, self._content_end(audio_id, "AUDIO", audio_stop), turn)
 
             final = self._new_id("content")
             self._at(when, self._content_start(final, "TEXT", "ASSISTANT", "FINAL"), turn)
@@ -645,7 +719,7 @@ class ConversationEngine:
                 turn,
                 text_tokens=_tokens(sentence),
             )
-            self._at(when, self._content_end(final, "TEXT", stop), turn)
+            self._at(when, self._content_end(final, "TEXT", text_stop), turn)
         self._push(_Scheduled(round(when, 6), self._next_seq(), None, turn, finishes_turn=True))
 
     def _barge_in(self) -> None:
@@ -679,6 +753,9 @@ class ConversationEngine:
             self._emit(self._usage(turn))
         if turn.state is not _TurnState.INTERRUPTED:
             turn.state = _TurnState.DONE
+        if self.settings.turn_end == "completion":
+            interrupted = turn.state is _TurnState.INTERRUPTED
+            self._end_completion("INTERRUPTED" if interrupted else "END_TURN")
         self.completed_turns += 1
         self._unanswered -= 1
         self._cursor.answered += 1
@@ -740,9 +817,20 @@ class ConversationEngine:
         self._output.append(event)
 
     def _start_completion(self) -> None:
-        if not self._completion_started:
-            self._completion_started = True
-            self._emit(OutputEvent("completionStart", self._base({})))
+        if self._completion_started and not self._completion_ended:
+            return
+        if self._completion_ended:
+            if self.settings.turn_end != "completion":
+                return  # one completion for the session, and it has ended
+            self.completion_id = self._new_id("completion")
+        self._completion_started = True
+        self._completion_ended = False
+        self._emit(OutputEvent("completionStart", self._base({})))
+
+    def _end_completion(self, stop: str) -> None:
+        if self._completion_started and not self._completion_ended:
+            self._completion_ended = True
+            self._emit(OutputEvent("completionEnd", self._base({"stopReason": stop})))
 
     def _base(self, body: dict[str, Any]) -> dict[str, Any]:
         return {

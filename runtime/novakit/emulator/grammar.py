@@ -454,6 +454,34 @@ class InputGrammar:
                 raise ViolationError(
                     name, f"{where}.toolSpec.inputSchema.json must encode a JSON object"
                 )
+        self._check_tool_choice(body, name, seen)
+
+    @staticmethod
+    def _check_tool_choice(body: Mapping[str, Any], name: str, declared: set[str]) -> None:
+        # {"auto": {}} | {"any": {}} | {"tool": {"name": ...}} (the tool-choice pages); the
+        # choice is not acted on (a script decides which tool is called).
+        choice = _opt(body, name, "toolConfiguration.toolChoice", dict)
+        if choice is None:
+            return
+        where = "toolConfiguration.toolChoice"
+        if len(choice) != 1 or next(iter(choice)) not in ("auto", "any", "tool"):
+            raise ViolationError(
+                name, f"{where} must have exactly one of auto, any or tool", bedrock_words=True
+            )
+        ((mode, value),) = choice.items()
+        if not isinstance(value, dict):
+            raise ViolationError(name, f"{where}.{mode} must be an object", bedrock_words=True)
+        if mode != "tool":
+            if value:
+                raise ViolationError(name, f"{where}.{mode} takes no fields", bedrock_words=True)
+            if mode == "any" and not declared:
+                raise ViolationError(name, f"{where}.any needs at least one tool")
+            return
+        tool = _get(body, name, f"{where}.tool.name", str)
+        if set(value) != {"name"}:
+            raise ViolationError(name, f"{where}.tool takes only name", bedrock_words=True)
+        if tool not in declared:
+            raise ViolationError(name, f"{where}.tool.name '{tool}' is not a declared tool")
 
     def _on_promptEnd(self, event: InputEvent) -> Accepted:  # noqa: N802
         prompt = self._require_prompt(event)

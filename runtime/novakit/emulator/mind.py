@@ -9,19 +9,20 @@ lives in the engine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .answers import SMALL_TALK, honest_reply, read_result, small_talk
 from .matching import Matcher, ToolExamples, words
-from .recognition import Heard, Recognizer
+from .recognition import Heard, Listening, Recognizer
 from .synthesis import Synthesizer
 
-__all__ = ["Mind", "Response"]
+__all__ = ["Hearing", "Mind", "Response"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,45 @@ class Response:
     reply: str = ""
     tool: str | None = None
     arguments: dict[str, Any] | None = None
+
+
+class Hearing:
+    """An utterance the mind hears as it is spoken: ``recognition.Listening`` with its CPU time
+    counted and its words told."""
+
+    def __init__(self, mind: Mind, listening: Listening | None) -> None:
+        self._mind = mind
+        self._listening = listening
+
+    def feed(self, pcm: bytes) -> None:
+        if self._listening is not None:
+            with self._mind.cpu():
+                self._listening.feed(pcm)
+
+    def settle(self) -> None:
+        """Decode what came so far (the speaker paused)."""
+        if self._listening is not None:
+            with self._mind.cpu():
+                self._listening.settle()
+
+    def complete(self) -> bool:
+        """Whether the words so far are a whole phrase (a question the mind can answer)."""
+        if self._listening is None:
+            return False
+        with self._mind.cpu():
+            return self._listening.complete()
+
+    def finish(self) -> Heard:
+        heard = Heard("", "")
+        if self._listening is not None:
+            with self._mind.cpu():
+                heard = self._listening.finish()
+        self._mind._heard(heard)
+        return heard
+
+    def cancel(self) -> None:
+        if self._listening is not None:
+            self._listening.cancel()
 
 
 class Mind:
@@ -85,20 +125,28 @@ class Mind:
         return None
 
     def hear(self, pcm: bytes) -> Heard:
-        if self.recognizer is None:
-            return Heard("", "")
-        started = time.thread_time()
-        try:
-            heard = self.recognizer.hear(pcm)
-        finally:
-            self.cpu_seconds += time.thread_time() - started
+        """The words of a recorded utterance, heard as the same audio live would be."""
+        hearing = self.listen()
+        hearing.feed(pcm)
+        return hearing.finish()
+
+    def _heard(self, heard: Heard) -> None:
         self._tell(f"heard       {heard.text or '(no words)'}  ({heard.by or 'nothing'})")
-        return heard
+
+    def listen(self) -> Hearing:
+        """Ears on an utterance as it is spoken (see ``recognition.Listening``)."""
+        return Hearing(self, self.recognizer.listen() if self.recognizer is not None else None)
 
     def speak(self, text: str, rate: int, voice: str) -> bytes:
+        with self.cpu():
+            return self.synthesizer.speak(text, rate, voice)
+
+    @contextlib.contextmanager
+    def cpu(self) -> Iterator[None]:
+        """Count the CPU time (this thread's) of what runs inside in ``cpu_seconds``."""
         started = time.thread_time()
         try:
-            return self.synthesizer.speak(text, rate, voice)
+            yield
         finally:
             self.cpu_seconds += time.thread_time() - started
 

@@ -27,6 +27,9 @@ class Outcome(StrEnum):
 class RecordedEvent:
     name: str
     body: dict[str, Any]
+    # When it arrived (input) or was sent (output), on the emulator's clock: which of several
+    # streams was talking when.
+    at: float = field(default=0.0, compare=False)
 
 
 @dataclass(frozen=True)

@@ -193,7 +193,9 @@ class StreamSession:
             try:
                 event = parse_event(unwrap_chunk(payload))
                 if self._record_audio or event.name not in _AUDIO_EVENTS:
-                    self.record.input_events.append(RecordedEvent(event.name, dict(event.body)))
+                    self.record.input_events.append(
+                        RecordedEvent(event.name, dict(event.body), now)
+                    )
                 accepted = self._grammar.accept(event)
             except ViolationError as exc:
                 self._violation(exc.message)
@@ -279,7 +281,7 @@ class StreamSession:
             if event.name == "toolUse":
                 self._grammar.expect_tool_result(event.body["toolUseId"])
             if self._record_audio or event.name not in _AUDIO_EVENTS:
-                self.record.output_events.append(RecordedEvent(event.name, dict(event.body)))
+                self.record.output_events.append(RecordedEvent(event.name, dict(event.body), now))
             self._out += chunk_message(event).encode()
         plan = self._faults.due(
             now=now,

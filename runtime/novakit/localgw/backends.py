@@ -1,7 +1,8 @@
-"""Sends integration requests to the backends, spread round-robin like the NLB behind the VPC link.
+"""Sends integration requests to the backends, spread like the NLB behind the VPC link.
 
-Successive requests go to successive backends whatever their connection, so a frame can reach a
-process that does not own its connection; the bridge relays it. One pooled aiohttp session keeps
+Successive requests go to successive backends (or, with ``spread="random"``, to any backend at
+random) whatever their connection, so a frame can reach a process that does not own its
+connection; the bridge relays it. One pooled aiohttp session keeps
 connections to the backends alive between requests.
 
 With ``health_path`` set, backends are health-checked like NLB targets: after
@@ -16,8 +17,10 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import aiohttp
 
@@ -47,6 +50,8 @@ class BackendPool:
         health_interval: float = 5.0,
         unhealthy_threshold: int = 2,
         static_headers: Mapping[str, str] | None = None,
+        spread: Literal["round_robin", "random"] = "round_robin",
+        seed: int | None = None,
     ) -> None:
         if not backends:
             raise ValueError("at least one backend URL is required")
@@ -54,6 +59,7 @@ class BackendPool:
         self._static_headers = dict(static_headers or {})
         self.backends = tuple(url.rstrip("/") for url in backends)
         self._next_backend = itertools.cycle(self.backends)
+        self._random = random.Random(seed) if spread == "random" else None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
         self._health_path = health_path
@@ -82,6 +88,9 @@ class BackendPool:
             self._session = None
 
     def _pick(self) -> str:
+        if self._random is not None:
+            healthy = [b for b in self.backends if self.healthy[b]]
+            return self._random.choice(healthy or self.backends)
         for _ in self.backends:
             backend = next(self._next_backend)
             if self.healthy[backend]:

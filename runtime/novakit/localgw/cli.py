@@ -25,7 +25,7 @@ __all__ = ["build_parser", "main", "serve"]
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m novakit.localgw",
+        prog="novakit gateway",
         description="A local API Gateway WebSocket API in front of bridge processes.",
     )
     parser.add_argument(
@@ -35,9 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="bridge base URL; repeat to spread integration requests round-robin",
     )
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="0: any free port")
-    parser.add_argument("--stage", default="local")
+    parser.add_argument(
+        "--stage", default="local", help="the stage clients connect to, /STAGE, besides / (local)"
+    )
     parser.add_argument("--static", type=Path, metavar="DIR", help="serve files for plain GETs")
     parser.add_argument("--token", help="clients must connect with ?token=TOKEN")
     parser.add_argument("--principal", default="local-user", help="x-principal-id on $connect")
@@ -53,10 +55,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="require SigV4 on @connections, signed with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
     )
-    parser.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
-    parser.add_argument("--idle-seconds", type=float, default=600.0)
-    parser.add_argument("--max-seconds", type=float, default=7200.0)
-    parser.add_argument("--integration-timeout", type=float, default=29.0)
+    parser.add_argument(
+        "--region",
+        default=os.environ.get("AWS_REGION", "us-east-1"),
+        help="the Region --sigv4 signatures name (AWS_REGION, else us-east-1)",
+    )
+    parser.add_argument(
+        "--idle-seconds", type=float, default=600.0, help="close a silent connection after (600)"
+    )
+    parser.add_argument(
+        "--max-seconds", type=float, default=7200.0, help="close any connection after (7200)"
+    )
+    parser.add_argument(
+        "--integration-timeout",
+        type=float,
+        default=29.0,
+        help="seconds the backend has to answer a route (29, as API Gateway)",
+    )
     parser.add_argument(
         "--handshake-timeout",
         type=float,
@@ -67,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--outbound-buffer", type=int, default=1024 * 1024, help="bytes queued per client"
     )
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (INFO)")
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from .limits import FRAME_LIMIT
@@ -44,6 +45,10 @@ class GatewayConfig:
     health_path: str | None = None
     health_interval: float = 5.0
     unhealthy_threshold: int = 2
+    # How requests are spread over healthy backends: in turn, or at random (as flow hashing
+    # of many connections looks; ``spread_seed`` makes a run repeatable).
+    spread: Literal["round_robin", "random"] = "round_robin"
+    spread_seed: int | None = None
 
     def __post_init__(self) -> None:
         if not self.backends:

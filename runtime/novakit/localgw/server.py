@@ -2,7 +2,7 @@
 
 One port serves three things, as one API Gateway stage does:
 
-* WebSocket handshakes on any path (``/`` or the stage path ``/{stage}``): the ``$connect``
+* WebSocket handshakes on ``/`` or the stage path ``/{stage}`` (elsewhere: 403): the ``$connect``
   integration decides, then the connection runs until it closes and ``$disconnect`` follows;
 * the ``@connections`` management API (``/@connections/{id}``, also under ``/{stage}``);
 * static files for plain GETs when ``static_dir`` is set.
@@ -67,8 +67,12 @@ class LocalGateway:
             health_path=config.health_path,
             health_interval=config.health_interval,
             unhealthy_threshold=config.unhealthy_threshold,
+            spread=config.spread,
+            seed=config.spread_seed,
         )
         self._connections: dict[str, Connection] = {}
+        stage = config.stage
+        self._socket_paths = frozenset(["/", f"/{stage}", f"/{stage}/"])
         self._open_sessions = 0
         self._sessions_done = asyncio.Event()
         self._sessions_done.set()
@@ -172,6 +176,12 @@ class LocalGateway:
         )
         if not socket.can_prepare(request).ok:
             return self._static(request)
+        if request.path not in self._socket_paths:
+            # API Gateway answers a handshake elsewhere than its stage with 403 Forbidden, before
+            # any integration is called.
+            self.stats.rejected_connects += 1
+            log.info("handshake refused: no WebSocket route at %s", redact(request.path))
+            return web.json_response({"message": "Forbidden"}, status=403)
         if not token_accepted(self.config.token, request.query.get("token")):
             self.stats.rejected_connects += 1
             log.info("handshake refused: no valid token for %s", redact(request.path_qs))

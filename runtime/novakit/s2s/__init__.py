@@ -6,8 +6,9 @@ engine = s2s.new("nova", s2s.Config(instructions="You are a helpful assistant.")
 async with engine.start() as session:
     await session.send_audio(pcm)
     async for event in session.recv():
-        if event.type is s2s.EventType.AUDIO_OUTPUT:
-            play(event.audio)
+        match event:
+            case s2s.AudioOutput(audio=pcm):
+                play(pcm)
 """
 
 from typing import TYPE_CHECKING, Any
@@ -17,20 +18,37 @@ from .config import (
     Config,
     Message,
     TextPart,
+    ToolChoice,
     ToolDefinition,
     ToolResult,
 )
 from .errors import (
     ConfigError,
+    FencedError,
     ProviderError,
     ProviderNotFoundError,
     S2SError,
     SessionClosedError,
     UnsupportedError,
 )
-from .events import ErrorInfo, Event, EventType, ToolCall, Usage
+from .events import (
+    AudioOutput,
+    ErrorInfo,
+    Event,
+    EventType,
+    Interrupted,
+    Reconnected,
+    SessionError,
+    TextOutput,
+    ToolCall,
+    ToolCallRequest,
+    Transcript,
+    TurnEnd,
+    Usage,
+    UsageUpdate,
+)
 from .registry import new, providers, register, unregister
-from .session import Engine, Session, SessionStarter
+from .session import Engine, SendGuard, Session, SessionStarter
 
 if TYPE_CHECKING:
     from .pipeline import S2SProcessor, as_frame_processor
@@ -47,26 +65,38 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "AudioOutput",
     "Config",
     "ConfigError",
     "Engine",
     "ErrorInfo",
     "Event",
     "EventType",
+    "FencedError",
+    "Interrupted",
     "Message",
     "ProviderError",
     "ProviderNotFoundError",
+    "Reconnected",
     "S2SError",
     "S2SProcessor",
+    "SendGuard",
     "Session",
     "SessionClosedError",
+    "SessionError",
     "SessionStarter",
+    "TextOutput",
     "TextPart",
     "ToolCall",
+    "ToolCallRequest",
+    "ToolChoice",
     "ToolDefinition",
     "ToolResult",
+    "Transcript",
+    "TurnEnd",
     "UnsupportedError",
     "Usage",
+    "UsageUpdate",
     "as_frame_processor",
     "new",
     "providers",

@@ -71,6 +71,26 @@ def _check_object_schema(tool: str, schema: Mapping[str, Any]) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolChoice:
+    """Which tool the model must call at the start of its answer: ``auto`` (it decides, the
+    default), ``any`` (at least one of the tools), or ``tool`` (the one named ``name``).
+    ``Config.tool_choice`` also takes the strings ``"auto"`` and ``"any"``."""
+
+    mode: str = "auto"
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("auto", "any", "tool"):
+            raise ConfigError(f"tool_choice mode must be auto, any or tool, not {self.mode!r}")
+        if (self.mode == "tool") != (self.name is not None):
+            raise ConfigError("tool_choice names a tool with mode 'tool', and only then")
+
+    @classmethod
+    def tool(cls, name: str) -> ToolChoice:
+        return cls("tool", name)
+
+
+@dataclass(frozen=True, slots=True)
 class TextPart:
     """Text content of a tool result (often JSON the model reads)."""
 
@@ -114,6 +134,8 @@ class Config:
     voice: str = "matthew"
     input_sample_rate: int = 16000
     output_sample_rate: int = 24000
+    # None: the provider's default (the model decides, as with "auto").
+    tool_choice: ToolChoice | str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -135,6 +157,23 @@ class Config:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ConfigError(f"tool names must be unique; repeated: {duplicates}")
+        choice = self.tool_choice
+        if isinstance(choice, str):
+            if choice not in ("auto", "any"):
+                raise ConfigError(
+                    f"tool_choice={choice!r}: use 'auto', 'any' or ToolChoice.tool(name)"
+                )
+            choice = ToolChoice(choice)
+            object.__setattr__(self, "tool_choice", choice)
+        if choice is not None:
+            if not isinstance(choice, ToolChoice):
+                raise ConfigError(f"tool_choice must be a ToolChoice, not {type(choice)!r}")
+            if choice.mode != "auto" and not self.tools:
+                raise ConfigError(f"tool_choice {choice.mode!r} needs tools to choose from")
+            if choice.mode == "tool" and choice.name not in names:
+                raise ConfigError(
+                    f"tool_choice names {choice.name!r}, which is not one of the tools {names}"
+                )
 
     def with_overrides(self, **overrides: Any) -> Config:
         """A copy with the given fields replaced (``None`` values are ignored)."""

@@ -23,6 +23,12 @@ class SessionClosedError(S2SError):
     """The session was used after it closed (by the caller or by a final error)."""
 
 
+class FencedError(S2SError):
+    """The caller no longer holds this conversation (its send guard said so, for example because
+    another process took the conversation over): the session sends the model nothing more and
+    closes."""
+
+
 class UnsupportedError(S2SError):
     """The provider or model cannot do what was asked (for example typed text on Nova Sonic v1)."""
 

@@ -46,7 +46,17 @@ from ..voice.frames import (
 from ..voice.processor import FrameProcessor
 from .config import TextPart, ToolDefinition, ToolResult
 from .errors import S2SError
-from .events import Event, EventType, ToolCall
+from .events import (
+    AudioOutput,
+    Event,
+    Interrupted,
+    SessionError,
+    TextOutput,
+    ToolCall,
+    ToolCallRequest,
+    Transcript,
+    TurnEnd,
+)
 from .session import Engine, Session
 
 log = logging.getLogger(__name__)
@@ -145,9 +155,9 @@ class S2SProcessor(FrameProcessor):
     async def _read(self, session: Session) -> None:
         async for event in session.recv():
             frame = _to_frame(event)
-            if event.type in (EventType.TURN_END, EventType.INTERRUPTED, EventType.ERROR):
+            if isinstance(event, TurnEnd | Interrupted | SessionError):
                 self._turn_done.set()
-            if event.type is EventType.TOOL_CALL and event.tool_call and self._tool_handler:
+            if isinstance(event, ToolCallRequest) and self._tool_handler:
                 task = asyncio.create_task(self._answer(session, event.tool_call))
                 self._tool_tasks.add(task)
                 task.add_done_callback(self._tool_tasks.discard)
@@ -208,21 +218,20 @@ class S2SProcessor(FrameProcessor):
 
 
 def _to_frame(event: Event) -> Frame | None:
-    match event.type:
-        case EventType.AUDIO_OUTPUT:
-            return AudioFrame(event.audio, event.sample_rate)
-        case EventType.TEXT_OUTPUT:
-            return TextFrame(event.text, "assistant", final=event.final)
-        case EventType.TRANSCRIPT:
-            return TranscriptFrame(event.text, final=True)
-        case EventType.TOOL_CALL if event.tool_call is not None:
-            call = event.tool_call
+    match event:
+        case AudioOutput(audio=pcm, sample_rate=rate):
+            return AudioFrame(pcm, rate)
+        case TextOutput(text=text, final=final):
+            return TextFrame(text, "assistant", final=final)
+        case Transcript(text=text):
+            return TranscriptFrame(text, final=True)
+        case ToolCallRequest(tool_call=call):
             return ToolCallFrame(call.call_id, call.name, call.arguments)
-        case EventType.INTERRUPTED:
+        case Interrupted():
             return InterruptFrame()
-        case EventType.ERROR if event.error is not None:
-            return ErrorFrame(event.error.code, event.error.message)
-        case EventType.TURN_END:
+        case SessionError(error=error):
+            return ErrorFrame(error.code, error.message)
+        case TurnEnd():
             return TurnEndFrame()
     return None
 

@@ -4,7 +4,7 @@ An engine holds configuration and shared resources; a session is one conversatio
 
     engine = s2s.new("nova", s2s.Config(instructions="You are helpful."))
     async with engine.start(voice="tiffany") as session:
-        await session.send_audio(pcm16_16khz)
+        await session.send_audio(pcm16)  # at Config.input_sample_rate (16 kHz by default)
         async for event in session.recv():
             ...
 
@@ -17,12 +17,16 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Generator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any
 
-from .config import Config, Message, ToolDefinition, ToolResult
-from .events import Event, EventType
+from .config import Config, Message, ToolChoice, ToolDefinition, ToolResult
+from .events import AudioOutput, Event
+
+# Awaited before a session opens a stream to the model and before each send to it; raises
+# ``FencedError`` once the caller no longer holds the conversation.
+SendGuard = Callable[[], Awaitable[None]]
 
 
 class Session(ABC):
@@ -30,7 +34,13 @@ class Session(ABC):
 
     Sending methods raise ``SessionClosedError`` once the session has closed. ``recv()`` yields
     events until the session closes, then ends; there is one consumer per session.
+
+    ``send_guard`` (set by ``Engine.start``) is for callers that share a conversation between
+    processes: when it raises ``FencedError`` the session sends the model nothing more, fails
+    with code ``fenced`` and closes.
     """
+
+    send_guard: SendGuard | None = None
 
     @abstractmethod
     async def open(self) -> None:
@@ -121,20 +131,31 @@ class Engine(ABC):
         *,
         instructions: str | None = None,
         tools: Sequence[ToolDefinition] | None = None,
+        tool_choice: ToolChoice | str | None = None,
         model: str | None = None,
         voice: str | None = None,
+        input_sample_rate: int | None = None,
         output_sample_rate: int | None = None,
         history: Sequence[Message] = (),
+        send_guard: SendGuard | None = None,
     ) -> SessionStarter:
-        """Start a session; keyword arguments override the engine's config for this session."""
+        """Start a session; keyword arguments override the engine's config for this session.
+
+        ``send_guard``: awaited before every stream the session opens and every send to the
+        model; it raises ``FencedError`` when this caller must not speak for the conversation
+        any more (another process owns it now)."""
         config = self.config.with_overrides(
             instructions=instructions,
             tools=tuple(tools) if tools is not None else None,
+            tool_choice=tool_choice,
             model=model,
             voice=voice,
+            input_sample_rate=input_sample_rate,
             output_sample_rate=output_sample_rate,
         )
-        return SessionStarter(self.create_session(config, tuple(history)))
+        session = self.create_session(config, tuple(history))
+        session.send_guard = send_guard
+        return SessionStarter(session)
 
     @abstractmethod
     def create_session(self, config: Config, history: Sequence[Message]) -> Session:
@@ -164,8 +185,8 @@ class EventQueue:
 
     def drop_audio(self) -> int:
         """Remove every queued ``AUDIO_OUTPUT``; returns how many bytes of audio were dropped."""
-        kept = [e for e in self._items if e.type is not EventType.AUDIO_OUTPUT]
-        dropped = sum(len(e.audio) for e in self._items if e.type is EventType.AUDIO_OUTPUT)
+        kept = [e for e in self._items if not isinstance(e, AudioOutput)]
+        dropped = sum(len(e.audio) for e in self._items if isinstance(e, AudioOutput))
         self._items = deque(kept)
         return dropped
 

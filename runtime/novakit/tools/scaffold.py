@@ -113,5 +113,5 @@ def main(argv: list[str]) -> int:
         return 2
     print(f"created {folder}/: tool.json, handler.py, test_{args.name}.py")
     print(f"next: edit {folder}/tool.json (description, input_schema) and handler.py;")
-    print("      `make dev` serves it, `make test` runs its test, `cdk deploy` ships it.")
+    print("      `make dev` serves it, `make test` runs its test, `make deploy` ships it.")
     return 0

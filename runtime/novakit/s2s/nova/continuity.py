@@ -17,16 +17,17 @@ from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 
-INPUT_BYTES_PER_SECOND = 32000  # 16 kHz PCM16 mono
+INPUT_BYTES_PER_SECOND = 32000  # 16 kHz PCM16 mono, the default input rate
 
 
 class AudioRing:
     """User audio by absolute byte offset; keeps at most ``max_bytes`` (oldest dropped)."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, bytes_per_second: int = INPUT_BYTES_PER_SECOND) -> None:
         if max_bytes < 2:
             raise ValueError("an audio ring needs room for one sample")
         self._max = max_bytes - max_bytes % 2
+        self.bytes_per_second = bytes_per_second
         self._chunks: deque[bytes] = deque()
         self.start = 0  # offset of the oldest byte kept
         self.end = 0  # offset after the newest byte
@@ -63,7 +64,7 @@ class AudioRing:
 
     @property
     def seconds(self) -> float:
-        return (self.end - self.start) / INPUT_BYTES_PER_SECOND
+        return (self.end - self.start) / self.bytes_per_second
 
     def _drop(self, count: int, *, counted: bool = True) -> None:
         count -= count % 2  # whole samples only

@@ -13,8 +13,9 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
-from ..errors import ProviderError
+from ..errors import FencedError, ProviderError
 from ..events import Event
+from ..session import SendGuard
 from .credentials import CredentialSource
 from .options import NovaOptions
 from .protocol import MalformedEventError, NovaProtocol, StreamSettings
@@ -38,6 +39,8 @@ class Leg:
         protocol: NovaProtocol,
         stream: BedrockStream,
         opened_at: float,
+        *,
+        guard: SendGuard | None = None,
     ) -> None:
         self.number = number
         self.purpose = purpose  # initial | rollover | recovery
@@ -58,6 +61,7 @@ class Leg:
         # A send was cancelled midway: the event signature chain may be broken, so nothing
         # more is written (a later event would fail Bedrock's signature check).
         self.broken = False
+        self._guard = guard
         self._receiver: asyncio.Task[None] | None = None
         self._input_finished = False
         self._closed = False
@@ -77,13 +81,16 @@ class Leg:
         credentials: CredentialSource,
         on_events: EventsCallback,
         on_end: EndCallback,
+        guard: SendGuard | None = None,
     ) -> Leg:
         """Open a stream with fresh credentials and send its setup (sessionStart, promptStart,
-        system prompt); raises ``ProviderError`` if Bedrock refuses it."""
+        system prompt); raises ``ProviderError`` if Bedrock refuses it, or if ``guard`` says
+        this process may no longer speak for the conversation (code ``fenced``)."""
         loop = asyncio.get_running_loop()
+        await _check(guard)
         identity = await credentials.snapshot()  # rotated credentials apply to new streams
         stream = await BedrockStream.open(model_id, options, identity)
-        leg = cls(number, purpose, NovaProtocol(settings), stream, loop.time())
+        leg = cls(number, purpose, NovaProtocol(settings), stream, loop.time(), guard=guard)
         try:
             try:
                 await leg.send_all(leg.protocol.setup_events())
@@ -102,11 +109,18 @@ class Leg:
         """Send events in order (the caller holds ``lock``)."""
         if self.failure is not None:
             raise self.failure
+        await _check(self._guard)
         try:
             for payload in payloads:
                 await self.stream.send(payload)
         except asyncio.CancelledError:
             self.broken = True
+            raise
+        except ProviderError:
+            # The receive side learnt first why the stream is gone (Bedrock's exception) and
+            # cut this send short: that reason, not the cut, is the failure.
+            if self.failure is not None:
+                raise self.failure from None
             raise
 
     @property
@@ -203,3 +217,16 @@ class Leg:
             )
         self.ended = True
         on_end(self, error)
+
+
+async def _check(guard: SendGuard | None) -> None:
+    """Ask the caller's send guard; a fenced caller gets a final ``fenced`` error (a new stream
+    would not help: another process holds the conversation)."""
+    if guard is None:
+        return
+    try:
+        await guard()
+    except FencedError as exc:
+        raise ProviderError(
+            "fenced", str(exc) or "another process holds it", retryable=False
+        ) from exc

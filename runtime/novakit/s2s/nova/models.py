@@ -14,6 +14,9 @@ class NovaModel:
     # and the turn-detection (endpointing) setting on sessionStart.
     interactive_text: bool
     turn_detection: bool
+    # Nova 2 only: a SYSTEM_SPEECH text content after the system prompt (how to speak, apart
+    # from what to say: its system-prompts page).
+    speech_prompt: bool = False
     # The end-of-life date on the model's Bedrock model card (requests fail after it) and the
     # model that replaces it; None while the model is offered.
     end_of_life: str | None = None
@@ -45,6 +48,7 @@ NOVA_2_SONIC = NovaModel(
     regions=frozenset({"us-east-1", "us-west-2", "ap-northeast-1"}),
     interactive_text=True,
     turn_detection=True,
+    speech_prompt=True,
 )
 
 NOVA_SONIC_V1 = NovaModel(
@@ -83,6 +87,11 @@ def retired_message(model: NovaModel, override: str) -> str:
 
 MODELS: dict[str, NovaModel] = {m.model_id: m for m in (NOVA_2_SONIC, NOVA_SONIC_V1)}
 
-INPUT_SAMPLE_RATE = 16000
+INPUT_SAMPLE_RATE = 16000  # the default, and what AWS's samples use
+# Both input-event pages (v1 and Nova 2) list all three: telephony audio goes in unresampled.
+INPUT_SAMPLE_RATES = frozenset({8000, 16000, 24000})
+# Audio events carry at most this much: AWS's guidance is small real-time frames (~32 ms), and
+# one large send_audio must not become second-long events.
+MAX_AUDIO_EVENT_SECONDS = 0.1
 OUTPUT_SAMPLE_RATES = frozenset({8000, 16000, 24000})
 ENDPOINTING_SENSITIVITIES = ("HIGH", "MEDIUM", "LOW")

@@ -13,7 +13,8 @@ from ..config import Config
 from ..errors import ConfigError
 from .models import (
     ENDPOINTING_SENSITIVITIES,
-    INPUT_SAMPLE_RATE,
+    INPUT_SAMPLE_RATES,
+    MAX_AUDIO_EVENT_SECONDS,
     MODELS,
     OUTPUT_SAMPLE_RATES,
     NovaModel,
@@ -48,10 +49,14 @@ class NovaOptions:
     top_p: float = 0.9
     temperature: float = 0.7
     endpointing_sensitivity: str | None = None
+    # Nova 2's speech prompt, sent as a SYSTEM_SPEECH content after the system prompt.
+    speech_instructions: str | None = None
     open_timeout: float = 10.0
     send_timeout: float = 10.0
     close_timeout: float = 5.0
-    max_audio_event_bytes: int = 32000
+    # Bytes of audio per audioInput event, at most; never more than 100 ms at the input rate
+    # (MAX_AUDIO_EVENT_SECONDS) whatever is set here.
+    max_audio_event_bytes: int = 4800
     keepalive_after: float = 1.0  # seconds without caller audio before silence is streamed
     # Seconds of silence per keep-alive event (sent at real-time pace): the send path costs per
     # event, not per byte, so an idle session costs a third of one at 32 ms a piece.
@@ -126,6 +131,10 @@ class NovaOptions:
                 f"endpointing_sensitivity={self.endpointing_sensitivity!r}; use one of "
                 f"{', '.join(ENDPOINTING_SENSITIVITIES)}"
             )
+        if self.speech_instructions is not None and (
+            not isinstance(self.speech_instructions, str) or not self.speech_instructions.strip()
+        ):
+            raise ConfigError("speech_instructions must be a string with a visible character")
         for name in ("open_timeout", "send_timeout", "close_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
@@ -155,6 +164,12 @@ class NovaOptions:
             raise ConfigError("max_audio_event_bytes must be an even number >= 320")
 
 
+def audio_event_bytes(options: NovaOptions, input_sample_rate: int) -> int:
+    """Bytes per audioInput event: ``max_audio_event_bytes``, capped at 100 ms of audio."""
+    cap = 2 * int(input_sample_rate * MAX_AUDIO_EVENT_SECONDS)
+    return min(options.max_audio_event_bytes, cap)
+
+
 def validate_for_nova(config: Config, options: NovaOptions) -> NovaModel:
     """Check ``config`` against what the model supports; returns the model's description."""
     model = MODELS.get(config.model)
@@ -169,15 +184,19 @@ def validate_for_nova(config: Config, options: NovaOptions) -> NovaModel:
             f"voice {config.voice!r} is not available on {model.model_id}; choose one of "
             f"{', '.join(sorted(model.voices))}"
         )
-    if config.input_sample_rate != INPUT_SAMPLE_RATE:
+    if config.input_sample_rate not in INPUT_SAMPLE_RATES:
         raise ConfigError(
-            f"Nova Sonic takes 16000 Hz input, not {config.input_sample_rate} Hz; resample first"
-            " (novakit.voice.Resampler)"
+            f"Nova Sonic takes 8000, 16000 or 24000 Hz input, not {config.input_sample_rate} Hz;"
+            " resample first (novakit.voice.Resampler)"
         )
     if config.output_sample_rate not in OUTPUT_SAMPLE_RATES:
         raise ConfigError(
             f"output_sample_rate={config.output_sample_rate} Hz; Nova Sonic speaks at "
             f"{', '.join(str(r) for r in sorted(OUTPUT_SAMPLE_RATES))} Hz"
+        )
+    if options.speech_instructions is not None and not model.speech_prompt:
+        raise ConfigError(
+            f"speech_instructions (a SYSTEM_SPEECH prompt) is not supported by {model.model_id}"
         )
     if options.endpointing_sensitivity is not None and not model.turn_detection:
         raise ConfigError(f"endpointing_sensitivity is not supported by {model.model_id}")

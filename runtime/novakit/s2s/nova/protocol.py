@@ -6,6 +6,13 @@ Input side: methods return the JSON bytes of the events to send, in order (``ope
 ``novakit.s2s`` events it means. The asyncio session only moves bytes between this object, the
 SDK and the caller.
 
+Turn end: Bedrock's documents do not say which event ends an assistant turn, and servers differ:
+the last FINAL text ``contentEnd`` with END_TURN, the last AUDIO ``contentEnd`` with END_TURN (its
+FINAL text then following with PARTIAL_TURN), ``completionEnd``, or an interruption. The turn ends
+at the first of: a FINAL text END_TURN; an AUDIO END_TURN once every SPECULATIVE text of the turn
+has had its FINAL text (so that the words of what was spoken come before ``TURN_END``);
+``completionEnd``; an interruption. It ends once: later signals for it are ignored.
+
 Barge-in: Bedrock has no interrupt input event. It signals that the user spoke over the model
 with an ASSISTANT ``textOutput`` whose content is ``{ "interrupted" : true }`` and/or a
 ``contentEnd`` with ``stopReason: INTERRUPTED``. Either becomes one ``INTERRUPTED`` event per
@@ -22,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import Message, ToolDefinition, ToolResult
+from ..config import Message, ToolChoice, ToolDefinition, ToolResult
 from ..errors import UnsupportedError
 from ..events import Event, ToolCall, Usage
 from .models import INPUT_SAMPLE_RATE, NovaModel
@@ -41,7 +48,10 @@ class StreamSettings:
     voice: str
     instructions: str
     tools: Sequence[ToolDefinition] = ()
+    tool_choice: ToolChoice | None = None
+    speech_instructions: str | None = None  # the SYSTEM_SPEECH prompt (Nova 2)
     output_sample_rate: int = 24000
+    input_sample_rate: int = INPUT_SAMPLE_RATE
     max_tokens: int = 1024
     top_p: float = 0.9
     temperature: float = 0.7
@@ -123,6 +133,16 @@ class _Turn:
     ended: bool = False
     interrupted: bool = False
     audio_contents: set[str] = field(default_factory=set)
+    speculative: int = 0  # SPECULATIVE text contents begun
+    finals: int = 0  # FINAL text contents ended
+    audio_ended_turn: bool = False  # an AUDIO content ended END_TURN
+    # Ended by that AUDIO with no SPECULATIVE text to wait for: a FINAL text that follows it
+    # (before any other content) is still this turn's, not the start of another.
+    final_may_trail: bool = False
+
+    def spoken_in_full(self) -> bool:
+        """The audio said the turn is over and the words of all it spoke have come."""
+        return self.audio_ended_turn and self.finals >= self.speculative
 
 
 class NovaProtocol:
@@ -192,8 +212,16 @@ class NovaProtocol:
                     for t in s.tools
                 ]
             }
+            if s.tool_choice is not None:
+                choice = s.tool_choice
+                prompt_start["toolConfiguration"]["toolChoice"] = (
+                    {"tool": {"name": choice.name}} if choice.mode == "tool" else {choice.mode: {}}
+                )
         events = [_event("sessionStart", session_start), _event("promptStart", prompt_start)]
         events += self._text_block("SYSTEM", s.instructions, interactive=False)
+        if s.speech_instructions and s.model.speech_prompt:
+            # Nova 2's speech prompt: after the system prompt, before any history.
+            events += self._text_block("SYSTEM_SPEECH", s.speech_instructions, interactive=False)
         self._prompt_open = True
         return events
 
@@ -215,7 +243,7 @@ class NovaProtocol:
                     "role": "USER",
                     "audioInputConfiguration": {
                         "mediaType": "audio/lpcm",
-                        "sampleRateHertz": INPUT_SAMPLE_RATE,
+                        "sampleRateHertz": self.settings.input_sample_rate,
                         "sampleSizeBits": 16,
                         "channelCount": 1,
                         "audioType": "SPEECH",
@@ -228,8 +256,8 @@ class NovaProtocol:
         return events
 
     def audio_event(self, pcm: bytes) -> bytes:
-        """One audioInput event for a piece of PCM16 16 kHz mono (built without a JSON encoder:
-        this runs ~31 times a second per session)."""
+        """One audioInput event for a piece of PCM16 mono at the input rate (built without a
+        JSON encoder: this runs ~31 times a second per session)."""
         return self._audio_prefix + base64.b64encode(pcm) + b'"}}}'
 
     def text_events(self, text: str) -> list[bytes]:
@@ -370,7 +398,11 @@ class NovaProtocol:
         return []
 
     def _on_completionEnd(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
-        return []
+        # A server that makes each answer a completion ends the turn here; one with a
+        # session-wide completion sends it at the end, when a turn still open is over too.
+        if _text(body, "stopReason") == "INTERRUPTED":
+            return self._interrupt("barge_in")
+        return self._end_turn()
 
     def _on_contentStart(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
         content_id = _text(body, "contentId")
@@ -390,15 +422,21 @@ class NovaProtocol:
         self._contents[content_id] = content
         if role == "ASSISTANT":
             turn = self._turn
-            if turn is None or (turn.ended and not turn.interrupted):
+            trailing = turn is not None and turn.final_may_trail and kind == "TEXT" and final
+            if turn is None or (turn.ended and not turn.interrupted and not trailing):
                 self._turn = turn = _Turn()
+            turn.final_may_trail = False
             content.muted = turn.interrupted
             if kind == "AUDIO":
                 turn.audio_contents.add(content_id)
+            elif kind == "TEXT" and not final:
+                turn.speculative += 1
         elif role == "USER":
             # Only an interrupted turn is closed by user input: Bedrock may send the barge-in
             # marker for a turn after the new user content has begun.
             self._user_input()
+            if self._turn is not None:
+                self._turn.final_may_trail = False
         return []
 
     def _user_input(self) -> None:
@@ -459,19 +497,26 @@ class NovaProtocol:
             self._tool_uses.clear()
             self._awaiting_results.update(c.call_id for c in calls)
             return [Event.tool(c) for c in calls]
-        if (
-            stop == "END_TURN"
-            and content is not None
-            and content.role == "ASSISTANT"
-            and content.kind == "TEXT"
-            and content.final
-            and not content.muted
-            and self._turn is not None
-            and not self._turn.ended
-        ):
-            self._turn.ended = True
-            return [Event.turn_end()]
+        turn = self._turn
+        if content is None or content.role != "ASSISTANT" or content.muted or turn is None:
+            return []
+        if content.kind == "TEXT" and content.final:
+            turn.finals += 1
+            if stop == "END_TURN" or turn.spoken_in_full():
+                return self._end_turn()
+        elif content.kind == "AUDIO" and stop == "END_TURN":
+            turn.audio_ended_turn = True
+            if turn.spoken_in_full():
+                turn.final_may_trail = turn.speculative == 0
+                return self._end_turn()
         return []
+
+    def _end_turn(self) -> list[Event]:
+        turn = self._turn
+        if turn is None or turn.ended:
+            return []
+        turn.ended = True
+        return [Event.turn_end()]
 
     def _on_usageEvent(self, body: dict[str, Any]) -> list[Event]:  # noqa: N802
         total = _object(_object(body, "details"), "total", "details.total")

@@ -4,8 +4,10 @@ Concurrency model: each leg has one receive task, which hands the model's events
 session synchronously (``_on_leg_events``), and one write lock, so that a tool result's three
 events are never interleaved with audio and nothing is written to a leg that another task is
 starting or closing. Locks are per leg so that a send stuck on a dying stream never holds up
-its successor. The decisions (when to switch, what a failure cut, what to replay, how long to
-retry) live in sans-I/O pieces: ``TurnTracker``, ``AudioRing``, ``ConversationLog`` and
+its successor. Where the session stands between legs (live, preparing or switching to a rollover's
+next leg, recovering, settling, dormant, closing) is one ``Phase`` that moves only along the rows
+of phase.py's table. The decisions (when to switch, what a failure cut, what to replay, how long
+to retry) live in sans-I/O pieces: ``TurnTracker``, ``AudioRing``, ``ConversationLog`` and
 ``RecoveryPolicy`` (continuity.py, history.py); this module carries them out.
 
 Long conversations (docs/s2s.md, "Long conversations"):
@@ -35,15 +37,24 @@ import logging
 import random
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
-from ..config import Config, Message, ToolResult
+from ..config import Config, Message, ToolChoice, ToolResult
 from ..errors import ProviderError, SessionClosedError, UnsupportedError
-from ..events import Event, EventType, ToolCall, Usage
+from ..events import (
+    AudioOutput,
+    Event,
+    Interrupted,
+    TextOutput,
+    ToolCall,
+    ToolCallRequest,
+    Transcript,
+    TurnEnd,
+    Usage,
+    UsageUpdate,
+)
 from ..session import EventQueue, Session
 from .continuity import (
-    INPUT_BYTES_PER_SECOND,
     AudioRing,
     RecoveryPolicy,
     StallWatch,
@@ -55,7 +66,8 @@ from .faults import to_provider_error
 from .history import ConversationLog
 from .leg import Leg
 from .models import NovaModel
-from .options import NovaOptions
+from .options import NovaOptions, audio_event_bytes
+from .phase import Phase, Step, advance
 from .protocol import StreamSettings, tool_result_json
 from .telemetry import SessionStats, StatsRecorder
 
@@ -65,13 +77,6 @@ _PREOPEN_RETRY_MAX = 30.0  # seconds between attempts to pre-open a rollover leg
 # A replacement leg counts as working (RECONNECTED is sent) once Bedrock has sent it something
 # or it has stayed up this long: one that is refused at once continues the outage instead.
 _SETTLE_SECONDS = 1.0
-
-
-class _State(Enum):
-    NEW = "new"
-    OPEN = "open"
-    CLOSING = "closing"
-    CLOSED = "closed"
 
 
 @dataclass(slots=True)
@@ -119,14 +124,21 @@ class NovaSession(Session):
             voice=config.voice,
             instructions=config.instructions,
             tools=config.tools,
+            tool_choice=config.tool_choice if isinstance(config.tool_choice, ToolChoice) else None,
+            speech_instructions=options.speech_instructions,
             output_sample_rate=config.output_sample_rate,
+            input_sample_rate=config.input_sample_rate,
             max_tokens=options.max_tokens,
             top_p=options.top_p,
             temperature=options.temperature,
             endpointing_sensitivity=options.endpointing_sensitivity,
         )
         self._log = ConversationLog(history)
-        self._ring = AudioRing(round(options.replay_seconds * INPUT_BYTES_PER_SECOND))
+        self._bytes_per_second = 2 * config.input_sample_rate  # PCM16 mono
+        self._audio_step = audio_event_bytes(options, config.input_sample_rate)
+        self._ring = AudioRing(
+            round(options.replay_seconds * self._bytes_per_second), self._bytes_per_second
+        )
         self._turns = TurnTracker()
         self._recovery = RecoveryPolicy(
             attempts=options.recovery_attempts, budget=options.recovery_budget
@@ -136,7 +148,7 @@ class NovaSession(Session):
         self._rng = random.Random()
         self._stats = StatsRecorder(options.on_telemetry)
         self._events = EventQueue()
-        self._state = _State.NEW
+        self._phase = Phase.NEW
         self._failure: ProviderError | None = None
         self._closed = asyncio.Event()
         self._odd_byte = b""
@@ -144,21 +156,22 @@ class NovaSession(Session):
         self._last_audio = 0.0  # when the caller last sent audio (for the keep-alive)
         self._last_input = 0.0  # when the caller last sent anything (keepalive_limit)
         self._input_arrived = asyncio.Event()  # wakes a keep-alive that has stopped
-        # The failure of the last stream, while the caller was silent: no stream is open, and
-        # the next input opens one (with the history) instead of a recovery loop now.
+        # In the DORMANT phase, the failure of the last stream (the caller was silent): the next
+        # input opens one (with the history) instead of a recovery loop now.
         self._dormant: ProviderError | None = None
         self._legs_opened = 0
         self._leg: Leg | None = None  # the leg carrying the conversation
         self._next: Leg | None = None  # a rollover's next leg, set up and waiting
         self._calls: dict[str, _Call] = {}
         self._usage: dict[int, Usage] = {}  # last running totals of each leg
-        self._rollover: _Rollover | None = None
+        self._rollover: _Rollover | None = None  # PREPARING to SWITCHING: for its figures
         self._boundary = "quiet"  # the last quiet point's kind
         self._preopen_failures = 0
         self._preopen_not_before = 0.0
-        self._outage: _Outage | None = None
+        self._outage: _Outage | None = None  # RECOVERING: the failure being recovered from
         self._last_outage: _Outage | None = None
         self._held: list[Event] = []  # a recovery attempt's events, delivered if it succeeds
+        # SETTLING: the replacement leg, its outage and the timer that settles it.
         self._unsettled: tuple[Leg, _Outage, asyncio.TimerHandle] | None = None
         # Texts for the model that no leg could take yet (an outage): (text, the user's words?).
         # Typed input, and results of tool calls whose leg is gone.
@@ -175,7 +188,16 @@ class NovaSession(Session):
 
     @property
     def closed(self) -> bool:
-        return self._state is _State.CLOSED
+        return self._phase is Phase.CLOSED
+
+    @property
+    def phase(self) -> Phase:
+        """Where the session stands between its streams (phase.py)."""
+        return self._phase
+
+    def _move(self, step: Step) -> None:
+        before, self._phase = self._phase, advance(self._phase, step)
+        log.debug("phase %s -> %s (%s)", before.value, self._phase.value, step.value)
 
     @property
     def failure(self) -> ProviderError | None:
@@ -192,15 +214,17 @@ class NovaSession(Session):
         return self._stats.snapshot()
 
     async def open(self) -> None:
-        if self._state is not _State.NEW:
+        if self._phase is not Phase.NEW:
             raise SessionClosedError("a session can be opened once")
-        self._state = _State.OPEN
+        self._move(Step.OPEN)
         try:
             leg = await self._open_leg("initial")
             self._leg = leg
             async with leg.lock:
                 await self._start_leg(leg, self._log.messages())
         except ProviderError:
+            if self._phase.open:
+                self._move(Step.FAILED)
             await self._shutdown()
             raise
         self._last_audio = self._last_input = asyncio.get_running_loop().time()
@@ -231,9 +255,7 @@ class NovaSession(Session):
             raise ValueError("text is empty")
         self._caller_input()
         self._turns.user_input()
-        if self._outage is None and await self._send_on_live(
-            lambda leg: leg.protocol.text_events(text)
-        ):
+        if await self._send_on_live(lambda leg: leg.protocol.text_events(text)):
             # Logged once sent, so that a leg started meanwhile does not also get it as history.
             self._log.user(text)
             self._expect_answer()
@@ -282,15 +304,15 @@ class NovaSession(Session):
         return self._log.messages()
 
     async def close(self) -> None:
-        if self._state is _State.NEW:
-            self._state = _State.CLOSED
+        if self._phase is Phase.NEW:
+            self._move(Step.CLOSE)
             self._events.close()
             self._closed.set()
             return
-        if self._state is not _State.OPEN:
+        if not self._phase.open:
             await self._closed.wait()
             return
-        self._state = _State.CLOSING  # no send starts from now on
+        self._move(Step.CLOSE)  # no send starts from now on
         leg = self._leg
         if leg is not None:
             async with leg.lock:  # a send in flight finishes first
@@ -306,17 +328,17 @@ class NovaSession(Session):
     # ---- sending -------------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._state is not _State.OPEN:
+        if not self._phase.open:
             reason = f" ({self._failure})" if self._failure else ""
-            raise SessionClosedError(f"the session is {self._state.value}{reason}")
+            raise SessionClosedError(f"the session is {self._phase.value}{reason}")
 
     def _take_audio(self, data: bytes) -> None:
         start = self._ring.start
         self._ring.append(data)
-        self._turns.input_audio(len(data) / INPUT_BYTES_PER_SECOND)
+        self._turns.input_audio(len(data) / self._bytes_per_second)
         lost = self._ring.start - max(start, self._heard_upto)  # pushed out, never sent
         if lost > 0:
-            self._stats.audio_dropped(lost / INPUT_BYTES_PER_SECOND)
+            self._stats.audio_dropped(lost / self._bytes_per_second)
 
     async def _flush_audio(self) -> None:
         """Send the live leg the audio it has not had yet (nothing during an outage: it is
@@ -374,9 +396,7 @@ class NovaSession(Session):
 
     def _usable_leg(self) -> Leg | None:
         leg = self._leg
-        if self._state is not _State.OPEN or self._outage is not None:
-            return None
-        if leg is None or leg.failure is not None:
+        if not self._phase.carrying or leg is None or leg.failure is not None:
             return None
         return leg
 
@@ -384,7 +404,7 @@ class NovaSession(Session):
         data = self._ring.read(leg.audio_sent_upto)
         leg.audio_sent_upto = self._heard_upto = self._ring.end
         if data:
-            step = self._options.max_audio_event_bytes
+            step = self._audio_step  # small real-time frames, whatever the caller passed
             await leg.send_all(
                 [leg.protocol.audio_event(data[i : i + step]) for i in range(0, len(data), step)]
             )
@@ -408,7 +428,7 @@ class NovaSession(Session):
         """The caller sent something: it is there. A session gone dormant opens a stream."""
         self._last_input = asyncio.get_running_loop().time()
         self._input_arrived.set()
-        if self._dormant is not None:
+        if self._phase is Phase.DORMANT:
             self._wake()
 
     def _go_dormant(self, leg: Leg, error: ProviderError) -> None:
@@ -424,6 +444,7 @@ class NovaSession(Session):
         self._dormant = error
         self._leg = None
         self._rollover = None
+        self._move(Step.WENT_QUIET)
         self._cut_turn()
         self._stall.settle()
         waiting, self._next = self._next, None
@@ -434,12 +455,13 @@ class NovaSession(Session):
     def _wake(self) -> None:
         """Input for a dormant session: recover now, as from a failure that just happened."""
         error, self._dormant = self._dormant, None
-        if error is None or self._state is not _State.OPEN or self._outage is not None:
+        if self._phase is not Phase.DORMANT or error is None:
             return
         log.info("the caller is back: opening a new stream with the history")
         now = asyncio.get_running_loop().time()
         outage = _Outage(reason=error.code, error=error, started=now, failed_at=now)
         self._outage = outage
+        self._move(Step.WOKE)
         self._last_outage = None  # not a continuation of an earlier outage
         self._recovering = asyncio.get_running_loop().create_task(
             self._recover(outage), name="nova-recover"
@@ -450,7 +472,7 @@ class NovaSession(Session):
         self._stall.expect(asyncio.get_running_loop().time())
         if self._options.stall_timeout <= 0:
             return
-        if self._stall_timer is None and self._state is _State.OPEN:
+        if self._stall_timer is None and self._phase.open:
             self._arm_stall_timer(self._options.stall_timeout)
 
     def _caller_gone_quiet(self, now: float) -> bool:
@@ -467,7 +489,7 @@ class NovaSession(Session):
     def _check_stall(self) -> None:
         """The stall timer: re-armed while output keeps arriving, acts once it has not."""
         self._stall_timer = None
-        if self._state is not _State.OPEN or self._stall.owed_since is None:
+        if not self._phase.open or self._stall.owed_since is None:
             return
         leg = self._usable_leg()
         if leg is None or not leg.started:
@@ -517,9 +539,9 @@ class NovaSession(Session):
         not leave the stream silent. It follows the live leg; during an outage it pauses."""
         loop = asyncio.get_running_loop()
         step = self._options.keepalive_step
-        silence = bytes(2 * round(16000 * step))
+        silence = bytes(2 * round(self.config.input_sample_rate * step))
         due: float | None = None  # when the next piece of silence is due (real-time pace)
-        while self._state is _State.OPEN:
+        while self._phase.open:
             now = loop.time()
             if self._caller_gone_quiet(now):
                 # The caller has said nothing for long (it may be gone without a word): stop
@@ -540,7 +562,7 @@ class NovaSession(Session):
             # to a second.
             pieces = min(1 + int((now - due) / step), max(1, round(1.0 / step)))
             due += pieces * step
-            if self._outage is None:
+            if self._phase is not Phase.RECOVERING:
                 self._take_audio(silence * pieces)
                 await self._flush_audio()
             else:
@@ -555,55 +577,54 @@ class NovaSession(Session):
             # progress is left on it, and what it hears after is replayed to its successor.
             # Its token counts still count. A leg set up in advance says nothing.
             for event in events:
-                if event.type is EventType.USAGE and event.usage is not None:
+                if isinstance(event, UsageUpdate):
                     self._events.put(self._session_usage(leg, event.usage))
             return
-        if self._outage is not None:
+        if self._phase is Phase.RECOVERING:
             self._held.extend(events)  # a recovery attempt: all or nothing
             return
         self._deliver(leg, events)
         self._maybe_roll()
 
     def _deliver(self, leg: Leg, events: list[Event]) -> None:
-        if self._unsettled is not None and self._unsettled[0] is leg:
+        if self._phase is Phase.SETTLING:
             self._settled(leg)  # Bedrock answers on it: the recovery is done
         now = asyncio.get_running_loop().time()
         for received in events:
-            event = received
-            match event.type:
-                case EventType.TRANSCRIPT:
+            event: Event = received
+            match received:
+                case Transcript(text=text):
                     # What this leg was sent is now words: a successor need not hear it.
                     self._ring.forget_before(leg.audio_sent_upto)
-                    self._log.user(event.text)
+                    self._log.user(text)
                     self._turns.user_input()
                     self._expect_answer()
-                case EventType.TEXT_OUTPUT if event.final:
-                    self._log.assistant(event.text)
-                case EventType.AUDIO_OUTPUT:
-                    self._turns.assistant_audio(len(event.audio) / 2 / event.sample_rate, now)
+                case TextOutput(text=text, final=True):
+                    self._log.assistant(text)
+                case AudioOutput(audio=pcm, sample_rate=rate):
+                    self._turns.assistant_audio(len(pcm) / 2 / rate, now)
                     if self._gap_from is not None:
                         self._stats.rollover_audio_gap(now - self._gap_from)
                         self._gap_from = None
                     self._last_output_audio = now
-                case EventType.TOOL_CALL if event.tool_call is not None:
-                    call = event.tool_call
+                case ToolCallRequest(tool_call=call):
                     self._calls[call.call_id] = _Call(call, leg)
                     self._log.tool_called(call)
                     self._turns.tool_called(call.call_id)
                     self._stall.settle()  # the model waits on the caller now
-                case EventType.TURN_END:
+                case TurnEnd():
                     self._turns.turn_ended()
                     self._stall.settle()
                     self._log.turn_over()
                     self._boundary = "turn_end"
-                case EventType.INTERRUPTED:
+                case Interrupted():
                     self._events.drop_audio()
                     self._turns.interrupted()
                     self._stall.settle()
                     self._log.turn_over()
                     self._boundary = "interrupted"
-                case EventType.USAGE if event.usage is not None:
-                    event = self._session_usage(leg, event.usage)
+                case UsageUpdate(usage=usage):
+                    event = self._session_usage(leg, usage)
                 case _:
                     pass
             self._events.put(event)
@@ -626,11 +647,13 @@ class NovaSession(Session):
         """A leg's receive task ended: Bedrock ended the stream (``error`` None) or it failed."""
         if leg is self._next:
             self._next = None
+            if self._phase is Phase.READY:
+                self._move(Step.NEXT_LOST)
             self._preopen_failed(error)
             self._spawn(leg.release())
             return
         error = error or ProviderError("stream_ended", "Bedrock ended the stream", retryable=True)
-        if leg is self._leg and self._state is _State.OPEN:
+        if leg is self._leg and self._phase.open:
             self._leg_failed(leg, error)
         elif not leg.retired:
             leg.fail(error)  # e.g. a recovery attempt's leg, not live yet
@@ -641,7 +664,7 @@ class NovaSession(Session):
         """Past ``rollover_after``: set up the next leg, then switch at a quiet point."""
         after = self._options.rollover_after
         leg = self._leg
-        if after <= 0 or self._state is not _State.OPEN or self._outage is not None:
+        if after <= 0 or not self._phase.may_roll:
             return
         if leg is None or not leg.started or leg.failure is not None:
             return
@@ -651,9 +674,12 @@ class NovaSession(Session):
             return
         if self._caller_gone_quiet(now):
             return  # no new stream for a caller who says nothing (see _go_dormant)
-        if self._rollover is None:
+        if self._phase is Phase.LIVE:
             self._rollover = _Rollover(triggered_at=now)
-        if self._next is None:
+            self._move(Step.ROLLOVER_DUE)
+            if self._next is not None:  # opened earlier, still fit for use
+                self._move(Step.NEXT_READY)
+        if self._phase is Phase.PREPARING:
             if self._preopening is None and now >= self._preopen_not_before:
                 self._preopening = loop.create_task(self._preopen(), name="nova-preopen")
             return
@@ -668,11 +694,13 @@ class NovaSession(Session):
             return
         finally:
             self._preopening = None
-        if self._state is not _State.OPEN or leg.failure is not None or leg.ended:
+        if not self._phase.open or leg.failure is not None or leg.ended:
             await leg.close(self._options.close_timeout)
             return
         self._preopen_failures = 0
-        self._next = leg
+        self._next = leg  # during a recovery, its next attempt may take it
+        if self._phase is Phase.PREPARING:
+            self._move(Step.NEXT_READY)
         self._maybe_roll()
 
     def _preopen_failed(self, error: ProviderError | None) -> None:
@@ -693,6 +721,7 @@ class NovaSession(Session):
         self._boundary = "quiet"
         new.audio_sent_upto = self._ring.start  # what no transcript has accounted for
         self._leg = new
+        self._move(Step.SWITCHED)
         self._retire(old)
         log.info("rolling over from stream %d to %d", old.number, new.number)
         self._switching = asyncio.get_running_loop().create_task(
@@ -711,6 +740,8 @@ class NovaSession(Session):
     async def _complete_switch(self, new: Leg) -> None:
         """Start a leg switched to by a rollover (its lock held)."""
         pause = await self._start_leg(new, self._log.messages())
+        if self._phase is Phase.SWITCHING and self._leg is new:
+            self._move(Step.STARTED)
         rollover = self._rollover
         if rollover is not None:
             now = asyncio.get_running_loop().time()
@@ -733,13 +764,11 @@ class NovaSession(Session):
     def _leg_failed(self, leg: Leg, error: ProviderError) -> None:
         if not leg.fail(error):
             return
-        if leg is not self._leg or self._state is not _State.OPEN:
-            return
-        if self._outage is not None:
-            return  # an attempt's leg: the recovery task sees it
+        if leg is not self._leg or not self._phase.carrying:
+            return  # not the live leg; while RECOVERING, an attempt's (its task sees it)
         log.warning("stream %d failed: %s", leg.number, error)
         self._spawn(leg.release())
-        if self._unsettled is not None:
+        if self._unsettled is not None:  # SETTLING: RECONNECTED was not told, and will not be
             self._unsettled[2].cancel()
             self._unsettled = None
         if not error.retryable or self._recovery.attempts == 0:
@@ -763,6 +792,7 @@ class NovaSession(Session):
         self._outage = outage
         self._leg = None
         self._rollover = None
+        self._move(Step.LEG_FAILED)
         self._cut_turn()
         self._recovering = asyncio.get_running_loop().create_task(
             self._recover(outage), name="nova-recover"
@@ -776,7 +806,7 @@ class NovaSession(Session):
 
     async def _recover(self, outage: _Outage) -> None:
         loop = asyncio.get_running_loop()
-        while self._state is _State.OPEN:
+        while self._phase is Phase.RECOVERING:
             delay = self._recovery.delay(outage.attempts, loop.time() - outage.started, self._rng)
             if delay is None:
                 self._give_up(outage)
@@ -852,6 +882,7 @@ class NovaSession(Session):
         loop = asyncio.get_running_loop()
         self._outage = None
         self._last_outage = outage
+        self._move(Step.REPLACED)
         del self._queued_texts[: len(queued)]
         for text, words in queued:
             if words:
@@ -873,7 +904,7 @@ class NovaSession(Session):
         self._recovering = None
 
     async def _send_queued(self) -> None:
-        while self._queued_texts and self._outage is None and self._state is _State.OPEN:
+        while self._queued_texts and self._phase.carrying:
             text, words = self._queued_texts[0]
             if not await self._send_on_live(_text_builder(text)):
                 return  # the next recovery takes them
@@ -884,13 +915,14 @@ class NovaSession(Session):
             self._expect_answer()
 
     def _settled(self, leg: Leg) -> None:
-        if self._unsettled is None or self._unsettled[0] is not leg:
+        if self._phase is not Phase.SETTLING or self._unsettled is None:
+            return
+        if self._unsettled[0] is not leg:
             return
         _, outage, timer = self._unsettled
         self._unsettled = None
         timer.cancel()
-        if self._state is not _State.OPEN:
-            return
+        self._move(Step.SETTLED)
         log.info(
             "stream %d replaces the failed one after %d attempt(s), %.2f s (%s)",
             leg.number,
@@ -930,6 +962,7 @@ class NovaSession(Session):
                 credentials=self._credentials,
                 on_events=self._on_leg_events,
                 on_end=self._on_leg_end,
+                guard=self.send_guard,
             )
         except ProviderError:
             raise
@@ -945,15 +978,15 @@ class NovaSession(Session):
 
     def _fail(self, error: ProviderError) -> None:
         """Record the first fatal error, tell the caller once, and close in the background."""
-        if self._failure is not None or self._state is _State.CLOSED:
+        if self._failure is not None or self._phase is Phase.CLOSED:
             return
         self._failure = error
         log.warning("nova session failed: %s", error)
         self._events.put(
             Event.failure(error.code, error.message, fatal=True, retryable=error.retryable)
         )
-        if self._state is _State.OPEN:
-            self._state = _State.CLOSING
+        if self._phase.open:
+            self._move(Step.FAILED)
             self._spawn(self._shutdown())
 
     async def _cancel_tasks(self) -> None:
@@ -972,7 +1005,7 @@ class NovaSession(Session):
                     await task
 
     async def _shutdown(self) -> None:
-        if self._state is _State.CLOSED:
+        if self._phase is Phase.CLOSED:
             return
         await self._cancel_tasks()
         legs = [leg for leg in (self._leg, self._next) if leg is not None]
@@ -985,7 +1018,8 @@ class NovaSession(Session):
             _, late = await asyncio.wait(pending, timeout=self._options.close_timeout + 1)
             for task in late:
                 task.cancel()
-        self._state = _State.CLOSED
+        if not self.closed:  # two shutdowns may overlap (a failing open)
+            self._move(Step.SHUT)
         self._events.close()
         self._closed.set()
 

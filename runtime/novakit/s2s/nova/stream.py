@@ -36,10 +36,17 @@ log = logging.getLogger(__name__)
 class BedrockStream:
     """Send event JSON bytes, receive event JSON bytes; errors become ``ProviderError``."""
 
-    def __init__(self, client: AsyncBedrockRuntimeClient, stream: Any, options: NovaOptions):
+    def __init__(
+        self,
+        client: AsyncBedrockRuntimeClient,
+        stream: Any,
+        options: NovaOptions,
+        transport: BedrockTransport | None = None,
+    ):
         self._client = client
         self._stream = stream
         self._options = options
+        self._transport = transport
         self._receiver: Any = None
         self._send_deadline: asyncio.Timeout | None = None
         self._input_closed = False
@@ -49,9 +56,10 @@ class BedrockStream:
     async def open(
         cls, model_id: str, options: NovaOptions, identity: AWSCredentialsIdentity
     ) -> BedrockStream:
+        transport = BedrockTransport(ca_bundle=options.ca_bundle)
         config_args: dict[str, Any] = {
             "region": options.region,
-            "transport": BedrockTransport(ca_bundle=options.ca_bundle),
+            "transport": transport,
             "aws_credentials_identity_resolver": pinned_resolver(identity),
             "auth_schemes": {
                 ChainedSigV4AuthScheme.scheme_id: ChainedSigV4AuthScheme(service="bedrock")
@@ -72,10 +80,11 @@ class BedrockStream:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(options.close_timeout):
                         await client.close()
+            await transport.end_body_writers(options.close_timeout)
             if isinstance(exc, Exception):
                 raise _fail("opening the stream", exc) from exc
             raise
-        return cls(client, stream, options)
+        return cls(client, stream, options, transport)
 
     async def send(self, payload: bytes) -> None:
         """Send one event (its JSON bytes); one send at a time per stream."""
@@ -153,6 +162,9 @@ class BedrockStream:
                 if self._receiver is not None:
                     await self._receiver.close()
                 await self._client.close()
+        if self._transport is not None:
+            # awscrt's body writer outlives a stream Bedrock ended: end it, never leak it.
+            await self._transport.end_body_writers(self._options.close_timeout)
 
 
 def _fail(doing: str, exc: BaseException) -> ProviderError:

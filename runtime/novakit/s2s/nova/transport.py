@@ -19,11 +19,20 @@ whenever the model sends faster than the session consumes (a busy process, a str
 closed while its last answers still arrive), the queue grows without bound and the process
 keeps the memory. Here each stream's window is ``STREAM_WINDOW`` bytes and is reopened only by
 what the SDK has read, so no stream holds more than that unread.
+
+awscrt writes a stream's request body from a task of its own. Once Bedrock has ended the stream
+(an exception, a reset) its next write fails with AWS_ERROR_HTTP_STREAM_HAS_COMPLETED, and
+nothing awaits that task: asyncio would log "Task exception was never retrieved" for each failed
+stream, and a writer still waiting for input would stay pending for ever. The transport keeps
+each writer (``body_writers``) and retrieves its outcome; the stream cancels those still running
+when it is released (``BedrockStream.aclose``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 from collections.abc import AsyncGenerator
 from typing import Any, Self
 
@@ -41,6 +50,8 @@ from smithy_http.aio.crt import (
 #: is about 64 KB a second of event JSON: this is seconds of it, and one window per round trip
 #: is far more than the model sends.
 STREAM_WINDOW = 256 * 1024
+
+log = logging.getLogger(__name__)
 
 
 class _ProcessEventLoop(_AWSCRTEventLoop):
@@ -79,9 +90,14 @@ class BedrockTransport(AWSCRTHTTPClient):
         self._connections = {}
         self._closed = False
         self.ca_bundle = ca_bundle
+        # awscrt's request-body writer tasks; shared with the deep copy the SDK makes, so that
+        # whoever made this transport can end them.
+        self.body_writers: list[asyncio.Task[Any]] = []
 
     def __deepcopy__(self, memo: Any) -> Self:
-        return type(self)(ca_bundle=self.ca_bundle)
+        copy = type(self)(ca_bundle=self.ca_bundle)
+        copy.body_writers = self.body_writers
+        return copy
 
     async def _build_new_connection(self, url: URI) -> AIOHttpClientConnectionUnified:
         if url.scheme != "https":  # no HTTP/2 without TLS: nothing streams here
@@ -100,8 +116,23 @@ class BedrockTransport(AWSCRTHTTPClient):
         )
 
     async def _await_response(self, stream: AIOHttpClientStreamUnified) -> AWSCRTHTTPResponse:
+        # The one place the smithy client hands over the CRT stream, before anything can fail.
+        writer = getattr(stream, "_writer", None)
+        if isinstance(writer, asyncio.Task):
+            writer.add_done_callback(_retrieve)
+            self.body_writers.append(writer)
         response = await super()._await_response(stream)
         return _WindowedResponse(status=response.status, fields=response.fields, stream=stream)
+
+    async def end_body_writers(self, grace: float) -> None:
+        """Cancel the writers still running (the stream is being released) and wait for them,
+        bounded; their outcome is retrieved either way."""
+        writers, self.body_writers[:] = list(self.body_writers), []
+        running = [w for w in writers if not w.done()]
+        for writer in running:
+            writer.cancel()
+        if running:
+            await asyncio.wait(running, timeout=grace)
 
 
 class _WindowedResponse(AWSCRTHTTPResponse):
@@ -112,3 +143,10 @@ class _WindowedResponse(AWSCRTHTTPResponse):
         while chunk := await stream.get_next_response_chunk():
             stream.update_window(len(chunk))
             yield chunk
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """A writer's outcome is read, so that asyncio does not report it as never retrieved: once
+    the stream has ended, a failed write is expected and says nothing new."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.debug("the request body writer ended: %r", error)

@@ -1,0 +1,129 @@
+"""What the ownership tests check, as pure functions: which audio frame reached which Bedrock
+stream, and the invariants over all of them.
+
+Every audio frame a test client sends says who sent it. A spoken frame carries its own number:
+its samples alternate ``1000 + ident`` and ``-(1000 + client)``, loud enough for the emulator's
+voice detector. A silent frame carries only its client, as a level far below it
+(``client + 1``). The bridge and the provider join and split audio as they like (coalescing,
+100 ms events, keep-alive silence made of zeros), but every sample keeps its value, so the
+audio each stream received says which client it belongs to and which spoken frames it got,
+and how many times.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FRAME_SAMPLES = 512  # 32 ms at 16 kHz, the size Bedrock recommends
+SPEECH_BASE = 1000
+FRAMES_PER_CLIENT = 10_000  # spoken frame numbers of one client: 0 .. 9,999
+
+
+def speech_frame(client: int, number: int) -> bytes:
+    if not 0 <= number < FRAMES_PER_CLIENT or not 0 <= client <= 2:
+        raise ValueError("client 0-2, frame number below 10,000")
+    ident = client * FRAMES_PER_CLIENT + number
+    pair = [SPEECH_BASE + ident, -(SPEECH_BASE + client)]
+    return np.array(pair * (FRAME_SAMPLES // 2), dtype="<i2").tobytes()
+
+
+def silence_frame(client: int) -> bytes:
+    return np.full(FRAME_SAMPLES, client + 1, dtype="<i2").tobytes()
+
+
+@dataclass
+class Heard:
+    """What one Bedrock stream received."""
+
+    index: int
+    first_at: float  # when its first input event arrived (emulator clock)
+    last_at: float
+    clients: set[int] = field(default_factory=set)
+    frames: Counter[int] = field(default_factory=Counter)  # spoken frame ident -> copies
+
+
+def heard(index: int, input_events: Sequence[object]) -> Heard | None:
+    """Decode a stream's input events (``RecordedEvent``s); None for a stream that got none."""
+    if not input_events:
+        return None
+    times = [e.at for e in input_events]  # type: ignore[attr-defined]
+    audio = b"".join(
+        base64.b64decode(e.body["content"])  # type: ignore[attr-defined]
+        for e in input_events
+        if e.name == "audioInput"  # type: ignore[attr-defined]
+    )
+    samples = np.frombuffer(audio[: len(audio) // 2 * 2], dtype="<i2").astype(np.int32)
+    result = Heard(index, min(times), max(times))
+    idents, counts = np.unique(samples[samples >= SPEECH_BASE] - SPEECH_BASE, return_counts=True)
+    for ident, count in zip(idents.tolist(), counts.tolist(), strict=True):
+        result.frames[ident] = round(count / (FRAME_SAMPLES // 2), 2)
+        result.clients.add(ident // FRAMES_PER_CLIENT)
+    result.clients.update((-samples[samples <= -SPEECH_BASE] - SPEECH_BASE).tolist())
+    quiet = samples[(samples >= 1) & (samples <= 3)]
+    result.clients.update((quiet - 1).tolist())
+    return result
+
+
+@dataclass(frozen=True)
+class Window:
+    """A disruption: frames sent from ``start`` to ``end`` may be lost."""
+
+    what: str
+    start: float
+    end: float
+
+
+def violations(
+    streams: Iterable[Heard],
+    sent: Mapping[int, Sequence[tuple[int, float]]],
+    windows: Sequence[Window],
+) -> list[str]:
+    """Every broken invariant, in words (empty: all hold).
+
+    - a stream carries one client's audio only;
+    - one stream at a time per client: each stream received all its events before the client's
+      next stream received any (a task that lost the conversation sends nothing more);
+    - each spoken frame reached Bedrock at most once;
+    - a spoken frame that never reached Bedrock was sent inside a disruption's window.
+    """
+    found: list[str] = []
+    by_client: dict[int, list[Heard]] = {}
+    for stream in streams:
+        if len(stream.clients) > 1:
+            found.append(f"stream {stream.index} carries several clients: {sorted(stream.clients)}")
+        for client in stream.clients:
+            by_client.setdefault(client, []).append(stream)
+    for client, mine in sorted(by_client.items()):
+        mine.sort(key=lambda s: s.first_at)
+        for before, after in itertools.pairwise(mine):
+            if before.last_at > after.first_at:
+                found.append(
+                    f"client {client}: stream {before.index} still received events"
+                    f" {before.last_at - after.first_at:.3f} s after stream {after.index} began"
+                )
+        copies: Counter[int] = Counter()
+        for stream in mine:
+            copies.update(stream.frames)
+        twice = sorted(ident for ident, n in copies.items() if n > 1.01)
+        if twice:
+            found.append(f"client {client}: spoken frames reached Bedrock twice: {twice[:10]}")
+        lost = [
+            (ident, at)
+            for ident, at in sent.get(client, ())
+            if copies.get(ident, 0) < 0.99 and not any(w.start <= at <= w.end for w in windows)
+        ]
+        if lost:
+            idents = [ident % FRAMES_PER_CLIENT for ident, _ in lost[:10]]
+            found.append(
+                f"client {client}: {len(lost)} spoken frames lost outside every disruption"
+                f" window, first ones {idents}, sent at {lost[0][1]:.3f} to {lost[-1][1]:.3f};"
+                f" streams (first, last event): "
+                + ", ".join(f"{s.index}: {s.first_at:.3f}-{s.last_at:.3f}" for s in mine)
+            )
+    return found

@@ -1,0 +1,217 @@
+"""Conversations over a cluster while its tasks are killed, drained, frozen, or its directory is
+slow; then the invariants of ownership.py over everything Bedrock received.
+
+Each client talks on its own: a spoken utterance (frames numbered, ownership.py), a pause, then
+the silence of an open microphone until the answer has ended, again and again. The disruption
+hits the task that owns a chosen client's conversation at that moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from novakit.emulator import Script, ScriptTurn
+
+from ..stack.conftest import Client, connect
+from .conftest import RELAY_TIMEOUT, Cluster, cluster
+from .ownership import Window, heard, silence_frame, speech_frame, violations
+
+Kind = Literal["kill", "drain", "stall", "short_stall", "slow_directory"]
+
+SPEECH_FRAMES = 25  # 0.8 s
+PAUSE_FRAMES = 19  # 0.6 s: the emulator's endpointing pause is 0.4 s
+# Times real time. Each frame is an integration request, one at a time per connection: on a
+# machine with a CPU hog a faster client outruns the pipeline and its frames queue up in the
+# gateway (the end of the run waits for them, see ``run``).
+SPEED = 2.0
+FRAME_SECONDS = 0.032
+# How long after a disruption ends frames already on their way may still be lost: a relay that
+# was waiting on the frozen owner, the health checks taking a dead task out of the gateway.
+SETTLE = RELAY_TIMEOUT + 3.0
+ANSWER_WITHIN = 60.0  # a turn's answer, however busy the machine
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@dataclass(frozen=True)
+class Disruption:
+    kind: Kind
+    client: int  # the task that owns this client's conversation is hit
+    seconds: float = 0.0  # how long a stall or a slow directory lasts
+
+
+@dataclass
+class Talker:
+    """One client's side: what it sent (spoken frames, when) and what it heard."""
+
+    number: int
+    client: Client
+    sent: list[tuple[int, float]] = field(default_factory=list)
+    spoken: int = 0
+
+    @property
+    def turns(self) -> int:
+        return len(self.client.of_type("turn_end"))
+
+    async def _send(self, pcm: bytes) -> None:
+        await self.client.send_audio(pcm)
+        await asyncio.sleep(FRAME_SECONDS / SPEED)  # a microphone's pace, sped up
+
+    async def utterance(self) -> None:
+        for _ in range(SPEECH_FRAMES):
+            ident = self.number * 10_000 + self.spoken
+            self.sent.append((ident, time.monotonic()))
+            await self._send(speech_frame(self.number, self.spoken))
+            self.spoken += 1
+        for _ in range(PAUSE_FRAMES):
+            await self._send(silence_frame(self.number))
+
+    async def turn(self, within: float = ANSWER_WITHIN) -> bool:
+        """Speak, then keep the microphone open until the answer ended; False if none came
+        (the utterance fell into a disruption)."""
+        before = self.turns
+        await self.utterance()
+        deadline = time.monotonic() + within
+        while self.turns <= before and time.monotonic() < deadline:
+            await self._send(silence_frame(self.number))
+        return self.turns > before
+
+    async def talk(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.turn(within=10.0)
+
+
+@dataclass
+class Outcome:
+    problems: list[str]
+    streams: int
+    turns: list[int]
+    logs: str  # every bridge's log
+
+
+async def owner_of(running: Cluster, talker: Talker) -> int:
+    connection_id = talker.client.frames[0]["connection_id"]
+    record = await running.directory.get(connection_id)
+    assert record is not None
+    return next(i for i, b in enumerate(running.bridges) if b.url == record.owner)
+
+
+async def disrupt(running: Cluster, talkers: list[Talker], event: Disruption) -> Window:
+    start = time.monotonic()
+    target = running.bridges[await owner_of(running, talkers[event.client])]
+    match event.kind:
+        case "kill":
+            target.kill()
+            await running.restart(target)  # a replacement task at the same address
+        case "drain":
+            target.terminate()
+            await running.restart(target)
+        case "stall" | "short_stall":
+            target.stop()
+            await asyncio.sleep(event.seconds)  # the stall itself is what is tested
+            target.resume()
+        case "slow_directory":
+            running.directory_process.send_signal(signal.SIGSTOP)
+            await asyncio.sleep(event.seconds)
+            running.directory_process.send_signal(signal.SIGCONT)
+    return Window(event.kind, start, time.monotonic() + SETTLE)
+
+
+async def run(tmp_path: Path, schedule: list[Disruption], seed: int, clients: int = 3) -> Outcome:
+    """Run the schedule against a fresh cluster; the invariants' violations come back."""
+    problems: list[str] = []
+    windows: list[Window] = []
+    async with (
+        cluster(tmp_path, spread_seed=seed) as running,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        running.emulator.script = Script(
+            tuple(ScriptTurn(transcript="a question", reply="An answer.") for _ in range(50))
+        )
+        talkers = [
+            Talker(n, await stack.enter_async_context(connect(running.url, pings=False)))
+            for n in range(clients)
+        ]
+        for talker in talkers:  # everyone is talking before anything breaks
+            assert await talker.turn(), f"client {talker.number} got no first answer"
+        stop = asyncio.Event()
+        chatter = [asyncio.create_task(t.talk(stop)) for t in talkers]
+        try:
+            for event in schedule:
+                before = [t.turns for t in talkers]
+                windows.append(await disrupt(running, talkers, event))
+                # still answering: every conversation is answered after the disruption
+                for talker, turns in zip(talkers, before, strict=True):
+                    await talker.client.wait_for(
+                        lambda _frame, t=talker, n=turns: t.turns > n,
+                        within=ANSWER_WITHIN * 2,
+                    )
+        finally:
+            stop.set()
+            await asyncio.gather(*chatter, return_exceptions=True)
+        for talker in talkers:  # and at the end, each answers once more
+            if not await talker.turn():
+                problems.append(f"client {talker.number} got no answer at the end")
+            ends = [f for f in talker.client.frames if f.get("state") == "ended"]
+            if ends:
+                problems.append(f"client {talker.number} was told its conversation ended")
+            problems += seq_problems(talker)
+        # Frames still queued in the gateway are not lost: hang up, and let the gateway forward
+        # what it holds (it sends $disconnect once it has) before reading what Bedrock got.
+        await stack.aclose()
+        await gateway_empty(running)
+        records = list(running.emulator.records)
+        logs = "\n".join(b.log.read_text(errors="replace") for b in running.bridges)
+    streams = [s for r in records if (s := heard(r.index, r.input_events)) is not None]
+    problems += violations(streams, {t.number: t.sent for t in talkers}, windows)
+    if problems:
+        keep_evidence(tmp_path, schedule, seed, windows, problems)
+    return Outcome(problems, len(records), [t.turns for t in talkers], logs)
+
+
+def keep_evidence(
+    tmp_path: Path,
+    schedule: list[Disruption],
+    seed: int,
+    windows: list[Window],
+    problems: list[str],
+) -> None:
+    """A failed schedule's bridge logs and windows, kept under test-artifacts/ to read later."""
+    target = ARTIFACTS / f"ownership-{seed}-{int(time.time())}"
+    target.mkdir(parents=True, exist_ok=True)
+    for log in tmp_path.glob("bridge-*.log"):
+        shutil.copy(log, target / log.name)
+    summary = [f"seed {seed}", f"schedule {schedule}", *map(str, windows), *problems]
+    (target / "summary.txt").write_text("\n".join(summary) + "\n")
+
+
+async def gateway_empty(running: Cluster, within: float = 120.0) -> None:
+    async with asyncio.timeout(within):
+        while running.gateway.connections:  # noqa: ASYNC110 - no event for it
+            await asyncio.sleep(0.1)  # the gateway's own state: nothing to wait on but it
+
+
+def seq_problems(talker: Talker) -> list[str]:
+    """No server frame twice, none from a task that lost the conversation: within each
+    session (from its ``ready`` or ``resumed`` frame on), ``seq`` only grows."""
+    problems = []
+    last = -1
+    for frame in talker.client.frames:
+        if "seq" not in frame:
+            continue  # the gateway's own error (a frame the bridge could not take)
+        if frame.get("type") == "session" and frame.get("state") in ("ready", "resumed"):
+            last = frame["seq"]
+            continue
+        if frame["seq"] <= last:
+            problems.append(
+                f"client {talker.number}: frame seq {frame['seq']} ({frame.get('type')})"
+                f" after seq {last}: a frame twice, or from an older owner"
+            )
+        last = frame["seq"]
+    return problems[:5]

@@ -1,0 +1,66 @@
+"""The ownership tests' checker, on made-up streams: it finds each broken invariant, so a
+passing ownership test means something."""
+
+from __future__ import annotations
+
+import base64
+
+from novakit.emulator.record import RecordedEvent
+
+from ..cluster.ownership import (
+    Window,
+    heard,
+    silence_frame,
+    speech_frame,
+    violations,
+)
+
+
+def events(pcm_chunks: list[bytes], start: float, step: float = 0.01) -> list[RecordedEvent]:
+    """A stream's input: setup, then one audio event per chunk."""
+    out = [RecordedEvent("sessionStart", {}, start)]
+    for n, chunk in enumerate(pcm_chunks):
+        content = base64.b64encode(chunk).decode()
+        out.append(RecordedEvent("audioInput", {"content": content}, start + (n + 1) * step))
+    return out
+
+
+def test_frames_are_found_however_the_audio_was_cut_and_joined() -> None:
+    pcm = b"".join(speech_frame(1, n) for n in range(5)) + silence_frame(1) + bytes(3200)
+    chunks = [pcm[:700], pcm[700:3000], pcm[3000:]]  # cut mid-frame, on even bytes
+    stream = heard(0, events(chunks, 10.0))
+    assert stream is not None
+    assert stream.clients == {1}
+    assert dict(stream.frames) == {10_000 + n: 1.0 for n in range(5)}
+    assert (stream.first_at, stream.last_at) == (10.0, 10.03)
+
+
+def test_all_hold_for_a_clean_takeover() -> None:
+    first = heard(0, events([speech_frame(0, n) for n in range(3)], 1.0))
+    second = heard(1, events([speech_frame(0, n) for n in range(3, 6)], 2.0))
+    sent = {0: [(n, 1.0 + n * 0.1) for n in range(6)]}
+    assert violations([first, second], sent, []) == []  # type: ignore[list-item]
+
+
+def test_overlapping_streams_duplicates_and_losses_are_each_reported() -> None:
+    first = heard(0, events([speech_frame(0, n) for n in range(4)], 1.0, step=1.0))
+    # began before the first stream's last event, and got frame 3 again
+    second = heard(1, events([speech_frame(0, n) for n in range(3, 6)], 3.5))
+    mixed = heard(2, events([speech_frame(1, 0), speech_frame(2, 0)], 9.0))
+    sent = {0: [(n, float(n)) for n in range(8)]}  # frames 6 and 7 never arrived
+    found = violations(
+        [first, second, mixed],  # type: ignore[list-item]
+        sent,
+        [Window("stall", 6.5, 6.6)],  # covers frame... none of them: 6 was sent at 6.0
+    )
+    assert any("several clients" in v for v in found)
+    assert any("still received events" in v for v in found)
+    assert any("twice: [3]" in v for v in found)
+    assert any("2 spoken frames lost" in v for v in found)
+
+
+def test_a_loss_inside_a_disruption_window_is_allowed() -> None:
+    stream = heard(0, events([speech_frame(2, 0)], 1.0))
+    sent = {2: [(20_000, 1.0), (20_001, 5.0)]}
+    assert violations([stream], sent, [Window("kill", 4.0, 6.0)]) == []  # type: ignore[list-item]
+    assert violations([stream], sent, [Window("kill", 6.0, 7.0)])  # type: ignore[list-item]
