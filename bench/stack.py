@@ -90,6 +90,7 @@ class BridgeOptions:
     uvloop: bool = False
     cpus: set[int] | None = None  # CPU affinity of the bridge process
     env: dict[str, str] = field(default_factory=dict)
+    command: list[str] | None = None  # instead of ``novakit bridge`` (e.g. ``bench.memprobe``)
 
 
 @contextlib.asynccontextmanager
@@ -114,7 +115,9 @@ async def bridge_process(
         AWS_SECRET_ACCESS_KEY=emu.secret_key,
     )
     env.update(options.env)
-    if options.uvloop:
+    if options.command:
+        command = options.command
+    elif options.uvloop:
         command = [
             sys.executable,
             "-c",

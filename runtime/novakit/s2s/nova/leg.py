@@ -201,6 +201,11 @@ class Leg:
                 self.events_received += 1
                 if events:
                     on_events(self, events)
+                # A read of data already received does not suspend: without this, a stream that
+                # sends faster than the loop turns would keep the session's consumer from ever
+                # running, its events piling up in the session (the receive window bounds only
+                # what is not read yet).
+                await asyncio.sleep(0)
         except ProviderError as failure:
             error = failure
         except asyncio.CancelledError:

@@ -13,6 +13,13 @@ twice, at about 9 ms of CPU each. A bridge holds hundreds of streams: they share
 process-wide bootstrap, whose group has a thread per core, and one TLS context per CA bundle
 (docs/performance.md: less memory and CPU per session, two threads fewer per session).
 
+The response body is flow-controlled. By default awscrt keeps every stream's receive window
+open and hands each DATA frame to Python from its own thread, queued until the SDK reads it:
+whenever the model sends faster than the session consumes (a busy process, a stream being
+closed while its last answers still arrive), the queue grows without bound and the process
+keeps the memory. Here each stream's window is ``STREAM_WINDOW`` bytes and is reopened only by
+what the SDK has read, so no stream holds more than that unread.
+
 awscrt writes a stream's request body from a task of its own. Once Bedrock has ended the stream
 (an exception, a reset) its next write fails with AWS_ERROR_HTTP_STREAM_HAS_COMPLETED, and
 nothing awaits that task: asyncio would log "Task exception was never retrieved" for each failed
@@ -26,10 +33,23 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import AsyncGenerator
 from typing import Any, Self
 
 from awscrt import io as crt_io
-from smithy_http.aio.crt import AWSCRTHTTPClient, AWSCRTHTTPClientConfig, _AWSCRTEventLoop
+from awscrt.aio.http import AIOHttpClientConnectionUnified, AIOHttpClientStreamUnified
+from smithy_core.interfaces import URI
+from smithy_http.aio.crt import (
+    AWSCRTHTTPClient,
+    AWSCRTHTTPClientConfig,
+    AWSCRTHTTPResponse,
+    _AWSCRTEventLoop,
+)
+
+#: Bytes of response body a stream may hold unread (its HTTP/2 receive window). Output audio
+#: is about 64 KB a second of event JSON: this is seconds of it, and one window per round trip
+#: is far more than the model sends.
+STREAM_WINDOW = 256 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +99,30 @@ class BedrockTransport(AWSCRTHTTPClient):
         copy.body_writers = self.body_writers
         return copy
 
-    async def _await_response(self, stream: Any) -> Any:
+    async def _build_new_connection(self, url: URI) -> AIOHttpClientConnectionUnified:
+        if url.scheme != "https":  # no HTTP/2 without TLS: nothing streams here
+            return await super()._build_new_connection(url)
+        tls = self._tls_ctx.new_connection_options()
+        tls.set_server_name(url.host)
+        tls.set_alpn_list(["h2", "http/1.1"])
+        return await AIOHttpClientConnectionUnified.new(
+            bootstrap=self._client_bootstrap,
+            host_name=url.host,
+            port=url.port or self._HTTPS_PORT,
+            socket_options=self._socket_options,
+            tls_connection_options=tls,
+            manual_window_management=True,
+            initial_window_size=STREAM_WINDOW,
+        )
+
+    async def _await_response(self, stream: AIOHttpClientStreamUnified) -> AWSCRTHTTPResponse:
         # The one place the smithy client hands over the CRT stream, before anything can fail.
         writer = getattr(stream, "_writer", None)
         if isinstance(writer, asyncio.Task):
             writer.add_done_callback(_retrieve)
             self.body_writers.append(writer)
-        return await super()._await_response(stream)
+        response = await super()._await_response(stream)
+        return _WindowedResponse(status=response.status, fields=response.fields, stream=stream)
 
     async def end_body_writers(self, grace: float) -> None:
         """Cancel the writers still running (the stream is being released) and wait for them,
@@ -96,6 +133,16 @@ class BedrockTransport(AWSCRTHTTPClient):
             writer.cancel()
         if running:
             await asyncio.wait(running, timeout=grace)
+
+
+class _WindowedResponse(AWSCRTHTTPResponse):
+    """A response body that reopens its stream's window by what has been read."""
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        stream = self._stream
+        while chunk := await stream.get_next_response_chunk():
+            stream.update_window(len(chunk))
+            yield chunk
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
