@@ -222,17 +222,19 @@ async def test_a_barge_in_is_a_switch_point(long_emulator: Emulator) -> None:
 async def test_a_stream_that_reaches_its_limit_first_is_replaced() -> None:
     """An answer still playing when Bedrock's limit arrives: no quiet point came, so the
     stream set up for the rollover takes over as a recovery; nothing is lost or repeated."""
-    # ~12 s of story, played (4x) from ~0.1 s to ~3.1 s: past the first stream's 2.5 s limit.
-    story = " ".join(f"Part {n} of the story goes on for a while." for n in range(1, 5))
+    # ~21 s of story, played (4x) from ~0.1 s to ~5.3 s: past the first stream's 3.5 s limit.
+    # The rollover's stream is set up from 2 s on: 1.5 s to be ready on a busy machine, and at
+    # most 1.5 s old when the limit comes (younger than a rollover's age, so it is taken).
+    story = " ".join(f"Part {n} of the story goes on for a while." for n in range(1, 8))
     config = EmulatorConfig(
         endpoint_seconds=0.4,
         pace=0.25,
-        stream_seconds=2.5,
+        stream_seconds=3.5,
         script=Script((ScriptTurn(story, transcript="a story"), ScriptTurn("Yes.", "more"))),
         script_scope="emulator",
     )
     async with Emulator(config) as emu:
-        engine, seen = rollover_session(emu, rollover_after=1.5)
+        engine, seen = rollover_session(emu, rollover_after=2.0)
         async with engine.start() as session:
             listener = Listener(session)
             await say(session, 0.8)
