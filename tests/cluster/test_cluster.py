@@ -74,7 +74,7 @@ async def test_thirty_conversations_over_three_processes(tmp_path: Path) -> None
                 return client
 
         clients = await asyncio.wait_for(asyncio.gather(*(one() for _ in range(30))), 150)
-        records = await running.emulator.wait_for_streams(30)
+        records = await running.emulator.wait_for_streams(30, timeout=60)
         # one Bedrock stream per conversation, opened by whichever process owns it
         assert len(records) == 30
         expected_audio = audio_of_stream(records[0])
@@ -166,7 +166,7 @@ async def test_racing_takeovers_have_one_winner(tmp_path: Path) -> None:
         owner = (await running.directory.get(connection_id)).owner
         assert owner in {b.url for b in running.bridges}
         # exactly one process opened a Bedrock stream for it, and it got all three frames
-        (stream,) = await running.emulator.wait_for_streams(1)
+        (stream,) = await running.emulator.wait_for_streams(1, timeout=60)
         # once no process holds a session, no other stream can come
         await no_sessions(running)
         assert len(running.emulator.records) == 1

@@ -31,7 +31,7 @@ async def test_end_with_audio_in_flight_over_two_processes(tmp_path: Path) -> No
         async with connect(running.url) as later:  # goes through after every frame above
             await later.speak(0.8)
             await later.wait_for(kind("turn_end"))
-        records = await running.emulator.wait_for_streams(2)
+        records = await running.emulator.wait_for_streams(2, timeout=60)
         assert len(records) == 2
 
 
