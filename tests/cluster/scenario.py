@@ -104,6 +104,7 @@ async def owner_of(running: Cluster, talker: Talker) -> int:
 
 async def disrupt(running: Cluster, talkers: list[Talker], event: Disruption) -> Window:
     start = time.monotonic()
+    resumed = None
     target = running.bridges[await owner_of(running, talkers[event.client])]
     match event.kind:
         case "kill":
@@ -116,11 +117,12 @@ async def disrupt(running: Cluster, talkers: list[Talker], event: Disruption) ->
             target.stop()
             await asyncio.sleep(event.seconds)  # the stall itself is what is tested
             target.resume()
+            resumed = time.monotonic()
         case "slow_directory":
             running.directory_process.send_signal(signal.SIGSTOP)
             await asyncio.sleep(event.seconds)
             running.directory_process.send_signal(signal.SIGCONT)
-    return Window(event.kind, start, time.monotonic() + SETTLE)
+    return Window(event.kind, start, time.monotonic() + SETTLE, resumed)
 
 
 async def run(tmp_path: Path, schedule: list[Disruption], seed: int, clients: int = 3) -> Outcome:
