@@ -81,13 +81,14 @@ def heard(index: int, input_events: Sequence[object]) -> Heard | None:
 
 @dataclass(frozen=True)
 class Window:
-    """A disruption: frames sent from ``start`` to ``end`` may be lost. ``resumed``: when a
-    frozen task was let run again."""
+    """A disruption: frames sent from ``start`` to ``end`` may be lost. A freeze also has
+    ``frozen`` (the task was stopped) and ``resumed`` (let run again)."""
 
     what: str
     start: float
     end: float
     resumed: float | None = None
+    frozen: float | None = None
 
 
 # What a frozen task had already handed to the SDK reaches Bedrock when it runs again
@@ -102,7 +103,7 @@ def _in_flight(
     return any(
         w.resumed is not None
         and w.resumed <= at <= w.resumed + IN_FLIGHT_SECONDS
-        and all(sent_at.get(ident, w.start) < w.start for ident in spoken)
+        and all(sent_at.get(ident, w.end) < (w.frozen or w.start) for ident in spoken)
         for w in windows
     )
 

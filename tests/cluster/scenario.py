@@ -104,7 +104,7 @@ async def owner_of(running: Cluster, talker: Talker) -> int:
 
 async def disrupt(running: Cluster, talkers: list[Talker], event: Disruption) -> Window:
     start = time.monotonic()
-    resumed = None
+    resumed = frozen = None
     target = running.bridges[await owner_of(running, talkers[event.client])]
     match event.kind:
         case "kill":
@@ -115,6 +115,7 @@ async def disrupt(running: Cluster, talkers: list[Talker], event: Disruption) ->
             await running.restart(target)
         case "stall" | "short_stall":
             target.stop()
+            frozen = time.monotonic()  # frames sent before may have reached it
             await asyncio.sleep(event.seconds)  # the stall itself is what is tested
             target.resume()
             resumed = time.monotonic()
@@ -122,7 +123,7 @@ async def disrupt(running: Cluster, talkers: list[Talker], event: Disruption) ->
             running.directory_process.send_signal(signal.SIGSTOP)
             await asyncio.sleep(event.seconds)
             running.directory_process.send_signal(signal.SIGCONT)
-    return Window(event.kind, start, time.monotonic() + SETTLE, resumed)
+    return Window(event.kind, start, time.monotonic() + SETTLE, resumed, frozen)
 
 
 async def run(tmp_path: Path, schedule: list[Disruption], seed: int, clients: int = 3) -> Outcome:

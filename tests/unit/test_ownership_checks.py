@@ -73,7 +73,7 @@ def test_what_a_frozen_task_had_already_sent_may_arrive_after_the_takeover_only(
     old[-1] = RecordedEvent("audioInput", old[-1].body, 5.2)  # frame 2, handed over in time
     new = heard(1, events([speech_frame(0, 3)], 3.0))
     sent = {0: [(n, 1.0 + n * 0.1) for n in range(4)]}
-    freeze = [Window("stall", 2.0, 8.0, resumed=5.0)]
+    freeze = [Window("stall", 2.0, 8.0, resumed=5.0, frozen=2.1)]
     assert violations([heard(0, old), new], sent, freeze) == []  # type: ignore[list-item]
     # the same event arriving long after the resume is the old task still talking
     old[-1] = RecordedEvent("audioInput", old[-1].body, 7.0)
