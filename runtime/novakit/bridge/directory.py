@@ -349,17 +349,23 @@ class DynamoDirectory:
         )
 
     async def owner_of(self, connection_id: str) -> Route | None:
+        item = await self._read(connection_id, "#owner, ended_at")
+        if item is None:
+            return None
+        return Route(item["owner"]["S"], "ended_at" in item)
+
+    async def _read(self, connection_id: str, fields: str) -> dict[str, Any] | None:
+        """A consistent read of a connection's record, only ``fields`` (``#owner`` for
+        owner)."""
         response = await self._call(
             "get_item",
             Key={"pk": {"S": f"conn#{connection_id}"}},
             ConsistentRead=True,
-            ProjectionExpression="#owner, ended_at",
+            ProjectionExpression=fields,
             ExpressionAttributeNames={"#owner": "owner"},
         )
-        item = response.get("Item")
-        if item is None:
-            return None
-        return Route(item["owner"]["S"], "ended_at" in item)
+        item: dict[str, Any] | None = response.get("Item")
+        return item
 
     async def save(self, record: SessionRecord, state: Mapping[str, Any]) -> SessionRecord | None:
         now = int(time.time())
@@ -416,14 +422,7 @@ class DynamoDirectory:
         """After a write conditional on ``record`` failed its condition: whether it was this
         very write (its ``write_id``), applied by an earlier attempt whose answer was lost
         (botocore retries a request that timed out), rather than anyone else's."""
-        response = await self._call(
-            "get_item",
-            Key={"pk": {"S": f"conn#{record.connection_id}"}},
-            ConsistentRead=True,
-            ProjectionExpression="#owner, version, write_id, ended_at",
-            ExpressionAttributeNames={"#owner": "owner"},
-        )
-        item = response.get("Item")
+        item = await self._read(record.connection_id, "#owner, version, write_id, ended_at")
         return (
             item is not None
             and "ended_at" not in item
