@@ -25,17 +25,10 @@ from novakit.dev import free_port
 from ..gateway_auth import GATEWAY_SECRET, gateway_headers
 from .moto import dynamodb_client, moto_server
 from .test_session import FakeConnections, FakeEngine, bridge_session, until
+from .test_tenure import Clock
 
 A = "http://10.0.0.1:8080"
 B = "http://10.0.0.2:8080"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def second_task(directory: MemoryDirectory) -> Bridge:
