@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from novakit import audio
 from novakit.s2s import Message
 from novakit.s2s.nova.continuity import (
     AudioRing,
@@ -14,6 +15,8 @@ from novakit.s2s.nova.continuity import (
     StallWatch,
     TurnTracker,
     caller_silent,
+    ends_in_speech,
+    keepalive_wait,
 )
 from novakit.s2s.nova.models import NOVA_2_SONIC
 from novakit.s2s.nova.protocol import NovaProtocol, StreamSettings
@@ -258,3 +261,37 @@ def test_the_caller_is_silent_past_the_keepalive_limit(
     now: float, last_input: float, limit: float, silent: bool
 ) -> None:
     assert caller_silent(now, last_input, limit) is silent
+
+
+def chunked(pcm: bytes, size: int = 1024) -> list[bytes]:
+    return [pcm[i : i + size] for i in range(0, len(pcm), size)]
+
+
+@pytest.mark.parametrize(
+    ("pcm", "speech"),
+    [
+        (audio.speech_like(1.0), True),  # it ends on the dip between two syllables: still speech
+        (audio.speech_like(1.0)[: 15 * 1024], True),
+        (audio.speech_like(1.0) + audio.silence(0.3), False),  # a pause after the sentence
+        (audio.silence(1.0), False),
+        (audio.speech_like(1.0, level=0.005), False),  # a quiet room's hum, about -50 dBFS
+        (b"", False),
+    ],
+)
+def test_the_end_of_the_callers_audio_is_speech_or_not(pcm: bytes, speech: bool) -> None:
+    assert ends_in_speech(chunked(pcm), 32000) is speech
+    assert ends_in_speech(chunked(pcm, 160), 32000) is speech  # 5 ms chunks: the same answer
+
+
+def test_other_input_rates_look_at_the_same_length_of_time() -> None:
+    loud = audio.speech_like(0.5, 8000)
+    assert ends_in_speech(chunked(loud, 320), 16000)
+    assert not ends_in_speech(chunked(loud + audio.silence(0.3, 8000), 320), 16000)
+
+
+def test_the_keepalive_waits_longer_after_speech_never_shorter() -> None:
+    speech, quiet = chunked(audio.speech_like(0.5)), chunked(audio.silence(0.5))
+    assert keepalive_wait(1.0, 3.0, speech, 32000) == 3.0
+    assert keepalive_wait(1.0, 3.0, quiet, 32000) == 1.0
+    assert keepalive_wait(1.0, 3.0, [], 32000) == 1.0  # a caller that only types
+    assert keepalive_wait(5.0, 3.0, speech, 32000) == 5.0

@@ -12,8 +12,11 @@
 
 from __future__ import annotations
 
+import array
 import random
+import sys
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -240,3 +243,40 @@ def caller_silent(now: float, last_input: float, limit: float) -> bool:
     """Whether the caller has sent nothing (audio, text, tool result) for ``limit`` seconds;
     never with ``limit`` 0 (no bound)."""
     return limit > 0 and now - last_input >= limit
+
+
+#: The level above which audio counts as speech: about -36 dBFS, the emulator's voice-activity
+#: threshold; a quiet room's microphone sits well below it.
+VOICED_RMS = 500.0
+#: How much of the end of the caller's audio is looked at: longer than the dip between two
+#: syllables, shorter than the pause a client streams after a sentence.
+SPEECH_TAIL_SECONDS = 0.25
+_WINDOW_SECONDS = 0.02
+
+
+def ends_in_speech(chunks: Iterable[bytes], bytes_per_second: int) -> bool:
+    """Whether the last ``SPEECH_TAIL_SECONDS`` of the caller's audio (its latest ``chunks``
+    of PCM16 little-endian, oldest first) hold speech: some 20 ms of it above ``VOICED_RMS``."""
+    tail_bytes = round(SPEECH_TAIL_SECONDS * bytes_per_second) & ~1
+    tail = b"".join(chunks)[-tail_bytes:]
+    values = array.array("h")
+    values.frombytes(tail[len(tail) % 2 :])
+    if sys.byteorder == "big":
+        values.byteswap()
+    window = max(1, round(_WINDOW_SECONDS * bytes_per_second / 2))
+    threshold = VOICED_RMS * VOICED_RMS * window
+    return any(
+        sum(v * v for v in values[i : i + window]) >= threshold
+        for i in range(0, len(values) - window + 1, window)
+    )
+
+
+def keepalive_wait(
+    after: float, after_speech: float, recent_audio: Iterable[bytes], bytes_per_second: int
+) -> float:
+    """Seconds without caller audio before the keep-alive streams silence: longer when the
+    caller's audio stopped mid-speech, since that gap is a stall and its words are still on
+    the way (silence put in it would end the user's turn halfway through a sentence)."""
+    if after_speech > after and ends_in_speech(recent_audio, bytes_per_second):
+        return after_speech
+    return after

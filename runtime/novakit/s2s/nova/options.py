@@ -58,6 +58,10 @@ class NovaOptions:
     # (MAX_AUDIO_EVENT_SECONDS) whatever is set here.
     max_audio_event_bytes: int = 4800
     keepalive_after: float = 1.0  # seconds without caller audio before silence is streamed
+    # The same when the caller's audio stopped in the middle of speech: that is a stall (the
+    # network, a busy machine), not a caller gone quiet, and silence put into the gap would cut
+    # the user's sentence in two. Clients stream silence between words (docs/protocol.md).
+    keepalive_after_speech: float = 3.0
     # Seconds of silence per keep-alive event (sent at real-time pace): the send path costs per
     # event, not per byte, so an idle session costs a third of one at 32 ms a piece.
     keepalive_step: float = 0.1
@@ -140,6 +144,8 @@ class NovaOptions:
                 raise ConfigError(f"{name} must be positive")
         if self.keepalive_after < 0:
             raise ConfigError("keepalive_after must be >= 0 (0 turns the keep-alive off)")
+        if self.keepalive_after_speech < 0:
+            raise ConfigError("keepalive_after_speech must be >= 0")
         if not 0.01 <= self.keepalive_step <= 0.5:
             raise ConfigError("keepalive_step must be between 0.01 and 0.5 seconds")
         if self.keepalive_limit < 0:

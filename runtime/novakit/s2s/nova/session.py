@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,7 @@ from .continuity import (
     StallWatch,
     TurnTracker,
     caller_silent,
+    keepalive_wait,
 )
 from .credentials import CredentialSource
 from .faults import to_provider_error
@@ -154,6 +156,9 @@ class NovaSession(Session):
         self._odd_byte = b""
         self._heard_upto = 0  # ring offset up to which some stream has been sent the audio
         self._last_audio = 0.0  # when the caller last sent audio (for the keep-alive)
+        # Its latest audio chunks, by reference (did it stop mid-speech?): enough for
+        # SPEECH_TAIL_SECONDS even in 10 ms chunks.
+        self._recent_audio: deque[bytes] = deque(maxlen=32)
         self._last_input = 0.0  # when the caller last sent anything (keepalive_limit)
         self._input_arrived = asyncio.Event()  # wakes a keep-alive that has stopped
         # In the DORMANT phase, the failure of the last stream (the caller was silent): the next
@@ -240,6 +245,7 @@ class NovaSession(Session):
         cut = len(data) - (len(data) % 2)
         data, self._odd_byte = data[:cut], data[cut:]
         self._last_audio = asyncio.get_running_loop().time()
+        self._recent_audio.append(data)
         self._caller_input()
         self._take_audio(data)
         await self._flush_audio()
@@ -553,9 +559,16 @@ class NovaSession(Session):
                 await self._input_arrived.wait()
                 continue
             idle_for = now - self._last_audio
-            if idle_for < self._options.keepalive_after:
+            wait = keepalive_wait(
+                self._options.keepalive_after,
+                self._options.keepalive_after_speech,
+                self._recent_audio,
+                2 * self.config.input_sample_rate,
+            )
+            if idle_for < wait:
                 due = None
-                await asyncio.sleep(self._options.keepalive_after - idle_for)
+                # Look again at least every keepalive_after: more audio may change the wait.
+                await asyncio.sleep(min(wait - idle_for, self._options.keepalive_after))
                 continue
             due = now if due is None else due
             # Behind schedule (a busy loop): catch up, as a microphone's buffer would, by up
