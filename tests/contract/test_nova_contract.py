@@ -343,7 +343,10 @@ async def test_keepalive_streams_silence_while_the_caller_is_idle(
         extra["keepalive_step"] = step
     engine = engine_for(extra=extra)
     async with engine.start():
+        opened = time.monotonic()
         await asyncio.sleep(0.8)
+        # on a busy machine the sleep lasts longer, and the keep-alive rightly streams more
+        lived = time.monotonic() - opened
     await emulator.wait_for_streams(1)
     import base64
 
@@ -357,10 +360,12 @@ async def test_keepalive_streams_silence_while_the_caller_is_idle(
         # (100 ms by default), at real-time pace: never more than a step ahead of the clock.
         seconds = sum(len(c) for c in chunks) / 32000
         piece = step or 0.1
-        assert 0.6 - 2 * piece < seconds <= 0.6 + piece
+        assert 0.6 - 2 * piece < seconds <= lived - keepalive_after + piece
         assert all(set(c) == {0} for c in chunks)
         # a step longer than 100 ms goes out as events of at most 100 ms, like any audio
-        assert max(len(c) for c in chunks) == 2 * round(16000 * min(piece, 0.1))
+        # (a busy loop that wakes late catches up with several steps in one event, within
+        # the same bound)
+        assert 2 * round(16000 * min(piece, 0.1)) <= max(len(c) for c in chunks) <= 3200
         assert sum(len(c) for c in chunks) % (2 * round(16000 * piece)) == 0
     else:
         assert chunks == []
