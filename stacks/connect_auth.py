@@ -15,6 +15,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from stacks.phone import code_with_twilio
 from stacks.settings import AuthMode
 
 AUTHORIZER_CODE = Path(__file__).parent / "functions" / "ws_authorizer"
@@ -29,6 +30,16 @@ class ConnectAuthProps:
     # At most this many authorizer invocations at once (0: none reserved): a flood of connects
     # cannot take the account's Lambda concurrency from the tool functions.
     reserved_concurrency: int = 10
+    # Phone calls: the stage whose connects carry Twilio's signature instead of a token.
+    twilio: TwilioConnect | None = None
+
+
+@dataclass(frozen=True)
+class TwilioConnect:
+    stage: str
+    #: The URL Twilio connects to (and signs), exactly as the webhook's TwiML gives it.
+    stream_url: str
+    auth_token: secretsmanager.ISecret
 
 
 class ConnectAuth(Construct):
@@ -101,6 +112,15 @@ class ConnectAuth(Construct):
         return "NONE", None
 
     def _lambda_authorizer(self, props: ConnectAuthProps, environment: dict[str, str]) -> None:
+        twilio_environment = (
+            {
+                "TWILIO_STAGE": props.twilio.stage,
+                "TWILIO_STREAM_URL": props.twilio.stream_url,
+                "TWILIO_SECRET_ARN": props.twilio.auth_token.secret_arn,
+            }
+            if props.twilio is not None
+            else {}
+        )
         log_group = logs.LogGroup(
             self,
             "AuthorizerLogs",
@@ -127,14 +147,21 @@ class ConnectAuth(Construct):
             runtime=lambda_.Runtime.PYTHON_3_12,
             architecture=lambda_.Architecture.ARM_64,
             handler="handler.handler",
-            code=lambda_.Code.from_asset(str(AUTHORIZER_CODE), exclude=["__pycache__"]),
+            code=(
+                lambda_.Code.from_asset(str(AUTHORIZER_CODE), exclude=["__pycache__"])
+                if props.twilio is None
+                else code_with_twilio(AUTHORIZER_CODE)  # the twilio package's validator
+            ),
             timeout=Duration.seconds(10),
             memory_size=256,
-            environment={"AUTH_MODE": props.mode.value, **environment},
+            environment={"AUTH_MODE": props.mode.value, **environment, **twilio_environment},
             reserved_concurrent_executions=props.reserved_concurrency or None,
             role=role,
             log_group=log_group,
         )
+        if props.twilio is not None:
+            # Checks Twilio's handshake signatures with the account's auth token.
+            props.twilio.auth_token.grant_read(self.function)
         stack = Stack.of(self)
         self.authorizer = apigwv2.CfnAuthorizer(
             self,
@@ -146,8 +173,15 @@ class ConnectAuth(Construct):
                 f"arn:{stack.partition}:apigateway:{stack.region}:lambda:path/2015-03-31/"
                 f"functions/{self.function.function_arn}/invocations"
             ),
-            # A connect without ?token= is refused by API Gateway before the function runs.
-            identity_source=[f"route.request.querystring.{TOKEN_QUERY_PARAMETER}"],
+            # A connect without ?token= is refused by API Gateway before the function runs;
+            # with phone calls, Twilio's connects carry a signed header instead, and routes
+            # (so the authorizer) are shared by every stage: every connect has a connection
+            # id, so the function sees each one and decides by stage.
+            identity_source=[
+                f"route.request.querystring.{TOKEN_QUERY_PARAMETER}"
+                if props.twilio is None
+                else "context.connectionId"
+            ],
         )
         # Only this API's authorizer may invoke the function.
         self.function.add_permission(

@@ -12,12 +12,18 @@ from constructs import Construct
 
 from novakit.tools import discover_tools
 from stacks.bridge_service import REPO_ROOT, BridgeService, BridgeServiceProps
-from stacks.connect_auth import TOKEN_QUERY_PARAMETER, ConnectAuth, ConnectAuthProps
+from stacks.connect_auth import (
+    TOKEN_QUERY_PARAMETER,
+    ConnectAuth,
+    ConnectAuthProps,
+    TwilioConnect,
+)
 from stacks.gateway_secret import GatewaySecret
 from stacks.network import Network, NetworkProps
 from stacks.observability import Observability, ObservabilityProps
+from stacks.phone import PhoneCalls, PhoneCallsProps
 from stacks.session_directory import SessionDirectory
-from stacks.settings import AuthMode, Settings
+from stacks.settings import TWILIO_STAGE, AuthMode, Settings
 from stacks.tool_functions import ToolFunctions, ToolFunctionsProps
 from stacks.web_client import WebClient, WebClientProps
 from stacks.websocket_gateway import ConnectAuthorization, WebSocketGateway, WebSocketGatewayProps
@@ -116,6 +122,18 @@ class VoiceAgentStack(Stack):
                 account_logging_role=settings.apigw_account_logging_role,
             ),
         )
+        self.phone: PhoneCalls | None = None
+        if settings.twilio:
+            self.phone = PhoneCalls(
+                self,
+                "Phone",
+                PhoneCallsProps(
+                    stream_url=self.gateway.stage_url(TWILIO_STAGE),
+                    log_retention=retention,
+                    greeting=settings.twilio_greeting,
+                    numbers=settings.phone_numbers,
+                ),
+            )
         self.auth = ConnectAuth(
             self,
             "ConnectAuth",
@@ -124,6 +142,11 @@ class VoiceAgentStack(Stack):
                 api=self.gateway.api,
                 log_retention=retention,
                 reserved_concurrency=settings.authorizer_concurrency,
+                twilio=None
+                if self.phone is None
+                else TwilioConnect(
+                    TWILIO_STAGE, self.gateway.stage_url(TWILIO_STAGE), self.phone.auth_token
+                ),
             ),
         )
 
@@ -284,6 +307,29 @@ class VoiceAgentStack(Stack):
             value=self.observability.topic.topic_arn,
             description="Every alarm notifies this SNS topic: subscribe your on-call to it",
         )
+        if self.phone is not None:
+            CfnOutput(
+                self,
+                "TwilioWebhookUrl",
+                value=self.phone.webhook_url.url,
+                description="Paste into your Twilio number's 'A call comes in' webhook (HTTP POST)",
+            )
+            secret_arn = self.phone.auth_token.secret_arn
+            CfnOutput(
+                self,
+                "TwilioAuthTokenSecretArn",
+                value=secret_arn,
+                description="Put your Twilio account's auth token in this secret (docs/phone.md)",
+            )
+            CfnOutput(
+                self,
+                "TwilioSetTokenCommand",
+                value=(
+                    f"aws secretsmanager put-secret-value --region {self.region} "
+                    f'--secret-id {secret_arn} --secret-string "$TWILIO_AUTH_TOKEN"'
+                ),
+                description="Stores your Twilio auth token (export TWILIO_AUTH_TOKEN first)",
+            )
         if self.web_client is not None:
             CfnOutput(
                 self,

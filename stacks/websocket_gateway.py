@@ -124,9 +124,7 @@ class WebSocketGateway(Construct):
                 format=ACCESS_LOG_FORMAT,
             ),
         )
-        self.url = (
-            f"wss://{self.api.ref}.execute-api.{stack.region}.{stack.url_suffix}/{props.stage_name}"
-        )
+        self.url = self.stage_url(props.stage_name)
         self.connections_url = f"https://{self.api.ref}.execute-api.{stack.region}.{stack.url_suffix}/{props.stage_name}"
         self.manage_connections_arns = [
             stack.format_arn(
@@ -146,6 +144,11 @@ class WebSocketGateway(Construct):
             self.logging_role = self._account_logging_role()
         self.integrations: dict[str, apigwv2.CfnIntegration] = {}
         self.routes: dict[str, apigwv2.CfnRoute] = {}
+
+    def stage_url(self, stage_name: str) -> str:
+        """The WebSocket URL of a stage of this API."""
+        stack = Stack.of(self)
+        return f"wss://{self.api.ref}.execute-api.{stack.region}.{stack.url_suffix}/{stage_name}"
 
     def _account_logging_role(self) -> iam.Role:
         role = iam.Role(
