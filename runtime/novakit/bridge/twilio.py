@@ -372,9 +372,13 @@ class TwilioInbound:
                 fatal=True,
             )
         self.start = start
+        # The webhook's <Parameter>s: the voice and instructions configured for the number
+        # called (instructions are used only where the bridge lets clients set them).
         voice = start.custom_parameters.get("voice") or None
+        instructions = start.custom_parameters.get("instructions", "").strip() or None
         return ClientStart(
             voice=voice[:64] if voice else None,
+            instructions=instructions,
             input_sample_rate=SAMPLE_RATE,
             output_sample_rate=SAMPLE_RATE,
         )
