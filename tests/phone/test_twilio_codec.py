@@ -254,3 +254,12 @@ def test_a_batch_stays_far_under_the_frame_limit() -> None:
     assert max(len(m) for m in messages) < 32768
     with pytest.raises(ValueError):
         TwilioOutbound(batch_ms=5000)
+
+
+def test_a_resumed_call_takes_its_streams_messages_without_a_start() -> None:
+    inbound = TwilioInbound()
+    inbound.resume(STREAM, CALL)
+    [audio] = inbound.receive(media(40, b"\xff" * 160))
+    assert isinstance(audio, ClientAudio) and audio.seq == 40
+    with pytest.raises(ProtocolError):
+        inbound.receive(media(41, b"\xff" * 160).replace(STREAM, "MZ" + "1" * 32))

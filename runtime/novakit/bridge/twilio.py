@@ -330,6 +330,19 @@ class TwilioInbound:
     def stream_sid(self) -> str | None:
         return self.start.stream_sid if self.start is not None else None
 
+    def resume(self, stream_sid: str, call_sid: str) -> None:
+        """Carry on a call another bridge task started: its ``start`` went there, so this one
+        takes the stream's messages without seeing it."""
+        self.start = Start(
+            stream_sid=stream_sid,
+            call_sid=call_sid,
+            account_sid="",
+            tracks=("inbound",),
+            encoding=MULAW,
+            sample_rate=SAMPLE_RATE,
+            channels=1,
+        )
+
     def receive(self, text: str | bytes) -> list[ClientFrame | MarkPlayed]:
         message = parse_twilio_message(text)
         match message:
