@@ -21,6 +21,16 @@ AUTHORIZER_CODE = Path(__file__).parent / "functions" / "ws_authorizer"
 TOKEN_QUERY_PARAMETER = "token"
 
 
+def identity_source(bearer_stages: tuple[str, ...]) -> list[str]:
+    """What API Gateway requires before it calls the authorizer. Routes (and so the authorizer)
+    are shared by every stage, and a connect missing any listed source is refused unseen: with
+    only ?token= accepted, that source; when some stage also accepts a Bearer header, the
+    connection id, which every connect has, so the function sees both and decides by stage."""
+    if bearer_stages:
+        return ["context.connectionId"]
+    return [f"route.request.querystring.{TOKEN_QUERY_PARAMETER}"]
+
+
 @dataclass(frozen=True)
 class ConnectAuthProps:
     mode: AuthMode
@@ -29,6 +39,9 @@ class ConnectAuthProps:
     # At most this many authorizer invocations at once (0: none reserved): a flood of connects
     # cannot take the account's Lambda concurrency from the tool functions.
     reserved_concurrency: int = 10
+    # Stages whose clients may send the token as "Authorization: Bearer ..." instead of
+    # ?token= (OpenAI Realtime SDKs set that header; browsers cannot).
+    bearer_stages: tuple[str, ...] = ()
 
 
 class ConnectAuth(Construct):
@@ -130,7 +143,11 @@ class ConnectAuth(Construct):
             code=lambda_.Code.from_asset(str(AUTHORIZER_CODE), exclude=["__pycache__"]),
             timeout=Duration.seconds(10),
             memory_size=256,
-            environment={"AUTH_MODE": props.mode.value, **environment},
+            environment={
+                "AUTH_MODE": props.mode.value,
+                "BEARER_STAGES": ",".join(props.bearer_stages),
+                **environment,
+            },
             reserved_concurrent_executions=props.reserved_concurrency or None,
             role=role,
             log_group=log_group,
@@ -146,8 +163,7 @@ class ConnectAuth(Construct):
                 f"arn:{stack.partition}:apigateway:{stack.region}:lambda:path/2015-03-31/"
                 f"functions/{self.function.function_arn}/invocations"
             ),
-            # A connect without ?token= is refused by API Gateway before the function runs.
-            identity_source=[f"route.request.querystring.{TOKEN_QUERY_PARAMETER}"],
+            identity_source=identity_source(props.bearer_stages),
         )
         # Only this API's authorizer may invoke the function.
         self.function.add_permission(

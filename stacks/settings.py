@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
+from novakit.bridge.dialects import STAGE_DIALECTS
 from novakit.s2s.nova.models import MODELS, retired_message
 
 
@@ -163,6 +164,11 @@ class Settings:
             raise SettingsError(f"log_retention_days must be one of {sorted(_LOG_RETENTION_DAYS)}")
         if not self.stage_name.isalnum():
             raise SettingsError("stage_name must be letters and digits only")
+        if self.stage_name in STAGE_DIALECTS:
+            raise SettingsError(
+                f"stage_name {self.stage_name!r} is the stage of the bridge's"
+                f" {STAGE_DIALECTS[self.stage_name].title} protocol; choose another name"
+            )
         version = self.gateway_secret_version
         if version and not (
             32 <= len(version) <= 64 and all(c.isalnum() or c == "-" for c in version)

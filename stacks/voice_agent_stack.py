@@ -10,6 +10,7 @@ from aws_cdk import Annotations, CfnOutput, Stack
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from novakit.bridge.dialects import BEARER_STAGES, STAGE_DIALECTS
 from novakit.tools import discover_tools
 from stacks.bridge_service import REPO_ROOT, BridgeService, BridgeServiceProps
 from stacks.connect_auth import TOKEN_QUERY_PARAMETER, ConnectAuth, ConnectAuthProps
@@ -114,6 +115,8 @@ class VoiceAgentStack(Stack):
                 connect_burst=settings.connect_burst,
                 log_retention=retention,
                 account_logging_role=settings.apigw_account_logging_role,
+                # One stage per other client protocol of the bridge (its dialect registry).
+                more_stages=tuple(STAGE_DIALECTS),
             ),
         )
         self.auth = ConnectAuth(
@@ -124,6 +127,7 @@ class VoiceAgentStack(Stack):
                 api=self.gateway.api,
                 log_retention=retention,
                 reserved_concurrency=settings.authorizer_concurrency,
+                bearer_stages=tuple(s for s in BEARER_STAGES if s in STAGE_DIALECTS),
             ),
         )
 
