@@ -22,6 +22,17 @@ AUTHORIZER_CODE = Path(__file__).parent / "functions" / "ws_authorizer"
 TOKEN_QUERY_PARAMETER = "token"
 
 
+def identity_source(bearer_stages: tuple[str, ...], *, twilio: bool = False) -> list[str]:
+    """What API Gateway requires before it calls the authorizer. Routes (and so the authorizer)
+    are shared by every stage, and a connect missing any listed source is refused unseen: with
+    only ?token= accepted, that source; when some stage also accepts a Bearer header, or the
+    phone stage a Twilio signature (Twilio sends no ?token=), the connection id, which every
+    connect has, so the function sees each connect and decides by stage."""
+    if bearer_stages or twilio:
+        return ["context.connectionId"]
+    return [f"route.request.querystring.{TOKEN_QUERY_PARAMETER}"]
+
+
 @dataclass(frozen=True)
 class ConnectAuthProps:
     mode: AuthMode
@@ -30,6 +41,9 @@ class ConnectAuthProps:
     # At most this many authorizer invocations at once (0: none reserved): a flood of connects
     # cannot take the account's Lambda concurrency from the tool functions.
     reserved_concurrency: int = 10
+    # Stages whose clients may send the token as "Authorization: Bearer ..." instead of
+    # ?token= (OpenAI Realtime SDKs set that header; browsers cannot).
+    bearer_stages: tuple[str, ...] = ()
     # Phone calls: the stage whose connects carry Twilio's signature instead of a token.
     twilio: TwilioConnect | None = None
 
@@ -154,7 +168,12 @@ class ConnectAuth(Construct):
             ),
             timeout=Duration.seconds(10),
             memory_size=256,
-            environment={"AUTH_MODE": props.mode.value, **environment, **twilio_environment},
+            environment={
+                "AUTH_MODE": props.mode.value,
+                "BEARER_STAGES": ",".join(props.bearer_stages),
+                **environment,
+                **twilio_environment,
+            },
             reserved_concurrent_executions=props.reserved_concurrency or None,
             role=role,
             log_group=log_group,
@@ -173,15 +192,8 @@ class ConnectAuth(Construct):
                 f"arn:{stack.partition}:apigateway:{stack.region}:lambda:path/2015-03-31/"
                 f"functions/{self.function.function_arn}/invocations"
             ),
-            # A connect without ?token= is refused by API Gateway before the function runs;
-            # with phone calls, Twilio's connects carry a signed header instead, and routes
-            # (so the authorizer) are shared by every stage: every connect has a connection
-            # id, so the function sees each one and decides by stage.
-            identity_source=[
-                f"route.request.querystring.{TOKEN_QUERY_PARAMETER}"
-                if props.twilio is None
-                else "context.connectionId"
-            ],
+            # Routes (so the authorizer) are shared by every stage; see identity_source.
+            identity_source=identity_source(props.bearer_stages, twilio=props.twilio is not None),
         )
         # Only this API's authorizer may invoke the function.
         self.function.add_permission(

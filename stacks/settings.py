@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
+from novakit.bridge.dialects import STAGE_DIALECTS
 from novakit.s2s.nova.models import MODELS, retired_message
 
 
@@ -171,6 +172,11 @@ class Settings:
             raise SettingsError(f"log_retention_days must be one of {sorted(_LOG_RETENTION_DAYS)}")
         if not self.stage_name.isalnum():
             raise SettingsError("stage_name must be letters and digits only")
+        if self.stage_name in STAGE_DIALECTS:
+            raise SettingsError(
+                f"stage_name {self.stage_name!r} is the stage of the bridge's"
+                f" {STAGE_DIALECTS[self.stage_name].title} protocol; choose another name"
+            )
         if self.twilio:
             self._check_twilio()
         version = self.gateway_secret_version
@@ -188,8 +194,6 @@ class Settings:
                 "twilio=true needs the Lambda authorizer (auth_mode=secret or cognito): it checks "
                 f"Twilio's signature on the phone stage; auth_mode={self.auth_mode.value} cannot"
             )
-        if self.stage_name == TWILIO_STAGE:
-            raise SettingsError(f"stage_name {TWILIO_STAGE!r} is the phone stage; choose another")
         numbers = self.phone_numbers
         for number, config in numbers.items():
             unknown = set(config) - {"greeting", "voice", "instructions"}
@@ -227,9 +231,6 @@ class Settings:
             )
         return value
 
-
-# The stage Twilio's media streams connect to.
-TWILIO_STAGE = "twilio"
 
 # The retention periods CloudWatch Logs accepts.
 _LOG_RETENTION_DAYS = frozenset(

@@ -10,6 +10,8 @@ from aws_cdk import Annotations, CfnOutput, Stack
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from novakit.bridge.dialects import BEARER_STAGES, STAGE_DIALECTS
+from novakit.bridge.dialects.twilio import TWILIO_STAGE
 from novakit.tools import discover_tools
 from stacks.bridge_service import REPO_ROOT, BridgeService, BridgeServiceProps
 from stacks.connect_auth import (
@@ -23,7 +25,7 @@ from stacks.network import Network, NetworkProps
 from stacks.observability import Observability, ObservabilityProps
 from stacks.phone import PhoneCalls, PhoneCallsProps
 from stacks.session_directory import SessionDirectory
-from stacks.settings import TWILIO_STAGE, AuthMode, Settings
+from stacks.settings import AuthMode, Settings
 from stacks.tool_functions import ToolFunctions, ToolFunctionsProps
 from stacks.web_client import WebClient, WebClientProps
 from stacks.websocket_gateway import ConnectAuthorization, WebSocketGateway, WebSocketGatewayProps
@@ -120,6 +122,11 @@ class VoiceAgentStack(Stack):
                 connect_burst=settings.connect_burst,
                 log_retention=retention,
                 account_logging_role=settings.apigw_account_logging_role,
+                # One stage per other client protocol of the bridge (its dialect registry); the
+                # phone stage only with phone calls on (its authorizer check needs their token).
+                more_stages=tuple(
+                    s for s in STAGE_DIALECTS if s != TWILIO_STAGE or settings.twilio
+                ),
             ),
         )
         self.phone: PhoneCalls | None = None
@@ -128,7 +135,7 @@ class VoiceAgentStack(Stack):
                 self,
                 "Phone",
                 PhoneCallsProps(
-                    stream_url=self.gateway.stage_url(TWILIO_STAGE),
+                    stream_url=self.gateway.urls[TWILIO_STAGE],
                     log_retention=retention,
                     greeting=settings.twilio_greeting,
                     numbers=settings.phone_numbers,
@@ -142,10 +149,11 @@ class VoiceAgentStack(Stack):
                 api=self.gateway.api,
                 log_retention=retention,
                 reserved_concurrency=settings.authorizer_concurrency,
+                bearer_stages=tuple(s for s in BEARER_STAGES if s in STAGE_DIALECTS),
                 twilio=None
                 if self.phone is None
                 else TwilioConnect(
-                    TWILIO_STAGE, self.gateway.stage_url(TWILIO_STAGE), self.phone.auth_token
+                    TWILIO_STAGE, self.gateway.urls[TWILIO_STAGE], self.phone.auth_token
                 ),
             ),
         )

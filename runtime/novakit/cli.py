@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--tools", type=Path, default=Path("tools"), help="tools folder (tools)")
     dev.add_argument("--web", type=Path, default=Path("web"), help="browser client folder (web)")
     dev.add_argument("--token", help="require ?token=... from clients, as the stack does")
+    dev.add_argument(
+        "--twilio-auth-token",
+        default=os.environ.get("TWILIO_AUTH_TOKEN"),
+        help="check Twilio's signature on /twilio with this auth token, as the stack does "
+        "(default: $TWILIO_AUTH_TOKEN; none: /twilio is open)",
+    )
     dev.add_argument("--batch-ms", type=int, default=100, help="audio per output frame (100)")
     dev.add_argument(
         "--script",
@@ -100,6 +106,7 @@ def _dev(parsed: argparse.Namespace) -> int:
         tools_dir=parsed.tools,
         web_dir=parsed.web,
         token=parsed.token,
+        twilio_auth_token=parsed.twilio_auth_token or None,
         batch_ms=parsed.batch_ms,
     )
     from .bridge.tools import ToolSetupError

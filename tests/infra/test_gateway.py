@@ -41,6 +41,8 @@ def test_each_route_is_an_http_proxy_over_the_vpc_link(default, route_key):
     expected = dict(COMMON)
     if route_key == "$connect":
         expected["integration.request.header.x-principal-id"] = "context.authorizer.principalId"
+        # What an OpenAI Realtime client names with ?model=, reported back to it.
+        expected["integration.request.header.x-requested-model"] = "route.request.querystring.model"
     secret = default.resolve(default.stack.gateway_secret.secret.secret_arn)
     # The secret as a static value, resolved by CloudFormation: never in the template itself.
     expected["integration.request.header.x-gateway-secret"] = {

@@ -120,7 +120,7 @@ def test_the_default_deployment_has_no_phone(default):
     ("context", "message"),
     [
         ({"auth_mode": "iam"}, "Lambda authorizer"),
-        ({"stage_name": "twilio"}, "phone stage"),
+        ({"stage_name": "twilio"}, "Twilio Media Streams"),
         ({"twilio_numbers": "not json"}, "not JSON"),
         ({"twilio_numbers": '{"+1": {"colour": "red"}}'}, "unknown keys"),
         ({"twilio_numbers": '{"+1": {"voice": "nobody"}}'}, "not offered"),

@@ -13,14 +13,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from .. import s2s
-from .batching import OutboundBatcher
 from .connections import ConnectionGone, ConnectionsClient
+from .dialects import V1, ConnectionCodec, Dialect
 from .lease import SessionLease
 from .liveness import Liveness, LivenessEnd
 from .metrics import Metrics
@@ -59,6 +59,9 @@ CLOSE_TIMEOUT = 5.0
 MAX_COALESCED_FRAMES = 4
 # Bound on one GET @connections presence check.
 PRESENCE_TIMEOUT = 10.0
+# How long a greeting posted right after $connect may wait for API Gateway to open the
+# connection (a post before that is answered 410).
+OPENING_SECONDS = 3.0
 
 # Why sessions end -> the metric counting them (any other reason counts as EndedOther).
 END_METRICS: dict[str, str] = {
@@ -113,8 +116,14 @@ class BridgeSession:
         on_ended: Callable[[BridgeSession], None],
         lease: SessionLease | None = None,
         resumed: bool = False,
+        dialect: Dialect = V1,
+        stage: str = "",
     ) -> None:
+        """``connections``: the ``@connections`` of the connection's own ``stage``;
+        ``dialect``: the client protocol spoken on that stage."""
         self.connection_id = connection_id
+        self.stage = stage
+        self.dialect = dialect
         self.principal_id = principal_id
         self._engine = engine
         self._settings = settings
@@ -129,12 +138,16 @@ class BridgeSession:
         self._resumed_history: list[s2s.Message] = []
         self._start_options: ClientStart | None = None
         if lease is not None and resumed:
-            self._resumed_history = _messages(lease.state.get("history", []))
-            self._start_options = _start_from(lease.state.get("options", {}))
+            self._resumed_history, self._start_options = _resumed(lease.state)
+        # The client protocol's codec: parses its frames, encodes and batches what it is sent.
+        self._batcher: ConnectionCodec = dialect.new_codec(
+            batch_ms=settings.batch_ms, saved=_saved_codec(lease, resumed)
+        )
+        # What a client of this protocol is told as soon as it connects (v1: nothing).
+        greeting = [] if resumed else self._greeting(settings)
         self._saving: asyncio.Task[None] | None = None
         self._save_again = False
         self.state = State.WAITING
-        self._connections = connections
         self.sender = OrderedSender(
             connection_id,
             connections,
@@ -144,7 +157,10 @@ class BridgeSession:
             max_bytes=settings.output_queue_bytes,
             throttled_seconds=settings.throttled_seconds,
             guard=lease.guard if lease is not None else None,
+            kinds=dialect.kinds,
+            opening_seconds=OPENING_SECONDS if greeting else 0.0,
         )
+        self._post(greeting)
         self._error_frames = TokenBucket(
             settings.error_frames_per_second, ERROR_BURST, time.monotonic()
         )
@@ -160,7 +176,6 @@ class BridgeSession:
             extra=self._log_extra,
             level=logging.WARNING,
         )
-        self._batcher = OutboundBatcher(batch_ms=settings.batch_ms)
         self._sequencer: InboundSequencer[bytes] = InboundSequencer()
         self._pending: asyncio.Queue[_Input] = asyncio.Queue(MAX_PENDING_INPUT)
         self._lookahead: _Input | None = None  # taken from the queue while coalescing audio
@@ -190,11 +205,20 @@ class BridgeSession:
         self._worker = self._spawn(self._work(), "worker")
         self._spawn(self._watch_liveness(), "liveness")
 
+    def _greeting(self, settings: BridgeSettings) -> list[str]:
+        return self._batcher.greeting(
+            self.connection_id, self._engine.config.model, settings.voice, time.monotonic()
+        )
+
     @property
     def _log_extra(self) -> dict[str, str]:
         return {"connection_id": self.connection_id}
 
     # -- inbound (called by the integration endpoints; never blocks) --------------------------
+
+    def parse(self, body: bytes) -> Sequence[ClientFrame]:
+        """One client frame in this connection's protocol; raises ``ProtocolError``."""
+        return self._batcher.parse(body)
 
     def receive(self, frame: ClientFrame) -> None:
         if self.state in (State.ENDING, State.ENDED):
@@ -507,13 +531,11 @@ class BridgeSession:
                     self._awaiting_audio_since = now
                     self._post(self._batcher.transcript(text, now))
                 case s2s.ToolCallRequest(tool_call=call):
-                    self._post(self._batcher.tool(call.call_id, call.name, "started", now))
+                    self._post(self._batcher.tool_call(call, now, on_client=False))
                     self._spawn(self._run_tool(session, call), f"tool-{call.name}")
                 case s2s.TurnEnd():
-                    self._post(self._batcher.turn_end(now))
-                    if self._last_usage is not None:
-                        self._post(self._batcher.usage(self._last_usage, now))
-                        self._last_usage = None
+                    self._post(self._batcher.turn_end(now, self._last_usage))
+                    self._last_usage = None
                     self._persist()
                 case s2s.Interrupted(reason=why):
                     reason = _CLEAR_REASONS.get(why, "barge_in")
@@ -620,6 +642,10 @@ class BridgeSession:
     def saved_state(self) -> dict[str, Any]:
         start = self._start_options or ClientStart()
         return {
+            # The protocol this client speaks: a new owner goes on speaking it.
+            "stage": self.stage,
+            "dialect": self.dialect.name,
+            "codec": dict(self._batcher.saved_state()),
             "history": [{"role": m.role, "text": m.text} for m in self.history()],
             "options": {
                 "voice": start.voice,
@@ -844,6 +870,17 @@ def client_error_text(code: str) -> str:
     text = _CLIENT_ERROR_TEXTS.get(code, "the connection to the model failed")
     safe = code if code.replace("_", "").isalnum() and len(code) <= 32 else "other"
     return f"{text} ({safe})"
+
+
+def _resumed(state: Mapping[str, Any]) -> tuple[list[s2s.Message], ClientStart]:
+    """The conversation and options a previous owner saved."""
+    return _messages(state.get("history", [])), _start_from(state.get("options", {}))
+
+
+def _saved_codec(lease: SessionLease | None, resumed: bool) -> Mapping[str, Any] | None:
+    """What the previous owner's codec saved (the client protocol's own state), if any."""
+    state = lease.state.get("codec") if lease is not None and resumed else None
+    return state if isinstance(state, Mapping) else None
 
 
 def _messages(items: Iterable[Any]) -> list[s2s.Message]:

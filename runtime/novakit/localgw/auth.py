@@ -1,7 +1,8 @@
 """Who may connect and who may call ``@connections``.
 
 * ``$connect`` stands in for the Lambda REQUEST authorizer: with a token configured, the client
-  must present it as ``?token=...`` (browsers cannot set headers on a WebSocket handshake).
+  must present it as ``?token=...`` (browsers cannot set headers on a WebSocket handshake) or,
+  on the stages that allow it, as ``Authorization: Bearer ...`` (what OpenAI Realtime SDKs send).
 * On the phone stage, ``$connect`` stands in for the authorizer's Twilio check: with an auth
   token configured, the handshake must carry Twilio's ``X-Twilio-Signature`` for the URL it
   requested, verified by the official ``twilio`` package.
@@ -17,6 +18,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "SignatureRejectedError",
+    "bearer_token",
     "token_accepted",
     "twilio_signature_accepted",
     "verify_management_signature",
@@ -32,6 +34,15 @@ def token_accepted(expected: str | None, presented: str | None) -> bool:
     if presented is None:
         return False
     return hmac.compare_digest(expected.encode(), presented.encode())
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (scheme case-insensitive)."""
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def twilio_signature_accepted(auth_token: str | None, url: str, signature: str | None) -> bool:

@@ -1,8 +1,9 @@
 """WebSocket ``$connect`` authorizer (API Gateway Lambda REQUEST authorizer).
 
 The client puts its token in the query string (browsers cannot set headers on a WebSocket):
-``wss://.../live?token=...``. API Gateway refuses a connect without ``token`` before calling
-this function. Modes (``AUTH_MODE``):
+``wss://.../live?token=...``. On the stages named in ``BEARER_STAGES`` (comma-separated: the
+OpenAI Realtime stage) it may send ``Authorization: Bearer <token>`` instead, as the OpenAI SDKs
+do; the query string wins when both are there. Modes (``AUTH_MODE``):
 
 - ``secret``: the token must equal the shared secret in Secrets Manager (``SECRET_ARN``).
 - ``cognito``: the token is a Cognito access token of this user pool and app client
@@ -62,7 +63,7 @@ _secret_cache: dict[str, tuple[float, tuple[str, ...]]] = {}
 
 
 def handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:
-    token = (event.get("queryStringParameters") or {}).get("token") or ""
+    token = presented_token(event)
     method_arn = event["methodArn"]
     mode = os.environ["AUTH_MODE"]
     stage = (event.get("requestContext") or {}).get("stage")
@@ -84,6 +85,23 @@ def handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:
         # API Gateway turns an explicit Deny into a 403 on the WebSocket handshake.
         return policy("anonymous", "Deny", method_arn)
     return policy(principal, "Allow", method_arn)
+
+
+def presented_token(event: dict[str, Any]) -> str:
+    """The query string's ``token``, else, on a stage that allows it, the Bearer header's."""
+    token = (event.get("queryStringParameters") or {}).get("token")
+    if token:
+        return str(token)
+    stage = (event.get("requestContext") or {}).get("stage")
+    allowed = {s for s in os.environ.get("BEARER_STAGES", "").split(",") if s}
+    if stage not in allowed:
+        return ""
+    headers = event.get("headers") or {}
+    authorization = next(
+        (v for k, v in headers.items() if isinstance(k, str) and k.lower() == "authorization"), ""
+    )
+    scheme, _, value = str(authorization or "").strip().partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
 
 
 def policy(principal: str, effect: str, resource: str) -> dict[str, Any]:
