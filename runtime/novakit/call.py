@@ -244,12 +244,16 @@ class CallResult:
 
 
 class _Timeline:
-    """Turns the 20 ms ticks of a call into lines: who spoke when, barge-ins, keys."""
+    """Turns the 20 ms ticks of a call into lines: who spoke when, barge-ins, keys. An answer
+    is audio played with gaps of at most ``GAP_MS`` (between sentences, a late batch)."""
+
+    GAP_MS = 300
 
     def __init__(self, out: TextIO | None) -> None:
         self.lines: list[str] = []
         self.out = out
-        self.agent_ms = 0  # of the current stretch of the agent's speech
+        self.agent_ms = 0  # of the current answer, played so far
+        self.gap_ms = 0  # since its audio last played
         self.answers = 0
 
     def say(self, line: str) -> None:
@@ -258,16 +262,20 @@ class _Timeline:
             print(line, file=self.out, flush=True)
 
     def tick(self, at: float, played: bytes) -> None:
-        if played.strip(b"\x00"):
+        if played:
             self.agent_ms += FRAME_MS
+            self.gap_ms = 0
         elif self.agent_ms:
-            self.end_answer(at, "")
+            self.gap_ms += FRAME_MS
+            if self.gap_ms > self.GAP_MS:
+                self.end_answer(at, "")
 
     def end_answer(self, at: float, how: str) -> None:
         if self.agent_ms:
             self.answers += 1
             self.say(f"{at:6.2f} s  agent: spoke {self.agent_ms / 1000:.2f} s{how}")
         self.agent_ms = 0
+        self.gap_ms = 0
 
 
 async def place_call(options: CallOptions, stdout: TextIO | None = None) -> CallResult:
@@ -400,7 +408,7 @@ class _Call:
         for echo in echoes:
             await self.ws.send(echo)
         self.timeline.tick(at, played)
-        if not played.strip(b"\x00"):
+        if not played:
             return
         self.last_agent = self.loop.time()
         barge_in = self.options.barge_in
