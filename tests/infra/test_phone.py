@@ -17,7 +17,7 @@ NUMBERS = '{"+15550199": {"greeting": "Thanks for calling.", "voice": "tiffany"}
 
 @pytest.fixture(scope="module")
 def phone(synth, two_tools):
-    return synth("twilio", tools=two_tools, twilio="true", twilio_numbers=NUMBERS)
+    return synth("twilio-numbers", tools=two_tools, twilio="true", twilio_numbers=NUMBERS)
 
 
 def function_of(phone, construct):

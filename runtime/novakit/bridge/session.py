@@ -540,6 +540,9 @@ class BridgeSession:
                 case s2s.Interrupted(reason=why):
                     reason = _CLEAR_REASONS.get(why, "barge_in")
                     self.sender.barge_in(self._batcher.barge_in(reason, now), since=now)
+                    heard = self._batcher.heard_fraction()
+                    if heard is not None:  # the history keeps what the listener heard
+                        session.keep_heard(heard)
                     self._persist()
                 case s2s.UsageUpdate(usage=usage):
                     self._last_usage = usage  # sent once per turn, not per model event

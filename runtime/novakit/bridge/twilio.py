@@ -447,7 +447,8 @@ class TwilioOutbound:
     :meth:`barge_in` drops what is buffered and returns ``clear``; the answer's heard audio
     stays as the marks echoed *before* the clear said (Twilio echoes the rest of the marks when
     it empties its buffer: those were not played). ``heard_ms`` and ``sent_ms`` describe the
-    current answer; :attr:`interrupted` keeps ``(heard_ms, sent_ms)`` of the last one cut short.
+    current answer; :attr:`interrupted` keeps ``(heard_ms, generated_ms)`` of the last one cut
+    short (generated: framed, or still buffered when the clear came).
     """
 
     __slots__ = (
@@ -525,10 +526,11 @@ class TwilioOutbound:
     def barge_in(self, now: float) -> list[str]:
         """The caller spoke over the answer: drop what is buffered and clear Twilio's queue."""
         dropped = len(self._buf) & ~1
-        self.counters.dropped_ms += dropped * 1000 / (2 * SAMPLE_RATE)
+        dropped_ms = dropped * 1000 // (2 * SAMPLE_RATE)
+        self.counters.dropped_ms += dropped_ms
         self._buf.clear()
         self._oldest = None
-        self.interrupted = (self.heard_ms, self.sent_ms)
+        self.interrupted = (self.heard_ms, self.sent_ms + dropped_ms)
         self._cleared_answer = self.answer
         self._next_answer()
         if self.stream_sid is None:

@@ -77,6 +77,11 @@ class Session(ABC):
         Pass it as ``engine.start(history=...)`` to continue the conversation elsewhere (another
         process, after a restart) from exactly where the model was."""
 
+    def keep_heard(self, fraction: float) -> None:  # noqa: B027 - optional for providers
+        """After an ``INTERRUPTED``: the listener heard only the first ``fraction`` (0 to 1) of
+        the cut answer (a phone plays audio later than it arrives), so the history keeps only
+        that share of its words. Providers that keep no history have nothing to do."""
+
     @property
     @abstractmethod
     def closed(self) -> bool:

@@ -128,6 +128,12 @@ class ConnectionCodec(Protocol):
 
     def pong(self, id: str | int | None, now: float) -> list[str]: ...
 
+    def heard_fraction(self) -> float | None:
+        """After :meth:`barge_in`: the share (0 to 1) of the cut answer's audio the listener
+        had heard, when the protocol tells (Twilio echoes marks as audio plays); ``None`` when
+        it does not, and the model's own account of what it said stands."""
+        ...
+
     def saved_state(self) -> Mapping[str, Any]:
         """What a new owner's codec needs to go on speaking to this client (JSON-able)."""
         ...

@@ -145,6 +145,13 @@ class TwilioCodec:
     def pong(self, id: str | int | None, now: float) -> list[str]:
         return []
 
+    def heard_fraction(self) -> float | None:
+        interrupted = self.outbound.interrupted
+        if interrupted is None:
+            return None
+        heard_ms, generated_ms = interrupted
+        return min(1.0, heard_ms / generated_ms) if generated_ms else None
+
     def saved_state(self) -> Mapping[str, Any]:
         start: Start | None = self.inbound.start
         if start is None:

@@ -42,6 +42,9 @@ class V1Codec(OutboundBatcher):
             frames += self.usage(usage, now)
         return frames
 
+    def heard_fraction(self) -> float | None:
+        return None  # a v1 client does not say what it has played
+
     def saved_state(self) -> Mapping[str, Any]:
         return {}  # the session's options say everything a v1 client agreed to
 
