@@ -3,9 +3,10 @@
 N simulated calls (``novakit.call.TwilioCaller``: Twilio's 20 ms ``media`` messages in real
 time, the agent's audio played back at the same pace with its marks echoed) through the local
 gateway's ``twilio`` stage, one ``novakit bridge`` process and the emulator in another process.
-The caller asks a question (1.5 s of speech), listens to the answer, asks again, for the whole
-call. The gateway meters every message each way (as API Gateway bills them); the bridge's CPU is
-read from ``/proc``. Cost per call-minute from ``bench/costs.py``'s API Gateway price.
+The caller asks a question (1.5 s of speech), listens to the answer, asks again a second after
+it (or 8 s after an unanswered question), for the whole call. The gateway meters every
+message each way (as API Gateway bills them); the bridge's CPU is read from ``/proc``. Cost
+per call-minute from ``bench/costs.py``'s API Gateway price.
 """
 
 from __future__ import annotations
@@ -46,19 +47,25 @@ async def _call(url: str, seconds: float, offset: float) -> dict[str, int]:
         start = time.monotonic()
         ticks = 0
         pending = bytearray()
+        asked_at = -60.0  # when the last question was finished
+        heard_then = 0  # what had been heard by then
         quiet_since = start
         while time.monotonic() - start < seconds:
             ticks += 1
-            if not pending and not caller.playing and time.monotonic() - quiet_since > 1.0:
-                pending = bytearray(question)
+            now = time.monotonic()
+            answered = len(caller.heard) > heard_then and now - quiet_since > 1.0
+            if not pending and not caller.playing and (answered or now - asked_at > 8.0):
+                pending = bytearray(question)  # ask (again) once the answer has played
             chunk = bytes(pending[:step])
             del pending[:step]
             await ws.send(caller.media(chunk + bytes(step - len(chunk))))
+            if chunk and not pending:
+                asked_at, heard_then = now, len(caller.heard)
             played, echoes = caller.play()
             for echo in echoes:
                 await ws.send(echo)
-            if played.strip(b"\x00") or pending:
-                quiet_since = time.monotonic()
+            if played or pending:
+                quiet_since = now
             while inbox:
                 for echo in caller.receive(inbox.pop(0)):
                     await ws.send(echo)
