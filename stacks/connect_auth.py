@@ -15,6 +15,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from stacks.function_role import role_with_own_logs
 from stacks.phone import code_with_twilio
 from stacks.settings import AuthMode
 
@@ -135,24 +136,12 @@ class ConnectAuth(Construct):
             if props.twilio is not None
             else {}
         )
-        log_group = logs.LogGroup(
+        log_group, role = role_with_own_logs(
             self,
-            "AuthorizerLogs",
-            retention=props.log_retention,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        role = iam.Role(
-            self,
-            "AuthorizerRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            logs_id="AuthorizerLogs",
+            role_id="AuthorizerRole",
             description="novakit $connect authorizer: its own logs (and its secret, if any)",
-        )
-        # Its own log group only (instead of the managed basic-execution policy on all groups).
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[log_group.log_group_arn],
-            )
+            retention=props.log_retention,
         )
         self.function = lambda_.Function(
             self,

@@ -24,11 +24,12 @@ from aws_cdk import (
     ILocalBundling,
     RemovalPolicy,
 )
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
+
+from stacks.function_role import role_with_own_logs
 
 WEBHOOK_CODE = Path(__file__).parent / "functions" / "twilio_webhook"
 # What the functions import from the twilio package: the request validator and TwiML. Copied
@@ -109,20 +110,12 @@ class PhoneCalls(Construct):
             ),
             removal_policy=RemovalPolicy.DESTROY,
         )
-        log_group = logs.LogGroup(
-            self, "WebhookLogs", retention=props.log_retention, removal_policy=RemovalPolicy.DESTROY
-        )
-        role = iam.Role(
+        log_group, role = role_with_own_logs(
             self,
-            "WebhookRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            logs_id="WebhookLogs",
+            role_id="WebhookRole",
             description="novakit Twilio webhook: its own logs and the auth token, nothing else",
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[log_group.log_group_arn],
-            )
+            retention=props.log_retention,
         )
         self.webhook = lambda_.Function(
             self,
