@@ -68,3 +68,50 @@ async def test_a_call_through_the_bridge_and_what_a_barge_in_keeps() -> None:
         assert {f["event"] for _, _, f in api.posts} <= {"media", "mark", "clear"}
         await send(caller.stop())
         await until(lambda: "p=" not in bridge.sessions)
+
+
+async def test_the_stream_id_is_saved_at_start_and_a_takeover_keeps_answering_the_call() -> None:
+    caller = TwilioCaller()
+    directory = MemoryDirectory()
+    async with (
+        management() as api,
+        running_bridge(f"{api.url}/{{stage}}", directory) as (
+            _,
+            url,
+        ),
+    ):
+        assert await call(url, "/ws/connect", "s=", "twilio") == 200
+        for message in (caller.connected(), caller.start()):
+            assert await call(url, "/ws/message", "s=", "twilio", message.encode()) == 200
+
+        async def saved() -> bool:
+            record = await directory.get("s=")
+            return record is not None and "codec" in record.state
+
+        await until(saved)  # before any turn: a new owner must know the stream at once
+        record = await directory.get("s=")
+        assert record is not None
+        assert record.state["codec"] == {
+            "stream_sid": caller.stream_sid,
+            "call_sid": caller.call_sid,
+        }
+
+    # A task that is gone held the call; its next media lands on another task.
+    gone = await directory.claim("t=", "http://127.0.0.1:9", state={**record.state, "history": []})
+    assert gone is not None
+    async with (
+        management() as api,
+        running_bridge(f"{api.url}/{{stage}}", directory) as (
+            bridge,
+            url,
+        ),
+    ):
+        media = caller.media(speech_like(0.02, 8000))
+        assert await call(url, "/ws/message", "t=", "twilio", media.encode()) == 200
+        model = bridge.engine.session
+        await until(lambda: any(kind == "audio" for kind, _ in model.sent))
+        model.events.put_nowait(s2s.AudioOutput(bytes(8000), 8000))  # 500 ms of answer
+        await until(lambda: len(api.posts) >= 2)
+        stages = {stage for stage, _, _ in api.posts}
+        sids = {frame["streamSid"] for _, _, frame in api.posts}
+    assert stages == {"twilio"} and sids == {caller.stream_sid}

@@ -453,6 +453,10 @@ class BridgeSession:
             )
         )
         self._spawn(self._pump(self._session), "pump")
+        if self._batcher.saved_state():
+            # What the codec must carry over (a phone call's stream id) is saved now, not after
+            # the first turn: a task taking the call over before then could not answer it.
+            self._persist()
         return True
 
     async def _feed(self, item: _Input) -> None:
