@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import audio
+from .g711 import pcm_to_ulaw, ulaw_to_pcm
 from .talk import Exit, TalkError, _unwritable
-from .voice.g711 import ulaw_decode, ulaw_encode
 
 __all__ = ["CallOptions", "CallResult", "TwilioCaller", "main", "place_call", "twilio_signature"]
 
@@ -124,7 +124,7 @@ class TwilioCaller:
                 "track": "inbound",
                 "chunk": str(self._chunk),
                 "timestamp": str((self._chunk - 1) * FRAME_MS),
-                "payload": base64.b64encode(ulaw_encode(pcm)).decode("ascii"),
+                "payload": base64.b64encode(pcm_to_ulaw(pcm)).decode("ascii"),
             },
         )
 
@@ -195,7 +195,7 @@ class TwilioCaller:
             wanted -= len(take)
             if not chunk:
                 self._queue.popleft()
-        pcm = ulaw_decode(bytes(played))
+        pcm = ulaw_to_pcm(bytes(played))
         self.heard += pcm
         return pcm, self._echo_ready()
 

@@ -18,8 +18,8 @@ from novakit import audio
 from novakit.call import CallOptions, TwilioCaller, place_call, twilio_signature
 from novakit.call import main as call_main
 from novakit.emulator import Outcome, Script, ScriptTurn
+from novakit.g711 import pcm_to_ulaw, ulaw_to_pcm
 from novakit.talk import Exit
-from novakit.voice.g711 import ulaw_decode, ulaw_encode
 
 from ..stack.conftest import Stack, local_stack
 
@@ -72,7 +72,7 @@ async def test_the_callers_question_is_answered_in_mulaw_for_its_stream(phone, t
     assert prompt["audioOutputConfiguration"]["sampleRateHertz"] == 8000
     # What the caller heard is the model's answer, byte for byte through mu-law.
     spoken = model_audio(phone)
-    assert spoken and bytes(caller.heard) == ulaw_decode(ulaw_encode(spoken))
+    assert spoken and bytes(caller.heard) == ulaw_to_pcm(pcm_to_ulaw(spoken))
     # Every mark came back, once its audio had played.
     assert caller.marks_echoed and caller.marks_echoed[-1].endswith(f":{len(spoken) // 16}")
     assert any("agent: spoke" in line for line in result.lines)

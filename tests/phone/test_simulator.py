@@ -9,7 +9,7 @@ from novakit.audio import speech_like
 from novakit.bridge.protocol import ClientAudio, ClientEnd, ClientStart, ClientText
 from novakit.bridge.twilio import MarkPlayed, TwilioInbound, TwilioOutbound, parse_twilio_message
 from novakit.call import FRAME_BYTES, TwilioCaller
-from novakit.voice.g711 import ulaw_decode, ulaw_encode
+from novakit.g711 import pcm_to_ulaw, ulaw_to_pcm
 
 
 def test_the_callers_messages_are_what_the_codec_reads() -> None:
@@ -22,8 +22,8 @@ def test_the_callers_messages_are_what_the_codec_reads() -> None:
     chunks = [speech[i : i + 2 * FRAME_BYTES] for i in range(0, len(speech), 2 * FRAME_BYTES)]
     audio = [inbound.receive(caller.media(chunk))[0] for chunk in chunks]
     assert [a.seq for a in audio if isinstance(a, ClientAudio)] == [1, 2, 3]
-    assert b"".join(a.pcm for a in audio if isinstance(a, ClientAudio)) == ulaw_decode(
-        ulaw_encode(speech)
+    assert b"".join(a.pcm for a in audio if isinstance(a, ClientAudio)) == ulaw_to_pcm(
+        pcm_to_ulaw(speech)
     )
     timestamps = [json.loads(caller.media(bytes(320)))["media"]["timestamp"] for _ in range(2)]
     assert timestamps == ["60", "80"]  # 20 ms per message, as Twilio numbers them
@@ -63,7 +63,7 @@ def test_audio_plays_in_20_ms_steps_and_marks_come_back_once_played() -> None:
             outbound.mark_played(played.name)
             assert outbound.heard_ms == ticks * 20  # a mark returns when its audio has played
     assert ticks == 15
-    assert bytes(caller.heard) == ulaw_decode(ulaw_encode(answer))
+    assert bytes(caller.heard) == ulaw_to_pcm(pcm_to_ulaw(answer))
     assert caller.marks_echoed == ["0:100", "0:200", "0:300"]
     assert caller.errors == []
 

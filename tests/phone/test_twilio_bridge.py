@@ -12,7 +12,7 @@ from novakit import s2s
 from novakit.audio import speech_like
 from novakit.bridge.directory import MemoryDirectory
 from novakit.call import TwilioCaller
-from novakit.voice.g711 import ulaw_decode, ulaw_encode
+from novakit.g711 import pcm_to_ulaw, ulaw_to_pcm
 
 from ..bridge.test_session import until
 from ..bridge.test_stages import call, management, running_bridge
@@ -41,7 +41,7 @@ async def test_a_call_through_the_bridge_and_what_a_barge_in_keeps() -> None:
         model = bridge.engine.session  # the stand-in model session
         await until(lambda: len([s for s in model.sent if s[0] == "audio"]) >= 1)
         heard_by_model = b"".join(pcm for kind, pcm in model.sent if kind == "audio")
-        assert heard_by_model == ulaw_decode(ulaw_encode(spoken))  # 8 kHz PCM, unresampled
+        assert heard_by_model == ulaw_to_pcm(pcm_to_ulaw(spoken))  # 8 kHz PCM, unresampled
 
         fractions: list[float] = []
         model.keep_heard = fractions.append  # type: ignore[method-assign]
@@ -53,7 +53,7 @@ async def test_a_call_through_the_bridge_and_what_a_barge_in_keeps() -> None:
         assert [frame["event"] for _, frame in posts] == ["media", "mark", "media", "mark"]
         assert {frame["streamSid"] for _, frame in posts} == {caller.stream_sid}
         payload = b"".join(base64.b64decode(f["media"]["payload"]) for _, f in posts[::2])
-        assert payload == ulaw_encode(answer)
+        assert payload == pcm_to_ulaw(answer)
         # The caller has heard the first half when the barge-in comes.
         first_mark = posts[1][1]["mark"]["name"]
         await send(

@@ -29,7 +29,7 @@ from novakit.bridge.twilio import (
     is_media_message,
     parse_twilio_message,
 )
-from novakit.voice.g711 import ulaw_decode, ulaw_encode
+from novakit.g711 import pcm_to_ulaw, ulaw_to_pcm
 
 STREAM = "MZ18ad3ab5a668481ce02b83e7395059f0"
 CALL = "CA0123456789abcdef0123456789abcdef"
@@ -103,9 +103,9 @@ def test_start_opens_the_conversation_at_8khz_both_ways() -> None:
 def test_media_is_the_callers_audio_decoded_and_numbered_by_chunk() -> None:
     inbound = started()
     pcm = speech_like(0.02, 8000)
-    ulaw = ulaw_encode(pcm)
+    ulaw = pcm_to_ulaw(pcm)
     [audio] = inbound.receive(media(1, ulaw))
-    assert audio == ClientAudio(1, ulaw_decode(ulaw))
+    assert audio == ClientAudio(1, ulaw_to_pcm(ulaw))
     assert len(audio.pcm) == 320  # 20 ms at 8 kHz, PCM16
     [second] = inbound.receive(media(2, ulaw))
     assert isinstance(second, ClientAudio) and second.seq == 2
@@ -195,7 +195,7 @@ def test_audio_goes_as_batched_mulaw_media_each_followed_by_a_mark() -> None:
     assert [m["event"] for m in shapes] == ["media", "mark", "media", "mark"]
     assert all(m["streamSid"] == STREAM for m in shapes)
     first = base64.b64decode(shapes[0]["media"]["payload"])  # type: ignore[index]
-    assert first == ulaw_encode(pcm[:8000])  # 500 ms = 4000 samples = 8000 PCM bytes
+    assert first == pcm_to_ulaw(pcm[:8000])  # 500 ms = 4000 samples = 8000 PCM bytes
     assert [m["mark"]["name"] for m in shapes[1::2]] == ["0:500", "0:1000"]  # type: ignore[index]
     assert is_media_message(messages[0]) and is_mark_message(messages[1])
     assert not is_media_message(messages[1])

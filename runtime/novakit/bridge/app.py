@@ -60,6 +60,9 @@ HEALTH_PATH = "/health"
 # The API Gateway stage of the request (the stack maps context.stage into it): it chooses the
 # client protocol and the @connections a reply goes to.
 STAGE_HEADER = "x-stage"
+# The model a client named when it connected (?model=, mapped by the stack on $connect).
+REQUESTED_MODEL_HEADER = "x-requested-model"
+MAX_MODEL_CHARS = 128
 # Set on a request whose relay signature verified: only then are x-novakit-* headers honoured.
 VERIFIED_RELAY = web.RequestKey("novakit.verified_relay", bool)
 # At most one warning per interval about refused requests: a flood of forged requests must not
@@ -334,6 +337,7 @@ class Bridge:
                 lease=self._lease(record, term),
                 resumed=False,
                 stage=_record_stage(record, stage),
+                requested_model=request.headers.get(REQUESTED_MODEL_HEADER, "")[:MAX_MODEL_CHARS],
             )
         return web.json_response({"connectionId": connection_id})
 
@@ -654,6 +658,7 @@ class Bridge:
         lease: SessionLease | None,
         resumed: bool,
         stage: str = "",
+        requested_model: str = "",
     ) -> BridgeSession:
         assert self.connections is not None, "the application has not started"
         session = BridgeSession(
@@ -664,6 +669,7 @@ class Bridge:
             connections=self.connections.for_stage(stage),
             dialect=dialect_for_stage(stage),
             stage=stage,
+            requested_model=requested_model,
             tools=self.tools,
             metrics=self.metrics,
             on_ended=self._ended,

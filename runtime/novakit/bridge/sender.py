@@ -168,7 +168,8 @@ class OrderedSender:
         clears = list(clear_frames)
         if clears:
             self._clear = (clears[-1], now if since is None else since)
-        self._queue = deque([*((frame, now) for frame in clears), *kept])
+        cleared = [(frame, now) for frame in clears]
+        self._queue = deque([*cleared, *kept] if self._kinds.clear_first else [*kept, *cleared])
         self._bytes = sum(len(frame) + FRAME_OVERHEAD for frame, _ in self._queue)
         if self._queue and not self._gone:
             self._idle.clear()

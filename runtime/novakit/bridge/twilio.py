@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
-from novakit.voice.g711 import ulaw_decode, ulaw_encode
+from novakit.g711 import pcm_to_ulaw, ulaw_to_pcm
 
 from .protocol import (
     MAX_FRAME_BYTES,
@@ -362,7 +362,7 @@ class TwilioInbound:
             case Media(track=track) if track not in ("inbound", "inbound_track"):
                 return []  # only the caller's side is heard
             case Media(chunk=chunk, payload=payload):
-                return [ClientAudio(chunk, ulaw_decode(payload))]
+                return [ClientAudio(chunk, ulaw_to_pcm(payload))]
             case Dtmf(digit=digit):
                 return [ClientText(dtmf_text(digit))]
             case Mark(name=name):
@@ -565,7 +565,7 @@ class TwilioOutbound:
         with memoryview(self._buf) as view:
             for offset in range(0, end, step):
                 with view[offset : min(offset + step, end)] as part:
-                    ulaw = ulaw_encode(part)
+                    ulaw = pcm_to_ulaw(part)
                 messages.append(encode_media(self.stream_sid, ulaw))
                 self.counters.media_messages += 1
                 self.sent_ms += len(ulaw) * 1000 // SAMPLE_RATE

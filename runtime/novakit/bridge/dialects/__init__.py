@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Final
 
 from .base import ConnectionCodec, Dialect, FrameKinds
+from .realtime import REALTIME
 from .twilio import TWILIO
 from .v1 import V1
 
@@ -36,7 +37,7 @@ __all__ = [
 #: stage name -> the dialect its clients speak. Any stage not named here speaks v1.
 STAGE_DIALECTS: Final[Mapping[str, Dialect]] = MappingProxyType(
     {
-        # "realtime": REALTIME,
+        "realtime": REALTIME,
         "twilio": TWILIO,
     }
 )

@@ -46,6 +46,9 @@ class FrameKinds:
     order: Callable[[str], int]
     is_pong: Callable[[str], bool]
     is_nonfatal_error: Callable[[str], bool]
+    #: Whether a barge-in's frames go before the non-audio frames still queued (v1: the
+    #: client stops playback first) or after them (protocols whose events must stay in order).
+    clear_first: bool = True
 
 
 class ConnectionCodec(Protocol):
@@ -97,12 +100,19 @@ class ConnectionCodec(Protocol):
         *,
         ms: int | None = None,
         error: str | None = None,
-    ) -> list[str]: ...
+        output: str | None = None,
+    ) -> list[str]:
+        """A deployment tool's outcome (``output``: what it answered, when it succeeded)."""
+        ...
 
     def tool_call(self, call: ToolCall, now: float, *, on_client: bool) -> list[str]:
         """The model called a tool: the deployment's (``on_client=False``: it runs in the
         bridge, then :meth:`tool` reports its outcome) or one the client declared
         (``on_client=True``: the client runs it and answers with a ``ClientToolResult``)."""
+        ...
+
+    def usage_update(self, usage: Usage, now: float) -> list[str]:
+        """The model's running token totals changed (several times a turn)."""
         ...
 
     def turn_end(self, now: float, usage: Usage | None = None) -> list[str]:

@@ -98,6 +98,9 @@ class TwilioCodec:
     def barge_in(self, reason: ClearReason, now: float) -> list[str]:
         return self.outbound.barge_in(now)
 
+    def usage_update(self, usage: Usage, now: float) -> list[str]:
+        return []
+
     def turn_end(self, now: float, usage: Usage | None = None) -> list[str]:
         return self.outbound.turn_end(now)
 
@@ -116,6 +119,7 @@ class TwilioCodec:
         *,
         ms: int | None = None,
         error: str | None = None,
+        output: str | None = None,
     ) -> list[str]:
         return []
 

@@ -11,6 +11,7 @@ from novakit.s2s.events import ToolCall, Usage
 from ..batching import OutboundBatcher
 from ..protocol import (
     ClientFrame,
+    ToolStatus,
     frame_seq,
     is_audio_frame,
     is_nonfatal_error_frame,
@@ -35,6 +36,23 @@ class V1Codec(OutboundBatcher):
 
     def tool_call(self, call: ToolCall, now: float, *, on_client: bool) -> list[str]:
         return self.tool(call.call_id, call.name, "started", now)
+
+    def tool(
+        self,
+        call_id: str,
+        name: str,
+        status: ToolStatus,
+        now: float,
+        *,
+        ms: int | None = None,
+        error: str | None = None,
+        output: str | None = None,
+    ) -> list[str]:
+        # v1's tool frames show progress only: the output is the model's to tell.
+        return super().tool(call_id, name, status, now, ms=ms, error=error)
+
+    def usage_update(self, usage: Usage, now: float) -> list[str]:
+        return []  # v1 sends the totals once per turn, with turn_end
 
     def turn_end(self, now: float, usage: Usage | None = None) -> list[str]:
         frames = super().turn_end(now)
