@@ -36,7 +36,7 @@ from typing import Any, TextIO
 
 from . import audio
 from .g711 import pcm_to_ulaw, ulaw_to_pcm
-from .talk import Exit, TalkError, _unwritable
+from .talk import Exit, TalkError, check_run_options
 
 __all__ = ["CallOptions", "CallResult", "TwilioCaller", "main", "place_call", "twilio_signature"]
 
@@ -510,13 +510,9 @@ def main(argv: list[str] | None = None, stdout: TextIO = sys.stdout) -> int:
         parser.error("say something: --wav FILE or --dtmf KEYS")
     if any(key not in "0123456789*#ABCD" for key in args.dtmf):
         parser.error("--dtmf: keys are 0-9, *, # and A-D")
-    for name in ("timeout", "quiet", "speed"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name} must be positive")
-    unwritable = _unwritable(args.out)
-    if unwritable is not None:
-        print(f"novakit call: --out {args.out}: {unwritable}", file=sys.stderr)
-        return int(Exit.USAGE)
+    refused = check_run_options(parser, args, "novakit call")
+    if refused is not None:
+        return refused
     options = CallOptions(
         url=args.url,
         auth_token=args.auth_token or os.environ.get("TWILIO_AUTH_TOKEN") or None,
