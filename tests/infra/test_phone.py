@@ -110,10 +110,12 @@ def test_the_bundles_hold_the_twilio_modules_they_import(phone, function):
 def test_the_default_deployment_has_no_phone(default):
     assert default.stack.phone is None
     assert "TwilioWebhookUrl" not in default.raw["Outputs"]
-    default.template.has_resource_properties(
-        "AWS::ApiGatewayV2::Authorizer",
-        {"IdentitySource": ["route.request.querystring.token"]},
-    )
+    stages = [
+        r["Properties"]["StageName"] for r in default.resources("AWS::ApiGatewayV2::Stage").values()
+    ]
+    assert "twilio" not in stages
+    env = function_of(default, default.stack.auth.function)["Properties"]["Environment"]
+    assert not [name for name in env["Variables"] if name.startswith("TWILIO_")]
 
 
 @pytest.mark.parametrize(
