@@ -50,6 +50,13 @@ def events(frames: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+def started(c: RealtimeCodec) -> ClientStart:
+    """The options the session opens with: at the first frame that needs the model."""
+    start, _ = send(c, {"type": "input_audio_buffer.append", "audio": "AAAAAA=="})
+    assert isinstance(start, ClientStart)
+    return start
+
+
 def replies(frames: list[Any]) -> list[dict[str, Any]]:
     return events([f for r in frames if isinstance(r, ClientReply) for f in r.frames])
 
@@ -62,9 +69,9 @@ def test_the_realtime_stage_speaks_the_realtime_dialect() -> None:
 # -- client events ----------------------------------------------------------------------------
 
 
-def test_a_first_session_update_starts_the_session_with_its_options() -> None:
+def test_session_updates_set_the_options_the_session_opens_with() -> None:
     c = codec()
-    [start] = send(
+    [reply] = send(
         c,
         {
             "type": "session.update",
@@ -90,8 +97,12 @@ def test_a_first_session_update_starts_the_session_with_its_options() -> None:
             },
         },
     )
-    assert isinstance(start, ClientStart)
-    assert (start.voice, start.instructions) == (OPENAI_VOICES["alloy"], "Be brief.")
+    [updated] = replies([reply])  # answered at once: the session opens later
+    assert updated["session"]["audio"]["output"]["voice"] == OPENAI_VOICES["alloy"]
+    [again] = replies(send(c, {"type": "session.update", "session": {"instructions": "Brief."}}))
+    assert again["session"]["instructions"] == "Brief."  # not started yet: still free to change
+    start = started(c)
+    assert (start.voice, start.instructions) == (OPENAI_VOICES["alloy"], "Brief.")
     assert (start.input_sample_rate, start.output_sample_rate) == (8000, 8000)
     assert [t.name for t in start.client_tools] == ["check_order"]
     assert (start.tool_choice, start.endpointing) == ("any", "HIGH")
@@ -102,8 +113,9 @@ def test_a_first_session_update_starts_the_session_with_its_options() -> None:
     ("silence_ms", "sensitivity"), [(500, "HIGH"), (1500, "HIGH"), (1600, "MEDIUM"), (5000, "LOW")]
 )
 def test_server_vad_silence_picks_nova_s_endpointing(silence_ms: int, sensitivity: str) -> None:
-    [start] = send(
-        codec(),
+    c = codec()
+    send(
+        c,
         {
             "type": "session.update",
             "session": {
@@ -115,7 +127,7 @@ def test_server_vad_silence_picks_nova_s_endpointing(silence_ms: int, sensitivit
             },
         },
     )
-    assert start.endpointing == sensitivity
+    assert started(c).endpointing == sensitivity
 
 
 @pytest.mark.parametrize(
@@ -166,8 +178,8 @@ def test_what_nova_cannot_do_is_refused_field_by_field(
 ) -> None:
     c = codec()
     frames = send(c, {"type": "session.update", "event_id": "e1", "session": session})
-    start, refusal = frames
-    assert isinstance(start, ClientStart)  # the rest of the update applies
+    reply, refusal = frames
+    assert isinstance(reply, ClientReply)  # the rest of the update applies
     assert isinstance(refusal, ClientRefusal)
     assert refusal.error.ref is not None
     assert (refusal.error.ref.param, refusal.error.ref.event_id) == (param, "e1")
@@ -180,6 +192,7 @@ def test_what_nova_cannot_do_is_refused_field_by_field(
 def test_a_later_session_update_confirms_or_refuses_a_change() -> None:
     c = codec()
     send(c, {"type": "session.update", "session": {"instructions": "A"}})
+    started(c)
     [same] = send(c, {"type": "session.update", "session": {"instructions": "A"}})
     [updated] = replies([same])
     assert updated["type"] == "session.updated"
@@ -210,9 +223,10 @@ def test_audio_is_numbered_in_arrival_order_and_g711_is_decoded() -> None:
         },
     )
     data = g711.pcm_to_ulaw(bytes(160) + b"\x00\x10" * 80)
-    [frame] = send(
+    start, frame = send(
         ulaw, {"type": "input_audio_buffer.append", "audio": base64.b64encode(data).decode()}
     )
+    assert (start.input_sample_rate, start.output_sample_rate) == (8000, 24000)
     assert frame == ClientAudio(0, g711.ulaw_to_pcm(data))
 
 
@@ -361,7 +375,8 @@ def test_a_turn_becomes_a_realtime_response_the_sdk_parses() -> None:
     pcm = bytes(range(256)) * 600  # 3.2 s at 24 kHz: several deltas
     sent = events(a_turn(c, pcm))
     kinds = [e["type"] for e in sent]
-    assert kinds[0] == "session.created" and kinds[1] == "session.updated"
+    assert kinds[0] == "session.created"
+    assert "session.updated" not in kinds  # it answers session.update, sent or not
     assert (
         kinds.index("input_audio_buffer.speech_started")
         < kinds.index("conversation.item.input_audio_transcription.completed")
@@ -478,20 +493,29 @@ def test_a_new_owner_goes_on_with_the_agreed_configuration() -> None:
         c,
         {
             "type": "session.update",
-            "session": {"audio": {"output": {"voice": "amy", "format": {"type": "audio/pcma"}}}},
+            "session": {
+                "audio": {
+                    "input": {"format": {"type": "audio/pcma"}},
+                    "output": {"voice": "amy", "format": {"type": "audio/pcma"}},
+                }
+            },
         },
     )
     saved = json.loads(json.dumps(c.saved_state()))
     resumed = REALTIME.new_codec(batch_ms=100, saved=saved)
     assert resumed.sample_rate == 8000
-    [updated] = events(resumed.session("resumed", "c", "m", "v", 0.0))
+    assert events(resumed.session("resumed", "c", "m", "v", 0.0)) == []
+    # it does not start the session again: audio goes straight to the model, and an update
+    # is compared with what is in force
+    [audio_frame] = send(resumed, {"type": "input_audio_buffer.append", "audio": "1dU="})
+    assert audio_frame == ClientAudio(0, g711.alaw_to_pcm(b"\xd5\xd5"))
+    reply, refused = send(
+        resumed, {"type": "session.update", "session": {"audio": {"output": {"voice": "tina"}}}}
+    )
+    assert refused.error.realtime_code == "session_already_started"
+    [updated] = replies([reply])
     assert updated["session"]["audio"]["output"] == {
         "format": {"type": "audio/pcma"},
         "voice": "amy",
         "speed": 1.0,
     }
-    # it does not start the session again: a later update is compared with what is in force
-    [reply] = send(
-        resumed, {"type": "session.update", "session": {"audio": {"output": {"voice": "amy"}}}}
-    )
-    assert isinstance(reply, ClientReply)

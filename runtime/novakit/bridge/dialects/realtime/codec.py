@@ -295,13 +295,11 @@ class RealtimeCodec(OutboundBatcher):
             updated = replace(updated, **_model_options(self._config))
         self._config = updated
         self.input_sample_rate = updated.input_format.rate
-        frames.extend(self._start_if_needed() if not self._started else [])
-        if len(frames) == 0:  # started earlier: confirm what is in force now
-            frames.append(
-                ClientReply(
-                    tuple(self._event("session.updated", {"session": self._session_json()}))
-                )
-            )
+        # Answered at once: the model session opens with these options at the first frame that
+        # needs it (audio, or typed text), so clients may update several times before that.
+        frames.append(
+            ClientReply(tuple(self._event("session.updated", {"session": self._session_json()})))
+        )
         for refusal in refusals:
             frames.append(ClientRefusal(refusal))
         return frames
@@ -445,9 +443,12 @@ class RealtimeCodec(OutboundBatcher):
     def _on_response_create(self, event: dict[str, Any], event_id: str | None) -> list[ClientFrame]:
         frames: list[ClientFrame] = []
         response = event.get("response")
-        if isinstance(response, Mapping) and any(
-            response.get(k) is not None
-            for k in ("instructions", "tools", "tool_choice", "audio", "input", "output_modalities")
+        if isinstance(response, Mapping) and (
+            any(
+                response.get(k) is not None
+                for k in ("instructions", "tools", "tool_choice", "audio", "input", "prompt")
+            )
+            or response.get("output_modalities") not in (None, ["audio"])
         ):
             frames.append(
                 ClientRefusal(
@@ -871,10 +872,6 @@ class RealtimeCodec(OutboundBatcher):
         *,
         reason: str | None = None,
     ) -> list[str]:
-        if state in ("ready", "resumed"):
-            return self._finish_pending(now, with_usage=True) + self._event(
-                "session.updated", {"session": self._session_json()}
-            )
         if state == "draining":
             return self.error(
                 ErrorCode.SESSION_ENDED,
@@ -883,7 +880,9 @@ class RealtimeCodec(OutboundBatcher):
                 None,
                 now,
             )
-        return self._finish_pending(now, with_usage=True)  # reconnected, ended: nothing to say
+        # ready, resumed (session.updated answered each session.update already), reconnected,
+        # ended: nothing the protocol has an event for
+        return self._finish_pending(now, with_usage=True)
 
     def error(
         self,
