@@ -519,3 +519,33 @@ def test_a_new_owner_goes_on_with_the_agreed_configuration() -> None:
         "voice": "amy",
         "speed": 1.0,
     }
+
+
+def test_a_deployment_tool_shows_as_items_that_no_client_runs() -> None:
+    c = codec()
+    frames = c.transcript("what time is it in Tokyo", 0.0)
+    frames += c.tool_call(
+        ToolCall("t7", "get_time", {"timezone": "Asia/Tokyo"}), 0.0, on_client=False
+    )
+    kinds = [e["type"] for e in events(frames)]
+    # clients run a function on its arguments events: a deployment tool has none
+    assert "response.function_call_arguments.done" not in kinds
+    assert "response.function_call_arguments.delta" not in kinds
+    assert kinds[-2:] == ["response.output_item.done", "conversation.item.done"]
+    # a client that answers it anyway is acknowledged; the model is not told twice
+    [reply] = send(
+        c,
+        {
+            "type": "conversation.item.create",
+            "item": {"type": "function_call_output", "call_id": "t7", "output": "{}"},
+        },
+    )
+    assert isinstance(reply, ClientReply)
+    [result, _] = send(
+        c,
+        {
+            "type": "conversation.item.create",
+            "item": {"type": "function_call_output", "call_id": "other", "output": "{}"},
+        },
+    )
+    assert result == ClientToolResult("other", "{}")

@@ -59,6 +59,8 @@ __all__ = ["KINDS", "RealtimeCodec"]
 # How long a finished response waits for the usage Nova reports after its turn ends before
 # response.done goes without it (Nova's usage event follows the turn's last content).
 USAGE_WAIT_SECONDS: Final = 1.0
+# Deployment tool calls remembered, to acknowledge a client that answers one anyway.
+MAX_SERVER_CALLS: Final = 64
 # The largest input_audio_buffer.append chunk that fits API Gateway's frame, in bytes of audio.
 _APPEND_ENVELOPE: Final = len('{"type":"input_audio_buffer.append","event_id":"","audio":""}') + 64
 MAX_APPEND_AUDIO_BYTES: Final = (MAX_FRAME_BYTES - _APPEND_ENVELOPE) // 4 * 3
@@ -187,6 +189,7 @@ class RealtimeCodec(OutboundBatcher):
         "_pending_text",
         "_reported_usage",
         "_response",
+        "_server_calls",
         "_started",
         "_tag",
         "_totals",
@@ -221,6 +224,8 @@ class RealtimeCodec(OutboundBatcher):
         self._user_item: str | None = None  # the user item speech_started announced
         self._input_ms = 0.0  # client audio received, in ms (audio_start_ms / audio_end_ms)
         self._input_seq = 0
+        # Calls of the deployment's tools lately shown to the client (insertion ordered).
+        self._server_calls: dict[str, None] = {}
 
     # -- in ----------------------------------------------------------------------------------
 
@@ -390,6 +395,10 @@ class RealtimeCodec(OutboundBatcher):
                 "call_id": call_id,
                 "output": output,
             }
+            if call_id in self._server_calls:
+                # A deployment tool's call, answered by the deployment already: a client that
+                # answers it too is acknowledged, and the model is not told twice.
+                return [ClientReply(tuple(self._added_and_done(shown)))]
             return [
                 ClientToolResult(call_id, output),
                 ClientReply(tuple(self._added_and_done(shown))),
@@ -749,11 +758,22 @@ class RealtimeCodec(OutboundBatcher):
                 },
             ),
             ("conversation.item.added", {"item": item.as_json("in_progress")}),
-            ("response.function_call_arguments.delta", {**where, "delta": item.arguments}),
-            (
-                "response.function_call_arguments.done",
-                {**where, "name": item.name, "arguments": item.arguments},
-            ),
+        ]
+        if on_client:
+            # The arguments events are what clients run a function on: for the client's tools
+            # only. A deployment tool runs in the bridge; the client sees its items.
+            events += [
+                ("response.function_call_arguments.delta", {**where, "delta": item.arguments}),
+                (
+                    "response.function_call_arguments.done",
+                    {**where, "name": item.name, "arguments": item.arguments},
+                ),
+            ]
+        else:
+            self._server_calls[call.call_id] = None
+            while len(self._server_calls) > MAX_SERVER_CALLS:
+                del self._server_calls[next(iter(self._server_calls))]
+        events += [
             (
                 "response.output_item.done",
                 {
