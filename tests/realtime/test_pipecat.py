@@ -25,7 +25,7 @@ from pipecat.frames.frames import (
     TTSTextFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline
-from pipecat.pipeline.task import PipelineTask
+from pipecat.pipeline.worker import PipelineWorker
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.llm_service import FunctionCallParams
@@ -65,7 +65,7 @@ class Collector(FrameProcessor):
 @dataclass
 class Running:
     llm: OpenAIRealtimeLLMService
-    task: PipelineTask
+    task: PipelineWorker
     collector: Collector
     calls: list[dict[str, Any]] = field(default_factory=list)
 
@@ -79,7 +79,7 @@ async def pipeline(stack: RealtimeStack) -> AsyncIterator[Running]:
         settings=OpenAIRealtimeLLMService.Settings(model="gpt-realtime"),
     )
     collector = Collector()
-    task = PipelineTask(Pipeline([llm, collector]))
+    task = PipelineWorker(Pipeline([llm, collector]))
     runner = WorkerRunner(handle_sigint=False)
     await runner.add_workers(task)
     running = asyncio.create_task(runner.run())
