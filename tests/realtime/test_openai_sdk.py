@@ -54,6 +54,14 @@ async def send_audio(connection: Any, pcm: bytes, rate: int = 24000) -> None:
         await asyncio.sleep(0)  # let the events already received be read meanwhile
 
 
+async def ask(connection: Any, text: str) -> None:
+    """A typed turn: the user's text as a conversation item, then a response asked for."""
+    await connection.conversation.item.create(
+        item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+    )
+    await connection.response.create()
+
+
 def audio_of(events: Events, response_id: str) -> bytes:
     return b"".join(
         base64.b64decode(e["delta"])
@@ -99,14 +107,7 @@ async def test_a_typed_turn_runs_a_deployment_tool_and_answers_in_speech(
             }
         )
         await events.until("session.updated", WAIT)
-        await connection.conversation.item.create(
-            item={
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "what time is it in Tokyo"}],
-            }
-        )
-        await connection.response.create()
+        await ask(connection, "what time is it in Tokyo")
         done = await events.until("response.done", WAIT)
     response = done["response"]
     assert response["status"] == "completed"
@@ -181,14 +182,7 @@ async def test_a_function_the_client_declares_is_called_on_the_client(
         await connection.session.update(session={"type": "realtime", "tools": [CHECK_ORDER]})
         updated = await events.until("session.updated", WAIT)
         assert [t["name"] for t in updated["session"]["tools"]] == ["check_order"]
-        await connection.conversation.item.create(
-            item={
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "where is my red order"}],
-            }
-        )
-        await connection.response.create()
+        await ask(connection, "where is my red order")
         arguments = await events.until("response.function_call_arguments.done", WAIT)
         first = await events.until("response.done", WAIT)
         await connection.conversation.item.create(
@@ -219,14 +213,7 @@ async def test_a_barge_in_cancels_the_response_and_the_next_one_answers(
     async with client(stack).realtime.connect(model="gpt-realtime") as connection:
         events = Events(connection)
         await events.until("session.created", WAIT)
-        await connection.conversation.item.create(
-            item={
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "tell me about annual leave"}],
-            }
-        )
-        await connection.response.create()
+        await ask(connection, "tell me about annual leave")
         first_audio = await events.until("response.output_audio.delta", WAIT)
         # the user speaks over the answer
         talking = asyncio.create_task(
@@ -273,14 +260,7 @@ async def test_telephone_audio_both_ways_in_g711_mu_law(stack: RealtimeStack) ->
         await connection.input_audio_buffer.append(
             audio=base64.b64encode(g711.pcm_to_ulaw(audio.silence(0.5, 8000))).decode()
         )
-        await connection.conversation.item.create(
-            item={
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "what time is it in Tokyo"}],
-            }
-        )
-        await connection.response.create()
+        await ask(connection, "what time is it in Tokyo")
         done = await events.until("response.done", WAIT)
     assert updated["session"]["audio"]["output"]["format"] == {"type": "audio/pcmu"}
     assert events.of("error") == []

@@ -590,14 +590,9 @@ class RealtimeCodec(OutboundBatcher):
         item = _Item(_new_id("item"), len(response.items), "message")
         response.items.append(item)
         response.message = item
-        shown = item.as_json("in_progress")
         return frames + self._events(
             [
-                (
-                    "response.output_item.added",
-                    {"response_id": response.id, "output_index": item.output_index, "item": shown},
-                ),
-                ("conversation.item.added", {"item": shown}),
+                *_item_events("added", response, item, "in_progress"),
                 (
                     "response.content_part.added",
                     {
@@ -632,15 +627,7 @@ class RealtimeCodec(OutboundBatcher):
                 {**where, "part": {"type": "audio", "transcript": transcript}},
             ),
         ]
-        shown = item.as_json(status)
-        events += [
-            (
-                "response.output_item.done",
-                {"response_id": response.id, "output_index": item.output_index, "item": shown},
-            ),
-            ("conversation.item.done", {"item": shown}),
-        ]
-        return events
+        return events + _item_events("done", response, item, status)
 
     def _done_event(
         self, response: _Response, status: str, reason: str | None, *, with_usage: bool
@@ -747,18 +734,7 @@ class RealtimeCodec(OutboundBatcher):
             "output_index": item.output_index,
             "call_id": item.call_id,
         }
-        events = [
-            *closing,
-            (
-                "response.output_item.added",
-                {
-                    "response_id": response.id,
-                    "output_index": item.output_index,
-                    "item": item.as_json("in_progress"),
-                },
-            ),
-            ("conversation.item.added", {"item": item.as_json("in_progress")}),
-        ]
+        events = [*closing, *_item_events("added", response, item, "in_progress")]
         if on_client:
             # The arguments events are what clients run a function on: for the client's tools
             # only. A deployment tool runs in the bridge; the client sees its items.
@@ -773,17 +749,7 @@ class RealtimeCodec(OutboundBatcher):
             self._server_calls[call.call_id] = None
             while len(self._server_calls) > MAX_SERVER_CALLS:
                 del self._server_calls[next(iter(self._server_calls))]
-        events += [
-            (
-                "response.output_item.done",
-                {
-                    "response_id": response.id,
-                    "output_index": item.output_index,
-                    "item": item.as_json("completed"),
-                },
-            ),
-            ("conversation.item.done", {"item": item.as_json("completed")}),
-        ]
+        events += _item_events("done", response, item, "completed")
         if on_client:
             # The client runs it: the response ends here, as Realtime's do before the client
             # answers with function_call_output; Nova's words after the result open the next.
@@ -952,6 +918,15 @@ class RealtimeCodec(OutboundBatcher):
 
     def saved_state(self) -> Mapping[str, Any]:
         return {"config": self._config.saved()}
+
+
+def _item_events(
+    step: str, response: _Response, item: _Item, status: str
+) -> list[tuple[str, Mapping[str, Any]]]:
+    """An output item ``added`` or ``done``: in the response, and in the conversation."""
+    shown = item.as_json(status)
+    where = {"response_id": response.id, "output_index": item.output_index, "item": shown}
+    return [(f"response.output_item.{step}", where), (f"conversation.item.{step}", {"item": shown})]
 
 
 def _model_options(config: SessionConfig) -> dict[str, Any]:
