@@ -231,7 +231,7 @@ class VoiceAgentStack(Stack):
                 self,
                 "RealtimeBaseUrl",
                 value=self.gateway.urls["realtime"].removesuffix("/realtime"),
-                description="OpenAI Realtime clients: their WebSocket base URL (they add /realtime)",
+                description="OpenAI Realtime clients: their base URL (they add /realtime)",
             )
         region = self.region
         token_command: str | None = None
