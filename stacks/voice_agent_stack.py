@@ -253,6 +253,13 @@ class VoiceAgentStack(Stack):
     def _outputs(self) -> None:
         url = self.gateway.url
         CfnOutput(self, "WebSocketUrl", value=url, description="Connect clients here")
+        if "realtime" in self.gateway.urls:
+            CfnOutput(
+                self,
+                "RealtimeBaseUrl",
+                value=self.gateway.urls["realtime"].removesuffix("/realtime"),
+                description="OpenAI Realtime clients: their base URL (they add /realtime)",
+            )
         region = self.region
         token_command: str | None = None
         if self.auth.secret is not None:

@@ -220,3 +220,42 @@ async def test_a_v1_connection_gets_no_greeting() -> None:
         await asyncio.sleep(0.2)  # nothing is announced: there is nothing to wait for
         assert "v=" in bridge.sessions
         assert api.posts == []
+
+
+async def test_a_realtime_conversation_taken_over_goes_on_in_realtime() -> None:
+    directory = MemoryDirectory()
+    # A task that is gone held a Realtime conversation in telephone audio (its saved state).
+    codec_state = {
+        "config": {
+            "voice": "amy",
+            "input_format": "audio/pcmu",
+            "output_format": "audio/pcmu",
+            "model": "gpt-realtime",
+        }
+    }
+    record = await directory.claim(
+        "r=",
+        "http://127.0.0.1:9",
+        state={"stage": "realtime", "dialect": "realtime", "codec": codec_state},
+    )
+    assert record is not None
+    async with (
+        management() as api,
+        running_bridge(f"{api.url}/{{stage}}", directory) as (
+            bridge,
+            url,
+        ),
+    ):
+        update = json.dumps({"type": "session.update", "session": {"type": "realtime"}}).encode()
+        assert await call(url, "/ws/message", "r=", "realtime", update) == 200
+        await until(lambda: len(api.posts) == 1)
+        session = bridge.sessions["r="]
+        assert session.dialect.name == "realtime"
+        assert session.saved_state()["codec"]["config"]["output_format"] == "audio/pcmu"
+    [(stage, _, updated)] = api.posts[:1]
+    assert (stage, updated["type"]) == ("realtime", "session.updated")
+    assert updated["session"]["audio"]["output"] == {
+        "format": {"type": "audio/pcmu"},
+        "voice": "amy",
+        "speed": 1.0,
+    }

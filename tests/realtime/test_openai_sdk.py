@@ -15,7 +15,7 @@ import pytest
 import websockets
 from openai import AsyncOpenAI
 
-from novakit import audio
+from novakit import audio, g711
 from novakit.bridge.protocol import MAX_FRAME_BYTES
 
 from .conftest import CHECK_ORDER, TOKEN, WAIT, RealtimeStack, realtime_stack
@@ -52,6 +52,14 @@ async def send_audio(connection: Any, pcm: bytes, rate: int = 24000) -> None:
         chunk = base64.b64encode(pcm[offset : offset + step]).decode()
         await connection.input_audio_buffer.append(audio=chunk)
         await asyncio.sleep(0)  # let the events already received be read meanwhile
+
+
+async def ask(connection: Any, text: str) -> None:
+    """A typed turn: the user's text as a conversation item, then a response asked for."""
+    await connection.conversation.item.create(
+        item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+    )
+    await connection.response.create()
 
 
 def audio_of(events: Events, response_id: str) -> bytes:
@@ -99,14 +107,7 @@ async def test_a_typed_turn_runs_a_deployment_tool_and_answers_in_speech(
             }
         )
         await events.until("session.updated", WAIT)
-        await connection.conversation.item.create(
-            item={
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "what time is it in Tokyo"}],
-            }
-        )
-        await connection.response.create()
+        await ask(connection, "what time is it in Tokyo")
         done = await events.until("response.done", WAIT)
     response = done["response"]
     assert response["status"] == "completed"
@@ -181,14 +182,7 @@ async def test_a_function_the_client_declares_is_called_on_the_client(
         await connection.session.update(session={"type": "realtime", "tools": [CHECK_ORDER]})
         updated = await events.until("session.updated", WAIT)
         assert [t["name"] for t in updated["session"]["tools"]] == ["check_order"]
-        await connection.conversation.item.create(
-            item={
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "where is my red order"}],
-            }
-        )
-        await connection.response.create()
+        await ask(connection, "where is my red order")
         arguments = await events.until("response.function_call_arguments.done", WAIT)
         first = await events.until("response.done", WAIT)
         await connection.conversation.item.create(
@@ -219,14 +213,7 @@ async def test_a_barge_in_cancels_the_response_and_the_next_one_answers(
     async with client(stack).realtime.connect(model="gpt-realtime") as connection:
         events = Events(connection)
         await events.until("session.created", WAIT)
-        await connection.conversation.item.create(
-            item={
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "tell me about annual leave"}],
-            }
-        )
-        await connection.response.create()
+        await ask(connection, "tell me about annual leave")
         first_audio = await events.until("response.output_audio.delta", WAIT)
         # the user speaks over the answer
         talking = asyncio.create_task(
@@ -254,4 +241,33 @@ async def test_a_barge_in_cancels_the_response_and_the_next_one_answers(
     assert late == []
     assert answered["response"]["status"] == "completed"
     message = [i for i in answered["response"]["output"] if i["type"] == "message"][-1]
+    assert message["content"][0]["transcript"].endswith("in Asia/Tokyo.")
+
+
+async def test_telephone_audio_both_ways_in_g711_mu_law(stack: RealtimeStack) -> None:
+    async with client(stack).realtime.connect(model="gpt-realtime") as connection:
+        events = Events(connection)
+        await events.until("session.created", WAIT)
+        pcmu = {"type": "audio/pcmu"}
+        await connection.session.update(
+            session={
+                "type": "realtime",
+                "audio": {"input": {"format": pcmu}, "output": {"format": pcmu}},
+            }
+        )
+        updated = await events.until("session.updated", WAIT)
+        # half a second of quiet line, as a phone sends between words: taken, no error
+        await connection.input_audio_buffer.append(
+            audio=base64.b64encode(g711.pcm_to_ulaw(audio.silence(0.5, 8000))).decode()
+        )
+        await ask(connection, "what time is it in Tokyo")
+        done = await events.until("response.done", WAIT)
+    assert updated["session"]["audio"]["output"]["format"] == {"type": "audio/pcmu"}
+    assert events.of("error") == []
+    message = [i for i in done["response"]["output"] if i["type"] == "message"][-1]
+    spoken = audio_of(events, done["response"]["id"])  # one byte a sample at 8 kHz
+    pcm = g711.ulaw_to_pcm(spoken)
+    assert audio.duration(pcm, 8000) > 1.0
+    # speech, not silence or noise: eSpeak's voice at a level a phone carries
+    assert audio.rms_dbfs(pcm) > -40
     assert message["content"][0]["transcript"].endswith("in Asia/Tokyo.")

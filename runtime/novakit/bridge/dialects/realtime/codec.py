@@ -59,6 +59,8 @@ __all__ = ["KINDS", "RealtimeCodec"]
 # How long a finished response waits for the usage Nova reports after its turn ends before
 # response.done goes without it (Nova's usage event follows the turn's last content).
 USAGE_WAIT_SECONDS: Final = 1.0
+# Deployment tool calls remembered, to acknowledge a client that answers one anyway.
+MAX_SERVER_CALLS: Final = 64
 # The largest input_audio_buffer.append chunk that fits API Gateway's frame, in bytes of audio.
 _APPEND_ENVELOPE: Final = len('{"type":"input_audio_buffer.append","event_id":"","audio":""}') + 64
 MAX_APPEND_AUDIO_BYTES: Final = (MAX_FRAME_BYTES - _APPEND_ENVELOPE) // 4 * 3
@@ -187,6 +189,7 @@ class RealtimeCodec(OutboundBatcher):
         "_pending_text",
         "_reported_usage",
         "_response",
+        "_server_calls",
         "_started",
         "_tag",
         "_totals",
@@ -221,6 +224,8 @@ class RealtimeCodec(OutboundBatcher):
         self._user_item: str | None = None  # the user item speech_started announced
         self._input_ms = 0.0  # client audio received, in ms (audio_start_ms / audio_end_ms)
         self._input_seq = 0
+        # Calls of the deployment's tools lately shown to the client (insertion ordered).
+        self._server_calls: dict[str, None] = {}
 
     # -- in ----------------------------------------------------------------------------------
 
@@ -295,13 +300,11 @@ class RealtimeCodec(OutboundBatcher):
             updated = replace(updated, **_model_options(self._config))
         self._config = updated
         self.input_sample_rate = updated.input_format.rate
-        frames.extend(self._start_if_needed() if not self._started else [])
-        if len(frames) == 0:  # started earlier: confirm what is in force now
-            frames.append(
-                ClientReply(
-                    tuple(self._event("session.updated", {"session": self._session_json()}))
-                )
-            )
+        # Answered at once: the model session opens with these options at the first frame that
+        # needs it (audio, or typed text), so clients may update several times before that.
+        frames.append(
+            ClientReply(tuple(self._event("session.updated", {"session": self._session_json()})))
+        )
         for refusal in refusals:
             frames.append(ClientRefusal(refusal))
         return frames
@@ -392,6 +395,10 @@ class RealtimeCodec(OutboundBatcher):
                 "call_id": call_id,
                 "output": output,
             }
+            if call_id in self._server_calls:
+                # A deployment tool's call, answered by the deployment already: a client that
+                # answers it too is acknowledged, and the model is not told twice.
+                return [ClientReply(tuple(self._added_and_done(shown)))]
             return [
                 ClientToolResult(call_id, output),
                 ClientReply(tuple(self._added_and_done(shown))),
@@ -445,9 +452,12 @@ class RealtimeCodec(OutboundBatcher):
     def _on_response_create(self, event: dict[str, Any], event_id: str | None) -> list[ClientFrame]:
         frames: list[ClientFrame] = []
         response = event.get("response")
-        if isinstance(response, Mapping) and any(
-            response.get(k) is not None
-            for k in ("instructions", "tools", "tool_choice", "audio", "input", "output_modalities")
+        if isinstance(response, Mapping) and (
+            any(
+                response.get(k) is not None
+                for k in ("instructions", "tools", "tool_choice", "audio", "input", "prompt")
+            )
+            or response.get("output_modalities") not in (None, ["audio"])
         ):
             frames.append(
                 ClientRefusal(
@@ -580,14 +590,9 @@ class RealtimeCodec(OutboundBatcher):
         item = _Item(_new_id("item"), len(response.items), "message")
         response.items.append(item)
         response.message = item
-        shown = item.as_json("in_progress")
         return frames + self._events(
             [
-                (
-                    "response.output_item.added",
-                    {"response_id": response.id, "output_index": item.output_index, "item": shown},
-                ),
-                ("conversation.item.added", {"item": shown}),
+                *_item_events("added", response, item, "in_progress"),
                 (
                     "response.content_part.added",
                     {
@@ -622,15 +627,7 @@ class RealtimeCodec(OutboundBatcher):
                 {**where, "part": {"type": "audio", "transcript": transcript}},
             ),
         ]
-        shown = item.as_json(status)
-        events += [
-            (
-                "response.output_item.done",
-                {"response_id": response.id, "output_index": item.output_index, "item": shown},
-            ),
-            ("conversation.item.done", {"item": shown}),
-        ]
-        return events
+        return events + _item_events("done", response, item, status)
 
     def _done_event(
         self, response: _Response, status: str, reason: str | None, *, with_usage: bool
@@ -737,32 +734,22 @@ class RealtimeCodec(OutboundBatcher):
             "output_index": item.output_index,
             "call_id": item.call_id,
         }
-        events = [
-            *closing,
-            (
-                "response.output_item.added",
-                {
-                    "response_id": response.id,
-                    "output_index": item.output_index,
-                    "item": item.as_json("in_progress"),
-                },
-            ),
-            ("conversation.item.added", {"item": item.as_json("in_progress")}),
-            ("response.function_call_arguments.delta", {**where, "delta": item.arguments}),
-            (
-                "response.function_call_arguments.done",
-                {**where, "name": item.name, "arguments": item.arguments},
-            ),
-            (
-                "response.output_item.done",
-                {
-                    "response_id": response.id,
-                    "output_index": item.output_index,
-                    "item": item.as_json("completed"),
-                },
-            ),
-            ("conversation.item.done", {"item": item.as_json("completed")}),
-        ]
+        events = [*closing, *_item_events("added", response, item, "in_progress")]
+        if on_client:
+            # The arguments events are what clients run a function on: for the client's tools
+            # only. A deployment tool runs in the bridge; the client sees its items.
+            events += [
+                ("response.function_call_arguments.delta", {**where, "delta": item.arguments}),
+                (
+                    "response.function_call_arguments.done",
+                    {**where, "name": item.name, "arguments": item.arguments},
+                ),
+            ]
+        else:
+            self._server_calls[call.call_id] = None
+            while len(self._server_calls) > MAX_SERVER_CALLS:
+                del self._server_calls[next(iter(self._server_calls))]
+        events += _item_events("done", response, item, "completed")
         if on_client:
             # The client runs it: the response ends here, as Realtime's do before the client
             # answers with function_call_output; Nova's words after the result open the next.
@@ -871,10 +858,6 @@ class RealtimeCodec(OutboundBatcher):
         *,
         reason: str | None = None,
     ) -> list[str]:
-        if state in ("ready", "resumed"):
-            return self._finish_pending(now, with_usage=True) + self._event(
-                "session.updated", {"session": self._session_json()}
-            )
         if state == "draining":
             return self.error(
                 ErrorCode.SESSION_ENDED,
@@ -883,7 +866,9 @@ class RealtimeCodec(OutboundBatcher):
                 None,
                 now,
             )
-        return self._finish_pending(now, with_usage=True)  # reconnected, ended: nothing to say
+        # ready, resumed (session.updated answered each session.update already), reconnected,
+        # ended: nothing the protocol has an event for
+        return self._finish_pending(now, with_usage=True)
 
     def error(
         self,
@@ -936,6 +921,15 @@ class RealtimeCodec(OutboundBatcher):
 
     def saved_state(self) -> Mapping[str, Any]:
         return {"config": self._config.saved()}
+
+
+def _item_events(
+    step: str, response: _Response, item: _Item, status: str
+) -> list[tuple[str, Mapping[str, Any]]]:
+    """An output item ``added`` or ``done``: in the response, and in the conversation."""
+    shown = item.as_json(status)
+    where = {"response_id": response.id, "output_index": item.output_index, "item": shown}
+    return [(f"response.output_item.{step}", where), (f"conversation.item.{step}", {"item": shown})]
 
 
 def _model_options(config: SessionConfig) -> dict[str, Any]:
