@@ -18,6 +18,7 @@ BENCHMARKS = {
     "micro": ("bench.micro", "per-frame work of the bridge, microseconds, no sockets"),
     "capacity": ("bench.capacity", "sessions per bridge process within 20 ms added latency"),
     "bridge": ("bench.bridge", "latency, barge-in, memory and messages/cost of the bridge"),
+    "phone": ("bench.phone", "phone calls: API Gateway messages and bridge CPU per call-minute"),
     "cluster": ("bench.cluster", "relay latency and takeover time, three bridge processes"),
     "speech": ("bench.speech", "the emulator's offline speech: accuracy, latency, CPU"),
     "plots": ("bench.plots", "PNG plots of the latest results"),

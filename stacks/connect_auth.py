@@ -15,10 +15,23 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from stacks.function_role import role_with_own_logs
+from stacks.phone import code_with_twilio
 from stacks.settings import AuthMode
 
 AUTHORIZER_CODE = Path(__file__).parent / "functions" / "ws_authorizer"
 TOKEN_QUERY_PARAMETER = "token"
+
+
+def identity_source(bearer_stages: tuple[str, ...], *, twilio: bool = False) -> list[str]:
+    """What API Gateway requires before it calls the authorizer. Routes (and so the authorizer)
+    are shared by every stage, and a connect missing any listed source is refused unseen: with
+    only ?token= accepted, that source; when some stage also accepts a Bearer header, or the
+    phone stage a Twilio signature (Twilio sends no ?token=), the connection id, which every
+    connect has, so the function sees each connect and decides by stage."""
+    if bearer_stages or twilio:
+        return ["context.connectionId"]
+    return [f"route.request.querystring.{TOKEN_QUERY_PARAMETER}"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +42,19 @@ class ConnectAuthProps:
     # At most this many authorizer invocations at once (0: none reserved): a flood of connects
     # cannot take the account's Lambda concurrency from the tool functions.
     reserved_concurrency: int = 10
+    # Stages whose clients may send the token as "Authorization: Bearer ..." instead of
+    # ?token= (OpenAI Realtime SDKs set that header; browsers cannot).
+    bearer_stages: tuple[str, ...] = ()
+    # Phone calls: the stage whose connects carry Twilio's signature instead of a token.
+    twilio: TwilioConnect | None = None
+
+
+@dataclass(frozen=True)
+class TwilioConnect:
+    stage: str
+    #: The URL Twilio connects to (and signs), exactly as the webhook's TwiML gives it.
+    stream_url: str
+    auth_token: secretsmanager.ISecret
 
 
 class ConnectAuth(Construct):
@@ -101,24 +127,21 @@ class ConnectAuth(Construct):
         return "NONE", None
 
     def _lambda_authorizer(self, props: ConnectAuthProps, environment: dict[str, str]) -> None:
-        log_group = logs.LogGroup(
-            self,
-            "AuthorizerLogs",
-            retention=props.log_retention,
-            removal_policy=RemovalPolicy.DESTROY,
+        twilio_environment = (
+            {
+                "TWILIO_STAGE": props.twilio.stage,
+                "TWILIO_STREAM_URL": props.twilio.stream_url,
+                "TWILIO_SECRET_ARN": props.twilio.auth_token.secret_arn,
+            }
+            if props.twilio is not None
+            else {}
         )
-        role = iam.Role(
+        log_group, role = role_with_own_logs(
             self,
-            "AuthorizerRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            logs_id="AuthorizerLogs",
+            role_id="AuthorizerRole",
             description="novakit $connect authorizer: its own logs (and its secret, if any)",
-        )
-        # Its own log group only (instead of the managed basic-execution policy on all groups).
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[log_group.log_group_arn],
-            )
+            retention=props.log_retention,
         )
         self.function = lambda_.Function(
             self,
@@ -127,14 +150,26 @@ class ConnectAuth(Construct):
             runtime=lambda_.Runtime.PYTHON_3_12,
             architecture=lambda_.Architecture.ARM_64,
             handler="handler.handler",
-            code=lambda_.Code.from_asset(str(AUTHORIZER_CODE), exclude=["__pycache__"]),
+            code=(
+                lambda_.Code.from_asset(str(AUTHORIZER_CODE), exclude=["__pycache__"])
+                if props.twilio is None
+                else code_with_twilio(AUTHORIZER_CODE)  # the twilio package's validator
+            ),
             timeout=Duration.seconds(10),
             memory_size=256,
-            environment={"AUTH_MODE": props.mode.value, **environment},
+            environment={
+                "AUTH_MODE": props.mode.value,
+                "BEARER_STAGES": ",".join(props.bearer_stages),
+                **environment,
+                **twilio_environment,
+            },
             reserved_concurrent_executions=props.reserved_concurrency or None,
             role=role,
             log_group=log_group,
         )
+        if props.twilio is not None:
+            # Checks Twilio's handshake signatures with the account's auth token.
+            props.twilio.auth_token.grant_read(self.function)
         stack = Stack.of(self)
         self.authorizer = apigwv2.CfnAuthorizer(
             self,
@@ -146,8 +181,8 @@ class ConnectAuth(Construct):
                 f"arn:{stack.partition}:apigateway:{stack.region}:lambda:path/2015-03-31/"
                 f"functions/{self.function.function_arn}/invocations"
             ),
-            # A connect without ?token= is refused by API Gateway before the function runs.
-            identity_source=[f"route.request.querystring.{TOKEN_QUERY_PARAMETER}"],
+            # Routes (so the authorizer) are shared by every stage; see identity_source.
+            identity_source=identity_source(props.bearer_stages, twilio=props.twilio is not None),
         )
         # Only this API's authorizer may invoke the function.
         self.function.add_permission(

@@ -116,6 +116,14 @@ def acknowledge_accepted_findings(stack: VoiceAgentStack) -> None:
         )
     if auth.function is not None:
         _ack(auth.function, "AwsSolutions-L1", PYTHON_RUNTIME_REASON)
+    if stack.phone is not None:
+        _ack(
+            stack.phone.auth_token,
+            "AwsSolutions-SMG4",
+            "It holds the Twilio account's auth token, which Twilio issues: it is changed in "
+            "Twilio's console, then put here (docs/phone.md); no function here could rotate it.",
+        )
+        _ack(stack.phone.webhook, "AwsSolutions-L1", PYTHON_RUNTIME_REASON)
     if stack.web_client is not None:
         _acknowledge_web_client(stack)
     for function in stack.tools.functions.values():

@@ -3,11 +3,13 @@ resource is defined, so a wrong value fails ``cdk synth`` with a message instead
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
+from novakit.bridge.dialects import STAGE_DIALECTS
 from novakit.s2s.nova.models import MODELS, retired_message
 
 
@@ -81,6 +83,13 @@ class Settings:
     # The Secrets Manager version id of the gateway secret the integrations send; set during a
     # rotation (docs/deploy.md) so that CloudFormation reads the secret again. "": the current.
     gateway_secret_version: str = ""
+    # Phone calls through Twilio Media Streams (docs/phone.md): the twilio stage, the
+    # incoming-call webhook and the auth token's secret. Greeting: said before the agent
+    # answers; numbers: a JSON object, per called number ("*": any other), of greeting, voice
+    # and instructions.
+    twilio: bool = False
+    twilio_greeting: str = ""
+    twilio_numbers: str = ""
 
     @property
     def task_range(self) -> tuple[int, int]:
@@ -163,6 +172,13 @@ class Settings:
             raise SettingsError(f"log_retention_days must be one of {sorted(_LOG_RETENTION_DAYS)}")
         if not self.stage_name.isalnum():
             raise SettingsError("stage_name must be letters and digits only")
+        if self.stage_name in STAGE_DIALECTS:
+            raise SettingsError(
+                f"stage_name {self.stage_name!r} is the stage of the bridge's"
+                f" {STAGE_DIALECTS[self.stage_name].title} protocol; choose another name"
+            )
+        if self.twilio:
+            self._check_twilio()
         version = self.gateway_secret_version
         if version and not (
             32 <= len(version) <= 64 and all(c.isalnum() or c == "-" for c in version)
@@ -171,6 +187,49 @@ class Settings:
                 "gateway_secret_version must be a Secrets Manager version id (32-64 letters, "
                 f"digits or hyphens), got {version!r}"
             )
+
+    def _check_twilio(self) -> None:
+        if self.auth_mode not in (AuthMode.SECRET, AuthMode.COGNITO):
+            raise SettingsError(
+                "twilio=true needs the Lambda authorizer (auth_mode=secret or cognito): it checks "
+                f"Twilio's signature on the phone stage; auth_mode={self.auth_mode.value} cannot"
+            )
+        numbers = self.phone_numbers
+        for number, config in numbers.items():
+            unknown = set(config) - {"greeting", "voice", "instructions"}
+            if unknown:
+                raise SettingsError(
+                    f"twilio_numbers[{number!r}]: unknown keys {sorted(unknown)} (greeting, "
+                    "voice, instructions)"
+                )
+            voice = config.get("voice")
+            model = MODELS[self.model_id]
+            if voice is not None and voice not in model.voices:
+                raise SettingsError(f"twilio_numbers[{number!r}]: voice {voice!r} is not offered")
+            # Twilio allows 500 characters per <Parameter> name and value.
+            if len(config.get("instructions", "")) > 480:
+                raise SettingsError(
+                    f"twilio_numbers[{number!r}]: instructions over 480 characters (Twilio "
+                    "passes at most 500 per stream parameter)"
+                )
+
+    @property
+    def phone_numbers(self) -> dict[str, dict[str, str]]:
+        """``twilio_numbers`` read: called number -> greeting, voice, instructions."""
+        if not self.twilio_numbers:
+            return {}
+        try:
+            value = json.loads(self.twilio_numbers)
+        except ValueError as exc:
+            raise SettingsError(f"twilio_numbers is not JSON: {exc}") from None
+        if not isinstance(value, dict) or not all(
+            isinstance(c, dict) and all(isinstance(v, str) for v in c.values())
+            for c in value.values()
+        ):
+            raise SettingsError(
+                'twilio_numbers must be a JSON object such as {"+15550100": {"greeting": "..."}}'
+            )
+        return value
 
 
 # The retention periods CloudWatch Logs accepts.
@@ -208,4 +267,6 @@ def _coerce(name: str, kind: Any, raw: Any) -> Any:
         except ValueError:
             choices = ", ".join(m.value for m in AuthMode)
             raise SettingsError(f"auth_mode must be one of {choices}, got {raw!r}") from None
+    if isinstance(raw, dict | list):  # a JSON value in cdk.json (twilio_numbers)
+        return json.dumps(raw)
     return str(raw)

@@ -18,7 +18,6 @@ from aws_cdk import (
     DockerImage,
     Duration,
     ILocalBundling,
-    RemovalPolicy,
     Stack,
 )
 from aws_cdk import aws_iam as iam
@@ -30,6 +29,7 @@ from packaging.utils import canonicalize_name
 
 import novakit
 from novakit.tools import ToolSpec
+from stacks.function_role import role_with_own_logs
 
 # Tools run on the bridge's Python, so a handler tested under `novakit dev` runs the same way.
 TOOL_RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -201,21 +201,12 @@ class ToolFunctions(Construct):
 
     def _function(self, tool: ToolSpec, props: ToolFunctionsProps) -> lambda_.Function:
         scope = Construct(self, f"Tool-{tool.name}")
-        log_group = logs.LogGroup(
-            scope, "Logs", retention=props.log_retention, removal_policy=RemovalPolicy.DESTROY
-        )
-        role = iam.Role(
+        log_group, role = role_with_own_logs(
             scope,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            logs_id="Logs",
+            role_id="Role",
             description=f"novakit tool {tool.name}: its own logs and its tool.json statements",
-        )
-        # Its own log group only (instead of the managed basic-execution policy on all groups).
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[log_group.log_group_arn],
-            )
+            retention=props.log_retention,
         )
         for statement in tool.iam_statements:
             # Reasons for any "*" are required and checked by the manifest loader.

@@ -10,12 +10,20 @@ from aws_cdk import Annotations, CfnOutput, Stack
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from novakit.bridge.dialects import BEARER_STAGES, STAGE_DIALECTS
+from novakit.bridge.dialects.twilio import TWILIO_STAGE
 from novakit.tools import discover_tools
 from stacks.bridge_service import REPO_ROOT, BridgeService, BridgeServiceProps
-from stacks.connect_auth import TOKEN_QUERY_PARAMETER, ConnectAuth, ConnectAuthProps
+from stacks.connect_auth import (
+    TOKEN_QUERY_PARAMETER,
+    ConnectAuth,
+    ConnectAuthProps,
+    TwilioConnect,
+)
 from stacks.gateway_secret import GatewaySecret
 from stacks.network import Network, NetworkProps
 from stacks.observability import Observability, ObservabilityProps
+from stacks.phone import PhoneCalls, PhoneCallsProps
 from stacks.session_directory import SessionDirectory
 from stacks.settings import AuthMode, Settings
 from stacks.tool_functions import ToolFunctions, ToolFunctionsProps
@@ -114,8 +122,25 @@ class VoiceAgentStack(Stack):
                 connect_burst=settings.connect_burst,
                 log_retention=retention,
                 account_logging_role=settings.apigw_account_logging_role,
+                # One stage per other client protocol of the bridge (its dialect registry); the
+                # phone stage only with phone calls on (its authorizer check needs their token).
+                more_stages=tuple(
+                    s for s in STAGE_DIALECTS if s != TWILIO_STAGE or settings.twilio
+                ),
             ),
         )
+        self.phone: PhoneCalls | None = None
+        if settings.twilio:
+            self.phone = PhoneCalls(
+                self,
+                "Phone",
+                PhoneCallsProps(
+                    stream_url=self.gateway.urls[TWILIO_STAGE],
+                    log_retention=retention,
+                    greeting=settings.twilio_greeting,
+                    numbers=settings.phone_numbers,
+                ),
+            )
         self.auth = ConnectAuth(
             self,
             "ConnectAuth",
@@ -124,6 +149,12 @@ class VoiceAgentStack(Stack):
                 api=self.gateway.api,
                 log_retention=retention,
                 reserved_concurrency=settings.authorizer_concurrency,
+                bearer_stages=tuple(s for s in BEARER_STAGES if s in STAGE_DIALECTS),
+                twilio=None
+                if self.phone is None
+                else TwilioConnect(
+                    TWILIO_STAGE, self.gateway.urls[TWILIO_STAGE], self.phone.auth_token
+                ),
             ),
         )
 
@@ -222,6 +253,13 @@ class VoiceAgentStack(Stack):
     def _outputs(self) -> None:
         url = self.gateway.url
         CfnOutput(self, "WebSocketUrl", value=url, description="Connect clients here")
+        if "realtime" in self.gateway.urls:
+            CfnOutput(
+                self,
+                "RealtimeBaseUrl",
+                value=self.gateway.urls["realtime"].removesuffix("/realtime"),
+                description="OpenAI Realtime clients: their base URL (they add /realtime)",
+            )
         region = self.region
         token_command: str | None = None
         if self.auth.secret is not None:
@@ -284,6 +322,29 @@ class VoiceAgentStack(Stack):
             value=self.observability.topic.topic_arn,
             description="Every alarm notifies this SNS topic: subscribe your on-call to it",
         )
+        if self.phone is not None:
+            CfnOutput(
+                self,
+                "TwilioWebhookUrl",
+                value=self.phone.webhook_url.url,
+                description="Paste into your Twilio number's 'A call comes in' webhook (HTTP POST)",
+            )
+            secret_arn = self.phone.auth_token.secret_arn
+            CfnOutput(
+                self,
+                "TwilioAuthTokenSecretArn",
+                value=secret_arn,
+                description="Put your Twilio account's auth token in this secret (docs/phone.md)",
+            )
+            CfnOutput(
+                self,
+                "TwilioSetTokenCommand",
+                value=(
+                    f"aws secretsmanager put-secret-value --region {self.region} "
+                    f'--secret-id {secret_arn} --secret-string "$TWILIO_AUTH_TOKEN"'
+                ),
+                description="Stores your Twilio auth token (export TWILIO_AUTH_TOKEN first)",
+            )
         if self.web_client is not None:
             CfnOutput(
                 self,

@@ -1,5 +1,11 @@
 """The public WebSocket endpoint: API Gateway WebSocket API, VPC link (V1) to the bridge's NLB,
-one HTTP_PROXY integration per route, a throttled stage with token-free access logs."""
+one HTTP_PROXY integration per route, throttled stages with token-free access logs.
+
+The API has one stage per client protocol: the v1 stage (``stage_name``) and one per other
+dialect of the bridge (``more_stages``: ``realtime``, ...). Stages share the routes, the
+integrations and the authorizer; each gets the same throttling and access logging, and the
+bridge may manage the connections of every one of them. The bridge tells the protocols apart by
+``x-stage`` and answers each connection through its own stage's ``@connections``."""
 
 from __future__ import annotations
 
@@ -45,6 +51,7 @@ ACCESS_LOG_FORMAT = json.dumps(
         "sourceIp": "$context.identity.sourceIp",
         "requestTime": "$context.requestTime",
         "integrationLatency": "$context.integrationLatency",
+        "stage": "$context.stage",
         "authorizeStatus": "$context.authorize.status",
         "authorizerError": "$context.authorizer.error",
         "errorMessage": "$context.error.message",
@@ -66,6 +73,8 @@ class WebSocketGatewayProps:
     # API Gateway writes WebSocket logs only when the account (per Region) names a CloudWatch
     # role; without one the stage fails to deploy. Off when the account already has one.
     account_logging_role: bool = True
+    # The stages of the bridge's other client protocols (dialects), beside stage_name.
+    more_stages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,11 +104,48 @@ class WebSocketGateway(Construct):
         self.access_logs = logs.LogGroup(
             self, "AccessLogs", retention=props.log_retention, removal_policy=RemovalPolicy.DESTROY
         )
-        self.stage = apigwv2.CfnStage(
+        # The v1 stage keeps its construct id: adding protocols does not replace it.
+        self.stages = {
+            name: self._stage(
+                "Stage" if name == props.stage_name else f"Stage{name.title()}", name, props
+            )
+            for name in (props.stage_name, *props.more_stages)
+        }
+        self.stage = self.stages[props.stage_name]
+        base = f"{self.api.ref}.execute-api.{stack.region}.{stack.url_suffix}"
+        self.url = f"wss://{base}/{props.stage_name}"
+        self.urls = {name: f"wss://{base}/{name}" for name in self.stages}
+        # {stage} is the bridge's to fill in: each connection is reached through its own stage.
+        self.connections_url = f"https://{base}/{{stage}}"
+        self.manage_connections_arns = [
+            stack.format_arn(
+                service="execute-api",
+                resource=self.api.ref,
+                resource_name=f"{name}/{method}/@connections/*",
+            )
+            for name in self.stages
+            for method in ("POST", "GET", "DELETE")
+        ]
+        self.connect_arn = stack.format_arn(
+            service="execute-api",
+            resource=self.api.ref,
+            resource_name=f"{props.stage_name}/$connect",
+        )
+        self.logging_role: iam.Role | None = None
+        if props.account_logging_role:
+            self.logging_role = self._account_logging_role()
+        self.integrations: dict[str, apigwv2.CfnIntegration] = {}
+        self.routes: dict[str, apigwv2.CfnRoute] = {}
+
+    def _stage(
+        self, construct_id: str, name: str, props: WebSocketGatewayProps
+    ) -> apigwv2.CfnStage:
+        """A stage with the API's throttling and access logging (every stage alike)."""
+        return apigwv2.CfnStage(
             self,
-            "Stage",
+            construct_id,
             api_id=self.api.ref,
-            stage_name=props.stage_name,
+            stage_name=name,
             # Every route change is live at once; there is no separate deployment to forget.
             auto_deploy=True,
             default_route_settings=apigwv2.CfnStage.RouteSettingsProperty(
@@ -124,28 +170,6 @@ class WebSocketGateway(Construct):
                 format=ACCESS_LOG_FORMAT,
             ),
         )
-        self.url = (
-            f"wss://{self.api.ref}.execute-api.{stack.region}.{stack.url_suffix}/{props.stage_name}"
-        )
-        self.connections_url = f"https://{self.api.ref}.execute-api.{stack.region}.{stack.url_suffix}/{props.stage_name}"
-        self.manage_connections_arns = [
-            stack.format_arn(
-                service="execute-api",
-                resource=self.api.ref,
-                resource_name=f"{props.stage_name}/{method}/@connections/*",
-            )
-            for method in ("POST", "GET", "DELETE")
-        ]
-        self.connect_arn = stack.format_arn(
-            service="execute-api",
-            resource=self.api.ref,
-            resource_name=f"{props.stage_name}/$connect",
-        )
-        self.logging_role: iam.Role | None = None
-        if props.account_logging_role:
-            self.logging_role = self._account_logging_role()
-        self.integrations: dict[str, apigwv2.CfnIntegration] = {}
-        self.routes: dict[str, apigwv2.CfnRoute] = {}
 
     def _account_logging_role(self) -> iam.Role:
         role = iam.Role(
@@ -164,7 +188,8 @@ class WebSocketGateway(Construct):
         # The setting is account-wide: other APIs may rely on it after this stack is gone.
         role.apply_removal_policy(RemovalPolicy.RETAIN)
         account.apply_removal_policy(RemovalPolicy.RETAIN)
-        self.stage.node.add_dependency(account)
+        for stage in self.stages.values():
+            stage.node.add_dependency(account)
         return role
 
     def connect_backend(
@@ -188,6 +213,9 @@ class WebSocketGateway(Construct):
             headers = dict(COMMON_HEADERS)
             if route_key == "$connect" and authorization.principal_expression:
                 headers["x-principal-id"] = authorization.principal_expression
+            if route_key == "$connect":
+                # The model an OpenAI Realtime client names (?model=), reported back to it.
+                headers["x-requested-model"] = "route.request.querystring.model"
             headers.update(static_headers or {})
             integration = apigwv2.CfnIntegration(
                 self,
@@ -215,5 +243,6 @@ class WebSocketGateway(Construct):
             )
             self.integrations[route_key] = integration
             self.routes[route_key] = route
-            # The stage's first automatic deployment then includes every route.
-            self.stage.node.add_dependency(route)
+            # Each stage's first automatic deployment then includes every route.
+            for stage in self.stages.values():
+                stage.node.add_dependency(route)

@@ -9,6 +9,8 @@
 ``novakit new-tool``  a new tool folder: tool.json, handler.py and its test.
 ``novakit talk``      a command-line client: a WAV file (or the microphone) in, the assistant's
                       audio and the transcript out (``novakit talk --help``).
+``novakit call``      a simulated phone call through Twilio Media Streams: a WAV file and keys
+                      in, what the caller heard out (``novakit call --help``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 from . import __version__
 
 # Commands with parsers of their own: everything after the name is theirs.
-DELEGATED = ("bridge", "gateway", "emulator", "new-tool", "talk")
+DELEGATED = ("bridge", "gateway", "emulator", "new-tool", "talk", "call")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("gateway", help="run the local API Gateway (see: novakit gateway -h)")
     commands.add_parser("emulator", help="run the Bedrock emulator (see: novakit emulator -h)")
     commands.add_parser("talk", help="talk to a voice agent from a WAV file (see: novakit talk -h)")
+    commands.add_parser("call", help="a simulated phone call (see: novakit call -h)")
     commands.add_parser("new-tool", help="create tools/NAME/ (see: novakit new-tool -h)")
     dev = commands.add_parser("dev", help="run the local stack")
     dev.add_argument("--port", type=int, default=8080, help="WebSocket and web port (8080)")
@@ -57,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--tools", type=Path, default=Path("tools"), help="tools folder (tools)")
     dev.add_argument("--web", type=Path, default=Path("web"), help="browser client folder (web)")
     dev.add_argument("--token", help="require ?token=... from clients, as the stack does")
+    dev.add_argument(
+        "--twilio-auth-token",
+        default=os.environ.get("TWILIO_AUTH_TOKEN"),
+        help="check Twilio's signature on /twilio with this auth token, as the stack does "
+        "(default: $TWILIO_AUTH_TOKEN; none: /twilio is open)",
+    )
     dev.add_argument("--batch-ms", type=int, default=100, help="audio per output frame (100)")
     dev.add_argument(
         "--script",
@@ -97,6 +106,7 @@ def _dev(parsed: argparse.Namespace) -> int:
         tools_dir=parsed.tools,
         web_dir=parsed.web,
         token=parsed.token,
+        twilio_auth_token=parsed.twilio_auth_token or None,
         batch_ms=parsed.batch_ms,
     )
     from .bridge.tools import ToolSetupError
@@ -138,6 +148,10 @@ def _delegate(command: str, args: list[str]) -> int:
         from .talk import main as talk_main
 
         return talk_main(args)
+    if command == "call":
+        from .call import main as call_main
+
+        return call_main(args)
     from .emulator import cli_main
 
     return cli_main(args)

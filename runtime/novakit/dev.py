@@ -40,6 +40,8 @@ class DevOptions:
     tools_dir: Path | None = Path("tools")
     web_dir: Path | None = Path("web")
     token: str | None = None
+    # The phone stage checks Twilio's handshake signature with this auth token (None: open).
+    twilio_auth_token: str | None = None
     batch_ms: int = 100
     # The emulator's script (an emulator Script); its turns come first.
     script: Any = None
@@ -88,6 +90,7 @@ async def local_stack(
     """Start emulator (unless ``bedrock``), bridge and gateway; stop them in reverse order."""
     from .bridge.app import Bridge
     from .bridge.connections import Unsigned
+    from .bridge.dialects import STAGE_DIALECTS
     from .bridge.metrics import Metrics
     from .bridge.settings import BridgeSettings
     from .localgw import GatewayConfig, LocalGateway
@@ -133,7 +136,8 @@ async def local_stack(
         # processes cannot drive the bridge's sessions by calling its port directly.
         gateway_secret = secrets.token_urlsafe(32)
         settings = BridgeSettings(
-            connections_url=f"http://127.0.0.1:{gateway_port}",
+            # Each stage's connections through its own @connections, as on AWS.
+            connections_url=f"http://127.0.0.1:{gateway_port}/{{stage}}",
             host="127.0.0.1",
             port=0,
             tools_dir=tools_dir,
@@ -163,8 +167,11 @@ async def local_stack(
                     port=gateway_port,
                     backends=[bridge_url],
                     token=options.token,
+                    twilio_auth_token=options.twilio_auth_token,
                     static_dir=web_dir,
                     integration_secret=gateway_secret,
+                    # The other client protocols' stages: /realtime (OpenAI Realtime), ...
+                    stages=tuple(STAGE_DIALECTS),
                 )
             )
         )
@@ -234,8 +241,12 @@ def _banner(
     # The token stays off the screen (and out of terminal scrollback and shared logs): its first
     # characters tell which one it is; the full one is the --token value given.
     token = f"?token={_masked(options.token)}" if options.token else ""
+    from .bridge.dialects import STAGE_DIALECTS
+
     lines = ["novakit dev: the local stack"]
     lines.append(f"  WebSocket API     {running.gateway_url}{token}  (API Gateway stand-in)")
+    for stage, dialect in STAGE_DIALECTS.items():
+        lines.append(f"  {dialect.title:<17} {running.gateway_url}{stage}  (stage {stage})")
     if options.token:
         lines.append("  token             the --token value (shown masked here)")
     if web_dir is not None:

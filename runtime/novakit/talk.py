@@ -663,6 +663,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_run_options(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, prog: str
+) -> int | None:
+    """Usage errors shared by the clients: ``--timeout``, ``--speed`` and ``--quiet`` must be
+    positive (argparse exits), and ``--out`` writable (the exit code to return; None: fine)."""
+    for name in ("timeout", "speed", "quiet"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name} must be positive")
+    unwritable = _unwritable(args.out)
+    if unwritable is not None:
+        # Said before the conversation, not after it when the answer cannot be kept.
+        print(f"{prog}: --out {args.out}: {unwritable}", file=sys.stderr)
+        return int(Exit.USAGE)
+    return None
+
+
 def _unwritable(path: Path | None) -> str | None:
     """Why ``path`` cannot be written (None if it can, or if there is no path)."""
     if path is None:
@@ -684,14 +700,9 @@ def main(argv: list[str] | None = None, stdout: TextIO = sys.stdout) -> int:
     args = parser.parse_args(argv)  # exits 2 on a usage error, as argparse does
     if args.wav is None and not args.mic and args.text is None:
         parser.error("say something: --wav FILE, --mic or --text TEXT")
-    for name in ("timeout", "speed", "quiet"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name} must be positive")
-    unwritable = _unwritable(args.out)
-    if unwritable is not None:
-        # Said before the conversation, not after it when the answer cannot be kept.
-        print(f"novakit talk: --out {args.out}: {unwritable}", file=sys.stderr)
-        return int(Exit.USAGE)
+    refused = check_run_options(parser, args, "novakit talk")
+    if refused is not None:
+        return refused
     options = TalkOptions(
         url=args.url,
         token=args.token,

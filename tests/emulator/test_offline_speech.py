@@ -195,3 +195,12 @@ def test_without_a_quick_endpoint_the_turn_waits_for_the_pause(mind: Mind) -> No
     assert transcripts(d) == []
     d.audio(silence(0.5))
     assert len(transcripts(d)) == 1
+
+
+def test_a_question_in_24_khz_audio_is_heard_too(mind: Mind) -> None:
+    # Nova takes 8, 16 or 24 kHz input (24 kHz: OpenAI Realtime clients); the recognizer's
+    # model is 16 kHz, so the emulator converts.
+    rate = 24000
+    pcm = silence(0.3, rate) + mind.speak("when is the Lyon shop open", rate, "tiffany")
+    heard = mind.hear(pcm + silence(0.5, rate), rate)
+    assert "when is the lyon shop open" in heard.text

@@ -68,7 +68,8 @@ def test_container_environment_contract(default):
     assert env["NOVAKIT_CONNECTIONS_URL"] == {
         "Fn::Join": [
             "",
-            ["https://", api, ".execute-api.us-east-1.", {"Ref": "AWS::URLSuffix"}, "/live"],
+            # {stage}: the bridge answers each connection through its own stage
+            ["https://", api, ".execute-api.us-east-1.", {"Ref": "AWS::URLSuffix"}, "/{stage}"],
         ]
     }
     assert definition["PortMappings"] == [{"ContainerPort": 8080, "Protocol": "tcp"}]

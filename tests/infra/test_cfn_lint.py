@@ -45,6 +45,7 @@ VARIANTS = {
     "default": {},
     "ha": {"ha": True},
     "web": {"web_client": True},
+    "twilio": {"twilio": True},
 }
 
 

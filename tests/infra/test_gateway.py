@@ -41,6 +41,8 @@ def test_each_route_is_an_http_proxy_over_the_vpc_link(default, route_key):
     expected = dict(COMMON)
     if route_key == "$connect":
         expected["integration.request.header.x-principal-id"] = "context.authorizer.principalId"
+        # What an OpenAI Realtime client names with ?model=, reported back to it.
+        expected["integration.request.header.x-requested-model"] = "route.request.querystring.model"
     secret = default.resolve(default.stack.gateway_secret.secret.secret_arn)
     # The secret as a static value, resolved by CloudFormation: never in the template itself.
     expected["integration.request.header.x-gateway-secret"] = {
@@ -93,9 +95,44 @@ def test_authorizer_on_connect_only(default):
         "AWS::ApiGatewayV2::Authorizer",
         {
             "AuthorizerType": "REQUEST",
-            "IdentitySource": ["route.request.querystring.token"],
+            # The realtime stage takes a Bearer header as well as ?token=: the function decides
+            # (API Gateway would refuse unseen a connect lacking any listed source).
+            "IdentitySource": ["context.connectionId"],
         },
     )
+    function = default.raw["Resources"][
+        default.resolve(default.stack.auth.function.function_name)["Ref"]
+    ]
+    assert function["Properties"]["Environment"]["Variables"]["BEARER_STAGES"] == "realtime"
+
+
+def test_without_a_bearer_stage_a_connect_needs_the_token_before_the_function_runs():
+    from stacks.connect_auth import identity_source
+
+    assert identity_source(()) == ["route.request.querystring.token"]
+    assert identity_source(("realtime",)) == ["context.connectionId"]
+
+
+def test_each_client_protocol_has_a_stage_like_the_v1_stage(default):
+    stages = {
+        s["Properties"]["StageName"]: s["Properties"]
+        for s in default.resources("AWS::ApiGatewayV2::Stage").values()
+    }
+    assert set(stages) == {"live", "realtime"}
+    live, realtime = stages["live"], stages["realtime"]
+    # the same throttling (frames and $connect), logging and access log as the v1 stage
+    for name in ("ApiId", "AutoDeploy", "DefaultRouteSettings", "RouteSettings"):
+        assert realtime[name] == live[name], name
+    assert realtime["AccessLogSettings"] == live["AccessLogSettings"]
+    assert realtime["AccessLogSettings"]["Format"] == ACCESS_LOG_FORMAT
+    assert realtime["DefaultRouteSettings"]["ThrottlingRateLimit"] == 2500
+    assert realtime["RouteSettings"]["$connect"]["ThrottlingRateLimit"] == 50
+    # routes (and their authorizer) belong to the API: every stage has the same ones
+    assert len(default.resources("AWS::ApiGatewayV2::Route")) == 3
+
+
+def test_the_stage_is_in_every_access_log_line():
+    assert json.loads(ACCESS_LOG_FORMAT)["stage"] == "$context.stage"
 
 
 def test_only_this_apis_authorizer_may_invoke_the_function(default):
@@ -133,7 +170,11 @@ def test_stage_is_throttled_and_logs_errors_without_request_data(default):
 
 
 def test_connect_has_its_own_lower_throttle(default):
-    (stage,) = default.resources("AWS::ApiGatewayV2::Stage").values()
+    for stage in default.resources("AWS::ApiGatewayV2::Stage").values():
+        _connect_has_its_own_lower_throttle(stage)
+
+
+def _connect_has_its_own_lower_throttle(stage):
     connect = stage["Properties"]["RouteSettings"]["$connect"]
     assert (connect["ThrottlingRateLimit"], connect["ThrottlingBurstLimit"]) == (50, 100)
     assert connect["LoggingLevel"] == "ERROR" and connect["DataTraceEnabled"] is False

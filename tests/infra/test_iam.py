@@ -61,10 +61,12 @@ def test_task_role_policy_exactly(default):
                     {"Ref": "AWS::AccountId"},
                     ":",
                     api,
-                    f"/live/{method}/@connections/*",
+                    f"/{stage}/{method}/@connections/*",
                 ],
             ]
         }
+        # every stage's connections: each client protocol has its own stage
+        for stage in ("live", "realtime")
         for method in ("POST", "GET", "DELETE")
     ]
 

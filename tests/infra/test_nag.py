@@ -16,6 +16,8 @@ VARIANTS = {
     "email": {"alarm_email": "oncall@example.com"},
     "ha": {"ha": True},
     "customer-key": {"directory_customer_key": True},
+    "twilio": {"twilio": True},
+    "twilio-cognito": {"account": "111122223333", "auth_mode": "cognito", "twilio": True},
 }
 
 # What AwsSolutions reports on the quick-start stack before the acknowledgments in stacks/nag.py.

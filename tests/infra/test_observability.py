@@ -184,6 +184,9 @@ def test_outputs_tell_how_to_connect(default):
     } <= set(outputs)
     url = outputs["WebSocketUrl"]["Value"]["Fn::Join"][1]
     assert url[0] == "wss://" and url[-1] == "/live"
+    # the SDKs add /realtime to their base URL: the base is the API's, without a stage
+    base = outputs["RealtimeBaseUrl"]["Value"]["Fn::Join"][1]
+    assert base == url[:-1]
     token = str(outputs["GetTokenCommand"]["Value"])
     assert "aws secretsmanager get-secret-value" in token
     talk = str(outputs["TalkCommand"]["Value"])

@@ -98,6 +98,7 @@ def test_open_endpoint_needs_the_loud_flag():
         ({"batch_ms": 5}, "batch_ms must be from 20"),
         ({"log_retention_days": 10}, "log_retention_days must be one of"),
         ({"stage_name": "prod-1"}, "stage_name must be letters and digits"),
+        ({"stage_name": "realtime"}, "OpenAI Realtime protocol; choose another name"),
         ({"log_level": "chatty"}, "log_level must be"),
     ],
 )

@@ -156,3 +156,34 @@ def test_cognito_tokens_ruled_out_by_their_shape_never_reach_cognito(authorizer,
     authorizer.fake.valid_access_tokens.add(good)
     assert effect(authorizer.handler(event(good))) == "Allow"
     assert authorizer.fake.cognito_calls == 1
+
+
+def stage_event(stage: str, headers: dict[str, str], token: str | None = None) -> dict:
+    return {
+        **event(token),
+        "methodArn": METHOD_ARN.replace("/live/", f"/{stage}/"),
+        "requestContext": {"stage": stage},
+        "headers": headers,
+    }
+
+
+@pytest.mark.parametrize(
+    ("case", "allowed"),
+    [
+        (("realtime", {"Authorization": "Bearer s3cret-token"}, None), True),
+        (("realtime", {"authorization": "bearer s3cret-token"}, None), True),  # any case
+        (("realtime", {"Authorization": "Bearer wrong"}, None), False),
+        (("realtime", {"Authorization": "Basic s3cret-token"}, None), False),
+        (("realtime", {}, "s3cret-token"), True),
+        (("realtime", {"Authorization": "Bearer s3cret-token"}, "wrong"), False),  # query wins
+        # stages not in BEARER_STAGES (the v1 stage) take the query string only
+        (("live", {"Authorization": "Bearer s3cret-token"}, None), False),
+        (("live", {}, "s3cret-token"), True),
+    ],
+)
+def test_a_bearer_header_on_the_stages_that_take_it(authorizer, monkeypatch, case, allowed):
+    monkeypatch.setenv("AUTH_MODE", "secret")
+    monkeypatch.setenv("SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:x")
+    monkeypatch.setenv("BEARER_STAGES", "realtime,twilio")
+    answer = authorizer.handler(stage_event(*case))
+    assert effect(answer) == ("Allow" if allowed else "Deny")

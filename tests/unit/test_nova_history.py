@@ -125,3 +125,35 @@ def test_history_truncation_never_splits_a_character(limit: int) -> None:
     kept = prepare_history([Message("user", "ééééééééééééé")], limit=limit)
     assert len(kept[0].text.encode()) <= limit
     assert set(kept[0].text) == {"é"}
+
+
+def test_keep_heard_cuts_the_cut_answer_to_what_the_listener_heard() -> None:
+    log = ConversationLog([Message("user", "earlier"), Message("assistant", "noted")])
+    log.user("tell me a story")
+    log.assistant("Once upon a time there was a fox.")  # 34 characters
+    log.assistant("It lived in a wood.")  # 19 characters
+    log.turn_over()  # interrupted
+    log.keep_heard(0.5)  # 26 of 53 characters heard
+    assert roles_and_texts(log.messages())[-2:] == [
+        ("user", "tell me a story"),
+        ("assistant", "Once upon a time there…"),
+    ]
+    assert roles_and_texts(log.messages())[:2] == [("user", "earlier"), ("assistant", "noted")]
+
+
+def test_keep_heard_keeps_tool_lines_and_drops_unheard_words() -> None:
+    log = ConversationLog()
+    log.user("weather")
+    log.tool_called(ToolCall("c1", "weather", {"city": "Paris"}))
+    log.assistant("It is sunny in Paris.")
+    log.turn_over()
+    log.keep_heard(0.0)  # cut before a word was played
+    assert [m.text.startswith("[tool weather") for m in log.messages()] == [False, True]
+    log.user("and tomorrow")  # the next exchange follows as usual
+    log.assistant("Rain.")
+    log.turn_over()
+    log.keep_heard(1.0)  # heard it all: nothing changes
+    assert roles_and_texts(log.messages())[-2:] == [
+        ("user", "and tomorrow"),
+        ("assistant", "Rain."),
+    ]

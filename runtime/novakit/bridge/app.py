@@ -43,11 +43,12 @@ from .connections import (
     SigV4Signer,
     Unsigned,
 )
+from .dialects import dialect_for_stage
 from .directory import Directory, DynamoDirectory, MemoryDirectory, SessionRecord
 from .ended import EndedConnections
 from .lease import SessionLease
 from .metrics import Metrics
-from .protocol import ErrorCode, ProtocolError, parse_client_frame
+from .protocol import ErrorCode, ProtocolError
 from .session import BridgeSession
 from .settings import BridgeSettings
 from .tenure import Heartbeat, Tenure
@@ -56,6 +57,12 @@ from .tools import BoundTool, ToolRunner, tools_from_folder, tools_from_manifest
 log = logging.getLogger(__name__)
 
 HEALTH_PATH = "/health"
+# The API Gateway stage of the request (the stack maps context.stage into it): it chooses the
+# client protocol and the @connections a reply goes to.
+STAGE_HEADER = "x-stage"
+# The model a client named when it connected (?model=, mapped by the stack on $connect).
+REQUESTED_MODEL_HEADER = "x-requested-model"
+MAX_MODEL_CHARS = 128
 # Set on a request whose relay signature verified: only then are x-novakit-* headers honoured.
 VERIFIED_RELAY = web.RequestKey("novakit.verified_relay", bool)
 # At most one warning per interval about refused requests: a flood of forged requests must not
@@ -311,8 +318,11 @@ class Bridge:
             return web.json_response({"message": "at capacity"}, status=503)
         if connection_id not in self.sessions:
             principal = request.headers.get("x-principal-id", "")
+            stage = request.headers.get(STAGE_HEADER, "")
             term = self._term()
-            record = await self.directory.claim(connection_id, self.address, principal=principal)
+            record = await self.directory.claim(
+                connection_id, self.address, principal=principal, state=_stage_state(stage)
+            )
             if record is None:  # a retried $connect: the first one registered it
                 record = await self.directory.get(connection_id)
                 if record is None or record.ended:
@@ -321,7 +331,14 @@ class Bridge:
                     # The first attempt landed on another task, which holds the session: a
                     # second one here would answer the same client twice.
                     return web.json_response({"connectionId": connection_id})
-            self._create(connection_id, principal, lease=self._lease(record, term), resumed=False)
+            self._create(
+                connection_id,
+                principal,
+                lease=self._lease(record, term),
+                resumed=False,
+                stage=_record_stage(record, stage),
+                requested_model=request.headers.get(REQUESTED_MODEL_HEADER, "")[:MAX_MODEL_CHARS],
+            )
         return web.json_response({"connectionId": connection_id})
 
     async def on_message(self, request: web.Request) -> web.Response:
@@ -334,14 +351,14 @@ class Bridge:
         if session is not None and not await self._still_owned(session):
             session = None  # taken over while this task stalled: the frame goes to the owner
         if session is None and connection_id in self.ended:
-            return self._refuse_ended(connection_id)
+            return self._refuse_ended(connection_id, request)
         if session is None:
             located = await self._locate(request, connection_id, body)
             if isinstance(located, web.Response):
                 return located
             session = located
         try:
-            frame = parse_client_frame(body)
+            frames = session.parse(body)
         except ProtocolError as error:
             session.reject(error)
         except Exception:  # a parser bug must cost one frame, not the task
@@ -350,7 +367,8 @@ class Bridge:
                 ProtocolError(ErrorCode.INTERNAL, "the frame could not be read", fatal=False)
             )
         else:
-            session.receive(frame)
+            for frame in frames:
+                session.receive(frame)
         return web.Response(status=200)
 
     async def on_disconnect(self, request: web.Request) -> web.Response:
@@ -433,12 +451,13 @@ class Bridge:
         if session is not None:  # adopted while this request waited for the lock
             return session
         if connection_id in self.ended:  # ended while this request waited for the lock
-            return self._refuse_ended(connection_id)
+            return self._refuse_ended(connection_id, request)
         if self.draining and handed_over_by is None:
             # This task takes no session on: a live peer routes the frame (and refuses it if
             # the conversation is over), so a draining task reads nothing per frame.
             return await self._pass_to_peer(request, body)
         principal = request.headers.get("x-principal-id", "")
+        stage = request.headers.get(STAGE_HEADER, "")
         for _ in range(3):  # each round: someone else changed the record; look again
             route = await self.directory.owner_of(connection_id)
             if route is None:
@@ -448,7 +467,7 @@ class Bridge:
                     return web.json_response({"message": "at capacity"}, status=503)
                 term = self._term()
                 claimed = await self.directory.claim(
-                    connection_id, self.address, principal=principal
+                    connection_id, self.address, principal=principal, state=_stage_state(stage)
                 )
                 if claimed is not None:
                     return self._create(
@@ -456,12 +475,13 @@ class Bridge:
                         principal,
                         lease=self._lease(claimed, term),
                         resumed=True,
+                        stage=_record_stage(claimed, stage),
                     )
                 continue
             if route.ended:
                 # The conversation is over (the client ended it or left): never start it again.
                 self.ended.add(connection_id, closed=False)
-                return self._refuse_ended(connection_id)
+                return self._refuse_ended(connection_id, request)
             owner = route.owner
             # Whoever owns the session gets the frame, whatever a relay's headers say: a
             # draining task hands frames to its peers in turn, and another peer may have
@@ -516,12 +536,14 @@ class Bridge:
                 )
                 self.metrics.count("SessionsRefused")
                 return web.json_response({"message": "at capacity"}, status=503)
-            taken = await self._take_over(record, principal)
+            taken = await self._take_over(record, principal, stage)
             if taken is not None:
                 return taken
         return web.json_response({"message": "ownership is changing; retry"}, status=503)
 
-    async def _take_over(self, record: SessionRecord, principal: str) -> BridgeSession | None:
+    async def _take_over(
+        self, record: SessionRecord, principal: str, stage: str
+    ) -> BridgeSession | None:
         started = time.monotonic()
         term = self._term()
         claimed = await self.directory.claim(
@@ -544,6 +566,7 @@ class Bridge:
             claimed.principal or principal,
             lease=self._lease(claimed, term),
             resumed=True,
+            stage=_record_stage(claimed, stage),
         )
 
     def _held(self, connection_id: str) -> BridgeSession | None:
@@ -593,7 +616,7 @@ class Bridge:
             return False
         return True
 
-    def _refuse_ended(self, connection_id: str) -> web.Response:
+    def _refuse_ended(self, connection_id: str, request: web.Request) -> web.Response:
         """A frame for a conversation that is over: refused (the client was sent ``ended``),
         and the connection closed if it may still be open."""
         if self.ended.needs_closing(connection_id):
@@ -602,8 +625,9 @@ class Bridge:
                 "closing a connection whose conversation ended",
                 extra={"connection_id": connection_id},
             )
+            connections = self.connections.for_stage(request.headers.get(STAGE_HEADER, ""))
             task = asyncio.create_task(
-                self.connections.hang_up(connection_id), name=f"hang-up-{connection_id}"
+                connections.hang_up(connection_id), name=f"hang-up-{connection_id}"
             )
             self._hang_ups.add(task)
             task.add_done_callback(self._hang_ups.discard)
@@ -633,6 +657,8 @@ class Bridge:
         *,
         lease: SessionLease | None,
         resumed: bool,
+        stage: str = "",
+        requested_model: str = "",
     ) -> BridgeSession:
         assert self.connections is not None, "the application has not started"
         session = BridgeSession(
@@ -640,7 +666,10 @@ class Bridge:
             principal_id=principal_id,
             engine=self.engine,
             settings=self.settings,
-            connections=self.connections,
+            connections=self.connections.for_stage(stage),
+            dialect=dialect_for_stage(stage),
+            stage=stage,
+            requested_model=requested_model,
             tools=self.tools,
             metrics=self.metrics,
             on_ended=self._ended,
@@ -659,6 +688,17 @@ class Bridge:
             del self.sessions[session.connection_id]
         if not self.sessions:
             self._all_ended.set()
+
+
+def _stage_state(stage: str) -> dict[str, str]:
+    """A new record's state: the stage, whose protocol every later owner speaks."""
+    return {"stage": stage, "dialect": dialect_for_stage(stage).name}
+
+
+def _record_stage(record: SessionRecord, requested: str) -> str:
+    """The connection's stage: the record's (what ``$connect`` saw), else the request's."""
+    stage = record.state.get("stage")
+    return stage if isinstance(stage, str) and stage else requested
 
 
 async def serve(bridge: Bridge, *, ready: asyncio.Event | None = None) -> None:

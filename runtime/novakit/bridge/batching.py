@@ -147,8 +147,19 @@ class OutboundBatcher:
         # PCM per frame: batch_ms of audio, unless its base64 (4 chars per 3 bytes) and the
         # envelope would exceed the frame limit; whole samples either way.
         batch_bytes = (sample_rate * 2 * batch_ms // 1000) & ~1
-        fitting_bytes = ((self.max_frame_bytes - audio_frame_overhead(sample_rate)) // 4 * 3) & ~1
+        fitting_bytes = ((self.max_frame_bytes - self._audio_overhead(sample_rate)) // 4 * 3) & ~1
         self.frame_pcm_bytes = min(batch_bytes, fitting_bytes)
+
+    # A protocol other than v1 frames audio its own way (OpenAI Realtime's output_audio.delta):
+    # these two are what it overrides; batching, cutting and numbering stay as they are.
+
+    def _audio_overhead(self, sample_rate: int) -> int:
+        """Characters of an audio frame besides its base64 data, at most."""
+        return audio_frame_overhead(sample_rate)
+
+    def _audio_frame(self, seq: int, pcm: memoryview, sample_rate: int) -> str:
+        """One audio frame numbered ``seq`` carrying ``pcm`` (PCM16 at ``sample_rate``)."""
+        return encode_audio(seq, pcm, sample_rate)
 
     def configure(
         self, now: float, *, sample_rate: int | None = None, batch_ms: int | None = None
@@ -241,7 +252,7 @@ class OutboundBatcher:
         with memoryview(buf) as view:
             for offset in range(0, end, step):
                 with view[offset : min(offset + step, end)] as part:
-                    frame = encode_audio(seq, part, rate)
+                    frame = self._audio_frame(seq, part, rate)
                 frames.append(frame)
                 frame_bytes += len(frame)
                 seq += 1

@@ -10,6 +10,7 @@ and retried with capped, jittered backoff when API Gateway throttles or fails; `
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import random
 import time
@@ -27,6 +28,17 @@ from ..sigv4 import amz_date, hmac_sha256, sha256_hex, signing_key
 log = logging.getLogger(__name__)
 
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+STAGE_FIELD = "{stage}"
+
+
+def _stage_url(template: str, stage: str) -> str:
+    """``template`` with its ``{stage}`` filled in; without a stage (a request that named none,
+    as only a bridge driven by hand sends) the stage's path segment is left out."""
+    if STAGE_FIELD not in template:
+        return template
+    if stage:
+        return template.replace(STAGE_FIELD, quote(stage, safe=""))
+    return template.replace("/" + STAGE_FIELD, "").replace(STAGE_FIELD, "")
 
 
 class ConnectionGone(Exception):  # noqa: N818 - named after API Gateway's GoneException
@@ -163,7 +175,12 @@ class PostStats:
 
 
 class ConnectionsClient:
-    """Posts, reads and deletes connections through the management API."""
+    """Posts, reads and deletes connections through the management API.
+
+    ``base_url`` may hold ``{stage}``: each API Gateway stage has its own ``@connections``
+    (``https://{api}.execute-api.{region}.amazonaws.com/{stage}/@connections/{id}``), and a
+    connection is reached through the stage it connected to (:meth:`for_stage`).
+    """
 
     def __init__(
         self,
@@ -176,7 +193,10 @@ class ConnectionsClient:
         backoff_cap: float = 1.0,
         pool_size: int = 64,
     ) -> None:
-        self._base = base_url.rstrip("/")
+        self._template = base_url.rstrip("/")
+        self._base = _stage_url(self._template, "")
+        self._stages: dict[str, ConnectionsClient] = {}
+        self._owner: ConnectionsClient | None = None  # set on the views of for_stage()
         self._signer = signer
         self._attempts = attempts
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -185,6 +205,21 @@ class ConnectionsClient:
         self._pool_size = pool_size
         self._http: aiohttp.ClientSession | None = None
         self.stats = PostStats()
+
+    def for_stage(self, stage: str) -> ConnectionsClient:
+        """This client for the connections of ``stage`` (itself when the base URL names no
+        stage): the same HTTP pool, signer and stats, the stage's ``@connections``."""
+        base = _stage_url(self._template, stage)
+        if base == self._base:
+            return self
+        view = self._stages.get(base)
+        if view is None:
+            view = copy.copy(self)
+            view._base = base
+            view._owner = self._owner or self
+            view._stages = {}
+            self._stages[base] = view
+        return view
 
     def url(self, connection_id: str) -> str:
         # Connection ids end in '=': encode them once here; SigV4 encodes the path again.
@@ -197,13 +232,15 @@ class ConnectionsClient:
         await self.close()
 
     def _session(self) -> aiohttp.ClientSession:
+        if self._owner is not None:
+            return self._owner._session()
         if self._http is None or self._http.closed:
             connector = aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=60)
             self._http = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._http
 
     async def close(self) -> None:
-        if self._http is not None:
+        if self._owner is None and self._http is not None:
             await self._http.close()
             self._http = None
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Final, Literal, NoReturn, get_args
 
+from novakit.s2s.config import ToolDefinition
 from novakit.s2s.events import Usage
 
 __all__ = [
@@ -54,8 +55,11 @@ __all__ = [
     "ClientFrame",
     "ClientInterrupt",
     "ClientPing",
+    "ClientRefusal",
+    "ClientReply",
     "ClientStart",
     "ClientText",
+    "ClientToolResult",
     "ErrorCode",
     "FrameRef",
     "ProtocolError",
@@ -139,10 +143,15 @@ _FATAL_BY_DEFAULT: Final = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class FrameRef:
-    """The client frame an error is about: its ``type`` and, for audio, its ``seq``."""
+    """The client frame an error is about: its ``type`` and, for audio, its ``seq``.
+
+    Protocols other than v1 may name the client's own ``event_id`` and the ``param`` at fault
+    (OpenAI Realtime errors carry both); v1 frames show ``type`` and ``seq`` only."""
 
     type: str | None = None
     seq: int | None = None
+    event_id: str | None = None
+    param: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         ref: dict[str, Any] = {}
@@ -193,6 +202,12 @@ class ClientStart:
     input_sample_rate: int | None = None
     output_sample_rate: int | None = None
     batch_ms: int | None = None
+    # Set by other client protocols (v1 has no such fields): tools the client declares and
+    # runs itself (ClientToolResult answers them), which tool the model must use ("auto",
+    # "any", or a tool's name), and Nova's endpointing sensitivity (HIGH, MEDIUM or LOW).
+    client_tools: tuple[ToolDefinition, ...] = ()
+    tool_choice: str | None = None
+    endpointing: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +250,46 @@ class ClientEnd:
     TYPE: ClassVar[str] = "end"
 
 
-ClientFrame = ClientStart | ClientAudio | ClientText | ClientInterrupt | ClientPing | ClientEnd
+@dataclass(frozen=True, slots=True)
+class ClientToolResult:
+    """The client's answer to a call of a tool it declared (``ClientStart.client_tools``):
+    ``output`` is what the model is given, as text."""
+
+    TYPE: ClassVar[str] = "tool_result"
+    call_id: str
+    output: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClientReply:
+    """Frames a protocol answers a client frame with by itself (an acknowledgement that needs
+    nothing from the model), already encoded and numbered by the connection's codec: the
+    session posts them in order with the rest."""
+
+    TYPE: ClassVar[str] = "reply"
+    frames: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRefusal:
+    """A part of a client frame that was refused while the rest was taken (one field of a
+    configuration, say): the session reports it as it reports a refused frame."""
+
+    TYPE: ClassVar[str] = "refusal"
+    error: ProtocolError
+
+
+ClientFrame = (
+    ClientStart
+    | ClientAudio
+    | ClientText
+    | ClientInterrupt
+    | ClientPing
+    | ClientEnd
+    | ClientToolResult
+    | ClientReply
+    | ClientRefusal
+)
 
 _INTERRUPT: Final = ClientInterrupt()
 _END: Final = ClientEnd()

@@ -38,8 +38,9 @@ from dataclasses import dataclass
 
 from ..s2s import FencedError
 from .connections import ConnectionGone, ConnectionsClient, PostError
+from .dialects.base import FrameKinds
+from .dialects.v1 import V1
 from .metrics import Metrics
-from .protocol import frame_seq, is_audio_frame, is_nonfatal_error_frame, is_pong_frame
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ THROTTLED_PAUSE = 0.2  # between tries of a frame answered 429, on top of the cl
 # now and then (room for a pong, not for audio) is still a client that does not read.
 THROTTLE_CLEAR = 1.0
 HANG_UP_TIMEOUT = 5.0  # bound on the DELETE when a client that does not read is let go
+OPENING_RETRY_SECONDS = 0.05  # between tries of a frame answered 410 while the connection opens
 
 
 @dataclass(slots=True)
@@ -90,8 +92,15 @@ class OrderedSender:
         max_bytes: int = DEFAULT_MAX_BYTES,
         throttled_seconds: float = DEFAULT_THROTTLED_SECONDS,
         guard: Callable[[], Awaitable[None]] | None = None,
+        kinds: FrameKinds = V1.kinds,
+        opening_seconds: float = 0.0,
     ) -> None:
         self.connection_id = connection_id
+        # How the client protocol's frames are told apart (audio, pongs, errors, order).
+        self._kinds = kinds
+        # A frame posted right after $connect may reach API Gateway before it has opened the
+        # connection (410): until the first post lands, 410 is retried for this long.
+        self._opening_until = time.monotonic() + opening_seconds if opening_seconds else None
         self._client = client
         self._metrics = metrics
         self._on_gone = on_gone
@@ -152,14 +161,15 @@ class OrderedSender:
         """Drop queued audio and send ``clear_frames`` before everything still queued.
 
         ``since``: when the interruption happened (``time.monotonic()``), for ``BargeInMs``."""
-        kept = [item for item in self._queue if not is_audio_frame(item[0])]
+        kept = [item for item in self._queue if not self._kinds.is_audio(item[0])]
         dropped = len(self._queue) - len(kept)
         self.dropped_audio_frames += dropped
         now = time.monotonic()
         clears = list(clear_frames)
         if clears:
             self._clear = (clears[-1], now if since is None else since)
-        self._queue = deque([*((frame, now) for frame in clears), *kept])
+        cleared = [(frame, now) for frame in clears]
+        self._queue = deque([*cleared, *kept] if self._kinds.clear_first else [*kept, *cleared])
         self._bytes = sum(len(frame) + FRAME_OVERHEAD for frame, _ in self._queue)
         if self._queue and not self._gone:
             self._idle.clear()
@@ -195,17 +205,22 @@ class OrderedSender:
         # pass from running per frame while pings keep coming.
         target = self.max_bytes * 3 // 4
         newest_pong = next(
-            (i for i in range(len(self._queue) - 1, -1, -1) if is_pong_frame(self._queue[i][0])), -1
+            (
+                i
+                for i in range(len(self._queue) - 1, -1, -1)
+                if self._kinds.is_pong(self._queue[i][0])
+            ),
+            -1,
         )
         kept: deque[tuple[str, float]] = deque()
         for index, item in enumerate(self._queue):
             frame = item[0]
             if self._bytes > target and index != newest_pong:
-                if is_pong_frame(frame):
+                if self._kinds.is_pong(frame):
                     pongs += 1
                     self._bytes -= len(frame) + FRAME_OVERHEAD
                     continue
-                if is_nonfatal_error_frame(frame):
+                if self._kinds.is_nonfatal_error(frame):
                     errors += 1
                     self._bytes -= len(frame) + FRAME_OVERHEAD
                     continue
@@ -214,7 +229,7 @@ class OrderedSender:
             queue, kept = kept, deque()
             for item in queue:
                 frame = item[0]
-                if self._bytes > self.max_bytes and is_audio_frame(frame):
+                if self._bytes > self.max_bytes and self._kinds.is_audio(frame):
                     audio += 1
                     self._bytes -= len(frame) + FRAME_OVERHEAD
                     continue
@@ -298,6 +313,12 @@ class OrderedSender:
                 self._fenced()
                 return
             except ConnectionGone:
+                if self._opening_until is not None and time.monotonic() < self._opening_until:
+                    # Not open yet at API Gateway: the frame waits at the head of the queue.
+                    self._queue.appendleft((frame, queued_at))
+                    self._bytes += size
+                    await asyncio.sleep(OPENING_RETRY_SECONDS)
+                    continue
                 self._client_left()
                 return
             except PostError as exc:
@@ -318,6 +339,7 @@ class OrderedSender:
                 )
                 continue
             free_since = time.monotonic()
+            self._opening_until = None
             self._posted(frame, queued_at, latency, free_since)
 
     def _posted(self, frame: str, queued_at: float, latency: float, done: float) -> None:
@@ -327,12 +349,12 @@ class OrderedSender:
         self.posted += 1
         metrics.observe("PostLatencyMs", latency * 1000)
         metrics.observe("OutputLatencyMs", (done - queued_at) * 1000)
-        if self._cleared_below and is_audio_frame(frame):
-            if frame_seq(frame) < self._cleared_below:
+        if self._cleared_below and self._kinds.is_audio(frame):
+            if self._kinds.order(frame) < self._cleared_below:
                 metrics.count("StaleAudioFrames")
         elif self._clear is not None and frame is self._clear[0]:
             metrics.observe("BargeInMs", (done - self._clear[1]) * 1000)
-            self._cleared_below = frame_seq(frame)
+            self._cleared_below = self._kinds.order(frame)
             self._clear = None
 
     async def _may_post(self) -> bool:

@@ -13,14 +13,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from .. import s2s
-from .batching import OutboundBatcher
 from .connections import ConnectionGone, ConnectionsClient
+from .dialects import V1, ConnectionCodec, Dialect
 from .lease import SessionLease
 from .liveness import Liveness, LivenessEnd
 from .metrics import Metrics
@@ -31,8 +31,11 @@ from .protocol import (
     ClientFrame,
     ClientInterrupt,
     ClientPing,
+    ClientRefusal,
+    ClientReply,
     ClientStart,
     ClientText,
+    ClientToolResult,
     ErrorCode,
     FrameRef,
     ProtocolError,
@@ -59,6 +62,9 @@ CLOSE_TIMEOUT = 5.0
 MAX_COALESCED_FRAMES = 4
 # Bound on one GET @connections presence check.
 PRESENCE_TIMEOUT = 10.0
+# How long a greeting posted right after $connect may wait for API Gateway to open the
+# connection (a post before that is answered 410).
+OPENING_SECONDS = 3.0
 
 # Why sessions end -> the metric counting them (any other reason counts as EndedOther).
 END_METRICS: dict[str, str] = {
@@ -113,8 +119,15 @@ class BridgeSession:
         on_ended: Callable[[BridgeSession], None],
         lease: SessionLease | None = None,
         resumed: bool = False,
+        dialect: Dialect = V1,
+        stage: str = "",
+        requested_model: str = "",
     ) -> None:
+        """``connections``: the ``@connections`` of the connection's own ``stage``;
+        ``dialect``: the client protocol spoken on that stage; ``requested_model``: the model
+        the client named when it connected (reported back to it by protocols that do)."""
         self.connection_id = connection_id
+        self.stage, self.dialect = stage, dialect
         self.principal_id = principal_id
         self._engine = engine
         self._settings = settings
@@ -129,12 +142,16 @@ class BridgeSession:
         self._resumed_history: list[s2s.Message] = []
         self._start_options: ClientStart | None = None
         if lease is not None and resumed:
-            self._resumed_history = _messages(lease.state.get("history", []))
-            self._start_options = _start_from(lease.state.get("options", {}))
+            self._resumed_history, self._start_options = _resumed(lease.state)
+        # The client protocol's codec: parses its frames, encodes and batches what it is sent.
+        self._batcher: ConnectionCodec = dialect.new_codec(
+            batch_ms=settings.batch_ms, saved=_saved_codec(lease, resumed)
+        )
+        # What a client of this protocol is told as soon as it connects (v1: nothing).
+        greeting = [] if resumed else self._greeting(settings, requested_model)
         self._saving: asyncio.Task[None] | None = None
         self._save_again = False
         self.state = State.WAITING
-        self._connections = connections
         self.sender = OrderedSender(
             connection_id,
             connections,
@@ -144,7 +161,10 @@ class BridgeSession:
             max_bytes=settings.output_queue_bytes,
             throttled_seconds=settings.throttled_seconds,
             guard=lease.guard if lease is not None else None,
+            kinds=dialect.kinds,
+            opening_seconds=OPENING_SECONDS if greeting else 0.0,
         )
+        self._post(greeting)
         self._error_frames = TokenBucket(
             settings.error_frames_per_second, ERROR_BURST, time.monotonic()
         )
@@ -160,13 +180,14 @@ class BridgeSession:
             extra=self._log_extra,
             level=logging.WARNING,
         )
-        self._batcher = OutboundBatcher(batch_ms=settings.batch_ms)
         self._sequencer: InboundSequencer[bytes] = InboundSequencer()
         self._pending: asyncio.Queue[_Input] = asyncio.Queue(MAX_PENDING_INPUT)
         self._lookahead: _Input | None = None  # taken from the queue while coalescing audio
         self._session: s2s.Session | None = None
         self._started = False
         self._voice = settings.voice
+        # Tools the client declared and runs itself, and their calls awaiting its answer.
+        self._client_tools, self._client_calls = frozenset[str](), set[str]()
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._sequence_timer: asyncio.TimerHandle | None = None
@@ -190,11 +211,19 @@ class BridgeSession:
         self._worker = self._spawn(self._work(), "worker")
         self._spawn(self._watch_liveness(), "liveness")
 
+    def _greeting(self, settings: BridgeSettings, requested_model: str) -> list[str]:
+        model = requested_model or self._engine.config.model
+        return self._batcher.greeting(self.connection_id, model, settings.voice, time.monotonic())
+
     @property
     def _log_extra(self) -> dict[str, str]:
         return {"connection_id": self.connection_id}
 
     # -- inbound (called by the integration endpoints; never blocks) --------------------------
+
+    def parse(self, body: bytes) -> Sequence[ClientFrame]:
+        """One client frame in this connection's protocol; raises ``ProtocolError``."""
+        return self._batcher.parse(body)
 
     def receive(self, frame: ClientFrame) -> None:
         if self.state in (State.ENDING, State.ENDED):
@@ -217,6 +246,10 @@ class BridgeSession:
                         ref=FrameRef("start"),
                     )
                 )
+            case ClientReply(frames=frames):
+                self._post(list(frames))  # the protocol's own answer: nothing for the model
+            case ClientRefusal(error=error):
+                self.reject(error)
             case ClientAudio(seq=seq, pcm=pcm):
                 self._started = True
                 delivery = self._sequencer.push(seq, pcm, now)
@@ -378,12 +411,17 @@ class BridgeSession:
         self._voice = start.voice or self._settings.voice
         input_rate = start.input_sample_rate or self._engine.config.input_sample_rate
         self._batcher.input_sample_rate = input_rate
+        client_tools = self._client_tools_of(start)
+        self._client_tools = frozenset(t.name for t in client_tools)
         self._start_options = ClientStart(
             voice=self._voice,
             instructions=instructions,
             input_sample_rate=input_rate,
             output_sample_rate=self._batcher.sample_rate,
             batch_ms=self._batcher.batch_ms,
+            client_tools=client_tools,
+            tool_choice=start.tool_choice,
+            endpointing=start.endpointing,
         )
         try:
             self._session = await self._engine.start(
@@ -393,6 +431,7 @@ class BridgeSession:
                 output_sample_rate=self._batcher.sample_rate,
                 history=self._resumed_history,
                 send_guard=self.lease.guard if self.lease is not None else None,
+                **_model_choices(self._engine.config.tools, self._start_options),
             )
         except (s2s.ConfigError, s2s.ProviderError) as exc:
             code = getattr(exc, "code", "config")
@@ -429,7 +468,27 @@ class BridgeSession:
             )
         )
         self._spawn(self._pump(self._session), "pump")
+        if self._batcher.saved_state():
+            # What the codec must carry over (a phone call's stream id) is saved now, not after
+            # the first turn: a task taking the call over before then could not answer it.
+            self._persist()
         return True
+
+    def _client_tools_of(self, start: ClientStart) -> tuple[s2s.ToolDefinition, ...]:
+        """The tools the client declared to run itself, but those named like one of the
+        deployment's (which the bridge runs): refused, the deployment's is kept."""
+        own = {t.name for t in self._engine.config.tools}
+        taken = [t.name for t in start.client_tools if t.name in own]
+        if taken:
+            self.reject(
+                ProtocolError(
+                    ErrorCode.BAD_FRAME,
+                    f"tools {taken} are the deployment's own tools (run by the server);"
+                    " give the client's tools other names",
+                    ref=FrameRef("start", param="tools"),
+                )
+            )
+        return tuple(t for t in start.client_tools if t.name not in own)
 
     async def _feed(self, item: _Input) -> None:
         """Give one frame to the model. A frame the model side cannot take costs that frame
@@ -474,6 +533,13 @@ class BridgeSession:
             case ClientText(text=text):
                 await self._session.send_text(text)
                 self._awaiting_audio_since = time.monotonic()
+            case ClientToolResult(call_id=call_id, output=output):
+                if call_id not in self._client_calls:
+                    raise ValueError(f"no call of a client tool is waiting for call_id {call_id!r}")
+                self._client_calls.discard(call_id)
+                await self._session.send_tool_result(
+                    s2s.ToolResult(call_id, (s2s.TextPart(output),))
+                )
             case ClientStart():
                 self.reject(
                     ProtocolError(
@@ -506,21 +572,27 @@ class BridgeSession:
                 case s2s.Transcript(text=text):
                     self._awaiting_audio_since = now
                     self._post(self._batcher.transcript(text, now))
+                case s2s.ToolCallRequest(tool_call=call) if call.name in self._client_tools:
+                    # Declared by the client, which runs it and answers (ClientToolResult).
+                    self._client_calls.add(call.call_id)
+                    self._post(self._batcher.tool_call(call, now, on_client=True))
                 case s2s.ToolCallRequest(tool_call=call):
-                    self._post(self._batcher.tool(call.call_id, call.name, "started", now))
+                    self._post(self._batcher.tool_call(call, now, on_client=False))
                     self._spawn(self._run_tool(session, call), f"tool-{call.name}")
                 case s2s.TurnEnd():
-                    self._post(self._batcher.turn_end(now))
-                    if self._last_usage is not None:
-                        self._post(self._batcher.usage(self._last_usage, now))
-                        self._last_usage = None
+                    self._post(self._batcher.turn_end(now, self._last_usage))
+                    self._last_usage = None
                     self._persist()
                 case s2s.Interrupted(reason=why):
                     reason = _CLEAR_REASONS.get(why, "barge_in")
                     self.sender.barge_in(self._batcher.barge_in(reason, now), since=now)
+                    heard = self._batcher.heard_fraction()
+                    if heard is not None:  # the history keeps what the listener heard
+                        session.keep_heard(heard)
                     self._persist()
                 case s2s.UsageUpdate(usage=usage):
-                    self._last_usage = usage  # sent once per turn, not per model event
+                    self._last_usage = usage  # v1 sends it once per turn, not per model event
+                    self._post(self._batcher.usage_update(usage, now))
                 case s2s.SessionError(error=error):
                     self._on_model_error(error, now)
                 case _:
@@ -571,6 +643,7 @@ class BridgeSession:
         ms = round(outcome.seconds * 1000)
         self._metrics.observe("ToolLatencyMs", ms)
         error = outcome.result.text() if outcome.result.is_error else None
+        output = None if outcome.result.is_error else outcome.result.text()
         if outcome.status != "succeeded":
             self._metrics.count("ToolFailures")
         self._post(
@@ -581,6 +654,7 @@ class BridgeSession:
                 time.monotonic(),
                 ms=ms,
                 error=error,
+                output=output,
             )
         )
         try:
@@ -620,6 +694,10 @@ class BridgeSession:
     def saved_state(self) -> dict[str, Any]:
         start = self._start_options or ClientStart()
         return {
+            # The protocol this client speaks: a new owner goes on speaking it.
+            "stage": self.stage,
+            "dialect": self.dialect.name,
+            "codec": dict(self._batcher.saved_state()),
             "history": [{"role": m.role, "text": m.text} for m in self.history()],
             "options": {
                 "voice": start.voice,
@@ -627,6 +705,12 @@ class BridgeSession:
                 "input_sample_rate": start.input_sample_rate,
                 "output_sample_rate": start.output_sample_rate,
                 "batch_ms": start.batch_ms,
+                "client_tools": [
+                    {"name": t.name, "description": t.description, "input_schema": t.input_schema}
+                    for t in start.client_tools
+                ],
+                "tool_choice": start.tool_choice,
+                "endpointing": start.endpointing,
             },
         }
 
@@ -846,6 +930,32 @@ def client_error_text(code: str) -> str:
     return f"{text} ({safe})"
 
 
+def _model_choices(own: Sequence[s2s.ToolDefinition], start: ClientStart) -> dict[str, Any]:
+    """``Engine.start`` options a client's start may add: its own tools (beside the
+    deployment's), which tool the model must use, Nova's endpointing sensitivity."""
+    choices: dict[str, Any] = {}
+    if start.client_tools:
+        choices["tools"] = [*own, *start.client_tools]
+    if start.tool_choice == "any":
+        choices["tool_choice"] = "any"
+    elif start.tool_choice not in (None, "auto"):
+        choices["tool_choice"] = s2s.ToolChoice.tool(str(start.tool_choice))
+    if start.endpointing is not None:
+        choices["extra"] = {"endpointing_sensitivity": start.endpointing}
+    return choices
+
+
+def _resumed(state: Mapping[str, Any]) -> tuple[list[s2s.Message], ClientStart]:
+    """The conversation and options a previous owner saved."""
+    return _messages(state.get("history", [])), _start_from(state.get("options", {}))
+
+
+def _saved_codec(lease: SessionLease | None, resumed: bool) -> Mapping[str, Any] | None:
+    """What the previous owner's codec saved (the client protocol's own state), if any."""
+    state = lease.state.get("codec") if lease is not None and resumed else None
+    return state if isinstance(state, Mapping) else None
+
+
 def _messages(items: Iterable[Any]) -> list[s2s.Message]:
     kept = []
     for item in items:
@@ -859,11 +969,28 @@ def _start_from(options: Mapping[str, Any]) -> ClientStart:
         value = options.get(name)
         return value if isinstance(value, int) else None
 
-    voice, instructions = options.get("voice"), options.get("instructions")
+    def text(name: str) -> str | None:
+        value = options.get(name)
+        return value if isinstance(value, str) else None
+
     return ClientStart(
-        voice=voice if isinstance(voice, str) else None,
-        instructions=instructions if isinstance(instructions, str) else None,
+        voice=text("voice"),
+        instructions=text("instructions"),
         input_sample_rate=number("input_sample_rate"),
         output_sample_rate=number("output_sample_rate"),
         batch_ms=number("batch_ms"),
+        client_tools=_tools(options.get("client_tools")),
+        tool_choice=text("tool_choice"),
+        endpointing=text("endpointing"),
     )
+
+
+def _tools(items: object) -> tuple[s2s.ToolDefinition, ...]:
+    """Client tools as a previous owner saved them (any that no longer validate are left out)."""
+    tools = []
+    for item in items if isinstance(items, list) else []:
+        with contextlib.suppress(s2s.ConfigError, KeyError, TypeError):
+            tools.append(
+                s2s.ToolDefinition(item["name"], item["description"], item["input_schema"])
+            )
+    return tuple(tools)

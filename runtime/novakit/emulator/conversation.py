@@ -519,7 +519,7 @@ class ConversationEngine:
         if change == "start":
             if self._hearing is not None:
                 self._hearing.cancel()
-            self._hearing = self.settings.mind.listen()
+            self._hearing = self.settings.mind.listen(self.input_rate)
             self._hearing.feed(b"".join(self._preroll))
             self._hearing_frames = len(self._preroll)
             self._quiet_fed = 0

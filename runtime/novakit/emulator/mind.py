@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..voice.resample import Resampler
 from .answers import SMALL_TALK, honest_reply, read_result, small_talk
 from .matching import Matcher, ToolExamples, words
-from .recognition import Heard, Listening, Recognizer
+from .recognition import INPUT_RATE, Heard, Listening, Recognizer
 from .synthesis import Synthesizer
 
 __all__ = ["Hearing", "Mind", "Response"]
@@ -38,13 +39,17 @@ class Hearing:
     """An utterance the mind hears as it is spoken: ``recognition.Listening`` with its CPU time
     counted and its words told."""
 
-    def __init__(self, mind: Mind, listening: Listening | None) -> None:
+    def __init__(self, mind: Mind, listening: Listening | None, rate: int = INPUT_RATE) -> None:
         self._mind = mind
         self._listening = listening
+        # Nova takes 8, 16 or 24 kHz; the recognizer's model is 16 kHz: others are converted.
+        self._resampler = Resampler(rate, INPUT_RATE) if rate != INPUT_RATE else None
 
     def feed(self, pcm: bytes) -> None:
         if self._listening is not None:
             with self._mind.cpu():
+                if self._resampler is not None:
+                    pcm = self._resampler.process(pcm)
                 self._listening.feed(pcm)
 
     def settle(self) -> None:
@@ -64,6 +69,8 @@ class Hearing:
         heard = Heard("", "")
         if self._listening is not None:
             with self._mind.cpu():
+                if self._resampler is not None:
+                    self._listening.feed(self._resampler.flush())
                 heard = self._listening.finish()
         self._mind._heard(heard)
         return heard
@@ -124,18 +131,21 @@ class Mind:
                 return " ".join(said)
         return None
 
-    def hear(self, pcm: bytes) -> Heard:
-        """The words of a recorded utterance, heard as the same audio live would be."""
-        hearing = self.listen()
+    def hear(self, pcm: bytes, rate: int = INPUT_RATE) -> Heard:
+        """The words of a recorded utterance (PCM16 at ``rate``), heard as the same audio live
+        would be."""
+        hearing = self.listen(rate)
         hearing.feed(pcm)
         return hearing.finish()
 
     def _heard(self, heard: Heard) -> None:
         self._tell(f"heard       {heard.text or '(no words)'}  ({heard.by or 'nothing'})")
 
-    def listen(self) -> Hearing:
-        """Ears on an utterance as it is spoken (see ``recognition.Listening``)."""
-        return Hearing(self, self.recognizer.listen() if self.recognizer is not None else None)
+    def listen(self, rate: int = INPUT_RATE) -> Hearing:
+        """Ears on an utterance as it is spoken (see ``recognition.Listening``), in PCM16 at
+        ``rate``."""
+        listening = self.recognizer.listen() if self.recognizer is not None else None
+        return Hearing(self, listening, rate)
 
     def speak(self, text: str, rate: int, voice: str) -> bytes:
         with self.cpu():

@@ -1,7 +1,11 @@
 """Who may connect and who may call ``@connections``.
 
 * ``$connect`` stands in for the Lambda REQUEST authorizer: with a token configured, the client
-  must present it as ``?token=...`` (browsers cannot set headers on a WebSocket handshake).
+  must present it as ``?token=...`` (browsers cannot set headers on a WebSocket handshake) or,
+  on the stages that allow it, as ``Authorization: Bearer ...`` (what OpenAI Realtime SDKs send).
+* On the phone stage, ``$connect`` stands in for the authorizer's Twilio check: with an auth
+  token configured, the handshake must carry Twilio's ``X-Twilio-Signature`` for the URL it
+  requested, verified by the official ``twilio`` package.
 * ``@connections`` requires SigV4 (service ``execute-api``) when credentials are configured,
   checked by the emulator's verifier, the same code that checks Bedrock's requests.
 """
@@ -12,7 +16,13 @@ import datetime
 import hmac
 from collections.abc import Iterable
 
-__all__ = ["SignatureRejectedError", "token_accepted", "verify_management_signature"]
+__all__ = [
+    "SignatureRejectedError",
+    "bearer_token",
+    "token_accepted",
+    "twilio_signature_accepted",
+    "verify_management_signature",
+]
 
 SERVICE = "execute-api"
 
@@ -24,6 +34,28 @@ def token_accepted(expected: str | None, presented: str | None) -> bool:
     if presented is None:
         return False
     return hmac.compare_digest(expected.encode(), presented.encode())
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (scheme case-insensitive)."""
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def twilio_signature_accepted(auth_token: str | None, url: str, signature: str | None) -> bool:
+    """Whether a phone stream's handshake is Twilio's: ``signature`` (``X-Twilio-Signature``)
+    signs ``url`` (a handshake has no parameters) under ``auth_token``; no configured token
+    admits everyone, as ``token_accepted`` does."""
+    if auth_token is None:
+        return True
+    if not signature:
+        return False
+    from twilio.request_validator import RequestValidator  # the local stack's set has it
+
+    return bool(RequestValidator(auth_token).validate(url, {}, signature))
 
 
 class SignatureRejectedError(Exception):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from ..bridge.dialects import BEARER_STAGES
 from .limits import FRAME_LIMIT
 
 __all__ = ["GatewayConfig"]
@@ -27,7 +28,18 @@ class GatewayConfig:
     port: int = 0  # 0: an ephemeral port (see ``LocalGateway.port``)
     backends: list[str] = field(default_factory=list)  # base URLs of the bridge processes
     stage: str = "local"
+    # More stages of the same API, each served at /{name} with the same routes, authorizer and
+    # limits (the client protocols of the bridge's other dialects: "realtime", "twilio").
+    stages: tuple[str, ...] = ()
+    # Stages whose clients may present the token as "Authorization: Bearer ..." (what OpenAI
+    # Realtime SDKs send) as well as ?token=...
+    bearer_stages: tuple[str, ...] = BEARER_STAGES
     token: str | None = None  # when set, clients must connect with ?token=...
+    # The phone stage (``twilio``) takes no token: with this Twilio auth token set, a handshake
+    # there must carry Twilio's X-Twilio-Signature for its URL, as the stack's authorizer checks;
+    # without it, the phone stage is open, or refused when ``token`` is set (Twilio cannot send
+    # a token).
+    twilio_auth_token: str | None = None
     # Sent in x-gateway-secret with every integration request, as the stack's integration
     # request parameters send it (the bridge refuses requests without it). None: not sent.
     integration_secret: str | None = None
@@ -59,6 +71,17 @@ class GatewayConfig:
                 raise ValueError(f"GatewayConfig.backends: {url!r} is not an http(s) base URL")
         if not self.stage or "/" in self.stage:
             raise ValueError(f"GatewayConfig.stage: {self.stage!r} must be one path segment")
+        self.stages = tuple(self.stages)
+        for name in self.stages:
+            if not name or "/" in name or name.startswith("@") or name == self.stage:
+                raise ValueError(
+                    f"GatewayConfig.stages: {name!r} must be one path segment other than the"
+                    f" stage {self.stage!r}"
+                )
+        if len(set(self.stages)) != len(self.stages):
+            raise ValueError(f"GatewayConfig.stages: {self.stages!r} names a stage twice")
+        if self.twilio_auth_token == "":
+            raise ValueError("GatewayConfig.twilio_auth_token: empty; use None for no check")
         if self.token == "":
             raise ValueError("GatewayConfig.token: an empty token would admit nobody; use None")
         if self.integration_secret == "":

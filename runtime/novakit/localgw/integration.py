@@ -13,7 +13,8 @@ route key             request                  body
 
 Every request carries ``x-connection-id``, ``x-request-id``, ``x-route-key``, ``x-source-ip``,
 ``x-stage`` and ``x-connected-at`` (epoch milliseconds); ``$connect`` adds ``x-principal-id``
-when the authorizer accepted the client, ``$disconnect`` adds ``x-disconnect-status-code`` and
+when the authorizer accepted the client and ``x-requested-model`` when the handshake's query
+string named a ``model``, ``$disconnect`` adds ``x-disconnect-status-code`` and
 ``x-disconnect-reason``. With a secret configured, every request also carries
 ``x-gateway-secret`` (``integration_static_headers``), the static header the stack's request
 parameters add so that the bridge can tell API Gateway from anyone else in the network.
@@ -65,6 +66,9 @@ class ConnectionContext:
     stage: str
     connected_at_ms: int
     principal_id: str | None = None  # set when the authorizer accepted the client
+    # The handshake's ?model= (OpenAI Realtime clients name a model): passed on $connect as
+    # x-requested-model, as the stack maps route.request.querystring.model.
+    requested_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,8 @@ def connect_request(context: ConnectionContext, request_id: str) -> IntegrationR
     headers = _context_headers(context, RouteKey.CONNECT, request_id)
     if context.principal_id is not None:
         headers["x-principal-id"] = context.principal_id
+    if context.requested_model is not None:
+        headers["x-requested-model"] = _header_safe(context.requested_model)
     return IntegrationRequest(
         RouteKey.CONNECT, request_id, ROUTE_PATHS[RouteKey.CONNECT], headers, b""
     )

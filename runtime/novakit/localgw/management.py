@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -63,7 +63,18 @@ class ManagementApi:
         self._credentials = credentials
         self._region = region
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    def for_stage(
+        self, stage: str | None
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """The handler of ``/{stage}/@connections/{id}``: it reaches the connections of that
+        stage only (``None``: the stage-less local path, which reaches every connection)."""
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await self.handle(request, stage)
+
+        return handle
+
+    async def handle(self, request: web.Request, stage: str | None = None) -> web.StreamResponse:
         connection_id = request.match_info["connection_id"]
         extra = {"connection_id": connection_id}
         body = await _read_body(request, FRAME_LIMIT)
@@ -88,6 +99,16 @@ class ManagementApi:
                 log.warning("@connections %s refused: %s", request.method, exc, extra=extra)
                 return _error(403, "ForbiddenException", str(exc))
         connection = self._lookup(connection_id)
+        if connection is not None and stage is not None and connection.context.stage != stage:
+            # Another stage's connection: a bridge posting here has the wrong @connections.
+            log.warning(
+                "@connections %s on stage %s refused: the connection is on %s",
+                request.method,
+                stage,
+                connection.context.stage,
+                extra=extra,
+            )
+            connection = None
         if connection is None:
             return _error(410, "GoneException", f"Connection {connection_id} is gone")
         if request.method == "POST":

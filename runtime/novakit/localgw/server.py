@@ -1,10 +1,13 @@
 """``LocalGateway``: the aiohttp adapter that ties the pieces to one HTTP server.
 
-One port serves three things, as one API Gateway stage does:
+One port serves three things, as the stages of one API Gateway API do:
 
-* WebSocket handshakes on ``/`` or the stage path ``/{stage}`` (elsewhere: 403): the ``$connect``
-  integration decides, then the connection runs until it closes and ``$disconnect`` follows;
-* the ``@connections`` management API (``/@connections/{id}``, also under ``/{stage}``);
+* WebSocket handshakes on ``/`` or the stage path ``/{stage}``, and on ``/{name}`` for each of
+  ``stages`` (elsewhere: 403): the ``$connect`` integration decides, with ``x-stage`` naming the
+  stage the client connected to, then the connection runs until it closes and ``$disconnect``
+  follows;
+* the ``@connections`` management API (``/@connections/{id}``, and ``/{stage}/@connections/{id}``
+  for each stage: a connection is reached through its own stage, elsewhere it is gone, 410);
 * static files for plain GETs when ``static_dir`` is set.
 """
 
@@ -20,7 +23,8 @@ from typing import Self
 
 from aiohttp import web
 
-from .auth import token_accepted
+from ..bridge.dialects.twilio import TWILIO_STAGE
+from .auth import bearer_token, token_accepted, twilio_signature_accepted
 from .backends import BackendPool
 from .config import GatewayConfig
 from .connection import CLOSE_TIMEOUT, Connection
@@ -71,8 +75,10 @@ class LocalGateway:
             seed=config.spread_seed,
         )
         self._connections: dict[str, Connection] = {}
-        stage = config.stage
-        self._socket_paths = frozenset(["/", f"/{stage}", f"/{stage}/"])
+        # WebSocket path -> the stage a client connecting there reaches.
+        self._socket_paths = {"/": config.stage}
+        for stage in (config.stage, *config.stages):
+            self._socket_paths[f"/{stage}"] = self._socket_paths[f"/{stage}/"] = stage
         self._open_sessions = 0
         self._sessions_done = asyncio.Event()
         self._sessions_done.set()
@@ -102,10 +108,15 @@ class LocalGateway:
             region=self.config.region,
         )
         app = web.Application()
-        for prefix in ("", f"/{self.config.stage}"):
-            path = f"{prefix}/@connections/{{connection_id}}"
+        for stage in ("", self.config.stage, *self.config.stages):
+            path = (
+                f"/{stage}/@connections/{{connection_id}}"
+                if stage
+                else "/@connections/{connection_id}"
+            )
+            handler = management.for_stage(stage or None)
             for method in ("POST", "GET", "DELETE"):
-                app.router.add_route(method, path, management.handle)
+                app.router.add_route(method, path, handler)
         app.router.add_get("/{path:.*}", self._handle_get)
         self._runner = web.AppRunner(
             app, access_log_class=AccessLogger, access_log=log, shutdown_timeout=1.0
@@ -152,10 +163,23 @@ class LocalGateway:
         """The WebSocket URL clients connect to."""
         return f"ws://{_url_host(self.config.host)}:{self.port}/"
 
+    def stage_url(self, stage: str) -> str:
+        """The WebSocket URL of ``stage`` (one of ``stages``, or the stage itself)."""
+        if stage != self.config.stage and stage not in self.config.stages:
+            raise ValueError(f"this gateway serves no stage {stage!r}")
+        return f"{self.url}{stage}"
+
     @property
     def management_url(self) -> str:
-        """The ``@connections`` base URL (``NOVAKIT_CONNECTIONS_URL`` for the bridge)."""
+        """The ``@connections`` base URL of every stage at once (``NOVAKIT_CONNECTIONS_URL``
+        for a bridge behind one stage)."""
         return f"http://{_url_host(self.config.host)}:{self.port}"
+
+    @property
+    def stage_management_url(self) -> str:
+        """The ``@connections`` base URL per stage, as the stack gives it to the bridge:
+        ``{stage}`` stands for the connection's stage."""
+        return f"{self.management_url}/{{stage}}"
 
     @property
     def static_url(self) -> str | None:
@@ -168,6 +192,12 @@ class LocalGateway:
 
     # -- handlers ----------------------------------------------------------------------------
 
+    def _principal(self, stage: str) -> str | None:
+        """What the authorizer would name: ``twilio`` for a checked phone stream."""
+        if stage == TWILIO_STAGE:
+            return "twilio" if self.config.twilio_auth_token is not None else None
+        return self.config.principal if self.config.token is not None else None
+
     async def _handle_get(self, request: web.Request) -> web.StreamResponse:
         socket = web.WebSocketResponse(
             compress=False,  # API Gateway negotiates no extensions
@@ -176,23 +206,44 @@ class LocalGateway:
         )
         if not socket.can_prepare(request).ok:
             return self._static(request)
-        if request.path not in self._socket_paths:
+        stage = self._socket_paths.get(request.path)
+        if stage is None:
             # API Gateway answers a handshake elsewhere than its stage with 403 Forbidden, before
             # any integration is called.
             self.stats.rejected_connects += 1
             log.info("handshake refused: no WebSocket route at %s", redact(request.path))
             return web.json_response({"message": "Forbidden"}, status=403)
-        if not token_accepted(self.config.token, request.query.get("token")):
-            self.stats.rejected_connects += 1
-            log.info("handshake refused: no valid token for %s", redact(request.path_qs))
-            return web.json_response({"message": "Unauthorized"}, status=401)
+        if stage == TWILIO_STAGE and self.config.twilio_auth_token is None:
+            # No auth token to check Twilio's signature with: open like the rest of a gateway
+            # without a token, refused when the gateway requires one (Twilio cannot send it).
+            if self.config.token is not None:
+                self.stats.rejected_connects += 1
+                log.info("handshake refused: the phone stage has no Twilio auth token set")
+                return web.json_response({"message": "Unauthorized"}, status=401)
+        elif stage == TWILIO_STAGE:
+            # Twilio signs the URL it connects to (scheme, host and port as it wrote them).
+            url = f"{'wss' if request.secure else 'ws'}://{request.host}{request.path}"
+            signature = request.headers.get("X-Twilio-Signature")
+            if not twilio_signature_accepted(self.config.twilio_auth_token, url, signature):
+                self.stats.rejected_connects += 1
+                log.info("handshake refused: no valid Twilio signature for %s", request.path)
+                return web.json_response({"message": "Forbidden"}, status=403)
+        else:
+            presented = request.query.get("token")
+            if presented is None and stage in self.config.bearer_stages:
+                presented = bearer_token(request.headers.get("Authorization"))
+            if not token_accepted(self.config.token, presented):
+                self.stats.rejected_connects += 1
+                log.info("handshake refused: no valid token for %s", redact(request.path_qs))
+                return web.json_response({"message": "Unauthorized"}, status=401)
         context = ConnectionContext(
             connection_id=new_connection_id(),
             source_ip=request.remote or "",
             user_agent=request.headers.get("User-Agent", ""),
-            stage=self.config.stage,
+            stage=stage,
             connected_at_ms=time.time_ns() // 1_000_000,
-            principal_id=self.config.principal if self.config.token is not None else None,
+            principal_id=self._principal(stage),
+            requested_model=request.query.get("model"),
         )
         extra = {"connection_id": context.connection_id}
         result = await self._backends.send(connect_request(context, new_request_id()))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -76,6 +76,11 @@ class Session(ABC):
         user said or typed, what the assistant said, and the tool calls with their results.
         Pass it as ``engine.start(history=...)`` to continue the conversation elsewhere (another
         process, after a restart) from exactly where the model was."""
+
+    def keep_heard(self, fraction: float) -> None:  # noqa: B027 - optional for providers
+        """After an ``INTERRUPTED``: the listener heard only the first ``fraction`` (0 to 1) of
+        the cut answer (a phone plays audio later than it arrives), so the history keeps only
+        that share of its words. Providers that keep no history have nothing to do."""
 
     @property
     @abstractmethod
@@ -138,8 +143,11 @@ class Engine(ABC):
         output_sample_rate: int | None = None,
         history: Sequence[Message] = (),
         send_guard: SendGuard | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> SessionStarter:
-        """Start a session; keyword arguments override the engine's config for this session.
+        """Start a session; keyword arguments override the engine's config for this session
+        (``extra``: provider options added to the config's, such as Nova's
+        ``endpointing_sensitivity``).
 
         ``send_guard``: awaited before every stream the session opens and every send to the
         model; it raises ``FencedError`` when this caller must not speak for the conversation
@@ -152,6 +160,7 @@ class Engine(ABC):
             voice=voice,
             input_sample_rate=input_sample_rate,
             output_sample_rate=output_sample_rate,
+            extra={**self.config.extra, **extra} if extra else None,
         )
         session = self.create_session(config, tuple(history))
         session.send_guard = send_guard

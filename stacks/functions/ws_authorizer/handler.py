@@ -1,8 +1,9 @@
 """WebSocket ``$connect`` authorizer (API Gateway Lambda REQUEST authorizer).
 
 The client puts its token in the query string (browsers cannot set headers on a WebSocket):
-``wss://.../live?token=...``. API Gateway refuses a connect without ``token`` before calling
-this function. Modes (``AUTH_MODE``):
+``wss://.../live?token=...``. On the stages named in ``BEARER_STAGES`` (comma-separated: the
+OpenAI Realtime stage) it may send ``Authorization: Bearer <token>`` instead, as the OpenAI SDKs
+do; the query string wins when both are there. Modes (``AUTH_MODE``):
 
 - ``secret``: the token must equal the shared secret in Secrets Manager (``SECRET_ARN``).
 - ``cognito``: the token is a Cognito access token of this user pool and app client
@@ -11,7 +12,16 @@ this function. Modes (``AUTH_MODE``):
   expired, another pool, client or token use) is refused without calling Cognito, so a flood
   of junk tokens costs no Cognito calls.
 
-Only the standard library and boto3 (both in the Lambda runtime). Tokens are never logged,
+Phone calls (``TWILIO_STAGE``, set when the stack is deployed with ``-c twilio=true``): Twilio
+cannot put a token in a stream URL, but it signs the WebSocket handshake. On that stage the
+``X-Twilio-Signature`` header must verify, with the official ``twilio`` package's
+``RequestValidator`` (bundled with this function), against the stream URL the incoming-call
+webhook gave Twilio (``TWILIO_STREAM_URL``) and the account's auth token, read from Secrets
+Manager (``TWILIO_SECRET_ARN``) and cached like the shared secret. Other stages never accept a
+Twilio signature, and the Twilio stage never accepts a token.
+
+Only the standard library and boto3 (both in the Lambda runtime), and the ``twilio`` package's
+request validator for phone calls. Tokens and signatures are never logged,
 and neither is the secret: the AWS SDK loggers are capped at WARNING (botocore logs response
 bodies at DEBUG, Secrets Manager's included). Anything that cannot be read (a token too long,
 not base64, JSON nested too deep) is a Deny, never an error.
@@ -53,11 +63,16 @@ _secret_cache: dict[str, tuple[float, tuple[str, ...]]] = {}
 
 
 def handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:
-    token = (event.get("queryStringParameters") or {}).get("token") or ""
+    token = presented_token(event)
     method_arn = event["methodArn"]
     mode = os.environ["AUTH_MODE"]
+    stage = (event.get("requestContext") or {}).get("stage")
     try:
-        principal = authorize(token, mode)
+        if os.environ.get("TWILIO_STAGE") and stage == os.environ["TWILIO_STAGE"]:
+            mode = "twilio"
+            principal = check_twilio(header(event, "X-Twilio-Signature"))
+        else:
+            principal = authorize(token, mode)
     except Exception as exc:  # an error is a refusal (403), not a 500 that invites retries
         print(
             json.dumps(
@@ -70,6 +85,23 @@ def handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:
         # API Gateway turns an explicit Deny into a 403 on the WebSocket handshake.
         return policy("anonymous", "Deny", method_arn)
     return policy(principal, "Allow", method_arn)
+
+
+def presented_token(event: dict[str, Any]) -> str:
+    """The query string's ``token``, else, on a stage that allows it, the Bearer header's."""
+    token = (event.get("queryStringParameters") or {}).get("token")
+    if token:
+        return str(token)
+    stage = (event.get("requestContext") or {}).get("stage")
+    allowed = {s for s in os.environ.get("BEARER_STAGES", "").split(",") if s}
+    if stage not in allowed:
+        return ""
+    headers = event.get("headers") or {}
+    authorization = next(
+        (v for k, v in headers.items() if isinstance(k, str) and k.lower() == "authorization"), ""
+    )
+    scheme, _, value = str(authorization or "").strip().partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
 
 
 def policy(principal: str, effect: str, resource: str) -> dict[str, Any]:
@@ -98,6 +130,38 @@ def check_secret(token: str) -> str | None:
     fresh = accepted_secrets(secret_arn, refresh=True)
     if fresh is not None and _matches(token, fresh):
         return "shared-secret"
+    return None
+
+
+def header(event: dict[str, Any], name: str) -> str:
+    """A request header, whatever case the client wrote its name in."""
+    wanted = name.lower()
+    for key, value in (event.get("headers") or {}).items():
+        if isinstance(key, str) and key.lower() == wanted and isinstance(value, str):
+            return value
+    return ""
+
+
+def check_twilio(signature: str) -> str | None:
+    """``twilio`` when ``signature`` is Twilio's for the stream URL under the account's auth
+    token (AWSCURRENT, or AWSPENDING while the token is being changed)."""
+    if not signature or len(signature) > MAX_TOKEN_CHARS:
+        return None
+    from twilio.request_validator import RequestValidator  # bundled with this function
+
+    url = os.environ["TWILIO_STREAM_URL"]
+    secret_arn = os.environ["TWILIO_SECRET_ARN"]
+
+    def valid(tokens: tuple[str, ...] | None) -> bool:
+        # Every value is tried, so the time taken does not tell which one matched.
+        found = False
+        for auth_token in tokens or ():
+            # Twilio signs a WebSocket handshake as a request without parameters.
+            found |= bool(RequestValidator(auth_token).validate(url, {}, signature))
+        return found
+
+    if valid(accepted_secrets(secret_arn)) or valid(accepted_secrets(secret_arn, refresh=True)):
+        return "twilio"
     return None
 
 

@@ -5,7 +5,9 @@ Nova's history is text with roles USER and ASSISTANT only, so the log keeps:
 - USER: the user's transcripts (``TRANSCRIPT``) and typed text, as given.
 - ASSISTANT: FINAL assistant text only (``TEXT_OUTPUT`` with ``final=True``), which is what was
   actually spoken; speculative text never. A turn cut by barge-in keeps the FINAL text that
-  arrived before the cut (possibly none): the part of the answer that was generated as speech.
+  arrived before the cut (possibly none): the part of the answer that was generated as speech;
+  ``keep_heard()`` cuts it further to what the listener heard, when a caller knows (a phone
+  plays audio seconds after it is generated).
 - Tools: one ASSISTANT line per call, rendered ``[tool lookup {"topic": "x"} returned {...}]``
   (or ``... no result yet``), each at most ``TOOL_SUMMARY_LIMIT`` bytes.
 
@@ -65,6 +67,7 @@ class ConversationLog:
     def __init__(self, initial: Sequence[Message] = (), keep_bytes: int = 2 * HISTORY_LIMIT):
         self._entries: list[_Said | _ToolUse] = [_Said(m.role, m.text) for m in initial]
         self._turn_start = len(self._entries)  # index after the last finished assistant turn
+        self._last_turn_start = self._turn_start  # where that finished turn began
         self._keep_bytes = keep_bytes
 
     def user(self, text: str) -> None:
@@ -84,7 +87,39 @@ class ConversationLog:
 
     def turn_over(self) -> None:
         """An assistant turn ended (finished or cut): what follows is a new exchange."""
+        self._last_turn_start = self._turn_start
         self._turn_start = len(self._entries)
+
+    def keep_heard(self, fraction: float) -> None:
+        """The listener heard only the first ``fraction`` of the last finished turn's speech
+        (a phone's playback lags the model): its assistant text is cut to that share, at a word,
+        with an ellipsis (tool lines stay: what a tool did happened)."""
+        if fraction >= 1:
+            return
+        turn = range(self._last_turn_start, self._turn_start)
+        said = [
+            i
+            for i in turn
+            if isinstance(self._entries[i], _Said) and not _is_user(self._entries[i])
+        ]
+        budget = round(sum(len(self._entries[i].text) for i in said) * max(0.0, fraction))
+        dropped: list[int] = []
+        for i in said:
+            text = self._entries[i].text
+            if budget >= len(text):
+                budget -= len(text)
+                continue
+            if budget > 0:
+                cut = text[:budget]
+                space = cut.rfind(" ")
+                cut = (cut[:space] if space > 0 else cut).rstrip()
+                self._entries[i] = _Said("assistant", f"{cut}…")
+                budget = 0
+            else:
+                dropped.append(i)
+        for i in reversed(dropped):
+            del self._entries[i]
+        self._turn_start -= len(dropped)
 
     def rewind_unanswered(self) -> str | None:
         """Remove the user's words since the last finished turn, and the partial answer given
@@ -106,6 +141,11 @@ class ConversationLog:
         while len(self._entries) > 1 and total > self._keep_bytes:
             total -= len(self._entries.pop(0).text.encode())
             self._turn_start = max(0, self._turn_start - 1)
+            self._last_turn_start = max(0, self._last_turn_start - 1)
+
+
+def _is_assistant_said(entry: _Said | _ToolUse) -> bool:
+    return isinstance(entry, _Said) and entry.role == "assistant"
 
 
 def _is_user(entry: _Said | _ToolUse) -> bool:

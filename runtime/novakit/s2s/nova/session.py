@@ -309,6 +309,9 @@ class NovaSession(Session):
     def history(self) -> list[Message]:
         return self._log.messages()
 
+    def keep_heard(self, fraction: float) -> None:
+        self._log.keep_heard(fraction)
+
     async def close(self) -> None:
         if self._phase is Phase.NEW:
             self._move(Step.CLOSE)
