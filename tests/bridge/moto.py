@@ -36,7 +36,8 @@ def moto_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        # moto imports much at start: on a machine whose cores are busy that takes a while
+        deadline = time.monotonic() + 90
         while True:
             try:
                 urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()

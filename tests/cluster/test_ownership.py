@@ -37,7 +37,7 @@ disruptions = st.one_of(
 )
 
 
-@pytest.mark.timeout(150 * EXAMPLES + 60)  # each example is a cluster's life, on a busy machine
+@pytest.mark.timeout(240 * EXAMPLES + 60)  # each example is a cluster's life, on a busy machine
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
