@@ -4,14 +4,21 @@ model was offered, what the caller heard and echoed, and who closed what are ass
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
+import io
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import websockets
 
-from novakit.bridge.hangup import END_CALL
-from novakit.call import CallOptions, place_call
+from novakit import audio
+from novakit.bridge.hangup import END_CALL, PLAY_MARGIN_SECONDS
+from novakit.call import CallOptions, TwilioCaller, place_call, twilio_signature
 from novakit.emulator import Outcome, Script, ScriptTurn, ToolCall
 from novakit.g711 import pcm_to_ulaw, ulaw_to_pcm
 from novakit.talk import Exit
@@ -56,10 +63,11 @@ async def test_the_agent_hangs_up_once_the_caller_heard_its_goodbye(hangup_on, t
     options = CallOptions(
         stream_url(hangup_on), auth_token=AUTH_TOKEN, wav=question(tmp_path), quiet=4, timeout=20
     )
-    result = await place_call(options)
+    printed = io.StringIO()
+    result = await place_call(options, printed)
     assert result.exit is Exit.OK, result.lines
     assert result.agent_hung_up, result.lines
-    assert result.lines[-1].endswith("agent: hangs up")
+    assert printed.getvalue().splitlines()[-1].endswith("agent: hangs up")  # as novakit call
     assert "agent: spoke" in result.lines[-2]
     (record,) = await hangup_on.emulator.wait_for_streams(1)
     assert END_CALL.name in offered_tools(record)
@@ -123,3 +131,45 @@ async def test_a_caller_who_speaks_over_the_goodbye_is_not_hung_up_on(hangup_on,
     assert len(spoken) == 2, result.lines
     (record,) = await hangup_on.emulator.wait_for_streams(1)
     assert record.outcome is Outcome.COMPLETED
+
+
+async def goodbye_without_playing(stack: Stack, *, echo_marks: bool) -> tuple[float, float]:
+    """A caller that asks to hang up, then receives the goodbye without playing it: marks are
+    echoed the moment they arrive, or never. Returns (seconds from the last media to the
+    close, seconds of goodbye audio received)."""
+    caller = TwilioCaller()
+    url = stream_url(stack)
+    headers = {"X-Twilio-Signature": twilio_signature(AUTH_TOKEN, url)}
+    said = audio.speech_like(1.0, 8000) + audio.silence(1.0, 8000)
+    loop = asyncio.get_running_loop()
+    last_media, media_bytes = None, 0
+    async with websockets.connect(url, additional_headers=headers) as ws:
+        await ws.send(caller.connected())
+        await ws.send(caller.start())
+        for i in range(0, len(said), 320):
+            await ws.send(caller.media(said[i : i + 320]))
+        async with asyncio.timeout(30):
+            with contextlib.suppress(websockets.ConnectionClosed):
+                async for message in ws:
+                    event = json.loads(message)
+                    if event["event"] == "media":
+                        last_media = loop.time()
+                        media_bytes += len(base64.b64decode(event["media"]["payload"]))
+                    elif event["event"] == "mark" and echo_marks:
+                        await ws.send(message)  # "played" at once
+        closed = loop.time()
+    assert last_media is not None and ws.close_code == 1000  # the server closed the stream
+    return closed - last_media, media_bytes / 8000
+
+
+async def test_the_hang_up_waits_for_the_marks_and_is_bounded_without_them(hangup_on):
+    goodbye = ScriptTurn(transcript="bye", reply=GOODBYE, tool=ToolCall(END_CALL.name))
+    hangup_on.emulator.script = Script((goodbye, goodbye))
+    # Echoed at once: the call ends as soon as the goodbye's last mark comes back.
+    prompt, _ = await goodbye_without_playing(hangup_on, echo_marks=True)
+    # Never echoed (a caller whose audio never plays): the bound, goodbye's length + 3 s.
+    bounded, seconds = await goodbye_without_playing(hangup_on, echo_marks=False)
+    assert prompt < 1.5
+    assert PLAY_MARGIN_SECONDS <= bounded <= seconds + PLAY_MARGIN_SECONDS + 1.5
+    records = await hangup_on.emulator.wait_for_streams(2)
+    assert all(r.input_names()[-1] == "sessionEnd" for r in records)
