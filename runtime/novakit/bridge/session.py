@@ -705,11 +705,7 @@ class BridgeSession:
             if ending.check(now, played_out=played_out() if played_out is not None else True):
                 self.end(END_CALL_REASON)
                 return
-            wakeup = ending.next_wakeup()
-            self._call_ending_changed.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(None if wakeup is None else max(0.0, wakeup - now)):
-                    await self._call_ending_changed.wait()
+            await _changed_or_due(self._call_ending_changed, ending.next_wakeup(), now)
 
     async def _run_tool(self, session: s2s.Session, call: s2s.ToolCall) -> None:
         outcome = await self._tools.run(
@@ -826,12 +822,8 @@ class BridgeSession:
                 if not await self._client_present():
                     liveness.gone_reported(time.monotonic(), LivenessEnd.CLIENT_ABSENT)
                 continue
-            wakeup = liveness.next_wakeup()
             # A timer, not an ordering: frames that arrive meanwhile move the deadline on.
-            self._liveness_changed.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(None if wakeup is None else max(0.0, wakeup - now)):
-                    await self._liveness_changed.wait()
+            await _changed_or_due(self._liveness_changed, liveness.next_wakeup(), now)
 
     async def _client_present(self) -> bool:
         """GET @connections/{id}: False only on 410 Gone. Any other failure is logged and
@@ -1003,6 +995,14 @@ def client_error_text(code: str) -> str:
     text = _CLIENT_ERROR_TEXTS.get(code, "the connection to the model failed")
     safe = code if code.replace("_", "").isalnum() and len(code) <= 32 else "other"
     return f"{text} ({safe})"
+
+
+async def _changed_or_due(changed: asyncio.Event, wakeup: float | None, now: float) -> None:
+    """Wait until ``changed`` is set, or the monotonic time ``wakeup`` (None: no deadline)."""
+    changed.clear()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(None if wakeup is None else max(0.0, wakeup - now)):
+            await changed.wait()
 
 
 def _model_choices(
