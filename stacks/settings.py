@@ -86,10 +86,11 @@ class Settings:
     # Phone calls through Twilio Media Streams (docs/phone.md): the twilio stage, the
     # incoming-call webhook and the auth token's secret. Greeting: said before the agent
     # answers; numbers: a JSON object, per called number ("*": any other), of greeting, voice
-    # and instructions.
+    # and instructions. Hang-up: the model may end a call with the bridge's end_call tool.
     twilio: bool = False
     twilio_greeting: str = ""
     twilio_numbers: str = ""
+    twilio_hangup: bool = False
 
     @property
     def task_range(self) -> tuple[int, int]:
@@ -179,6 +180,10 @@ class Settings:
             )
         if self.twilio:
             self._check_twilio()
+        elif self.twilio_hangup:
+            raise SettingsError(
+                "twilio_hangup=true lets the model end phone calls: needs twilio=true"
+            )
         version = self.gateway_secret_version
         if version and not (
             32 <= len(version) <= 64 and all(c.isalnum() or c == "-" for c in version)

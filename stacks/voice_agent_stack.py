@@ -171,6 +171,8 @@ class VoiceAgentStack(Stack):
             environment["NOVAKIT_INSTRUCTIONS"] = settings.instructions
         if settings.allow_retired_model:
             environment["NOVAKIT_ALLOW_RETIRED_MODEL"] = "1"
+        if settings.twilio_hangup:  # the model may end phone calls (docs/phone.md)
+            environment["NOVAKIT_PHONE_HANGUP"] = "1"
         self.bridge = BridgeService(
             self,
             "Bridge",

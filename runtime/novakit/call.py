@@ -241,6 +241,8 @@ class CallResult:
     caller: TwilioCaller
     #: The call as the caller lived it, one line per event (what ``novakit call`` prints).
     lines: list[str] = field(default_factory=list)
+    #: The agent ended the call (the bridge closed the stream), not the caller.
+    agent_hung_up: bool = False
 
 
 class _Timeline:
@@ -255,6 +257,7 @@ class _Timeline:
         self.agent_ms = 0  # of the current answer, played so far
         self.gap_ms = 0  # since its audio last played
         self.answers = 0
+        self.agent_hung_up = False  # the bridge closed the stream (else the caller hung up)
 
     def say(self, line: str) -> None:
         self.lines.append(line)
@@ -320,7 +323,7 @@ async def place_call(options: CallOptions, stdout: TextIO | None = None) -> Call
         timeline.say(f"protocol error (Twilio would fail the stream): {error}")
     if caller.errors and code is Exit.OK:
         code = Exit.SESSION
-    return CallResult(code, caller, timeline.lines)
+    return CallResult(code, caller, timeline.lines, agent_hung_up=timeline.agent_hung_up)
 
 
 async def _converse(
@@ -385,10 +388,19 @@ class _Call:
         self.ticks += 1
         at = self.ticks * FRAME_MS / 1000
         due = self.started + at / self.options.speed
-        await self._say()
-        await self._listen(at)
-        if not await self._take_messages(at):
-            self.timeline.say(f"{at:6.2f} s  the agent hung up")
+        import websockets
+
+        try:
+            await self._say()
+            await self._listen(at)
+            open_ = await self._take_messages(at)
+        except websockets.ConnectionClosed:
+            open_ = False
+        if not open_:
+            # The bridge closed the stream: on Twilio, the call ends (the agent hung up).
+            self.timeline.end_answer(at, "")
+            self.timeline.say(f"{at:6.2f} s  agent: hangs up")
+            self.timeline.agent_hung_up = True
             return Exit.OK if self.timeline.answers else Exit.SESSION
         outcome = await self._next_step(at)
         if outcome is None:

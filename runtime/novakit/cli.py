@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="check Twilio's signature on /twilio with this auth token, as the stack does "
         "(default: $TWILIO_AUTH_TOKEN; none: /twilio is open)",
     )
+    dev.add_argument(
+        "--phone-hangup",
+        action="store_true",
+        help="let the model end phone calls (the end_call tool), as -c twilio_hangup=true does",
+    )
     dev.add_argument("--batch-ms", type=int, default=100, help="audio per output frame (100)")
     dev.add_argument(
         "--script",
@@ -107,6 +112,7 @@ def _dev(parsed: argparse.Namespace) -> int:
         web_dir=parsed.web,
         token=parsed.token,
         twilio_auth_token=parsed.twilio_auth_token or None,
+        phone_hangup=parsed.phone_hangup,
         batch_ms=parsed.batch_ms,
     )
     from .bridge.tools import ToolSetupError

@@ -42,6 +42,8 @@ class DevOptions:
     token: str | None = None
     # The phone stage checks Twilio's handshake signature with this auth token (None: open).
     twilio_auth_token: str | None = None
+    # The model may end phone calls with the bridge's end_call tool (docs/phone.md).
+    phone_hangup: bool = False
     batch_ms: int = 100
     # The emulator's script (an emulator Script); its turns come first.
     script: Any = None
@@ -142,6 +144,7 @@ async def local_stack(
             port=0,
             tools_dir=tools_dir,
             batch_ms=options.batch_ms,
+            phone_hangup=options.phone_hangup,
             drain_seconds=2.0,
             provider_extra=provider_extra,
             region=_region(options),

@@ -94,6 +94,21 @@ def test_a_retired_model_needs_the_bridges_explicit_setting() -> None:
     assert Bridge(allowed).engine is not None
 
 
+def test_phone_hangup_refuses_a_deployment_tool_of_the_built_in_tools_name() -> None:
+    from novakit.bridge.app import Bridge
+    from novakit.bridge.tools import BoundTool, LocalInvoker, ToolSetupError
+    from novakit.s2s import ToolDefinition
+
+    env = {"NOVAKIT_CONNECTIONS_URL": "http://127.0.0.1:8080", **SECRET_ENV}
+    own = BoundTool(ToolDefinition("end_call", "hangs up"), 2.0, LocalInvoker("end_call", print))
+    settings = BridgeSettings.from_env({**env, "NOVAKIT_PHONE_HANGUP": "1"})
+    assert settings.phone_hangup is True
+    with pytest.raises(ToolSetupError, match="built-in hang-up tool"):
+        Bridge(settings, tools=[own])
+    # Without the setting the name is the deployment's to use.
+    assert len(Bridge(BridgeSettings.from_env(env), tools=[own]).tools) == 1
+
+
 def test_the_gateway_secret_rules() -> None:
     url = {"NOVAKIT_CONNECTIONS_URL": "http://127.0.0.1:8080"}
     rotating = BridgeSettings.from_env(

@@ -17,7 +17,13 @@ NUMBERS = '{"+15550199": {"greeting": "Thanks for calling.", "voice": "tiffany"}
 
 @pytest.fixture(scope="module")
 def phone(synth, two_tools):
-    return synth("twilio-numbers", tools=two_tools, twilio="true", twilio_numbers=NUMBERS)
+    return synth(
+        "twilio-numbers",
+        tools=two_tools,
+        twilio="true",
+        twilio_numbers=NUMBERS,
+        twilio_hangup="true",
+    )
 
 
 def function_of(phone, construct):
@@ -107,6 +113,17 @@ def test_the_bundles_hold_the_twilio_modules_they_import(phone, function):
     subprocess.run([sys.executable, "-S", "-c", script], cwd=folder, check=True, timeout=60)
 
 
+def bridge_environment(synthesized):
+    (task,) = synthesized.resources("AWS::ECS::TaskDefinition").values()
+    (definition,) = task["Properties"]["ContainerDefinitions"]
+    return {e["Name"]: e["Value"] for e in definition["Environment"]}
+
+
+def test_twilio_hangup_lets_the_bridge_offer_end_call(phone, default):
+    assert bridge_environment(phone)["NOVAKIT_PHONE_HANGUP"] == "1"
+    assert "NOVAKIT_PHONE_HANGUP" not in bridge_environment(default)  # off by default
+
+
 def test_the_default_deployment_has_no_phone(default):
     assert default.stack.phone is None
     assert "TwilioWebhookUrl" not in default.raw["Outputs"]
@@ -131,6 +148,12 @@ def test_the_default_deployment_has_no_phone(default):
 def test_phone_settings_are_checked(context, message):
     with pytest.raises(SettingsError, match=message):
         Settings.from_context({"region": REGION, "twilio": "true", **context})
+
+
+def test_hanging_up_needs_phone_calls():
+    with pytest.raises(SettingsError, match="needs twilio=true"):
+        Settings.from_context({"region": REGION, "twilio_hangup": "true"})
+    assert Settings.from_context({"region": REGION, "twilio": "true", "twilio_hangup": "true"})
 
 
 def _list(value):

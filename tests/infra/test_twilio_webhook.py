@@ -92,6 +92,8 @@ def rebuilt(twiml: str) -> str:
                 assert parameter.tag == "Parameter"
                 built.parameter(name=parameter.get("name"), value=parameter.get("value"))
             response.append(connect)
+        elif child.tag == "Hangup":
+            response.hangup()
         else:
             raise AssertionError(f"unexpected TwiML verb {child.tag}")
     return str(response)
@@ -117,6 +119,8 @@ def test_a_signed_call_is_connected_to_the_stream_with_its_parameters(webhook) -
         "called": CALL["To"],
     }
     assert ET.fromstring(twiml).find("Say") is None
+    # When the bridge closes the stream (the agent hung up), what follows <Connect> ends the call.
+    assert [child.tag for child in ET.fromstring(twiml)] == ["Connect", "Hangup"]
 
 
 def test_a_plain_body_is_read_too(webhook) -> None:
@@ -132,7 +136,7 @@ def test_greeting_voice_and_instructions_per_called_number(webhook, monkeypatch)
     twiml = webhook.handler(post(CALL, sign(CALL)))["body"]
     assert rebuilt(twiml) == twiml
     root = ET.fromstring(twiml)
-    assert [child.tag for child in root] == ["Say", "Connect"]  # the greeting comes first
+    assert [child.tag for child in root] == ["Say", "Connect", "Hangup"]  # greeting first
     assert root.find("Say").text == "Thanks for calling the bakery."
     assert parameters(twiml)["voice"] == "tiffany"
     other = {**CALL, "To": "+15550111"}

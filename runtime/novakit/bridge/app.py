@@ -46,13 +46,14 @@ from .connections import (
 from .dialects import dialect_for_stage
 from .directory import Directory, DynamoDirectory, MemoryDirectory, SessionRecord
 from .ended import EndedConnections
+from .hangup import END_CALL
 from .lease import SessionLease
 from .metrics import Metrics
 from .protocol import ErrorCode, ProtocolError
 from .session import BridgeSession
-from .settings import BridgeSettings
+from .settings import PREFIX, BridgeSettings
 from .tenure import Heartbeat, Tenure
-from .tools import BoundTool, ToolRunner, tools_from_folder, tools_from_manifest
+from .tools import BoundTool, ToolRunner, ToolSetupError, tools_from_folder, tools_from_manifest
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,11 @@ class Bridge:
             if settings.tools_dir is not None:
                 tools = [*tools, *tools_from_folder(settings.tools_dir)]
         self.tools = ToolRunner(tools)
+        if settings.phone_hangup and any(d.name == END_CALL.name for d in self.tools.definitions):
+            raise ToolSetupError(
+                f"a tool is named {END_CALL.name!r}, the name of the phone's built-in hang-up"
+                f" tool ({PREFIX}PHONE_HANGUP=1): rename the tool"
+            )
         self.engine = engine or s2s.new(
             "nova",
             s2s.Config(

@@ -50,6 +50,7 @@ UNITS = {
             "EndedOwnershipMoved",
             "EndedHandedOver",
             "EndedShutdown",
+            "EndedByAgent",
             "EndedOther",
         )
     },

@@ -21,6 +21,7 @@ from typing import Any
 from .. import s2s
 from .connections import ConnectionGone, ConnectionsClient
 from .dialects import V1, ConnectionCodec, Dialect
+from .hangup import END_CALL, END_CALL_REASON, CallEnding, end_call_result
 from .lease import SessionLease
 from .liveness import Liveness, LivenessEnd
 from .metrics import Metrics
@@ -80,6 +81,7 @@ END_METRICS: dict[str, str] = {
     "protocol error": "EndedProtocolError",
     "internal error": "EndedInternalError",
     "ownership moved": "EndedOwnershipMoved",
+    END_CALL_REASON: "EndedByAgent",
     "this task is stopping": "EndedHandedOver",
     "server shutting down": "EndedShutdown",
 }
@@ -188,6 +190,11 @@ class BridgeSession:
         self._voice = settings.voice
         # Tools the client declared and runs itself, and their calls awaiting its answer.
         self._client_tools, self._client_calls = frozenset[str](), set[str]()
+        # The phone's end_call tool, run by the bridge itself, when the deployment offers it.
+        self._call_ending, self._call_ending_changed = (
+            CallEnding() if settings.phone_hangup and dialect.closing_hangs_up else None,
+            asyncio.Event(),
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._sequence_timer: asyncio.TimerHandle | None = None
@@ -198,8 +205,7 @@ class BridgeSession:
         self._told_ended = False  # the client was told the conversation is over
         # Set when the session has ended: the conversation is over for good (not handed over,
         # not taken by another task), and whether the WebSocket is known to be closed.
-        self.conversation_over = False
-        self.connection_closed = False
+        self.conversation_over = self.connection_closed = False
         self.created = time.monotonic()
         self._liveness = Liveness(
             self.created,
@@ -223,7 +229,10 @@ class BridgeSession:
 
     def parse(self, body: bytes) -> Sequence[ClientFrame]:
         """One client frame in this connection's protocol; raises ``ProtocolError``."""
-        return self._batcher.parse(body)
+        frames = self._batcher.parse(body)
+        if self._call_ending is not None and self._call_ending.pending:
+            self._call_ending_changed.set()  # a mark echo may say the goodbye was heard
+        return frames
 
     def receive(self, frame: ClientFrame) -> None:
         if self.state in (State.ENDING, State.ENDED):
@@ -431,7 +440,9 @@ class BridgeSession:
                 output_sample_rate=self._batcher.sample_rate,
                 history=self._resumed_history,
                 send_guard=self.lease.guard if self.lease is not None else None,
-                **_model_choices(self._engine.config.tools, self._start_options),
+                **_model_choices(
+                    self._engine.config.tools, self._start_options, builtin=self._builtin_tools
+                ),
             )
         except (s2s.ConfigError, s2s.ProviderError) as exc:
             code = getattr(exc, "code", "config")
@@ -477,7 +488,7 @@ class BridgeSession:
     def _client_tools_of(self, start: ClientStart) -> tuple[s2s.ToolDefinition, ...]:
         """The tools the client declared to run itself, but those named like one of the
         deployment's (which the bridge runs): refused, the deployment's is kept."""
-        own = {t.name for t in self._engine.config.tools}
+        own = {t.name for t in self._own_tools}
         taken = [t.name for t in start.client_tools if t.name in own]
         if taken:
             self.reject(
@@ -567,11 +578,16 @@ class BridgeSession:
                         self._awaiting_audio_since = None
                     self._post(self._batcher.audio(pcm, now))
                     self._arm_flush_timer()
+                    if self._call_ending is not None:
+                        self._call_ending.audio(len(pcm) * 500 / self._batcher.sample_rate)
                 case s2s.TextOutput(text=text, final=final):
                     self._post(self._batcher.assistant_text(text, final, now))
                 case s2s.Transcript(text=text):
                     self._awaiting_audio_since = now
                     self._post(self._batcher.transcript(text, now))
+                case s2s.ToolCallRequest(tool_call=call) if self._is_end_call(call):
+                    self._post(self._batcher.tool_call(call, now, on_client=False))
+                    self._end_call(session, call, now)
                 case s2s.ToolCallRequest(tool_call=call) if call.name in self._client_tools:
                     # Declared by the client, which runs it and answers (ClientToolResult).
                     self._client_calls.add(call.call_id)
@@ -583,6 +599,7 @@ class BridgeSession:
                     self._post(self._batcher.turn_end(now, self._last_usage))
                     self._last_usage = None
                     self._persist()
+                    self._hang_up_after_turn(now)
                 case s2s.Interrupted(reason=why):
                     reason = _CLEAR_REASONS.get(why, "barge_in")
                     self.sender.barge_in(self._batcher.barge_in(reason, now), since=now)
@@ -590,6 +607,7 @@ class BridgeSession:
                     if heard is not None:  # the history keeps what the listener heard
                         session.keep_heard(heard)
                     self._persist()
+                    self._keep_call_after_barge_in()
                 case s2s.UsageUpdate(usage=usage):
                     self._last_usage = usage  # v1 sends it once per turn, not per model event
                     self._post(self._batcher.usage_update(usage, now))
@@ -635,6 +653,59 @@ class BridgeSession:
             )
         else:
             log.debug("event not forwarded: %s", event.type, extra=self._log_extra)
+
+    @property
+    def _own_tools(self) -> list[s2s.ToolDefinition]:
+        """The tools the bridge runs: the deployment's, and the phone's ``end_call`` if offered."""
+        return [*self._engine.config.tools, *self._builtin_tools]
+
+    @property
+    def _builtin_tools(self) -> list[s2s.ToolDefinition]:
+        return [END_CALL] if self._call_ending is not None else []
+
+    def _is_end_call(self, call: s2s.ToolCall) -> bool:
+        return self._call_ending is not None and call.name == END_CALL.name
+
+    def _end_call(self, session: s2s.Session, call: s2s.ToolCall, now: float) -> None:
+        """The model asked to hang up: answered at once (say goodbye); the call ends once the
+        goodbye has been heard (hangup.py)."""
+        assert self._call_ending is not None
+        first = not self._call_ending.pending
+        self._call_ending.requested(now)
+        log.info("the model asked to end the call", extra=self._log_extra)
+        self._post(
+            self._batcher.tool(call.call_id, call.name, "succeeded", now, ms=0, output="ending")
+        )
+        self._spawn(self._answer_end_call(session, call), "end-call")
+        if first:
+            self._spawn(self._hang_up_when_heard(self._call_ending), "hang-up")
+
+    def _hang_up_after_turn(self, now: float) -> None:
+        if self._call_ending is not None and self._call_ending.pending:
+            self._call_ending.turn_ended(now)  # the goodbye is said; now it must be heard
+            self._call_ending_changed.set()
+
+    def _keep_call_after_barge_in(self) -> None:
+        if self._call_ending is not None and self._call_ending.barge_in():
+            log.info("the caller spoke over the goodbye: not hanging up", extra=self._log_extra)
+            self._call_ending_changed.set()
+
+    async def _answer_end_call(self, session: s2s.Session, call: s2s.ToolCall) -> None:
+        try:
+            await session.send_tool_result(end_call_result(call.call_id))
+        except (s2s.SessionClosedError, ValueError) as exc:
+            log.info("end_call result not delivered: %s", exc, extra=self._log_extra)
+
+    async def _hang_up_when_heard(self, ending: CallEnding) -> None:
+        """Wait until the goodbye has been heard (or its bound passed), then end the session:
+        the model stream closes and the connection is closed, which ends the call."""
+        played_out = getattr(self._batcher, "played_out", None)
+        while self.state is State.OPEN and ending.pending:
+            now = time.monotonic()
+            if ending.check(now, played_out=played_out() if played_out is not None else True):
+                self.end(END_CALL_REASON)
+                return
+            await _changed_or_due(self._call_ending_changed, ending.next_wakeup(), now)
 
     async def _run_tool(self, session: s2s.Session, call: s2s.ToolCall) -> None:
         outcome = await self._tools.run(
@@ -751,12 +822,8 @@ class BridgeSession:
                 if not await self._client_present():
                     liveness.gone_reported(time.monotonic(), LivenessEnd.CLIENT_ABSENT)
                 continue
-            wakeup = liveness.next_wakeup()
             # A timer, not an ordering: frames that arrive meanwhile move the deadline on.
-            self._liveness_changed.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(None if wakeup is None else max(0.0, wakeup - now)):
-                    await self._liveness_changed.wait()
+            await _changed_or_due(self._liveness_changed, liveness.next_wakeup(), now)
 
     async def _client_present(self) -> bool:
         """GET @connections/{id}: False only on 410 Gone. Any other failure is logged and
@@ -930,12 +997,26 @@ def client_error_text(code: str) -> str:
     return f"{text} ({safe})"
 
 
-def _model_choices(own: Sequence[s2s.ToolDefinition], start: ClientStart) -> dict[str, Any]:
+async def _changed_or_due(changed: asyncio.Event, wakeup: float | None, now: float) -> None:
+    """Wait until ``changed`` is set, or the monotonic time ``wakeup`` (None: no deadline)."""
+    changed.clear()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(None if wakeup is None else max(0.0, wakeup - now)):
+            await changed.wait()
+
+
+def _model_choices(
+    own: Sequence[s2s.ToolDefinition],
+    start: ClientStart,
+    *,
+    builtin: Sequence[s2s.ToolDefinition] = (),
+) -> dict[str, Any]:
     """``Engine.start`` options a client's start may add: its own tools (beside the
-    deployment's), which tool the model must use, Nova's endpointing sensitivity."""
+    deployment's and the bridge's built-in ones), which tool the model must use, Nova's
+    endpointing sensitivity."""
     choices: dict[str, Any] = {}
-    if start.client_tools:
-        choices["tools"] = [*own, *start.client_tools]
+    if start.client_tools or builtin:
+        choices["tools"] = [*own, *builtin, *start.client_tools]
     if start.tool_choice == "any":
         choices["tool_choice"] = "any"
     elif start.tool_choice not in (None, "auto"):

@@ -42,6 +42,8 @@ class BridgeSettings:
     voice: str = "matthew"
     instructions: str = "You are a helpful voice assistant. Keep answers short and spoken."
     allow_client_instructions: bool = False
+    phone_hangup: bool = False
+    """Offer phone calls' models the built-in ``end_call`` tool (docs/phone.md)."""
     batch_ms: int = 100
     max_sessions: int = 200
     tools_manifest: tuple[Mapping[str, Any], ...] = ()
@@ -118,6 +120,7 @@ class BridgeSettings:
             voice=reader.text("VOICE") or cls.voice,
             instructions=reader.text("INSTRUCTIONS") or cls.instructions,
             allow_client_instructions=reader.flag("ALLOW_CLIENT_INSTRUCTIONS"),
+            phone_hangup=reader.flag("PHONE_HANGUP"),
             batch_ms=reader.integer("BATCH_MS", cls.batch_ms, 20, 1000),
             max_sessions=reader.integer("MAX_SESSIONS", cls.max_sessions, 1, 100_000),
             tools_manifest=reader.manifest("TOOLS"),
@@ -171,6 +174,7 @@ class BridgeSettings:
             (f"{PREFIX}VOICE", "default voice (default matthew)"),
             (f"{PREFIX}INSTRUCTIONS", "the system prompt"),
             (f"{PREFIX}ALLOW_CLIENT_INSTRUCTIONS", "let clients replace the system prompt (0/1)"),
+            (f"{PREFIX}PHONE_HANGUP", "let the model end phone calls: the end_call tool (0/1)"),
             (f"{PREFIX}BATCH_MS", "audio per output frame, in ms of audio, 20-1000 (default 100)"),
             (f"{PREFIX}MAX_SESSIONS", "sessions this process accepts (default 200)"),
             (f"{PREFIX}TOOLS", "tool manifest: a JSON list, or @path to a JSON file"),

@@ -462,6 +462,7 @@ class TwilioOutbound:
         "heard_ms",
         "hold_ms",
         "interrupted",
+        "marks_outstanding",
         "sent_ms",
         "stream_sid",
     )
@@ -482,6 +483,7 @@ class TwilioOutbound:
         self.heard_ms = 0  # of the current answer, played to the caller (echoed marks)
         self._cleared_answer = -1  # marks of this answer echoed after its clear: not played
         self.interrupted: tuple[int, int] | None = None
+        self.marks_outstanding = 0  # marks sent that Twilio has not echoed yet
         self.counters = OutboundCounters()
 
     @property
@@ -546,6 +548,8 @@ class TwilioOutbound:
         answer, _, ms = name.partition(":")
         if not (answer.isdigit() and ms.isdigit()):
             return  # not one of ours
+        # Twilio echoes every mark once, in order: played, or dropped by a clear.
+        self.marks_outstanding = max(0, self.marks_outstanding - 1)
         number, heard = int(answer), int(ms)
         if number == self.answer and number != self._cleared_answer:
             self.heard_ms = max(self.heard_ms, min(heard, self.sent_ms))
@@ -572,6 +576,7 @@ class TwilioOutbound:
                 self.counters.audio_ms += len(ulaw) * 1000 / SAMPLE_RATE
                 messages.append(encode_mark(self.stream_sid, f"{self.answer}:{self.sent_ms}"))
                 self.counters.mark_messages += 1
+                self.marks_outstanding += 1
         del self._buf[:end]
         if end:
             # What is left came with the latest chunk (at the earliest): date it so.

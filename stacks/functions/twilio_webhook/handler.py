@@ -75,7 +75,9 @@ def request_url(event: dict[str, Any]) -> str:
 
 
 def twiml(params: dict[str, str], numbers: dict[str, dict[str, str]]) -> str:
-    """The TwiML for a call: greeting, then the stream to the agent with its parameters."""
+    """The TwiML for a call: greeting, then the stream to the agent with its parameters, then
+    ``<Hangup/>``: when the bridge closes the stream (the agent ended the call), Twilio goes on
+    with the TwiML after ``<Connect>``, and this ends the call."""
     called = params.get("To", "")
     config = numbers.get(called) or numbers.get("*") or {}
     response = VoiceResponse()
@@ -95,6 +97,7 @@ def twiml(params: dict[str, str], numbers: dict[str, dict[str, str]]) -> str:
         if value:
             stream.parameter(name=name, value=value[: MAX_PARAMETER_CHARS - len(name)])
     response.append(connect)
+    response.hangup()
     return str(response)
 
 

@@ -160,3 +160,6 @@ class Dialect:
     #: ``new_codec(batch_ms=..., saved=...)``: a codec for a new connection, or one carrying on
     #: from ``saved`` (what :meth:`ConnectionCodec.saved_state` returned on the previous owner).
     new_codec: Callable[..., ConnectionCodec]
+    #: Closing the connection ends a phone call (Twilio's ``<Connect><Stream>``): the bridge
+    #: may offer the model the built-in ``end_call`` tool (:mod:`novakit.bridge.hangup`).
+    closing_hangs_up: bool = False

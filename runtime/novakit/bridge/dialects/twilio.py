@@ -149,6 +149,10 @@ class TwilioCodec:
     def pong(self, id: str | int | None, now: float) -> list[str]:
         return []
 
+    def played_out(self) -> bool:
+        """Twilio has echoed every mark sent: the caller heard all the audio (or it was cleared)."""
+        return self.outbound.marks_outstanding == 0
+
     def heard_fraction(self) -> float | None:
         interrupted = self.outbound.interrupted
         if interrupted is None:
@@ -185,4 +189,5 @@ TWILIO = Dialect(
         is_nonfatal_error=_never,
     ),
     _new_codec,
+    closing_hangs_up=True,
 )
