@@ -165,3 +165,43 @@ def test_the_grammar_holds_embedded_questions_after_an_opener_only() -> None:
     assert recognizer._complete_phrase("could you tell me what time it is in paris")
     assert recognizer._complete_phrase("what time is it in paris")
     assert not recognizer._complete_phrase("what time it is in paris")
+
+
+def test_phrases_that_end_alike_share_one_copy_of_their_slot_values() -> None:
+    """Each slot's values appear once in the search, whatever the number of phrases (and
+    openers and embedded orders) before them; the phrases heard stay the same."""
+    times = ToolExamples(
+        "get_time",
+        TIME.input_schema,
+        (
+            "what time is it in {timezone}",
+            "what is the time in {timezone}",
+            "{timezone} time",
+            "what day is it in {timezone} today",
+        ),
+        values={"timezone": "timezones"},
+    )
+    recognizer = Recognizer(Matcher([times, WEATHER]).vocabulary(), SMALL_TALK, fallback=False)
+    assert recognizer.grammar is not None
+    public = next(line for line in recognizer.grammar.splitlines() if line.startswith("public"))
+    # Three endings: "<tz>" (two phrases, each also embedded), "<tz> time", "<tz> today".
+    assert public.count("<get_time_timezone>") == 3
+    assert public.count("<weather_city>") == 1
+    for heard in (
+        "what time is it in paris",
+        "could you tell me what time it is in paris",
+        "what is the time in tokyo please",
+        "paris time",
+        "please paris time",
+        "what day is it in tokyo today",
+        "do you know what day it is in tokyo today",
+        "what is the weather in london",
+        "thank you",
+    ):
+        assert recognizer._complete_phrase(heard), heard
+    for not_heard in (
+        "what time it is in paris",
+        "what time is it in",
+        "what is the time in today",
+    ):
+        assert not recognizer._complete_phrase(not_heard), not_heard
