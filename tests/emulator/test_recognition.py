@@ -9,6 +9,7 @@ from novakit.emulator.answers import SMALL_TALK
 from novakit.emulator.matching import Matcher, ToolExamples
 from novakit.emulator.recognition import (
     LANGUAGE_MODEL_SECONDS,
+    NEIGHBOURS,
     PAD_SECONDS,
     Heard,
     Recognizer,
@@ -205,3 +206,46 @@ def test_phrases_that_end_alike_share_one_copy_of_their_slot_values() -> None:
         "what is the time in today",
     ):
         assert not recognizer._complete_phrase(not_heard), not_heard
+
+
+def test_the_decode_at_a_pause_weighs_the_values_pronounced_like_the_first_pass_heard(
+    recognizer: Recognizer,
+) -> None:
+    narrowed = recognizer._narrowed("what time is it in perth")
+    assert narrowed is not None
+    rules = {
+        line.split(" = ")[0]: line.rstrip(";").split(" = ")[1].split(" | ")
+        for line in narrowed.splitlines()
+        if line.startswith("<get_time") or line.startswith("<weather")
+    }
+    for values in rules.values():
+        assert len(values) == NEIGHBOURS
+        assert values[0] == "perth"  # the value heard first, then the nearest by phones
+        assert "paris" in values  # P ER TH / P EH R IH S: the confusion a pause must undo
+        assert "tokyo" not in values
+    assert recognizer._narrowed("thank you") is None  # no value heard: the whole grammar
+
+
+@pytest.mark.parametrize(
+    ("said", "name"),
+    [
+        ("what time is it in Tokyo", "matthew"),
+        ("what is the weather in London", "amy"),
+        ("what time is it in Madrid", "tiffany"),
+    ],
+)
+def test_an_utterance_fed_as_it_is_spoken_is_heard_in_two_passes(
+    recognizer: Recognizer, voice: Synthesizer, said: str, name: str
+) -> None:
+    pcm = speech(voice, said, name)
+    idle = len(recognizer._idle_first_passes)
+    listening = recognizer.listen()
+    assert len(recognizer._idle_first_passes) == idle - 1 or idle == 0
+    for offset in range(0, len(pcm), 640):
+        listening.feed(pcm[offset : offset + 640])
+    assert listening.finish() == Heard(" ".join(said.lower().split()), "grammar")
+    assert len(recognizer._idle_first_passes) == max(idle, 1)  # the first pass is given back
+    cancelled = recognizer.listen()
+    cancelled.feed(pcm[: len(pcm) // 2])
+    cancelled.cancel()
+    assert len(recognizer._idle_first_passes) == max(idle, 1)
