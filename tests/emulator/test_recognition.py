@@ -231,7 +231,7 @@ def test_the_decode_at_a_pause_weighs_the_values_pronounced_like_the_first_pass_
     [
         ("what time is it in Tokyo", "matthew"),
         ("what is the weather in London", "amy"),
-        ("what time is it in Madrid", "tiffany"),
+        ("what time is it in Sydney", "tiffany"),
     ],
 )
 def test_an_utterance_fed_as_it_is_spoken_is_heard_in_two_passes(

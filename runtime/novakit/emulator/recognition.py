@@ -48,14 +48,17 @@ OPENERS = (
     "i would like to know",
     "do you know",
 )
-PAD_SECONDS = 0.3
+PAD_SECONDS = 0.1
 LANGUAGE_MODEL_SECONDS = 8.0  # of an utterance, at most, decoded by the language model
 GRAMMAR_BEAM = 1e-80
 GRAMMAR_WORD_BEAM = 1e-53
 # How many of a slot's values the decode at a pause weighs: those whose pronunciation is
 # nearest the value the first pass heard (see ``Listening``).
 NEIGHBOURS = 20
-_NOISE_LSB = 10  # about -70 dBFS: below any voice, above digital silence
+# A word of the grammar that is silence (the model's SIL phone), heard only before and after a
+# phrase: without it, the silence around a short phrase must be heard as one of its words.
+SILENCE = "silence_"
+_NOISE_LSB = 120  # about -50 dBFS: below any voice, above digital silence and hiss
 _ALTERNATIVE = 9  # the index of an added pronunciation (the dictionary's own stop lower)
 # Every utterance starts from this cepstral mean (a typical one of speech through this model),
 # not from the mean the previous utterance left (which may be another stream's).
@@ -154,6 +157,7 @@ class Recognizer:
         )
         for word, phones in self._pronounced:
             decoder.add_word(word, phones, False)
+        decoder.add_word(SILENCE, "SIL", False)
         return decoder
 
     def _new_first_pass(self) -> Any:
@@ -238,7 +242,8 @@ class Recognizer:
             pattern += f"|(?:{opener_re}) (?:{'|'.join(self._regex(e, rules) for e in embedded)})"
         body = " | ".join(_shared_endings(plain, embedded))
         lines = ["#JSGF V1.0;", "grammar novakit;"]
-        lines.append(f"public <utterance> = ( {body} ) [please];")
+        edge = f"[{SILENCE}]"
+        lines.append(f"public <utterance> = {edge} ( {body} ) [please] {edge};")
         lines.append(f"<opener> = {' | '.join(openers)};")
         for name, alternatives_of_rule in rules.items():
             lines.append(f"<{name}> = {' | '.join(alternatives_of_rule)};")
@@ -274,12 +279,17 @@ class Recognizer:
         listening.feed(pcm)
         return listening.finish()
 
-    def _hear_with_grammar(self, audio: bytes, first_pass: str = "") -> str:
+    def _hear_with_grammar(self, audio: bytes, first_pass: str = "", *, ended: bool = False) -> str:
         """The grammar's phrase for ``audio``: with each slot narrowed to the values nearest
-        those ``first_pass`` heard, or with the whole grammar if it heard none."""
+        those ``first_pass`` heard, or with the whole grammar if it heard none. ``ended``: the
+        first pass heard silence after its words."""
         if self.grammar is None:
             return ""
         narrowed = self._narrowed(first_pass)
+        if narrowed is None and ended and self._complete_phrase(first_pass):
+            # A whole phrase without a slot ("thank you") and silence after it: the first pass
+            # hears short phrases as well as a second would (better, with its typical mean).
+            return first_pass
         with self._lock:
             if narrowed is None:
                 return self._decode(self._decoder, audio)
@@ -356,7 +366,14 @@ class Recognizer:
         decoder.process_raw(audio, full_utt=True)
         decoder.end_utt()
         hypothesis = decoder.hyp()
-        return " ".join(words(hypothesis.hypstr)) if hypothesis is not None else ""
+        return _words_of(hypothesis)
+
+
+def _words_of(hypothesis: Any) -> str:
+    """A hypothesis's words, without the silence at its edges."""
+    if hypothesis is None:
+        return ""
+    return " ".join(words(" ".join(w for w in hypothesis.hypstr.split() if w != SILENCE)))
 
 
 def _shared_endings(
@@ -468,18 +485,18 @@ class Listening:
         audio = audio[: _GRAMMAR_BYTES - len(self._audio)]
         self._audio += audio
         self._samples += samples.size
-        if self._first_pass is not None:
+        if self._first_pass is not None and audio:
             self._first_pass.process_raw(audio)
 
     def settle(self) -> str:
         """The grammar's words for the audio so far (decoded once for the same audio)."""
         if self._settled is None or self._settled[0] != self._samples:
             first = self._first_pass.hyp() if self._first_pass is not None else None
-            heard = " ".join(words(first.hypstr)) if first is not None else ""
-            self._settled = (
-                self._samples,
-                self._recognizer._hear_with_grammar(bytes(self._audio), heard),
+            ended = first is not None and first.hypstr.rsplit(None, 1)[-1:] == [SILENCE]
+            heard = self._recognizer._hear_with_grammar(
+                bytes(self._audio), _words_of(first), ended=ended
             )
+            self._settled = (self._samples, heard)
         return self._settled[1]
 
     def complete(self) -> bool:
