@@ -249,3 +249,24 @@ def test_an_utterance_fed_as_it_is_spoken_is_heard_in_two_passes(
     cancelled.feed(pcm[: len(pcm) // 2])
     cancelled.cancel()
     assert len(recognizer._idle_first_passes) == max(idle, 1)
+
+
+CONFUSABLE = [
+    ("Dublin", "Delhi"),
+    ("Cairo", "Perth"),
+    ("Paris", "Perth"),
+    ("Berlin", "Dublin"),
+    ("Madrid", "Leeds"),
+    ("Mumbai", "Dubai"),
+    ("Toronto", "Tampa"),
+]
+
+
+@pytest.mark.parametrize("city", sorted({city for pair in CONFUSABLE for city in pair}))
+def test_a_spoken_city_is_heard_as_that_city_not_one_pronounced_like_it(
+    recognizer: Recognizer, voice: Synthesizer, city: str
+) -> None:
+    """Pairs the recognizer once confused ("Paris" heard as "Perth", "Dublin" as "Delhi"):
+    each of them, said in a question, is heard as itself."""
+    heard = recognizer.hear(speech(voice, f"what time is it in {city}"))
+    assert heard == Heard(f"what time is it in {city.lower()}", "grammar")
