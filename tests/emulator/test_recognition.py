@@ -8,6 +8,7 @@ import pytest
 from novakit.emulator.answers import SMALL_TALK
 from novakit.emulator.matching import Matcher, ToolExamples
 from novakit.emulator.recognition import (
+    FIRST_PASSES,
     LANGUAGE_MODEL_SECONDS,
     NEIGHBOURS,
     PAD_SECONDS,
@@ -270,3 +271,23 @@ def test_a_spoken_city_is_heard_as_that_city_not_one_pronounced_like_it(
     each of them, said in a question, is heard as itself."""
     heard = recognizer.hear(speech(voice, f"what time is it in {city}"))
     assert heard == Heard(f"what time is it in {city.lower()}", "grammar")
+
+
+def test_utterances_beyond_the_first_pass_decoders_are_heard_whole_at_the_pause(
+    voice: Synthesizer,
+) -> None:
+    """Each first pass holds an acoustic model: their number is bounded, and an utterance
+    heard while all are in use is decoded whole at the pause, with the same words."""
+    recognizer = Recognizer(Matcher([TIME]).vocabulary(), SMALL_TALK, fallback=False)
+    busy = [recognizer.listen() for _ in range(FIRST_PASSES)]
+    assert all(listening._first_pass is not None for listening in busy)
+    beyond = recognizer.listen()
+    assert beyond._first_pass is None
+    beyond.feed(speech(voice, "what time is it in Tokyo"))
+    assert beyond.finish() == Heard("what time is it in tokyo", "grammar")
+    for listening in busy:
+        listening.cancel()
+    assert len(recognizer._idle_first_passes) == FIRST_PASSES
+    again = recognizer.listen()
+    assert again._first_pass is not None
+    assert len(recognizer._idle_first_passes) == FIRST_PASSES - 1

@@ -58,6 +58,9 @@ GRAMMAR_WORD_BEAM = 1e-53
 # How many of a slot's values the decode at a pause weighs: those whose pronunciation is
 # nearest the value the first pass heard (see ``Listening``).
 NEIGHBOURS = 20
+# First-pass decoders at most (each holds its own acoustic model, ~37 MB, and takes ~0.25 s to
+# create): utterances heard at the same time beyond them are decoded whole at the pause.
+FIRST_PASSES = 4
 # A word of the grammar that is silence (the model's SIL phone), heard only before and after a
 # phrase: without it, the silence around a short phrase must be heard as one of its words.
 SILENCE = "silence_"
@@ -139,6 +142,7 @@ class Recognizer:
         self._rules: dict[str, list[str]] = {}
         self.grammar, self._complete = self._compile(vocabulary, phrases)
         self._idle_first_passes: list[Any] = []  # one per utterance being heard; kept for reuse
+        self._first_passes = 0  # created, idle or in use (FIRST_PASSES at most)
         if self.grammar is not None:
             self._ready(self._decoder)
             self._idle_first_passes.append(self._new_first_pass())
@@ -164,6 +168,7 @@ class Recognizer:
         return decoder
 
     def _new_first_pass(self) -> Any:
+        self._first_passes += 1
         decoder = self._new_grammar_decoder()
         self._ready(decoder)
         return decoder
@@ -344,10 +349,15 @@ class Recognizer:
     def _phones(self, text: str) -> tuple[str, ...]:
         return tuple(p for w in text.split() for p in (self._decoder.lookup_word(w) or w).split())
 
-    def _take_first_pass(self) -> Any:
-        decoder = (
-            self._idle_first_passes.pop() if self._idle_first_passes else self._new_first_pass()
-        )
+    def _take_first_pass(self) -> Any | None:
+        """A first-pass decoder for a new utterance, or None when ``FIRST_PASSES`` are all in
+        use (that utterance is then decoded whole at the pause)."""
+        if self._idle_first_passes:
+            decoder = self._idle_first_passes.pop()
+        elif self._first_passes < FIRST_PASSES:
+            decoder = self._new_first_pass()
+        else:
+            return None
         decoder.start_utt()
         decoder.set_cmn(SPEECH_CEPSTRAL_MEAN)
         return decoder
