@@ -158,13 +158,9 @@ def _words(text: str) -> list[str]:
 
 
 def word_errors(reference: list[str], hypothesis: list[str]) -> int:
-    previous = list(range(len(hypothesis) + 1))
-    for i, ref in enumerate(reference, 1):
-        current = [i]
-        for j, hyp in enumerate(hypothesis, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != hyp)))
-        previous = current
-    return previous[-1]
+    from novakit.emulator.matching import edit_distance
+
+    return edit_distance(reference, hypothesis)
 
 
 def with_noise(pcm: bytes, snr_db: float, seed: int) -> bytes:

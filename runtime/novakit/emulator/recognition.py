@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .matching import Vocabulary, words
+from .matching import Vocabulary, edit_distance, words
 
 __all__ = ["OPENERS", "Heard", "Listening", "Recognizer"]
 
@@ -342,7 +342,9 @@ class Recognizer:
         """The values of ``rule`` whose phones are fewest edits from ``value``'s."""
         target = self._phones(value)
         return tuple(
-            sorted(self._rules[rule], key=lambda v: _edits(self._phones(v), target))[:NEIGHBOURS]
+            sorted(self._rules[rule], key=lambda v: edit_distance(self._phones(v), target))[
+                :NEIGHBOURS
+            ]
         )
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019
@@ -435,17 +437,6 @@ def _either(heads: Sequence[str]) -> str:
     if "" in heads:
         return f"[ {' | '.join(said)} ]"
     return said[0] if len(said) == 1 else f"( {' | '.join(said)} )"
-
-
-def _edits(a: Sequence[str], b: Sequence[str]) -> int:
-    """Levenshtein distance between two phone sequences."""
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i]
-        for j, y in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1]
 
 
 def _warm_up() -> bytes:
