@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from novakit.emulator.matching import Matcher, ToolExamples, normalize
+from novakit.emulator.matching import Matcher, ToolExamples, edit_distance, normalize
 
 SHOP = ToolExamples(
     "opening_hours",
@@ -118,3 +118,19 @@ def test_the_vocabulary_has_the_phrases_and_the_slot_values(matcher: Matcher) ->
 
 def test_normalize_spells_out_contractions() -> None:
     assert normalize("What's the time, please?") == "what is the time please"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "distance"),
+    [
+        ("P EH R IH S", "P ER TH", 4),
+        ("D AH B L IH N", "D EH L IY", 4),
+        ("K AY R OW", "K AY R OW", 0),
+        ("", "T OW K IY OW", 5),
+    ],
+)
+def test_edit_distance_counts_the_edits_between_two_sequences(
+    a: str, b: str, distance: int
+) -> None:
+    assert edit_distance(a.split(), b.split()) == distance
+    assert edit_distance(b.split(), a.split()) == distance

@@ -8,7 +8,9 @@ import pytest
 from novakit.emulator.answers import SMALL_TALK
 from novakit.emulator.matching import Matcher, ToolExamples
 from novakit.emulator.recognition import (
+    FIRST_PASSES,
     LANGUAGE_MODEL_SECONDS,
+    NEIGHBOURS,
     PAD_SECONDS,
     Heard,
     Recognizer,
@@ -165,3 +167,127 @@ def test_the_grammar_holds_embedded_questions_after_an_opener_only() -> None:
     assert recognizer._complete_phrase("could you tell me what time it is in paris")
     assert recognizer._complete_phrase("what time is it in paris")
     assert not recognizer._complete_phrase("what time it is in paris")
+
+
+def test_phrases_that_end_alike_share_one_copy_of_their_slot_values() -> None:
+    """Each slot's values appear once in the search, whatever the number of phrases (and
+    openers and embedded orders) before them; the phrases heard stay the same."""
+    times = ToolExamples(
+        "get_time",
+        TIME.input_schema,
+        (
+            "what time is it in {timezone}",
+            "what is the time in {timezone}",
+            "{timezone} time",
+            "what day is it in {timezone} today",
+        ),
+        values={"timezone": "timezones"},
+    )
+    recognizer = Recognizer(Matcher([times, WEATHER]).vocabulary(), SMALL_TALK, fallback=False)
+    assert recognizer.grammar is not None
+    public = next(line for line in recognizer.grammar.splitlines() if line.startswith("public"))
+    # Three endings: "<tz>" (two phrases, each also embedded), "<tz> time", "<tz> today".
+    assert public.count("<get_time_timezone>") == 3
+    assert public.count("<weather_city>") == 1
+    for heard in (
+        "what time is it in paris",
+        "could you tell me what time it is in paris",
+        "what is the time in tokyo please",
+        "paris time",
+        "please paris time",
+        "what day is it in tokyo today",
+        "do you know what day it is in tokyo today",
+        "what is the weather in london",
+        "thank you",
+    ):
+        assert recognizer._complete_phrase(heard), heard
+    for not_heard in (
+        "what time it is in paris",
+        "what time is it in",
+        "what is the time in today",
+    ):
+        assert not recognizer._complete_phrase(not_heard), not_heard
+
+
+def test_the_decode_at_a_pause_weighs_the_values_pronounced_like_the_first_pass_heard(
+    recognizer: Recognizer,
+) -> None:
+    narrowed = recognizer._narrowed("what time is it in perth")
+    assert narrowed is not None
+    rules = {
+        line.split(" = ")[0]: line.rstrip(";").split(" = ")[1].split(" | ")
+        for line in narrowed.splitlines()
+        if line.startswith("<get_time") or line.startswith("<weather")
+    }
+    for values in rules.values():
+        assert len(values) == NEIGHBOURS
+        assert values[0] == "perth"  # the value heard first, then the nearest by phones
+        assert "paris" in values  # P ER TH / P EH R IH S: the confusion a pause must undo
+        assert "tokyo" not in values
+    assert recognizer._narrowed("thank you") is None  # no value heard: the whole grammar
+
+
+@pytest.mark.parametrize(
+    ("said", "name"),
+    [
+        ("what time is it in Tokyo", "matthew"),
+        ("what is the weather in London", "amy"),
+        ("what time is it in Sydney", "tiffany"),
+    ],
+)
+def test_an_utterance_fed_as_it_is_spoken_is_heard_in_two_passes(
+    recognizer: Recognizer, voice: Synthesizer, said: str, name: str
+) -> None:
+    pcm = speech(voice, said, name)
+    idle = len(recognizer._idle_first_passes)
+    listening = recognizer.listen()
+    assert len(recognizer._idle_first_passes) == idle - 1 or idle == 0
+    for offset in range(0, len(pcm), 640):
+        listening.feed(pcm[offset : offset + 640])
+    assert listening.finish() == Heard(" ".join(said.lower().split()), "grammar")
+    assert len(recognizer._idle_first_passes) == max(idle, 1)  # the first pass is given back
+    cancelled = recognizer.listen()
+    cancelled.feed(pcm[: len(pcm) // 2])
+    cancelled.cancel()
+    assert len(recognizer._idle_first_passes) == max(idle, 1)
+
+
+CONFUSABLE = [
+    ("Dublin", "Delhi"),
+    ("Cairo", "Perth"),
+    ("Paris", "Perth"),
+    ("Berlin", "Dublin"),
+    ("Madrid", "Leeds"),
+    ("Mumbai", "Dubai"),
+    ("Toronto", "Tampa"),
+]
+
+
+@pytest.mark.parametrize("city", sorted({city for pair in CONFUSABLE for city in pair}))
+def test_a_spoken_city_is_heard_as_that_city_not_one_pronounced_like_it(
+    recognizer: Recognizer, voice: Synthesizer, city: str
+) -> None:
+    """Pairs the recognizer once confused ("Paris" heard as "Perth", "Dublin" as "Delhi"):
+    each of them, said in a question, is heard as itself."""
+    heard = recognizer.hear(speech(voice, f"what time is it in {city}"))
+    assert heard == Heard(f"what time is it in {city.lower()}", "grammar")
+
+
+def test_utterances_beyond_the_first_pass_decoders_are_heard_whole_at_the_pause(
+    voice: Synthesizer,
+) -> None:
+    """Each first pass holds an acoustic model: their number is bounded, and an utterance
+    heard while all are in use is decoded whole at the pause, with the same words."""
+    recognizer = Recognizer(Matcher([TIME]).vocabulary(), SMALL_TALK, fallback=False)
+    busy = [recognizer.listen() for _ in range(FIRST_PASSES)]
+    assert all(listening._first_pass is not None for listening in busy)
+    beyond = recognizer.listen()
+    assert beyond._first_pass is None
+    beyond.feed(speech(voice, "what time is it in Tokyo"))
+    assert beyond.finish() == Heard("what time is it in tokyo", "grammar")
+    for listening in busy:
+        listening.cancel()
+    assert len(recognizer._idle_first_passes) == FIRST_PASSES
+    again = recognizer.listen()
+    assert again._first_pass is not None
+    assert len(recognizer._idle_first_passes) == FIRST_PASSES - 1

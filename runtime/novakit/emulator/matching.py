@@ -31,6 +31,7 @@ __all__ = [
     "Slot",
     "ToolExamples",
     "Vocabulary",
+    "edit_distance",
     "normalize",
     "words",
 ]
@@ -146,6 +147,17 @@ def words(text: str) -> list[str]:
     for word in _WORD_RE.findall(text.lower().replace("’", "'")):
         out.extend(_CONTRACTIONS.get(word, word).split())
     return [w.removesuffix("'s") for w in out]
+
+
+def edit_distance(a: Sequence[str], b: Sequence[str]) -> int:
+    """Levenshtein distance between two sequences (of words, or of phones)."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
 
 
 def _stem(word: str) -> str:
