@@ -71,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let the model end phone calls (the end_call tool), as -c twilio_hangup=true does",
     )
+    dev.add_argument(
+        "--allow-client-instructions",
+        action="store_true",
+        default=_env_flag("NOVAKIT_ALLOW_CLIENT_INSTRUCTIONS"),
+        help="let clients replace the system prompt (Realtime session.instructions, a phone "
+        "number's instructions), as NOVAKIT_ALLOW_CLIENT_INSTRUCTIONS=1 does on the bridge "
+        "(default: that variable)",
+    )
     dev.add_argument("--batch-ms", type=int, default=100, help="audio per output frame (100)")
     dev.add_argument(
         "--script",
@@ -84,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the emulator answers every turn generically in tone bursts (no offline speech)",
     )
     return parser
+
+
+def _env_flag(name: str) -> bool:
+    """A 0/1 variable read as the bridge reads its own (1, true, yes: on)."""
+    return os.environ.get(name, "0").strip().lower() in ("1", "true", "yes")
 
 
 def _dev(parsed: argparse.Namespace) -> int:
@@ -113,6 +126,7 @@ def _dev(parsed: argparse.Namespace) -> int:
         token=parsed.token,
         twilio_auth_token=parsed.twilio_auth_token or None,
         phone_hangup=parsed.phone_hangup,
+        allow_client_instructions=parsed.allow_client_instructions,
         batch_ms=parsed.batch_ms,
     )
     from .bridge.tools import ToolSetupError

@@ -44,6 +44,9 @@ class DevOptions:
     twilio_auth_token: str | None = None
     # The model may end phone calls with the bridge's end_call tool (docs/phone.md).
     phone_hangup: bool = False
+    # Clients (a Realtime session.update, a phone number's instructions parameter) may replace
+    # the system prompt, as NOVAKIT_ALLOW_CLIENT_INSTRUCTIONS=1 lets them on the deployed bridge.
+    allow_client_instructions: bool = False
     batch_ms: int = 100
     # The emulator's script (an emulator Script); its turns come first.
     script: Any = None
@@ -145,6 +148,7 @@ async def local_stack(
             tools_dir=tools_dir,
             batch_ms=options.batch_ms,
             phone_hangup=options.phone_hangup,
+            allow_client_instructions=options.allow_client_instructions,
             drain_seconds=2.0,
             provider_extra=provider_extra,
             region=_region(options),

@@ -166,3 +166,74 @@ def test_a_broken_tool_is_one_line_without_a_traceback(
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"novakit dev: tool: {folder}")
     assert says in line
+
+
+async def realtime_errors_after_client_instructions(options: DevOptions) -> list[str]:
+    """A Realtime client (the OpenAI SDK) sets its own instructions and asks one question; the
+    error events' messages until the answer is done."""
+    import asyncio
+    import json
+
+    from openai import AsyncOpenAI
+
+    errors: list[str] = []
+    async with local_stack(options, stdout=io.StringIO()) as running:
+        base = running.gateway_url.rstrip("/")
+        client = AsyncOpenAI(api_key="anything", websocket_base_url=base)
+        async with client.realtime.connect(model="gpt-realtime") as connection:
+            await connection.session.update(
+                session={"type": "realtime", "instructions": "Be brief."}
+            )
+            await connection.conversation.item.create(
+                item={
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "what time is it in Tokyo"}],
+                }
+            )
+            await connection.response.create()
+            async with asyncio.timeout(60):
+                while True:
+                    event = json.loads(await connection.recv_bytes())
+                    if event["type"] == "error":
+                        errors.append(event["error"]["message"])
+                    if event["type"] == "response.done":
+                        break
+    return errors
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("allowed", [True, False])
+async def test_novakit_dev_lets_clients_set_instructions_only_when_told(allowed: bool) -> None:
+    """docs/openai-realtime.md and docs/phone.md: a client's instructions are used where the
+    bridge allows them; ``novakit dev --allow-client-instructions`` is how, locally."""
+    options = DevOptions(port=0, web_dir=None, speech=True, allow_client_instructions=allowed)
+    errors = await realtime_errors_after_client_instructions(options)
+    if allowed:
+        assert errors == []
+    else:
+        assert len(errors) == 1 and "instructions" in errors[0], errors
+
+
+@pytest.mark.parametrize(
+    ("variable", "argv", "allowed"),
+    [
+        (None, [], False),
+        (None, ["--allow-client-instructions"], True),
+        ("1", [], True),
+        ("true", [], True),
+        ("0", [], False),
+    ],
+)
+def test_novakit_dev_allow_client_instructions_option_and_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str | None, argv: list[str], allowed: bool
+) -> None:
+    """The option, or the bridge's own NOVAKIT_ALLOW_CLIENT_INSTRUCTIONS as its default."""
+    from novakit.cli import build_parser
+
+    if variable is None:
+        monkeypatch.delenv("NOVAKIT_ALLOW_CLIENT_INSTRUCTIONS", raising=False)
+    else:
+        monkeypatch.setenv("NOVAKIT_ALLOW_CLIENT_INSTRUCTIONS", variable)
+    parsed = build_parser().parse_args(["dev", *argv])
+    assert parsed.allow_client_instructions is allowed
