@@ -345,8 +345,11 @@ async def _converse(
     reader = asyncio.create_task(read())
     call = _Call(ws, caller, speech=speech, options=options, timeline=timeline, inbox=inbox)
     try:
-        await ws.send(caller.connected())
-        await ws.send(caller.start())
+        try:
+            await ws.send(caller.connected())
+            await ws.send(caller.start())
+        except websockets.ConnectionClosed:
+            return call.agent_hung_up(0.0)
         if speech:
             timeline.say(f"{0.0:6.2f} s  caller: speaks {audio.duration(speech, RATE):.2f} s")
         while True:
@@ -390,22 +393,33 @@ class _Call:
         due = self.started + at / self.options.speed
         import websockets
 
+        # Every send may meet a stream the bridge has closed meanwhile (the caller still
+        # speaking, a key pressed): that is the agent hanging up, never a crash.
         try:
             await self._say()
             await self._listen(at)
-            open_ = await self._take_messages(at)
+            if not await self._take_messages(at):
+                return self.agent_hung_up(at)
+            outcome = await self._next_step(at)
         except websockets.ConnectionClosed:
-            open_ = False
-        if not open_:
-            # The bridge closed the stream: on Twilio, the call ends (the agent hung up).
-            self.timeline.end_answer(at, "")
-            self.timeline.say(f"{at:6.2f} s  agent: hangs up")
-            self.timeline.agent_hung_up = True
-            return Exit.OK if self.timeline.answers else Exit.SESSION
-        outcome = await self._next_step(at)
+            return self.agent_hung_up(at)
         if outcome is None:
             await asyncio.sleep(max(0.0, due - self.loop.time()))
         return outcome
+
+    def agent_hung_up(self, at: float) -> Exit:
+        """The bridge closed the stream: on Twilio, the call ends (the agent hung up). Before
+        any answer, the call failed; Twilio's protocol carries no reason, the bridge logs it."""
+        self.timeline.end_answer(at, "")
+        self.timeline.agent_hung_up = True
+        if self.timeline.answers:
+            self.timeline.say(f"{at:6.2f} s  agent: hangs up")
+            return Exit.OK
+        self.timeline.say(
+            f"{at:6.2f} s  agent: hangs up before answering (Twilio's protocol carries no reason:"
+            " the bridge's log says why, e.g. a voice the model lacks)"
+        )
+        return Exit.SESSION
 
     async def _say(self) -> None:
         step = 2 * FRAME_BYTES  # PCM16 bytes per 20 ms

@@ -212,6 +212,12 @@ class _SessionLines(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         text = str(record.msg)
+        if text.startswith("could not open the model session"):
+            # Why a session ended before it began (a phone call's voice the model lacks):
+            # Twilio's protocol cannot tell the caller, so the terminal does.
+            connection = getattr(record, "connection_id", "?")
+            self._line(f"{'failed':<11} {connection}  ({record.getMessage()})")
+            return
         for start, word in self._WORDS.items():
             if text.startswith(start):
                 connection = getattr(record, "connection_id", "?")

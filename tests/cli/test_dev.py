@@ -237,3 +237,27 @@ def test_novakit_dev_allow_client_instructions_option_and_variable(
         monkeypatch.setenv("NOVAKIT_ALLOW_CLIENT_INSTRUCTIONS", variable)
     parsed = build_parser().parse_args(["dev", *argv])
     assert parsed.allow_client_instructions is allowed
+
+
+async def test_the_dev_terminal_says_why_a_phone_call_was_dropped(tmp_path: Path) -> None:
+    """A phone number's voice the model lacks: the bridge cannot open the model session and
+    ends the call, and Twilio's protocol has no way to say why; the terminal does."""
+    from novakit.call import CallOptions, place_call
+    from novakit.talk import Exit
+
+    said = tmp_path / "question.wav"
+    audio.write_wav(said, audio.speech_like(2.0, 8000), 8000)
+    out = io.StringIO()
+    options = DevOptions(port=0, tools_dir=None, web_dir=None)
+    async with local_stack(options, out) as running:
+        call = CallOptions(
+            running.gateway_url.rstrip("/") + "/twilio",
+            wav=said,
+            parameters={"voice": "alloy"},
+            timeout=20,
+        )
+        result = await place_call(call)
+    assert result.exit is Exit.SESSION, result.lines
+    assert "hangs up before answering" in result.lines[-1]
+    (failed,) = [line for line in out.getvalue().splitlines() if line.split()[1:2] == ["failed"]]
+    assert "alloy" in failed and "voice" in failed, failed

@@ -219,3 +219,31 @@ async def test_novakit_call_completes_a_call_with_barge_in_and_a_key(phone, tmp_
     (record,) = await phone.emulator.wait_for_streams(1)
     texts = [e.body.get("content") for e in record.input_events if e.name == "textInput"]
     assert "The caller pressed 1 on the phone keypad." in texts
+
+
+async def test_novakit_call_reports_a_call_the_agent_ends_while_the_caller_speaks(
+    phone: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bridge ends the call while the caller is still speaking (a stream parameter naming
+    a voice Nova does not have: the model session cannot open). ``novakit call`` ends with a
+    documented exit code (4, the call failed) and says why, not with a traceback."""
+    out = io.StringIO()
+    argv = [
+        stream_url(phone),
+        "--auth-token",
+        AUTH_TOKEN,
+        "--wav",
+        str(question(tmp_path, seconds=3.0)),
+        "--param",
+        "voice=alloy",
+        "--timeout",
+        "20",
+    ]
+    try:
+        code = await asyncio.to_thread(call_main, argv, out)
+    except websockets.ConnectionClosed as exc:
+        pytest.fail(f"novakit call crashed: {exc!r}; printed {out.getvalue().splitlines()}")
+    assert code == 4, out.getvalue()
+    lines = out.getvalue().splitlines()
+    assert "agent: hangs up before answering" in lines[-1], lines
+    assert "the bridge's log says why" in lines[-1], lines
