@@ -176,9 +176,13 @@ def stage_event(stage: str, headers: dict[str, str], token: str | None = None) -
         (("realtime", {"Authorization": "Basic s3cret-token"}, None), False),
         (("realtime", {}, "s3cret-token"), True),
         (("realtime", {"Authorization": "Bearer s3cret-token"}, "wrong"), False),  # query wins
+        # an empty ?token= is no token: the header is read (as the local gateway does)
+        (("realtime", {"Authorization": "Bearer s3cret-token"}, ""), True),
+        (("realtime", {}, ""), False),
         # stages not in BEARER_STAGES (the v1 stage) take the query string only
         (("live", {"Authorization": "Bearer s3cret-token"}, None), False),
         (("live", {}, "s3cret-token"), True),
+        (("live", {"Authorization": "Bearer s3cret-token"}, ""), False),
     ],
 )
 def test_a_bearer_header_on_the_stages_that_take_it(authorizer, monkeypatch, case, allowed):

@@ -77,8 +77,12 @@ async def test_the_model_named_in_the_query_reaches_connect(backend: FakeBackend
         ("realtime", {"Authorization": "Basic s3cret"}, "", False),
         # the query string wins when both are there, as in the stack's authorizer
         ("realtime", {"Authorization": "Bearer s3cret"}, "?token=wrong", False),
+        # an empty ?token= is no token: the header is read (as the stack's authorizer does)
+        ("realtime", {"Authorization": "Bearer s3cret"}, "?token=", True),
+        ("realtime", {}, "?token=", False),
         # the v1 stage takes ?token= only: browsers cannot set headers
         ("local", {"Authorization": "Bearer s3cret"}, "", False),
+        ("local", {"Authorization": "Bearer s3cret"}, "?token=", False),
         ("twilio", {"Authorization": "Bearer s3cret"}, "", False),
     ],
 )

@@ -229,7 +229,8 @@ class LocalGateway:
                 log.info("handshake refused: no valid Twilio signature for %s", request.path)
                 return web.json_response({"message": "Forbidden"}, status=403)
         else:
-            presented = request.query.get("token")
+            # An empty ?token= is no token, as in the stack's authorizer: the header is read.
+            presented = request.query.get("token") or None
             if presented is None and stage in self.config.bearer_stages:
                 presented = bearer_token(request.headers.get("Authorization"))
             if not token_accepted(self.config.token, presented):
