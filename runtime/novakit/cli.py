@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $TWILIO_AUTH_TOKEN; none: /twilio is open)",
     )
     dev.add_argument(
+        "--public-url",
+        metavar="WSS_URL",
+        type=_public_url,
+        help="the address Twilio connects to through a tunnel that terminates TLS, e.g. "
+        "wss://abc.ngrok.app: its signature is checked for that URL",
+    )
+    dev.add_argument(
         "--phone-hangup",
         action="store_true",
         help="let the model end phone calls (the end_call tool), as -c twilio_hangup=true does",
@@ -92,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="the emulator answers every turn generically in tone bursts (no offline speech)",
     )
     return parser
+
+
+def _public_url(value: str) -> str:
+    from .localgw.config import public_base_url
+
+    try:
+        return public_base_url(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _env_flag(name: str) -> bool:
@@ -125,6 +141,7 @@ def _dev(parsed: argparse.Namespace) -> int:
         web_dir=parsed.web,
         token=parsed.token,
         twilio_auth_token=parsed.twilio_auth_token or None,
+        twilio_public_url=parsed.public_url,
         phone_hangup=parsed.phone_hangup,
         allow_client_instructions=parsed.allow_client_instructions,
         batch_ms=parsed.batch_ms,

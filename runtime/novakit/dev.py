@@ -42,6 +42,8 @@ class DevOptions:
     token: str | None = None
     # The phone stage checks Twilio's handshake signature with this auth token (None: open).
     twilio_auth_token: str | None = None
+    # The address Twilio connects to when a tunnel terminates TLS (wss://abc.ngrok.app).
+    twilio_public_url: str | None = None
     # The model may end phone calls with the bridge's end_call tool (docs/phone.md).
     phone_hangup: bool = False
     # Clients (a Realtime session.update, a phone number's instructions parameter) may replace
@@ -175,6 +177,7 @@ async def local_stack(
                     backends=[bridge_url],
                     token=options.token,
                     twilio_auth_token=options.twilio_auth_token,
+                    twilio_public_url=options.twilio_public_url,
                     static_dir=web_dir,
                     integration_secret=gateway_secret,
                     # The other client protocols' stages: /realtime (OpenAI Realtime), ...

@@ -261,3 +261,16 @@ async def test_the_dev_terminal_says_why_a_phone_call_was_dropped(tmp_path: Path
     assert "hangs up before answering" in result.lines[-1]
     (failed,) = [line for line in out.getvalue().splitlines() if line.split()[1:2] == ["failed"]]
     assert "alloy" in failed and "voice" in failed, failed
+
+
+def test_novakit_dev_public_url_is_checked_before_anything_starts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from novakit.cli import build_parser
+
+    parsed = build_parser().parse_args(["dev", "--public-url", "wss://abc.ngrok.app/"])
+    assert parsed.public_url == "wss://abc.ngrok.app"
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["dev", "--public-url", "https://abc.ngrok.app"])
+    assert exited.value.code == 2
+    assert "ws(s)://host" in capsys.readouterr().err

@@ -108,3 +108,45 @@ async def test_bearer_tokens_on_the_stages_that_take_them(
 def test_stage_names_are_checked(stages: tuple[str, ...]) -> None:
     with pytest.raises(ValueError, match="stages"):
         GatewayConfig(backends=["http://127.0.0.1:1"], stages=stages)
+
+
+TWILIO_TOKEN = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("public_url", "signed_for", "headers", "admitted"),
+    [
+        # behind a tunnel that terminates TLS: Twilio signed wss://, the tunnel says https
+        (None, "wss://{host}/twilio", {"X-Forwarded-Proto": "https"}, True),
+        (None, "wss://{host}/twilio", {}, False),
+        (None, "ws://{host}/twilio", {}, True),
+        ("wss://abc.ngrok.app", "wss://abc.ngrok.app/twilio", {}, True),
+        # with the public address set, the handshake's own Host no longer counts
+        ("wss://abc.ngrok.app", "ws://{host}/twilio", {}, False),
+    ],
+)
+async def test_the_phone_stage_checks_the_url_twilio_signed(
+    backend: FakeBackend,
+    public_url: str | None,
+    signed_for: str,
+    headers: dict[str, str],
+    admitted: bool,
+) -> None:
+    from novakit.call import twilio_signature
+
+    options = {"twilio_auth_token": TWILIO_TOKEN, "twilio_public_url": public_url}
+    async with gateway(backend, stages=STAGES, **options) as gw:
+        host = gw.url.split("://", 1)[1].split("/", 1)[0]
+        signature = twilio_signature(TWILIO_TOKEN, signed_for.format(host=host))
+        signed = {**headers, "X-Twilio-Signature": signature}
+        url = gw.url + "twilio"
+        if admitted:
+            async with client(url, additional_headers=signed):
+                [connect] = await backend.recorder.wait_for("$connect")
+            assert connect.headers["x-stage"] == "twilio"
+        else:
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                async with client(url, additional_headers=signed):
+                    pass
+            assert refused.value.response.status_code == 403
+            assert backend.recorder.received == []

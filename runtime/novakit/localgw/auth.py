@@ -21,6 +21,7 @@ __all__ = [
     "bearer_token",
     "token_accepted",
     "twilio_signature_accepted",
+    "twilio_stream_url",
     "verify_management_signature",
 ]
 
@@ -43,6 +44,19 @@ def bearer_token(authorization: str | None) -> str | None:
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
+
+
+def twilio_stream_url(
+    path: str, *, host: str, secure: bool, forwarded_proto: str | None, public_url: str | None
+) -> str:
+    """The stream URL Twilio signed for a handshake at ``path``: ``public_url`` (the address
+    Twilio was given) when set, else rebuilt from the handshake, wss when it came over TLS or
+    through a proxy that terminated TLS (``X-Forwarded-Proto: https``, as ngrok sends)."""
+    if public_url is not None:
+        return public_url + path
+    proto = (forwarded_proto or "").split(",")[0].strip().lower()
+    scheme = "wss" if secure or proto in ("https", "wss") else "ws"
+    return f"{scheme}://{host}{path}"
 
 
 def twilio_signature_accepted(auth_token: str | None, url: str, signature: str | None) -> bool:

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from ..bridge.dialects import BEARER_STAGES
 from .limits import FRAME_LIMIT
 
-__all__ = ["GatewayConfig"]
+__all__ = ["GatewayConfig", "public_base_url"]
 
 
 @dataclass
@@ -40,6 +40,10 @@ class GatewayConfig:
     # without it, the phone stage is open, or refused when ``token`` is set (Twilio cannot send
     # a token).
     twilio_auth_token: str | None = None
+    # Where Twilio connects when a proxy in front of this gateway terminates TLS (ngrok, a load
+    # balancer): the scheme and host Twilio signed, e.g. "wss://abc.ngrok.app". None: the
+    # handshake's own Host, and wss when it came over TLS or says X-Forwarded-Proto: https.
+    twilio_public_url: str | None = None
     # Sent in x-gateway-secret with every integration request, as the stack's integration
     # request parameters send it (the bridge refuses requests without it). None: not sent.
     integration_secret: str | None = None
@@ -82,6 +86,8 @@ class GatewayConfig:
             raise ValueError(f"GatewayConfig.stages: {self.stages!r} names a stage twice")
         if self.twilio_auth_token == "":
             raise ValueError("GatewayConfig.twilio_auth_token: empty; use None for no check")
+        if self.twilio_public_url is not None:
+            self.twilio_public_url = public_base_url(self.twilio_public_url)
         if self.token == "":
             raise ValueError("GatewayConfig.token: an empty token would admit nobody; use None")
         if self.integration_secret == "":
@@ -103,3 +109,12 @@ class GatewayConfig:
     @property
     def static_root(self) -> Path | None:
         return None if self.static_dir is None else Path(self.static_dir)
+
+
+def public_base_url(url: str) -> str:
+    """``url`` as a base for stream URLs (no trailing slash); ValueError unless it is
+    ws(s)://host[:port]."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.netloc or parts.path not in ("", "/"):
+        raise ValueError(f"{url!r} is not a ws(s)://host[:port] URL")
+    return url.rstrip("/")

@@ -24,7 +24,7 @@ from typing import Self
 from aiohttp import web
 
 from ..bridge.dialects.twilio import TWILIO_STAGE
-from .auth import bearer_token, token_accepted, twilio_signature_accepted
+from .auth import bearer_token, token_accepted, twilio_signature_accepted, twilio_stream_url
 from .backends import BackendPool
 from .config import GatewayConfig
 from .connection import CLOSE_TIMEOUT, Connection
@@ -222,7 +222,13 @@ class LocalGateway:
                 return web.json_response({"message": "Unauthorized"}, status=401)
         elif stage == TWILIO_STAGE:
             # Twilio signs the URL it connects to (scheme, host and port as it wrote them).
-            url = f"{'wss' if request.secure else 'ws'}://{request.host}{request.path}"
+            url = twilio_stream_url(
+                request.path,
+                host=request.host,
+                secure=request.secure,
+                forwarded_proto=request.headers.get("X-Forwarded-Proto"),
+                public_url=self.config.twilio_public_url,
+            )
             signature = request.headers.get("X-Twilio-Signature")
             if not twilio_signature_accepted(self.config.twilio_auth_token, url, signature):
                 self.stats.rejected_connects += 1
