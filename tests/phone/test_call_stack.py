@@ -247,3 +247,26 @@ async def test_novakit_call_reports_a_call_the_agent_ends_while_the_caller_speak
     lines = out.getvalue().splitlines()
     assert "agent: hangs up before answering" in lines[-1], lines
     assert "the bridge's log says why" in lines[-1], lines
+
+
+async def test_a_stream_that_drops_without_stop_ends_the_bedrock_stream(phone: Stack) -> None:
+    """Twilio's side goes away (network, a crash) without ``stop``: the Bedrock stream still
+    ends soon, and nothing starts again for the call."""
+    phone.emulator.script = Script((ScriptTurn(transcript="hello", reply="Hello there."),))
+    caller = TwilioCaller()
+    url = stream_url(phone)
+    headers = {"X-Twilio-Signature": twilio_signature(AUTH_TOKEN, url)}
+    said = audio.speech_like(1.0, 8000) + audio.silence(1.0, 8000)
+    async with websockets.connect(url, additional_headers=headers) as ws:
+        await ws.send(caller.connected())
+        await ws.send(caller.start())
+        for i in range(0, len(said), 320):
+            await ws.send(caller.media(said[i : i + 320]))
+        async with asyncio.timeout(20):  # the answer's first audio: the model stream is live
+            while '"event":"media"' not in await ws.recv():
+                pass
+        left = asyncio.get_running_loop().time()
+    (record,) = await phone.emulator.wait_for_streams(1, timeout=10)
+    assert asyncio.get_running_loop().time() - left < 5.0
+    assert record.input_names()[-1] == "sessionEnd"
+    assert len(phone.emulator.records) == 1
