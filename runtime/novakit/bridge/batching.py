@@ -393,12 +393,17 @@ class OutboundBatcher:
         counters = self.counters
         counters.frames += len(frames)
         for frame in frames:
-            counters.frame_bytes += len(frame)
+            counters.frame_bytes += self._size(frame)
+
+    def _size(self, frame: str) -> int:
+        """The frame's size on the wire, in bytes: v1 frames are ASCII, so their length."""
+        return len(frame)
 
     def _checked(self, frame: str) -> str:
-        if len(frame) > self.max_frame_bytes:
+        size = self._size(frame)
+        if size > self.max_frame_bytes:
             raise ValueError(
-                f"a {len(frame)}-byte frame exceeds max_frame_bytes={self.max_frame_bytes}:"
+                f"a {size}-byte frame exceeds max_frame_bytes={self.max_frame_bytes}:"
                 " its fixed fields are too long"
             )
         return frame
@@ -435,9 +440,11 @@ class OutboundBatcher:
         if cut:
             text = text[: MAX_MESSAGE_CHARS - 1] + _ELLIPSIS
         frame = encode(text)
-        if len(frame) > limit:
+        if self._size(frame) > limit:
             cut = True
-            size = _longest(lambda k: len(encode(text[:k] + _ELLIPSIS)) <= limit, len(text) - 1)
+            size = _longest(
+                lambda k: self._size(encode(text[:k] + _ELLIPSIS)) <= limit, len(text) - 1
+            )
             frame = self._checked(encode(text[:size] + _ELLIPSIS))
         if cut:
             self.counters.truncated_messages += 1

@@ -570,53 +570,82 @@ class BridgeSession:
     async def _pump(self, session: s2s.Session) -> None:
         async for event in session.recv():
             now = time.monotonic()
-            match event:
-                case s2s.AudioOutput(audio=pcm):
-                    if self._awaiting_audio_since is not None:
-                        wait_ms = (now - self._awaiting_audio_since) * 1000
-                        self._metrics.observe("TimeToFirstAudioMs", wait_ms)
-                        self._awaiting_audio_since = None
-                    self._post(self._batcher.audio(pcm, now))
-                    self._arm_flush_timer()
-                    if self._call_ending is not None:
-                        self._call_ending.audio(len(pcm) * 500 / self._batcher.sample_rate)
-                case s2s.TextOutput(text=text, final=final):
-                    self._post(self._batcher.assistant_text(text, final, now))
-                case s2s.Transcript(text=text):
-                    self._awaiting_audio_since = now
-                    self._post(self._batcher.transcript(text, now))
-                case s2s.ToolCallRequest(tool_call=call) if self._is_end_call(call):
-                    self._post(self._batcher.tool_call(call, now, on_client=False))
-                    self._end_call(session, call, now)
-                case s2s.ToolCallRequest(tool_call=call) if call.name in self._client_tools:
-                    # Declared by the client, which runs it and answers (ClientToolResult).
-                    self._client_calls.add(call.call_id)
-                    self._post(self._batcher.tool_call(call, now, on_client=True))
-                case s2s.ToolCallRequest(tool_call=call):
-                    self._post(self._batcher.tool_call(call, now, on_client=False))
-                    self._spawn(self._run_tool(session, call), f"tool-{call.name}")
-                case s2s.TurnEnd():
-                    self._post(self._batcher.turn_end(now, self._last_usage))
-                    self._last_usage = None
-                    self._persist()
-                    self._hang_up_after_turn(now)
-                case s2s.Interrupted(reason=why):
-                    reason = _CLEAR_REASONS.get(why, "barge_in")
-                    self.sender.barge_in(self._batcher.barge_in(reason, now), since=now)
-                    heard = self._batcher.heard_fraction()
-                    if heard is not None:  # the history keeps what the listener heard
-                        session.keep_heard(heard)
-                    self._persist()
-                    self._keep_call_after_barge_in()
-                case s2s.UsageUpdate(usage=usage):
-                    self._last_usage = usage  # v1 sends it once per turn, not per model event
-                    self._post(self._batcher.usage_update(usage, now))
-                case s2s.SessionError(error=error):
-                    self._on_model_error(error, now)
-                case _:
-                    self._on_other_event(event, now)
+            try:
+                self._forward(session, event, now)
+            except ValueError as exc:
+                # An event the client's protocol cannot carry (too large for a frame, say):
+                # that event is lost, the conversation goes on.
+                self._output_failed(event, exc, now)
         if self.state is State.OPEN:
             self.end("model session ended")
+
+    def _forward(self, session: s2s.Session, event: s2s.Event, now: float) -> None:
+        """One model event to the client (and whatever it sets going)."""
+        match event:
+            case s2s.AudioOutput(audio=pcm):
+                if self._awaiting_audio_since is not None:
+                    wait_ms = (now - self._awaiting_audio_since) * 1000
+                    self._metrics.observe("TimeToFirstAudioMs", wait_ms)
+                    self._awaiting_audio_since = None
+                self._post(self._batcher.audio(pcm, now))
+                self._arm_flush_timer()
+                if self._call_ending is not None:
+                    self._call_ending.audio(len(pcm) * 500 / self._batcher.sample_rate)
+            case s2s.TextOutput(text=text, final=final):
+                self._post(self._batcher.assistant_text(text, final, now))
+            case s2s.Transcript(text=text):
+                self._awaiting_audio_since = now
+                self._post(self._batcher.transcript(text, now))
+            case s2s.ToolCallRequest(tool_call=call) if self._is_end_call(call):
+                self._post(self._batcher.tool_call(call, now, on_client=False))
+                self._end_call(session, call, now)
+            case s2s.ToolCallRequest(tool_call=call) if call.name in self._client_tools:
+                # Declared by the client, which runs it and answers (ClientToolResult).
+                self._client_calls.add(call.call_id)
+                self._post(self._batcher.tool_call(call, now, on_client=True))
+            case s2s.ToolCallRequest(tool_call=call):
+                self._post(self._batcher.tool_call(call, now, on_client=False))
+                self._spawn(self._run_tool(session, call), f"tool-{call.name}")
+            case s2s.TurnEnd():
+                self._post(self._batcher.turn_end(now, self._last_usage))
+                self._arm_flush_timer()  # a closing event may wait for its usage
+                self._last_usage = None
+                self._persist()
+                self._hang_up_after_turn(now)
+            case s2s.Interrupted(reason=why):
+                reason = _CLEAR_REASONS.get(why, "barge_in")
+                self.sender.barge_in(self._batcher.barge_in(reason, now), since=now)
+                heard = self._batcher.heard_fraction()
+                if heard is not None:  # the history keeps what the listener heard
+                    session.keep_heard(heard)
+                self._persist()
+                self._keep_call_after_barge_in()
+            case s2s.UsageUpdate(usage=usage):
+                self._last_usage = usage  # v1 sends it once per turn, not per model event
+                self._post(self._batcher.usage_update(usage, now))
+            case s2s.SessionError(error=error):
+                self._on_model_error(error, now)
+            case _:
+                self._on_other_event(event, now)
+
+    def _output_failed(self, event: s2s.Event, exc: ValueError, now: float) -> None:
+        self._metrics.count("Errors")
+        log.warning(
+            "model event %s not sent to the client: %s",
+            type(event).__name__,
+            exc,
+            extra=self._log_extra,
+        )
+        self._post(
+            self._batcher.error(
+                ErrorCode.INTERNAL,
+                f"a {type(event).__name__} event of the model could not be sent to the client"
+                " (too large for a frame); the conversation goes on",
+                False,
+                None,
+                now,
+            )
+        )
 
     def _on_model_error(self, error: s2s.ErrorInfo, now: float) -> None:
         if self.lease is not None and self.lease.lost:
@@ -717,17 +746,20 @@ class BridgeSession:
         output = None if outcome.result.is_error else outcome.result.text()
         if outcome.status != "succeeded":
             self._metrics.count("ToolFailures")
-        self._post(
-            self._batcher.tool(
-                call.call_id,
-                call.name,
-                outcome.status,  # type: ignore[arg-type]
-                time.monotonic(),
-                ms=ms,
-                error=error,
-                output=output,
+        try:
+            self._post(
+                self._batcher.tool(
+                    call.call_id,
+                    call.name,
+                    outcome.status,  # type: ignore[arg-type]
+                    time.monotonic(),
+                    ms=ms,
+                    error=error,
+                    output=output,
+                )
             )
-        )
+        except ValueError as exc:  # the client misses the tool's frame; the model still gets it
+            log.warning("tool frame not sent: %s", exc, extra=self._log_extra)
         try:
             await session.send_tool_result(outcome.result)
         except (s2s.SessionClosedError, ValueError) as exc:

@@ -66,7 +66,13 @@ _APPEND_ENVELOPE: Final = len('{"type":"input_audio_buffer.append","event_id":""
 MAX_APPEND_AUDIO_BYTES: Final = (MAX_FRAME_BYTES - _APPEND_ENVELOPE) // 4 * 3
 
 _DECODER: Final = json.JSONDecoder()
-_ENCODE: Final = json.JSONEncoder(separators=(",", ":")).encode  # ASCII: len == bytes
+# UTF-8 JSON, as OpenAI's server and SDKs write it: a non-ASCII character costs 2-4 bytes, not
+# the 6 (12 for an emoji) of an ASCII escape. API Gateway counts bytes, so sizes are measured
+# in bytes (``_size``). A lone surrogate (valid JSON input, not UTF-8) is written escaped.
+_ENCODE: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_ENCODE_ASCII: Final = json.JSONEncoder(separators=(",", ":")).encode
+# Fields a closing event repeats from the deltas before it: cut when the event would not fit.
+_REPEATED_FIELDS: Final = frozenset({"transcript", "arguments", "output"})
 _AUDIO_DELTA: Final = "response.output_audio.delta"
 _ORDER: Final = re.compile(r'"event_id":"evt_[0-9a-f]+_(\d+)"')
 # (error code of the session core) -> (Realtime error type, code)
@@ -514,20 +520,43 @@ class RealtimeCodec(OutboundBatcher):
 
     def _event(self, kind: str, fields: Mapping[str, Any]) -> list[str]:
         """One numbered event after the buffered audio (``_emit`` keeps the order)."""
-        return self._emit(lambda seq: [self._checked(self._encode(seq, kind, fields))])
+        return self._emit(lambda seq: [self._fitted(seq, kind, fields)])
 
     def _events(self, events: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
         """Several numbered events, consecutive, after the buffered audio."""
         return self._emit(
-            lambda seq: [
-                self._checked(self._encode(seq + i, k, f)) for i, (k, f) in enumerate(events)
-            ]
+            lambda seq: [self._fitted(seq + i, k, f) for i, (k, f) in enumerate(events)]
         )
 
     def _encode(self, seq: int, kind: str, fields: Mapping[str, Any]) -> str:
         head = f'{{"type":"{kind}","event_id":"evt_{self._tag}_{seq}"'
         body = _ENCODE(fields)
+        if not body.isascii():
+            try:
+                body.encode()
+            except UnicodeEncodeError:  # a lone surrogate: only its escape is valid UTF-8
+                body = _ENCODE_ASCII(fields)
         return head + ("," + body[1:] if len(body) > 2 else "}")
+
+    def _size(self, frame: str) -> int:
+        return len(frame) if frame.isascii() else len(frame.encode())
+
+    def _fitted(self, seq: int, kind: str, fields: Mapping[str, Any]) -> str:
+        """The event, within the frame limit: a closing event repeats the transcript (or
+        arguments, or output) its deltas carried; when that would not fit, the repeated text
+        is cut, ending with an ellipsis. Anything else too large raises ValueError."""
+        frame = self._encode(seq, kind, fields)
+        if self._size(frame) <= self.max_frame_bytes:
+            return frame
+        longest = _longest_repeated(fields)
+        keep = longest
+        while keep > 0:
+            keep //= 2
+            frame = self._encode(seq, kind, _cut_repeated(fields, keep))
+            if self._size(frame) <= self.max_frame_bytes:
+                self.counters.truncated_messages += 1
+                return frame
+        return self._checked(frame)
 
     def _added_and_done(self, item: Mapping[str, Any]) -> list[str]:
         return self._events(
@@ -725,7 +754,7 @@ class RealtimeCodec(OutboundBatcher):
             "function_call",
             call_id=call.call_id,
             name=call.name,
-            arguments=json.dumps(call.arguments, separators=(",", ":")),
+            arguments=json.dumps(call.arguments, separators=(",", ":"), ensure_ascii=False),
         )
         response.items.append(item)
         where = {
@@ -778,7 +807,7 @@ class RealtimeCodec(OutboundBatcher):
             "type": "function_call_output",
             "status": "completed",
             "call_id": call_id,
-            "output": text[: MAX_FRAME_BYTES // 4],
+            "output": text[:MAX_FRAME_BYTES],  # then cut to the frame's bytes (``_fitted``)
         }
         return self._added_and_done(shown)
 
@@ -837,7 +866,7 @@ class RealtimeCodec(OutboundBatcher):
         if not events:
             return frames
         seq = self._seq
-        encoded = [self._checked(self._encode(seq + i, k, f)) for i, (k, f) in enumerate(events)]
+        encoded = [self._fitted(seq + i, k, f) for i, (k, f) in enumerate(events)]
         self._seq += len(encoded)
         self._count_events(*encoded)
         return frames + encoded
@@ -930,6 +959,35 @@ def _item_events(
     shown = item.as_json(status)
     where = {"response_id": response.id, "output_index": item.output_index, "item": shown}
     return [(f"response.output_item.{step}", where), (f"conversation.item.{step}", {"item": shown})]
+
+
+def _longest_repeated(value: Any) -> int:
+    """The length of the longest repeated-text field (``_REPEATED_FIELDS``) in ``value``."""
+    if isinstance(value, Mapping):
+        return max(
+            (
+                len(v) if k in _REPEATED_FIELDS and isinstance(v, str) else _longest_repeated(v)
+                for k, v in value.items()
+            ),
+            default=0,
+        )
+    if isinstance(value, list):
+        return max((_longest_repeated(v) for v in value), default=0)
+    return 0
+
+
+def _cut_repeated(value: Any, keep: int) -> Any:
+    """``value`` with each repeated-text field longer than ``keep`` cut to it and an ellipsis."""
+    if isinstance(value, Mapping):
+        return {
+            k: (v[:keep] + "…" if len(v) > keep else v)
+            if k in _REPEATED_FIELDS and isinstance(v, str)
+            else _cut_repeated(v, keep)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_cut_repeated(v, keep) for v in value]
+    return value
 
 
 def _model_options(config: SessionConfig) -> dict[str, Any]:
