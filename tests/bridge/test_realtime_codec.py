@@ -281,17 +281,31 @@ def test_typed_text_waits_for_response_create() -> None:
     assert send(c, {"type": "response.create"}) == []  # nothing typed: Nova answers by itself
 
 
+def answer(call_id: str, event_id: str | None = None) -> dict[str, Any]:
+    item = {"type": "function_call_output", "call_id": call_id, "output": '{"ok":true}'}
+    return {"type": "conversation.item.create", "item": item, "event_id": event_id}
+
+
 def test_a_function_call_output_answers_the_call() -> None:
     c = codec()
-    result, reply = send(
-        c,
-        {
-            "type": "conversation.item.create",
-            "item": {"type": "function_call_output", "call_id": "call_1", "output": '{"ok":true}'},
-        },
-    )
+    c.tool_call(ToolCall("call_1", "check_order", {}), 0.0, on_client=True)
+    result, reply = send(c, answer("call_1"))
     assert result == ClientToolResult("call_1", '{"ok":true}')
     assert [e["item"]["type"] for e in replies([reply])] == ["function_call_output"] * 2
+    with pytest.raises(RealtimeError):  # answered once
+        send(c, answer("call_1"))
+
+
+def test_a_stray_function_call_output_is_refused_and_starts_nothing() -> None:
+    """Before any call (an app restoring its conversation), or for a call id the model never
+    made: refused with the event's id, not acknowledged, and the session's options are still
+    open to session.update."""
+    c = codec()
+    with pytest.raises(RealtimeError) as refused:
+        send(c, answer("call_stray", "fco_1"))
+    assert (refused.value.ref.event_id, refused.value.ref.param) == ("fco_1", "item.call_id")
+    send(c, {"type": "session.update", "session": {"type": "realtime", "instructions": "Hi."}})
+    assert started(c).instructions == "Hi."
 
 
 @pytest.mark.parametrize(
@@ -541,11 +555,5 @@ def test_a_deployment_tool_shows_as_items_that_no_client_runs() -> None:
         },
     )
     assert isinstance(reply, ClientReply)
-    [result, _] = send(
-        c,
-        {
-            "type": "conversation.item.create",
-            "item": {"type": "function_call_output", "call_id": "other", "output": "{}"},
-        },
-    )
-    assert result == ClientToolResult("other", "{}")
+    with pytest.raises(RealtimeError):  # a call id never made is refused
+        send(c, answer("other"))

@@ -9,6 +9,7 @@ import pytest
 
 from novakit.bridge.dialects.realtime.codec import RealtimeCodec
 from novakit.bridge.protocol import MAX_FRAME_BYTES, ClientReply, ClientToolResult, ProtocolError
+from novakit.s2s.events import ToolCall
 
 
 def codec() -> RealtimeCodec:
@@ -43,7 +44,9 @@ def test_a_client_tool_answer_that_fits_a_frame_is_taken() -> None:
         ensure_ascii=False,
     ).encode()
     assert len(body) <= MAX_FRAME_BYTES
-    frames = codec().parse(body)  # either taken, or a ProtocolError naming what is wrong
+    c = codec()
+    c.tool_call(ToolCall("call_1", "check_order", {}), 0.0, on_client=True)
+    frames = c.parse(body)  # either taken, or a ProtocolError naming what is wrong
     assert any(isinstance(f, ClientToolResult) for f in frames)
     replies = [frame for f in frames if isinstance(f, ClientReply) for frame in f.frames]
     assert replies and max(len(f) for f in replies) <= MAX_FRAME_BYTES

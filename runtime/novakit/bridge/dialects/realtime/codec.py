@@ -195,6 +195,7 @@ class RealtimeCodec(OutboundBatcher):
         "_pending_text",
         "_reported_usage",
         "_response",
+        "_client_calls",
         "_server_calls",
         "_started",
         "_tag",
@@ -232,6 +233,8 @@ class RealtimeCodec(OutboundBatcher):
         self._input_seq = 0
         # Calls of the deployment's tools lately shown to the client (insertion ordered).
         self._server_calls: dict[str, None] = {}
+        # Calls of the client's tools sent to it and not yet answered.
+        self._client_calls: dict[str, None] = {}
 
     # -- in ----------------------------------------------------------------------------------
 
@@ -405,10 +408,19 @@ class RealtimeCodec(OutboundBatcher):
                 # A deployment tool's call, answered by the deployment already: a client that
                 # answers it too is acknowledged, and the model is not told twice.
                 return [ClientReply(tuple(self._added_and_done(shown)))]
-            return [
-                ClientToolResult(call_id, output),
-                ClientReply(tuple(self._added_and_done(shown))),
-            ]
+            if call_id not in self._client_calls:
+                # Refused before anything is acknowledged or started: a stray answer (sent
+                # before any call, or twice) must not open the model with default options.
+                raise self._refusal(
+                    "invalid_value",
+                    f"no call of a client tool is waiting for call_id {call_id[:64]!r}",
+                    kind,
+                    event_id,
+                    "item.call_id",
+                )
+            reply = ClientReply(tuple(self._added_and_done(shown)))
+            del self._client_calls[call_id]
+            return [ClientToolResult(call_id, output), reply]
         if item_type == "message" and item.get("role") == "user":
             content = item.get("content")
             parts = content if isinstance(content, list) else []
@@ -774,6 +786,9 @@ class RealtimeCodec(OutboundBatcher):
                     {**where, "name": item.name, "arguments": item.arguments},
                 ),
             ]
+            self._client_calls[call.call_id] = None
+            while len(self._client_calls) > MAX_SERVER_CALLS:
+                del self._client_calls[next(iter(self._client_calls))]
         else:
             self._server_calls[call.call_id] = None
             while len(self._server_calls) > MAX_SERVER_CALLS:
