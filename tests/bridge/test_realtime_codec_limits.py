@@ -97,3 +97,32 @@ def test_a_client_tools_long_arguments_fit_the_frame_limit() -> None:
     call = ToolCall("call_1", "save_note", {"text": "日本語のメモ" * 1000})
     frames = codec().tool_call(call, 0.0, on_client=True)
     assert max(len(f) for f in frames) <= MAX_FRAME_BYTES
+
+
+def test_a_session_update_whose_answer_cannot_fit_is_refused_and_changes_nothing() -> None:
+    """Tools that fill the client's frame: ``session.updated`` (the whole configuration) would
+    not fit. Refused naming the event and the limit; the tools are not kept in force."""
+    from novakit.bridge.dialects.realtime.config import RealtimeError
+    from novakit.bridge.protocol import ClientStart
+
+    def update(description: str) -> bytes:
+        tool = {
+            "type": "function",
+            "name": "lookup",
+            "description": description,
+            "parameters": {"type": "object", "properties": {}},
+        }
+        event = {"type": "session.update", "event_id": "upd_1", "session": {"tools": [tool]}}
+        return json.dumps(event, ensure_ascii=False).encode()
+
+    envelope = len(update(""))
+    body = update("説" * ((MAX_FRAME_BYTES - envelope) // 3))
+    assert len(body) <= MAX_FRAME_BYTES
+    c = codec()
+    with pytest.raises(RealtimeError) as refused:
+        c.parse(body)
+    assert refused.value.ref.event_id == "upd_1"
+    assert str(MAX_FRAME_BYTES) in refused.value.message
+    start, _ = c.parse(b'{"type":"input_audio_buffer.append","audio":"AAAAAA=="}')
+    assert isinstance(start, ClientStart)
+    assert not start.client_tools

@@ -130,26 +130,40 @@ async def test_response_cancel_with_nothing_running_is_answered(stack: RealtimeS
     assert [e.get("event_id") for e in errors] == ["cancel_1"], events.types()
 
 
-async def test_truncate_with_a_long_item_id_gets_a_clear_error(stack: RealtimeStack) -> None:
-    """A truncate whose item_id makes the echo exceed 32 KB must be refused as invalid, not
-    reported as an internal error of the bridge."""
+async def test_truncate_echoes_a_long_item_id_or_refuses_it_naming_the_limit(
+    stack: RealtimeStack,
+) -> None:
+    """A truncate is echoed whole when the echo fits (30 KB of UTF-8 item id); one whose echo
+    cannot fit (the event fills the frame; its echo adds ``content_index``) is refused naming
+    the event and the limit, not reported as an internal error of the bridge."""
+
+    def truncate(event_id: str, item_id: str) -> dict[str, Any]:
+        return {
+            "type": "conversation.item.truncate",
+            "event_id": event_id,
+            "item_id": item_id,
+            "audio_end_ms": 0,
+        }
+
+    fits = "é" * 15000  # 30 KB of UTF-8 (90 KB once ASCII-escaped)
+    envelope = len(json.dumps(truncate("trunc_2", ""), ensure_ascii=False).encode())
+    fills = "é" * ((MAX_FRAME_BYTES - envelope) // 2)
+    assert len(json.dumps(truncate("trunc_2", fills), ensure_ascii=False).encode()) <= (
+        MAX_FRAME_BYTES
+    )
     async with client(stack).realtime.connect(model="gpt-realtime") as connection:
         events = Events(connection)
         await events.until("session.created", WAIT)
-        await send_raw(
-            connection,
-            {
-                "type": "conversation.item.truncate",
-                "event_id": "trunc_1",
-                "item_id": "é" * 15000,  # 30 KB of UTF-8, 90 KB once ASCII-escaped
-                "content_index": 0,
-                "audio_end_ms": 0,
-            },
-        )
-        answer = await _first_of(events, ("conversation.item.truncated", "error"))
-    assert answer["type"] == "error"
-    assert answer["error"]["code"] != "internal_error", answer
-    assert answer["error"]["event_id"] == "trunc_1", answer
+        await send_raw(connection, truncate("trunc_1", fits))
+        echoed = await _first_of(events, ("conversation.item.truncated", "error"))
+        await send_raw(connection, truncate("trunc_2", fills))
+        refused = await _first_of(events, ("conversation.item.truncated", "error"))
+    assert echoed["type"] == "conversation.item.truncated", echoed["type"]
+    assert echoed["item_id"] == fits
+    assert refused["type"] == "error"
+    assert refused["error"]["code"] == "invalid_value", refused
+    assert refused["error"]["event_id"] == "trunc_2"
+    assert str(MAX_FRAME_BYTES) in refused["error"]["message"]
 
 
 async def test_session_updated_does_not_claim_instructions_the_bridge_will_refuse(

@@ -93,6 +93,10 @@ _ERROR_KINDS: Final[Mapping[ErrorCode, tuple[str, str]]] = {
 }
 
 
+class EventTooLargeError(ValueError):
+    """A server event that cannot fit a frame, even with its repeated text cut."""
+
+
 def _order(frame: str) -> int:
     match = _ORDER.search(frame, 0, 120)
     if match is None:
@@ -188,6 +192,7 @@ class RealtimeCodec(OutboundBatcher):
     """One Realtime connection: its client events in, its server events out."""
 
     __slots__ = (
+        "_client_calls",
         "_config",
         "_input_ms",
         "_input_seq",
@@ -195,7 +200,6 @@ class RealtimeCodec(OutboundBatcher):
         "_pending_text",
         "_reported_usage",
         "_response",
-        "_client_calls",
         "_server_calls",
         "_started",
         "_tag",
@@ -267,7 +271,18 @@ class RealtimeCodec(OutboundBatcher):
                 event_id=event_id,
                 code=ErrorCode.UNKNOWN_TYPE,
             )
-        return handler(self, event, event_id)
+        try:
+            return handler(self, event, event_id)
+        except EventTooLargeError:
+            # The answer (an echo of the event) cannot fit a frame: the event is refused as a
+            # whole, and the handler changed nothing (it changes state after encoding).
+            raise RealtimeError(
+                "invalid_value",
+                f"the answer to this event would exceed API Gateway's {MAX_FRAME_BYTES}-byte"
+                " frame limit: send shorter ids, descriptions or text",
+                event=kind,
+                event_id=event_id,
+            ) from None
 
     def _refusal(
         self, code: str, message: str, event: str, event_id: str | None, param: str | None = None
@@ -307,13 +322,13 @@ class RealtimeCodec(OutboundBatcher):
                 )
             )
             updated = replace(updated, **_model_options(self._config))
-        self._config = updated
-        self.input_sample_rate = updated.input_format.rate
         # Answered at once: the model session opens with these options at the first frame that
         # needs it (audio, or typed text), so clients may update several times before that.
-        frames.append(
-            ClientReply(tuple(self._event("session.updated", {"session": self._session_json()})))
-        )
+        # Encoded before the options are kept: an answer too large leaves them unchanged.
+        reply = self._event("session.updated", {"session": updated.as_json()})
+        self._config = updated
+        self.input_sample_rate = updated.input_format.rate
+        frames.append(ClientReply(tuple(reply)))
         for refusal in refusals:
             frames.append(ClientRefusal(refusal))
         return frames
@@ -448,7 +463,6 @@ class RealtimeCodec(OutboundBatcher):
                     event_id,
                     "item.content",
                 )
-            self._pending_text.append(text)
             shown = {
                 "id": item_id,
                 "object": "realtime.item",
@@ -457,7 +471,9 @@ class RealtimeCodec(OutboundBatcher):
                 "status": "completed",
                 "content": [{"type": "input_text", "text": text}],
             }
-            return [ClientReply(tuple(self._added_and_done(shown)))]
+            reply = ClientReply(tuple(self._added_and_done(shown)))
+            self._pending_text.append(text)
+            return [reply]
         raise self._refusal(
             "unsupported_value",
             "only user text messages and function_call_output items can be added: Nova Sonic"
@@ -568,7 +584,10 @@ class RealtimeCodec(OutboundBatcher):
             if self._size(frame) <= self.max_frame_bytes:
                 self.counters.truncated_messages += 1
                 return frame
-        return self._checked(frame)
+        raise EventTooLargeError(
+            f"a {kind} event of {self._size(frame)} bytes exceeds max_frame_bytes="
+            f"{self.max_frame_bytes}, even with its repeated text cut"
+        )
 
     def _added_and_done(self, item: Mapping[str, Any]) -> list[str]:
         return self._events(
