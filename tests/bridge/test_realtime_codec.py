@@ -345,7 +345,15 @@ def test_refused_events_say_why(event: dict[str, Any], code: str) -> None:
 
 def test_cancel_and_clear_interrupt_and_acknowledgements_come_back_at_once() -> None:
     c = codec()
-    assert send(c, {"type": "response.cancel"}) == [ClientInterrupt()]
+    with pytest.raises(RealtimeError) as idle:  # nothing to cancel: OpenAI's answer
+        send(c, {"type": "response.cancel", "event_id": "cancel_0"})
+    assert (idle.value.realtime_code, idle.value.ref.event_id) == (
+        "response_cancel_not_active",
+        "cancel_0",
+    )
+    running = codec()
+    running.audio(b"\x00\x00" * 240, 0.0)  # a response is running
+    assert send(running, {"type": "response.cancel"}) == [ClientInterrupt()]
     assert send(c, {"type": "output_audio_buffer.clear"}) == [ClientInterrupt()]
     kinds = [
         replies(send(c, {"type": kind, **fields}))[0]["type"]

@@ -512,6 +512,14 @@ class RealtimeCodec(OutboundBatcher):
         return frames
 
     def _on_cancel(self, event: dict[str, Any], event_id: str | None) -> list[ClientFrame]:
+        if self._response is None and event.get("type") == "response.cancel":
+            # As OpenAI answers: the client learns its cancel was not acted on.
+            raise self._refusal(
+                "response_cancel_not_active",
+                "there is no response in progress to cancel",
+                "response.cancel",
+                event_id,
+            )
         return [ClientInterrupt()]
 
     def _on_truncate(self, event: dict[str, Any], event_id: str | None) -> list[ClientFrame]:
