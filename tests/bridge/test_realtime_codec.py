@@ -565,3 +565,22 @@ def test_a_deployment_tool_shows_as_items_that_no_client_runs() -> None:
     assert isinstance(reply, ClientReply)
     with pytest.raises(RealtimeError):  # a call id never made is refused
         send(c, answer("other"))
+
+
+def test_instructions_a_bridge_does_not_take_are_refused_at_the_session_update() -> None:
+    """session.updated reports the configuration in force: client instructions a bridge does
+    not take are refused with the update's event_id and param, not echoed as if kept."""
+    c = RealtimeCodec(batch_ms=100, allow_client_instructions=False)
+    update = {
+        "type": "realtime",
+        "instructions": "Be brief.",
+        "audio": {"output": {"voice": "alloy"}},
+    }
+    reply, refusal = send(c, {"type": "session.update", "event_id": "upd_1", "session": update})
+    [updated] = replies([reply])
+    assert updated["session"]["instructions"] == ""
+    assert (refusal.error.ref.event_id, refusal.error.ref.param) == (
+        "upd_1",
+        "session.instructions",
+    )
+    assert started(c).instructions is None

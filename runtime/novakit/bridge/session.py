@@ -147,7 +147,9 @@ class BridgeSession:
             self._resumed_history, self._start_options = _resumed(lease.state)
         # The client protocol's codec: parses its frames, encodes and batches what it is sent.
         self._batcher: ConnectionCodec = dialect.new_codec(
-            batch_ms=settings.batch_ms, saved=_saved_codec(lease, resumed)
+            batch_ms=settings.batch_ms,
+            saved=_saved_codec(lease, resumed),
+            allow_client_instructions=settings.allow_client_instructions,
         )
         # What a client of this protocol is told as soon as it connects (v1: nothing).
         greeting = [] if resumed else self._greeting(settings, requested_model)

@@ -157,8 +157,10 @@ class Dialect:
     #: For people: "OpenAI Realtime".
     title: str
     kinds: FrameKinds
-    #: ``new_codec(batch_ms=..., saved=...)``: a codec for a new connection, or one carrying on
-    #: from ``saved`` (what :meth:`ConnectionCodec.saved_state` returned on the previous owner).
+    #: ``new_codec(batch_ms=..., saved=..., allow_client_instructions=...)``: a codec for a new
+    #: connection, or one carrying on from ``saved`` (what :meth:`ConnectionCodec.saved_state`
+    #: returned on the previous owner); a codec that reports the session's configuration
+    #: refuses client instructions itself when the bridge does not take them.
     new_codec: Callable[..., ConnectionCodec]
     #: Closing the connection ends a phone call (Twilio's ``<Connect><Stream>``): the bridge
     #: may offer the model the built-in ``end_call`` tool (:mod:`novakit.bridge.hangup`).

@@ -167,7 +167,12 @@ class TwilioCodec:
         return {"stream_sid": start.stream_sid, "call_sid": start.call_sid}
 
 
-def _new_codec(*, batch_ms: int, saved: Mapping[str, Any] | None = None) -> TwilioCodec:
+def _new_codec(
+    *,
+    batch_ms: int,
+    saved: Mapping[str, Any] | None = None,
+    allow_client_instructions: bool = True,  # the session refuses them (ClientStart)
+) -> TwilioCodec:
     # Twilio's batching is its own (500 ms media messages, each with a mark): the bridge's
     # batch_ms is protocol v1's.
     return TwilioCodec(saved=saved)

@@ -67,7 +67,12 @@ class V1Codec(OutboundBatcher):
         return {}  # the session's options say everything a v1 client agreed to
 
 
-def _new_codec(*, batch_ms: int, saved: Mapping[str, Any] | None = None) -> V1Codec:
+def _new_codec(
+    *,
+    batch_ms: int,
+    saved: Mapping[str, Any] | None = None,
+    allow_client_instructions: bool = True,  # the session refuses them (ClientStart)
+) -> V1Codec:
     return V1Codec(batch_ms=batch_ms)
 
 

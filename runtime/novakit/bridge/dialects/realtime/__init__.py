@@ -13,8 +13,15 @@ from .codec import KINDS, RealtimeCodec
 __all__ = ["REALTIME", "RealtimeCodec"]
 
 
-def _new_codec(*, batch_ms: int, saved: Mapping[str, Any] | None = None) -> RealtimeCodec:
-    return RealtimeCodec(batch_ms=batch_ms, saved=saved)
+def _new_codec(
+    *,
+    batch_ms: int,
+    saved: Mapping[str, Any] | None = None,
+    allow_client_instructions: bool = True,
+) -> RealtimeCodec:
+    return RealtimeCodec(
+        batch_ms=batch_ms, saved=saved, allow_client_instructions=allow_client_instructions
+    )
 
 
 REALTIME = Dialect("realtime", "OpenAI Realtime", KINDS, _new_codec)

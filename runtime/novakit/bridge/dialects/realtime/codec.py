@@ -192,6 +192,7 @@ class RealtimeCodec(OutboundBatcher):
     """One Realtime connection: its client events in, its server events out."""
 
     __slots__ = (
+        "_allow_instructions",
         "_client_calls",
         "_config",
         "_input_ms",
@@ -215,6 +216,7 @@ class RealtimeCodec(OutboundBatcher):
         saved: Mapping[str, Any] | None = None,
         model: str = "",
         voice: str = "matthew",
+        allow_client_instructions: bool = True,
     ) -> None:
         config = SessionConfig(model=model, voice=voice)
         if saved:
@@ -223,6 +225,7 @@ class RealtimeCodec(OutboundBatcher):
         self.input_sample_rate = config.input_format.rate
         self._config = config
         self._voice_default = voice
+        self._allow_instructions = allow_client_instructions
         self._tag = secrets.token_hex(3)
         # A resumed connection has started already: its session options were agreed.
         self._started = bool(saved)
@@ -310,6 +313,18 @@ class RealtimeCodec(OutboundBatcher):
     def _on_session_update(self, event: dict[str, Any], event_id: str | None) -> list[ClientFrame]:
         updated, refusals = read_session_update(event.get("session"), self._config, event_id)
         frames: list[ClientFrame] = []
+        if not self._allow_instructions and updated.instructions != self._config.instructions:
+            # Refused here, with the event's id, so that session.updated shows what is in force.
+            refusals.append(
+                self._refusal(
+                    "unsupported_value",
+                    "this server does not let clients set instructions; it uses its own",
+                    "session.update",
+                    event_id,
+                    "session.instructions",
+                )
+            )
+            updated = replace(updated, instructions=self._config.instructions)
         if self._started and _model_options(updated) != _model_options(self._config):
             refusals.append(
                 self._refusal(
