@@ -178,7 +178,12 @@ class GreetingCodec(V1Codec):
         return self.event({"type": "hello", "connection_id": connection_id}, now)
 
 
-def _greeting_codec(*, batch_ms: int, saved: Mapping[str, Any] | None = None) -> GreetingCodec:
+def _greeting_codec(
+    *,
+    batch_ms: int,
+    saved: Mapping[str, Any] | None = None,
+    allow_client_instructions: bool = True,
+) -> GreetingCodec:
     return GreetingCodec(batch_ms=batch_ms)
 
 
