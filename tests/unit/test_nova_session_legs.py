@@ -533,3 +533,17 @@ async def test_a_rollover_moves_through_its_phases(bedrock: Bedrock) -> None:
                 await asyncio.sleep(0.01)
         assert phases[:4] == ["preparing", "ready", "switching", "live"]
         assert session.phase.value == "live"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("chunk_ms", [10, 32, 100, 400])
+async def test_the_keepalive_keeps_only_the_tail_of_the_callers_audio(
+    session: s2s.Session, chunk_ms: int
+) -> None:
+    """What the keep-alive looks at (did the caller stop mid-speech?) is the last 0.25 s, held
+    by reference: a few chunks, not a growing or fixed-count list of them."""
+    chunk = b"\x01\x00" * (16 * chunk_ms)
+    for _ in range(50):
+        await session.send_audio(chunk)
+    held = session._recent_audio  # type: ignore[attr-defined]
+    assert sum(len(c) for c in held) >= 8000  # 0.25 s at 16 kHz
+    assert sum(len(c) for c in held) < 8000 + len(chunk)

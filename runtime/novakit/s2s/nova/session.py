@@ -56,6 +56,7 @@ from ..events import (
 )
 from ..session import EventQueue, Session
 from .continuity import (
+    SPEECH_TAIL_SECONDS,
     AudioRing,
     RecoveryPolicy,
     StallWatch,
@@ -156,9 +157,11 @@ class NovaSession(Session):
         self._odd_byte = b""
         self._heard_upto = 0  # ring offset up to which some stream has been sent the audio
         self._last_audio = 0.0  # when the caller last sent audio (for the keep-alive)
-        # Its latest audio chunks, by reference (did it stop mid-speech?): enough for
-        # SPEECH_TAIL_SECONDS even in 10 ms chunks.
-        self._recent_audio: deque[bytes] = deque(maxlen=32)
+        # Its latest audio chunks, by reference (did it stop mid-speech?): the fewest that
+        # hold SPEECH_TAIL_SECONDS, whatever the chunks' size.
+        self._recent_audio: deque[bytes] = deque()
+        self._recent_bytes = 0
+        self._tail_bytes = round(SPEECH_TAIL_SECONDS * 2 * self.config.input_sample_rate)
         self._last_input = 0.0  # when the caller last sent anything (keepalive_limit)
         self._input_arrived = asyncio.Event()  # wakes a keep-alive that has stopped
         # In the DORMANT phase, the failure of the last stream (the caller was silent): the next
@@ -246,6 +249,9 @@ class NovaSession(Session):
         data, self._odd_byte = data[:cut], data[cut:]
         self._last_audio = asyncio.get_running_loop().time()
         self._recent_audio.append(data)
+        self._recent_bytes += len(data)
+        while self._recent_bytes - len(self._recent_audio[0]) >= self._tail_bytes:
+            self._recent_bytes -= len(self._recent_audio.popleft())
         self._caller_input()
         self._take_audio(data)
         await self._flush_audio()
