@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,7 +127,11 @@ async def cluster(
             spread="round_robin" if spread_seed is None else "random",
             spread_seed=spread_seed,
         )
-        async with Emulator(config) as emu, LocalGateway(gateway_config) as gateway:
+        async with (
+            Emulator(config) as emu,
+            LocalGateway(gateway_config) as gateway,
+            gateway_log(tmp_path / "gateway.log"),
+        ):
             bridges: list[Bridge] = []
             try:
                 for port, url in zip(ports, urls, strict=True):
@@ -158,6 +164,32 @@ async def cluster(
                         await asyncio.to_thread(bridge.process.wait, 20)
                     except subprocess.TimeoutExpired:
                         bridge.process.kill()
+
+
+class _MonotonicFormatter(logging.Formatter):
+    """The test's own clock (the windows' and the clients'), and the connection."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        connection = getattr(record, "connection_id", "")
+        return f"{time.monotonic():.3f} {record.levelname} {record.getMessage()} {connection}"
+
+
+@contextlib.contextmanager
+def gateway_log(path: Path) -> Iterator[None]:
+    """The local gateway's own log (health checks, failed integrations, frames the client is
+    not told about) written to ``path``, for a failed test's evidence."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(_MonotonicFormatter())
+    logger = logging.getLogger("novakit.localgw")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        handler.close()
 
 
 async def no_sessions(running: Cluster, within: float = 30) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import signal
 import time
@@ -53,6 +54,7 @@ class Talker:
     number: int
     client: Client
     sent: list[tuple[int, float]] = field(default_factory=list)
+    seq_of: dict[int, int] = field(default_factory=dict)  # spoken frame ident -> its audio seq
     spoken: int = 0
 
     @property
@@ -67,6 +69,7 @@ class Talker:
         for _ in range(SPEECH_FRAMES):
             ident = self.number * 10_000 + self.spoken
             self.sent.append((ident, time.monotonic()))
+            self.seq_of[ident] = self.client.seq
             await self._send(speech_frame(self.number, self.spoken))
             self.spoken += 1
         for _ in range(PAUSE_FRAMES):
@@ -175,7 +178,12 @@ async def run(tmp_path: Path, schedule: list[Disruption], seed: int, clients: in
     streams = [s for r in records if (s := heard(r.index, r.input_events)) is not None]
     problems += violations(streams, {t.number: t.sent for t in talkers}, windows)
     if problems:
-        keep_evidence(tmp_path, schedule, seed, windows, problems)
+        ends = [
+            f"stream {r.index}: {len(r.input_events)} input events, outcome {r.outcome},"
+            f" error {r.error}, fault {r.fault}"
+            for r in records
+        ]
+        keep_evidence(tmp_path, schedule, seed, windows, problems + ends, talkers=talkers)
     return Outcome(problems, len(records), [t.turns for t in talkers], logs)
 
 
@@ -185,14 +193,30 @@ def keep_evidence(
     seed: int,
     windows: list[Window],
     problems: list[str],
+    *,
+    talkers: list[Talker],
 ) -> None:
-    """A failed schedule's bridge logs and windows, kept under test-artifacts/ to read later."""
+    """A failed schedule's evidence, kept under test-artifacts/ to read later: the bridges'
+    and the gateway's logs, the windows, and for each client what it sent (spoken frames with
+    their seq and time) and every frame it got that was not audio or text, with its time."""
     target = ARTIFACTS / f"ownership-{seed}-{int(time.time())}"
     target.mkdir(parents=True, exist_ok=True)
-    for log in tmp_path.glob("bridge-*.log"):
+    for log in (*tmp_path.glob("bridge-*.log"), *tmp_path.glob("gateway.log")):
         shutil.copy(log, target / log.name)
-    summary = [f"seed {seed}", f"schedule {schedule}", *map(str, windows), *problems]
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    clocks = f"monotonic {time.monotonic():.3f} is {now}"
+    summary = [f"seed {seed}", f"schedule {schedule}", clocks, *map(str, windows), *problems]
     (target / "summary.txt").write_text("\n".join(summary) + "\n")
+    for talker in talkers:
+        seq_of = talker.seq_of
+        lines = [f"sent {ident} seq {seq_of[ident]} at {at:.3f}" for ident, at in talker.sent]
+        client = talker.client
+        lines += [
+            f"got at {at:.3f}: {json.dumps(frame)}"
+            for frame, at in zip(client.frames, client.received_at, strict=False)
+            if frame.get("type") not in ("audio", "transcript")
+        ]
+        (target / f"client-{talker.number}.txt").write_text("\n".join(lines) + "\n")
 
 
 def seq_problems(talker: Talker) -> list[str]:

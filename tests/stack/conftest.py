@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,6 +146,7 @@ class Client:
 
     ws: websockets.ClientConnection
     frames: list[dict[str, Any]] = field(default_factory=list)
+    received_at: list[float] = field(default_factory=list)  # monotonic, one per frame
     seq: int = 0
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -153,6 +155,7 @@ class Client:
         try:
             async for message in self.ws:
                 self.frames.append(json.loads(message))
+                self.received_at.append(time.monotonic())
                 self._arrived.set()
         except websockets.ConnectionClosed:
             pass
