@@ -130,8 +130,9 @@ async def cluster(
         async with (
             Emulator(config) as emu,
             LocalGateway(gateway_config) as gateway,
-            gateway_log(tmp_path / "gateway.log"),
+            contextlib.AsyncExitStack() as stack,
         ):
+            stack.enter_context(gateway_log(tmp_path / "gateway.log"))
             bridges: list[Bridge] = []
             try:
                 for port, url in zip(ports, urls, strict=True):
