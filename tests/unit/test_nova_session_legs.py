@@ -547,3 +547,31 @@ async def test_the_keepalive_keeps_only_the_tail_of_the_callers_audio(
     held = session._recent_audio  # type: ignore[attr-defined]
     assert sum(len(c) for c in held) >= 8000  # 0.25 s at 16 kHz
     assert sum(len(c) for c in held) < 8000 + len(chunk)
+
+
+async def test_the_keepalive_reads_the_callers_tail_only_once_the_audio_has_stopped(
+    bedrock: Bedrock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether the caller stopped mid-speech matters only once its audio has stopped for
+    keepalive_after: while it flows, the keep-alive must not read the tail at each wake-up
+    (that cost CPU per session-second for every talking session)."""
+    from novakit.s2s.nova import session as session_module
+
+    looked: list[float] = []
+    real = session_module.keepalive_wait
+
+    def counting(*args: Any) -> float:
+        looked.append(asyncio.get_running_loop().time())
+        return real(*args)
+
+    monkeypatch.setattr(session_module, "keepalive_wait", counting)
+    async with engine(keepalive_after=2.0).start() as session:
+        for _ in range(40):  # 0.8 s of 20 ms chunks: never a pause near keepalive_after
+            await session.send_audio(b"\x01\x00" * 320)
+            await asyncio.sleep(0.02)
+        stopped = asyncio.get_running_loop().time()
+        assert looked == []  # the audio never paused for keepalive_after
+        async with asyncio.timeout(10):
+            while not looked:  # noqa: ASYNC110 - no event says "the keep-alive looked"
+                await asyncio.sleep(0.02)
+        assert looked[0] - stopped >= 2.0 - 0.02

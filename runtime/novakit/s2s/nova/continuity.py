@@ -12,13 +12,13 @@
 
 from __future__ import annotations
 
-import array
 import random
-import sys
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+
+import numpy as np
 
 INPUT_BYTES_PER_SECOND = 32000  # 16 kHz PCM16 mono, the default input rate
 
@@ -259,16 +259,13 @@ def ends_in_speech(chunks: Iterable[bytes], bytes_per_second: int) -> bool:
     of PCM16 little-endian, oldest first) hold speech: some 20 ms of it above ``VOICED_RMS``."""
     tail_bytes = round(SPEECH_TAIL_SECONDS * bytes_per_second) & ~1
     tail = b"".join(chunks)[-tail_bytes:]
-    values = array.array("h")
-    values.frombytes(tail[len(tail) % 2 :])
-    if sys.byteorder == "big":
-        values.byteswap()
+    values = np.frombuffer(tail[len(tail) % 2 :], dtype="<i2").astype(np.int64)
     window = max(1, round(_WINDOW_SECONDS * bytes_per_second / 2))
-    threshold = VOICED_RMS * VOICED_RMS * window
-    return any(
-        sum(v * v for v in values[i : i + window]) >= threshold
-        for i in range(0, len(values) - window + 1, window)
-    )
+    whole = len(values) // window * window
+    if not whole:
+        return False
+    energy = np.square(values[:whole]).reshape(-1, window).sum(axis=1)
+    return bool((energy >= VOICED_RMS * VOICED_RMS * window).any())
 
 
 def keepalive_wait(

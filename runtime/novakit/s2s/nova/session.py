@@ -568,6 +568,12 @@ class NovaSession(Session):
                 await self._input_arrived.wait()
                 continue
             idle_for = now - self._last_audio
+            if idle_for < self._options.keepalive_after:
+                # The caller's audio is still flowing: whether it ends in speech does not
+                # matter yet (and reading its tail every wake-up would cost CPU per session).
+                due = None
+                await asyncio.sleep(self._options.keepalive_after - idle_for)
+                continue
             wait = keepalive_wait(
                 self._options.keepalive_after,
                 self._options.keepalive_after_speech,
