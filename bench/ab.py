@@ -1,13 +1,18 @@
 """Before/after: the same bridge load with two (or more) bridge variants, interleaved.
 
-``python -m bench.ab --variant NAME[:KEY=VALUE,...] ... [--sessions N] [--seconds S] [--runs R]
-[--mode talk|idle] [--pin]``
+``python -m bench.ab --variant NAME[:KEY=VALUE,...] ... [--sessions N[,N...]]
+[--frame-ms MS[,MS...]] [--seconds S] [--runs R] [--mode talk|idle] [--pin]``
 
 Each variant is a bridge process option set: ``pythonpath=DIR`` (run the ``novakit`` package
 found in DIR: a copy of the code before a change), ``uvloop=1``, ``batch_ms=N``, or any
 ``NOVAKIT_*=VALUE``. Runs alternate between the variants (A B A B ...) so that the machine's
 background load falls on all of them alike; the report gives each variant's median and the
 ratio to the first. The machine is shared: read ratios, not absolute figures.
+
+Several session counts and frame sizes make a grid (``--sessions 10,40,100 --frame-ms 100,32
+--pin``): each cell is its own interleaved comparison, and the report ends with a table of CPU ms
+per session-second and MB per session for every variant and cell, the units of
+docs/performance.md.
 """
 
 from __future__ import annotations
@@ -124,13 +129,36 @@ async def compare(
     }
 
 
+def _numbers(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def table(cells: list[dict[str, Any]]) -> str:
+    """Markdown: a row per (frame size, sessions), CPU and memory per variant."""
+    names = list(cells[0]["median"])
+    head = ["frame", "sessions"] + [
+        f"{name} {unit}" for name in names for unit in ("ms CPU/session-s", "MB/session")
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cell in cells:
+        row = [f"{cell['frame_ms']} ms", str(cell["sessions"])]
+        for name in names:
+            median = cell["median"][name]
+            row += [
+                str(median["bridge_cpu_ms_per_session_second"]),
+                str(median["bridge_mb_per_session"]),
+            ]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ab")
     parser.add_argument("--variant", action="append", required=True)
-    parser.add_argument("--sessions", type=int, default=40)
+    parser.add_argument("--sessions", type=_numbers, default=[40], help="e.g. 10,40,100")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--frame-ms", type=int, default=32)
+    parser.add_argument("--frame-ms", type=_numbers, default=[32], help="e.g. 100,32")
     parser.add_argument("--name", default="ab")
     parser.add_argument("--pin", action="store_true", help="bridge on one core, rest on the other")
     parser.add_argument(
@@ -138,19 +166,26 @@ def main() -> None:
     )
     args = parser.parse_args()
     variants = [parse_variant(v) for v in args.variant]
-    results = asyncio.run(
-        compare(
-            variants,
-            sessions=args.sessions,
-            seconds=args.seconds,
-            runs=args.runs,
-            frame_ms=args.frame_ms,
-            pin=args.pin,
-            mode=args.mode,
-        )
-    )
-    for name, row in results["median"].items():
-        print(name, row)
+    cells = []
+    for frame_ms in args.frame_ms:
+        for sessions in args.sessions:
+            print(f"{frame_ms} ms frames, {sessions} sessions", flush=True)
+            cell = asyncio.run(
+                compare(
+                    variants,
+                    sessions=sessions,
+                    seconds=args.seconds,
+                    runs=args.runs,
+                    frame_ms=frame_ms,
+                    pin=args.pin,
+                    mode=args.mode,
+                )
+            )
+            for name, row in cell["median"].items():
+                print(" ", name, row, flush=True)
+            cells.append(cell)
+    results = cells[0] if len(cells) == 1 else {"cells": cells}
+    print(table(cells))
     print(save(args.name, results))
 
 
