@@ -5,7 +5,9 @@ between the client and the bridge. The keep-alive must not take that gap for a c
 quiet and fill it with silence: the model would hear a pause that was never said, end the
 user's turn there and take the rest of the sentence for a new one. A caller whose audio stops
 after silence (a muted microphone that sends nothing, a caller that only types) still gets the
-keep-alive's silence after ``keepalive_after``.
+keep-alive's silence after ``keepalive_after``. A caller that streams an open microphone (it
+has streamed two seconds of quiet in one go) never stops sending: for it every gap is a stall,
+however long, up to ``keepalive_after_stall``.
 
 Independent check: the emulator ends an utterance on 0.4 s of silence in the audio it is sent,
 as Bedrock finds turn ends in the audio itself (nova-sonic-protocol.md); both the audio the
@@ -58,6 +60,27 @@ async def test_a_stall_in_the_middle_of_speech_is_not_filled_with_silence(
     # it, the emulator ends the first utterance after half the sentence).
     sent = received_audio(emulator)
     assert sent.startswith(first + second)
+
+
+async def test_an_open_microphones_stall_longer_than_after_speech_is_not_filled(
+    emulator: Emulator, engine_for
+) -> None:
+    """The stall is past ``keepalive_after_speech``: a caller that streamed a pause before (an
+    open microphone) still gets its sentence whole, and the keep-alive's silence only after
+    ``keepalive_after_stall``."""
+    emulator.script = Script((ScriptTurn(transcript="the whole sentence", reply="Heard it."),))
+    extra = {"keepalive_after": 0.2, "keepalive_after_speech": 0.3, "keepalive_after_stall": 5.0}
+    engine = engine_for(extra=extra)
+    pause = audio.silence(2.1)
+    first, second = audio.speech_like(0.5), audio.speech_like(0.5, pitch=150.0)
+    async with engine.start() as session:
+        await send(session, pause + first)
+        await asyncio.sleep(STALL_SECONDS)  # the gap's length is the stimulus
+        await send(session, second)
+        async with streaming_silence(session):
+            events = await collect_until(session, lambda e: e.type is E.TURN_END, within=20)
+    assert [e.text for e in events if e.type is E.TRANSCRIPT] == ["the whole sentence"]
+    assert received_audio(emulator).startswith(pause + first + second)
 
 
 async def test_a_caller_who_went_quiet_still_gets_the_keepalive(

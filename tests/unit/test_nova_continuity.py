@@ -9,7 +9,9 @@ import pytest
 from novakit import audio
 from novakit.s2s import Message
 from novakit.s2s.nova.continuity import (
+    OPEN_MIC_QUIET_SECONDS,
     AudioRing,
+    OpenMicrophone,
     Phase,
     RecoveryPolicy,
     StallWatch,
@@ -295,3 +297,42 @@ def test_the_keepalive_waits_longer_after_speech_never_shorter() -> None:
     assert keepalive_wait(1.0, 3.0, quiet, 32000) == 1.0
     assert keepalive_wait(1.0, 3.0, [], 32000) == 1.0  # a caller that only types
     assert keepalive_wait(5.0, 3.0, speech, 32000) == 5.0
+
+
+def test_an_open_microphone_waits_for_stalls_a_typing_caller_does_not() -> None:
+    speech, quiet = chunked(audio.speech_like(0.5)), chunked(audio.silence(0.5))
+    assert keepalive_wait(1.0, 3.0, quiet, 32000, after_stall=10.0, open_microphone=True) == 10.0
+    assert keepalive_wait(1.0, 3.0, speech, 32000, after_stall=10.0, open_microphone=True) == 10.0
+    assert keepalive_wait(1.0, 3.0, [], 32000, after_stall=10.0) == 1.0
+    assert keepalive_wait(1.0, 3.0, speech, 32000, after_stall=2.0, open_microphone=True) == 3.0
+
+
+def feed(microphone: OpenMicrophone, pcm: bytes, chunk: int) -> OpenMicrophone:
+    for piece in chunked(pcm, chunk):
+        microphone.feed(piece)
+    return microphone
+
+
+@pytest.mark.parametrize("chunk", [320, 1024, 3200])  # 10, 32 and 100 ms
+def test_a_microphone_is_open_once_it_streamed_two_seconds_of_quiet_in_one_go(chunk: int) -> None:
+    sentence = audio.speech_like(1.5)
+    pause = audio.silence(OPEN_MIC_QUIET_SECONDS - 0.1)
+    # push-to-talk: speech, short pauses, speech; never two seconds of quiet in a row
+    assert not feed(OpenMicrophone(32000), sentence + pause + sentence + pause, chunk).open
+    # a hum far below speech is quiet too: an open microphone in a quiet room
+    hum = audio.speech_like(OPEN_MIC_QUIET_SECONDS + 0.1, level=0.005)
+    assert feed(OpenMicrophone(32000), sentence + hum, chunk).open
+    assert feed(OpenMicrophone(32000), pause + audio.silence(0.2), chunk).open
+    # once open, it stays open (and looks at nothing more)
+    assert feed(OpenMicrophone(32000), pause + audio.silence(0.2) + sentence, chunk).open
+
+
+def test_an_open_microphone_counts_time_at_any_input_rate() -> None:
+    at_8k = OpenMicrophone(16000)
+    feed(at_8k, audio.silence(OPEN_MIC_QUIET_SECONDS - 0.1, 8000), 320)
+    assert not at_8k.open
+    feed(at_8k, audio.silence(0.1, 8000), 320)
+    assert at_8k.open
+    odd = OpenMicrophone(32000)
+    odd.feed(b"\x01")  # half a sample: nothing to hear
+    assert not odd.open

@@ -254,26 +254,112 @@ SPEECH_TAIL_SECONDS = 0.25
 _WINDOW_SECONDS = 0.02
 
 
+def _window_energies(values: np.ndarray, bytes_per_second: int) -> tuple[np.ndarray, int]:
+    """The summed squares of each whole 20 ms window of ``values``, and the window's length."""
+    window = max(1, round(_WINDOW_SECONDS * bytes_per_second / 2))
+    whole = len(values) // window * window
+    squares = np.square(values[:whole].astype(np.int64))
+    return squares.reshape(-1, window).sum(axis=1), window
+
+
 def ends_in_speech(chunks: Iterable[bytes], bytes_per_second: int) -> bool:
     """Whether the last ``SPEECH_TAIL_SECONDS`` of the caller's audio (its latest ``chunks``
     of PCM16 little-endian, oldest first) hold speech: some 20 ms of it above ``VOICED_RMS``."""
     tail_bytes = round(SPEECH_TAIL_SECONDS * bytes_per_second) & ~1
     tail = b"".join(chunks)[-tail_bytes:]
-    values = np.frombuffer(tail[len(tail) % 2 :], dtype="<i2").astype(np.int64)
-    window = max(1, round(_WINDOW_SECONDS * bytes_per_second / 2))
-    whole = len(values) // window * window
-    if not whole:
-        return False
-    energy = np.square(values[:whole]).reshape(-1, window).sum(axis=1)
+    energy, window = _window_energies(
+        np.frombuffer(tail[len(tail) % 2 :], dtype="<i2"), bytes_per_second
+    )
     return bool((energy >= VOICED_RMS * VOICED_RMS * window).any())
 
 
+#: Quiet audio streamed in one go that shows the caller keeps its microphone open: longer than
+#: a pause a push-to-talk user holds the button through.
+OPEN_MIC_QUIET_SECONDS = 2.0
+
+
+class OpenMicrophone:
+    """Whether the caller streams an open microphone: it has sent ``OPEN_MIC_QUIET_SECONDS``
+    of quiet audio in one go (a pause or an answer streamed, not a stop). Such a caller's audio
+    stopping is a stall (the network, a busy machine) and its backlog is on the way; a caller
+    that only types, or sends audio only while it speaks (push-to-talk), never shows it.
+
+    Looks at the audio only until it knows: nothing per chunk once the microphone is open."""
+
+    __slots__ = ("_quiet", "_samples_needed", "_window", "open")
+
+    def __init__(self, bytes_per_second: int) -> None:
+        self._window = max(1, round(_WINDOW_SECONDS * bytes_per_second / 2))
+        self._samples_needed = round(OPEN_MIC_QUIET_SECONDS * bytes_per_second / 2)
+        self._quiet = 0  # samples of quiet audio in a row, up to the latest chunk
+        self.open = False
+
+    def feed(self, pcm: bytes) -> None:
+        if self.open or len(pcm) < 2:
+            return
+        values = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.int64)
+        # 20 ms windows (the last one may be shorter, as may a whole chunk of 10 ms)
+        starts = np.arange(0, len(values), self._window)
+        energy = np.add.reduceat(np.square(values), starts)
+        lengths = np.diff(np.append(starts, len(values)))
+        voiced = np.flatnonzero(energy >= VOICED_RMS * VOICED_RMS * lengths)
+        if len(voiced):
+            self._quiet = len(values) - int(starts[voiced[-1]] + lengths[voiced[-1]])
+        else:
+            self._quiet += len(values)
+        self.open = self._quiet >= self._samples_needed
+
+
+class CallerAudio:
+    """What the keep-alive knows of the caller's audio: its latest chunks that hold
+    ``SPEECH_TAIL_SECONDS`` (by reference: the fewest, whatever their size), whether it streams
+    an open microphone, and whether its latest input was audio (not a text or a tool result)."""
+
+    __slots__ = ("_held", "_tail_bytes", "latest_input_is_audio", "microphone", "tail")
+
+    def __init__(self, bytes_per_second: int) -> None:
+        self.tail: deque[bytes] = deque()
+        self._held = 0
+        self._tail_bytes = round(SPEECH_TAIL_SECONDS * bytes_per_second)
+        self.microphone = OpenMicrophone(bytes_per_second)
+        self.latest_input_is_audio = False
+
+    @property
+    def heard(self) -> bool:
+        return self._held > 0
+
+    def push(self, pcm: bytes) -> None:
+        self.tail.append(pcm)
+        self._held += len(pcm)
+        while self._held - len(self.tail[0]) >= self._tail_bytes:
+            self._held -= len(self.tail.popleft())
+        self.microphone.feed(pcm)
+        self.latest_input_is_audio = True
+
+    @property
+    def streaming(self) -> bool:
+        """An open microphone whose latest input is audio: a gap now is a stall. A text or a
+        tool result after the audio is answered now, and its silence must not wait."""
+        return self.microphone.open and self.latest_input_is_audio
+
+
 def keepalive_wait(
-    after: float, after_speech: float, recent_audio: Iterable[bytes], bytes_per_second: int
+    after: float,
+    after_speech: float,
+    recent_audio: Iterable[bytes],
+    bytes_per_second: int,
+    *,
+    after_stall: float = 0.0,
+    open_microphone: bool = False,
 ) -> float:
-    """Seconds without caller audio before the keep-alive streams silence: longer when the
-    caller's audio stopped mid-speech, since that gap is a stall and its words are still on
-    the way (silence put in it would end the user's turn halfway through a sentence)."""
-    if after_speech > after and ends_in_speech(recent_audio, bytes_per_second):
-        return after_speech
-    return after
+    """Seconds without caller audio before the keep-alive streams silence. Longer when the
+    gap is a stall rather than a caller gone quiet, since its audio is still on the way and
+    silence put in the gap would end the user's turn early (halfway through a sentence):
+    ``after_stall`` for a caller that streams an open microphone, ``after_speech`` for one whose
+    audio stopped mid-speech."""
+    wait = after
+    if open_microphone:
+        wait = max(wait, after_stall)
+    if after_speech > wait and ends_in_speech(recent_audio, bytes_per_second):
+        wait = after_speech
+    return wait

@@ -62,6 +62,11 @@ class NovaOptions:
     # network, a busy machine), not a caller gone quiet, and silence put into the gap would cut
     # the user's sentence in two. Clients stream silence between words (docs/protocol.md).
     keepalive_after_speech: float = 3.0
+    # The same for a caller that streams an open microphone (it has streamed two seconds of
+    # quiet in one go): it never stops sending, so its audio stopping is a stall, however it
+    # ends, and the backlog is on the way. A caller that only types, or sends audio only while
+    # it speaks (push-to-talk), gets keepalive_after.
+    keepalive_after_stall: float = 10.0
     # Seconds of silence per keep-alive event (sent at real-time pace): the send path costs per
     # event, not per byte, so an idle session costs a third of one at 32 ms a piece.
     keepalive_step: float = 0.1
@@ -144,8 +149,9 @@ class NovaOptions:
                 raise ConfigError(f"{name} must be positive")
         if self.keepalive_after < 0:
             raise ConfigError("keepalive_after must be >= 0 (0 turns the keep-alive off)")
-        if self.keepalive_after_speech < 0:
-            raise ConfigError("keepalive_after_speech must be >= 0")
+        for name in ("keepalive_after_speech", "keepalive_after_stall"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0")
         if not 0.01 <= self.keepalive_step <= 0.5:
             raise ConfigError("keepalive_step must be between 0.01 and 0.5 seconds")
         if self.keepalive_limit < 0:

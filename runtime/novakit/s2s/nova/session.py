@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,8 +55,8 @@ from ..events import (
 )
 from ..session import EventQueue, Session
 from .continuity import (
-    SPEECH_TAIL_SECONDS,
     AudioRing,
+    CallerAudio,
     RecoveryPolicy,
     StallWatch,
     TurnTracker,
@@ -157,11 +156,7 @@ class NovaSession(Session):
         self._odd_byte = b""
         self._heard_upto = 0  # ring offset up to which some stream has been sent the audio
         self._last_audio = 0.0  # when the caller last sent audio (for the keep-alive)
-        # Its latest audio chunks, by reference (did it stop mid-speech?): the fewest that
-        # hold SPEECH_TAIL_SECONDS, whatever the chunks' size.
-        self._recent_audio: deque[bytes] = deque()
-        self._recent_bytes = 0
-        self._tail_bytes = round(SPEECH_TAIL_SECONDS * 2 * self.config.input_sample_rate)
+        self._caller_audio = CallerAudio(2 * self.config.input_sample_rate)
         self._last_input = 0.0  # when the caller last sent anything (keepalive_limit)
         self._input_arrived = asyncio.Event()  # wakes a keep-alive that has stopped
         # In the DORMANT phase, the failure of the last stream (the caller was silent): the next
@@ -248,11 +243,8 @@ class NovaSession(Session):
         cut = len(data) - (len(data) % 2)
         data, self._odd_byte = data[:cut], data[cut:]
         self._last_audio = asyncio.get_running_loop().time()
-        self._recent_audio.append(data)
-        self._recent_bytes += len(data)
-        while self._recent_bytes - len(self._recent_audio[0]) >= self._tail_bytes:
-            self._recent_bytes -= len(self._recent_audio.popleft())
         self._caller_input()
+        self._caller_audio.push(data)
         self._take_audio(data)
         await self._flush_audio()
 
@@ -442,6 +434,7 @@ class NovaSession(Session):
     def _caller_input(self) -> None:
         """The caller sent something: it is there. A session gone dormant opens a stream."""
         self._last_input = asyncio.get_running_loop().time()
+        self._caller_audio.latest_input_is_audio = False  # audio sets it again
         self._input_arrived.set()
         if self._phase is Phase.DORMANT:
             self._wake()
@@ -577,14 +570,23 @@ class NovaSession(Session):
             wait = keepalive_wait(
                 self._options.keepalive_after,
                 self._options.keepalive_after_speech,
-                self._recent_audio,
+                self._caller_audio.tail,
                 2 * self.config.input_sample_rate,
+                after_stall=self._options.keepalive_after_stall,
+                open_microphone=self._caller_audio.streaming,
             )
             if idle_for < wait:
                 due = None
                 # Look again at least every keepalive_after: more audio may change the wait.
                 await asyncio.sleep(min(wait - idle_for, self._options.keepalive_after))
                 continue
+            if due is None and self._caller_audio.heard:
+                log.info(
+                    "no audio from the caller for %.1f s (open microphone: %s):"
+                    " the keep-alive streams silence",
+                    idle_for,
+                    "yes" if self._caller_audio.microphone.open else "no",
+                )
             due = now if due is None else due
             # Behind schedule (a busy loop): catch up, as a microphone's buffer would, by up
             # to a second.
