@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from novakit.bridge.directory import (
+    DIRECTORY_THREADS,
     RECORD_TTL_SECONDS,
     STALE_TASK_SECONDS,
     Directory,
@@ -272,3 +273,15 @@ async def test_a_confirmed_record_fences_a_takeover_decided_on_the_version_befor
     assert taken is not None
     assert await directory.confirm(confirmed) is None
     assert (await directory.get("c9=")).owner == "http://b"
+
+
+async def test_every_directory_thread_keeps_its_own_connection() -> None:
+    """botocore keeps 10 connections by default; the directory calls from more threads than
+    that (and a heartbeat thread), and each call beyond them opened a connection and threw it
+    away ("Connection pool is full") on a busy task."""
+    directory = DynamoDirectory("novakit-sessions", "us-east-1")
+    try:
+        assert directory._client.meta.config.max_pool_connections == DIRECTORY_THREADS + 1
+        assert directory._pool._max_workers == DIRECTORY_THREADS
+    finally:
+        await directory.close()

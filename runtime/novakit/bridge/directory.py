@@ -58,6 +58,8 @@ TASKS_KEY = "tasks"
 STALE_TASK_SECONDS = 600.0
 # How long DynamoDirectory reuses the peer list it read.
 PEERS_TTL_SECONDS = 1.0
+#: Threads for directory calls (a heartbeat has its own besides).
+DIRECTORY_THREADS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,14 +272,19 @@ class DynamoDirectory:
             from botocore.session import get_session
 
             config = Config(
-                connect_timeout=2, read_timeout=3, retries={"max_attempts": 3, "mode": "adaptive"}
+                connect_timeout=2,
+                read_timeout=3,
+                retries={"max_attempts": 3, "mode": "adaptive"},
+                # A connection for each thread below: with fewer (botocore keeps 10), calls
+                # beyond them open a connection each and throw it away.
+                max_pool_connections=DIRECTORY_THREADS + 1,
             )
             client = get_session().create_client("dynamodb", region_name=region, config=config)
         self._client = client
         # The directory's own threads, not the loop's default pool (which a tool or anything
         # else may fill): a heartbeat never waits behind other calls, since a late beat can
         # make a slow task look gone.
-        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="directory")
+        self._pool = ThreadPoolExecutor(DIRECTORY_THREADS, thread_name_prefix="directory")
         self._beats_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heartbeat")
 
     async def _call(self, operation: str, /, **kwargs: Any) -> Any:
