@@ -14,7 +14,7 @@ from novakit import s2s
 from novakit.bridge.directory import MemoryDirectory
 from novakit.bridge.lease import SessionLease
 from novakit.bridge.metrics import Metrics
-from novakit.bridge.protocol import ClientAudio, ClientEnd, ClientText
+from novakit.bridge.protocol import ClientAudio, ClientEnd, ClientPing, ClientText
 from novakit.bridge.session import BridgeSession, State
 from novakit.bridge.settings import BridgeSettings
 from novakit.bridge.tools import ToolRunner
@@ -310,3 +310,32 @@ async def test_the_saved_state_is_the_model_sessions_history_and_a_takeover_resu
     assert successor.histories == [tuple(engine.session.log)]
     resumed.end("test over")
     assert await resumed.wait_ended(5)
+
+
+async def test_a_resumed_sessions_first_frame_is_resumed_whatever_it_refused_before() -> None:
+    """After a takeover the new owner numbers its frames from 0 again, starting with
+    ``resumed``; a frame it refuses (or a ping it answers) before its model session is open
+    comes after that, or the client would see seq 0 before knowing the numbering restarted
+    (it looks like a late frame of the task that held the conversation before)."""
+    directory = MemoryDirectory()
+    # the task that held it had started the conversation (its options are saved)
+    record = await directory.claim("c=", "http://a", state={"options": {"voice": "tiffany"}})
+    assert record is not None
+    connections = FakeConnections()
+    session = bridge_session(
+        FakeEngine(), connections, lease=SessionLease(directory, record), resumed=True
+    )
+    session.receive(ClientAudio(119, bytes(640)))  # the frame that made this task take over
+    session.receive(ClientAudio(117, bytes(640)))  # a late one: refused as out of order
+    session.receive(ClientPing("p1"))
+    await connections.wait_for("pong")
+    frames = [json.loads(text) for text in connections.posted]
+    assert [(f["type"], f["seq"]) for f in frames[:3]] == [
+        ("session", 0),
+        ("error", 1),
+        ("pong", 2),
+    ]
+    assert frames[0]["state"] == "resumed"
+    assert frames[1]["code"] == "out_of_order"
+    session.end("test over")
+    assert await session.wait_ended(5)

@@ -163,3 +163,37 @@ def violations(
                 + ", ".join(f"{s.index}: {s.first_at:.3f}-{s.last_at:.3f}" for s in mine)
             )
     return found
+
+
+def seq_problems(client: int, frames: Sequence[Mapping[str, object]]) -> list[str]:
+    """No server frame twice, none from a task that lost the conversation, in the frames one
+    client received, in arrival order.
+
+    Each ``ready`` or ``resumed`` frame starts a numbering (docs/protocol.md). Within one, a
+    ``seq`` is never seen twice, and only grows, with one exception the protocol allows: on
+    barge-in ``clear_audio`` goes ahead of frames numbered before it, so a frame below a
+    ``clear_audio`` already received may still come. A frame of an older owner shows as a
+    jump ahead followed by lower numbers that no ``clear_audio`` explains.
+    """
+    problems: list[str] = []
+    last, seen, clears = -1, set[int](), list[int]()
+    for frame in frames:
+        seq = frame.get("seq")
+        if not isinstance(seq, int):
+            continue  # the gateway's own error (a frame the bridge could not take)
+        kind = frame.get("type")
+        if kind == "session" and frame.get("state") in ("ready", "resumed"):
+            last, seen, clears = seq, {seq}, []
+            continue
+        if seq in seen:
+            problems.append(f"client {client}: frame seq {seq} ({kind}) twice")
+        elif seq <= last and not any(seq < clear <= last for clear in clears):
+            problems.append(
+                f"client {client}: frame seq {seq} ({kind}) after seq {last}:"
+                " from an older owner, or out of the order the protocol allows"
+            )
+        seen.add(seq)
+        if kind == "clear_audio":
+            clears.append(seq)
+        last = max(last, seq)
+    return problems[:5]

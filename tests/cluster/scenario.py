@@ -22,7 +22,7 @@ from novakit.emulator import Script, ScriptTurn
 
 from ..stack.conftest import Client, connect
 from .conftest import RELAY_TIMEOUT, Cluster, cluster, no_sessions
-from .ownership import Window, heard, silence_frame, speech_frame, violations
+from .ownership import Window, heard, seq_problems, silence_frame, speech_frame, violations
 
 Kind = Literal["kill", "drain", "stall", "short_stall", "slow_directory"]
 
@@ -167,7 +167,7 @@ async def run(tmp_path: Path, schedule: list[Disruption], seed: int, clients: in
             ends = [f for f in talker.client.frames if f.get("state") == "ended"]
             if ends:
                 problems.append(f"client {talker.number} was told its conversation ended")
-            problems += seq_problems(talker)
+            problems += seq_problems(talker.number, talker.client.frames)
         # Frames still queued in the gateway are not lost: hang up, and let the gateway forward
         # what it holds (it sends $disconnect once it has, which ends the sessions) before
         # reading what Bedrock got.
@@ -217,23 +217,3 @@ def keep_evidence(
             if frame.get("type") not in ("audio", "transcript")
         ]
         (target / f"client-{talker.number}.txt").write_text("\n".join(lines) + "\n")
-
-
-def seq_problems(talker: Talker) -> list[str]:
-    """No server frame twice, none from a task that lost the conversation: within each
-    session (from its ``ready`` or ``resumed`` frame on), ``seq`` only grows."""
-    problems = []
-    last = -1
-    for frame in talker.client.frames:
-        if "seq" not in frame:
-            continue  # the gateway's own error (a frame the bridge could not take)
-        if frame.get("type") == "session" and frame.get("state") in ("ready", "resumed"):
-            last = frame["seq"]
-            continue
-        if frame["seq"] <= last:
-            problems.append(
-                f"client {talker.number}: frame seq {frame['seq']} ({frame.get('type')})"
-                f" after seq {last}: a frame twice, or from an older owner"
-            )
-        last = frame["seq"]
-    return problems[:5]

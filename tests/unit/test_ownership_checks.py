@@ -10,6 +10,7 @@ from novakit.emulator.record import RecordedEvent
 from ..cluster.ownership import (
     Window,
     heard,
+    seq_problems,
     silence_frame,
     speech_frame,
     violations,
@@ -83,3 +84,34 @@ def test_what_a_frozen_task_had_already_sent_may_arrive_after_the_takeover_only(
     old[-1] = RecordedEvent("audioInput", {"content": late_frame}, 5.2)
     sent = {0: [(n, 1.0 + n * 0.1) for n in range(3)] + [(3, 2.5)]}
     assert violations([heard(0, old), new], sent, freeze)  # type: ignore[list-item]
+
+
+def numbered(*frames: tuple[str, int]) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    for kind, seq in frames:
+        if kind in ("ready", "resumed"):
+            out.append({"type": "session", "state": kind, "seq": seq})
+        else:
+            out.append({"type": kind, "seq": seq})
+    return out
+
+
+def test_seq_only_grows_within_a_numbering_and_restarts_at_resumed() -> None:
+    fine = numbered(("ready", 0), ("text", 1), ("audio", 2), ("resumed", 0), ("text", 1))
+    assert seq_problems(0, fine) == []
+    twice = numbered(("ready", 0), ("text", 1), ("text", 1))
+    assert seq_problems(0, twice) == ["client 0: frame seq 1 (text) twice"]
+    # a late frame of the task that held the conversation, after the new owner's resumed
+    older = numbered(("ready", 0), ("text", 27), ("resumed", 0), ("audio", 28), ("text", 1))
+    assert len(seq_problems(0, older)) == 1
+    # the new owner's frame before its resumed frame looks the same, and is caught
+    early = numbered(("ready", 0), ("usage", 27), ("error", 0), ("resumed", 1))
+    assert [p.startswith("client 0: frame seq 0 (error)") for p in seq_problems(0, early)] == [True]
+
+
+def test_clear_audio_may_overtake_frames_numbered_before_it() -> None:
+    barge_in = numbered(("ready", 0), ("audio", 80), ("clear_audio", 84), ("text", 81))
+    assert seq_problems(0, barge_in) == []
+    # but not frames numbered after it, nor frames it did not overtake
+    assert seq_problems(0, numbered(("ready", 0), ("clear_audio", 84), ("text", 84))) != []
+    assert seq_problems(0, numbered(("ready", 0), ("text", 9), ("clear_audio", 4), ("text", 3)))

@@ -136,13 +136,14 @@ class BridgeSession:
         self._tools = tools
         self._metrics = metrics
         self._on_ended = on_ended
-        self._resumed = resumed
-        self._connections = connections
+        self._resumed, self._connections = resumed, connections
         self.lease = lease
         # The conversation this session resumes (a takeover); once the model session is open,
         # the model session's own history is the one conversation log, saved for the next owner.
         self._resumed_history: list[s2s.Message] = []
         self._start_options: ClientStart | None = None
+        # A conversation that had started (its options saved) goes on at once on this task.
+        self._resuming = lease is not None and resumed and "options" in lease.state
         if lease is not None and resumed:
             self._resumed_history, self._start_options = _resumed(lease.state)
         # The client protocol's codec: parses its frames, encodes and batches what it is sent.
@@ -169,11 +170,18 @@ class BridgeSession:
             opening_seconds=OPENING_SECONDS if greeting else 0.0,
         )
         self._post(greeting)
+        # A resumed session's numbering starts again at its `resumed` frame, so that frame goes
+        # first: what it would say before (a refused frame, a pong) waits for it, or a client
+        # would take it for a late frame of the task that held the conversation before. The
+        # model session opens at once, so nothing waits for the client's next frame.
+        self._before_resumed: list[Callable[[float], list[str]]] | None = (
+            [] if self._resuming else None
+        )
         self._error_frames = TokenBucket(
             settings.error_frames_per_second, ERROR_BURST, time.monotonic()
         )
-        self._errors_unsent = 0  # error frames the bucket held back since the last one sent
-        self._feed_failure_logged = False
+        # Error frames the bucket held back since the last one sent; a feed failure logged.
+        self._errors_unsent, self._feed_failure_logged = 0, False
         self._refusals = SampledLog(
             log, "refused a frame", every=REFUSED_LOG_SECONDS, extra=self._log_extra
         )
@@ -188,7 +196,7 @@ class BridgeSession:
         self._pending: asyncio.Queue[_Input] = asyncio.Queue(MAX_PENDING_INPUT)
         self._lookahead: _Input | None = None  # taken from the queue while coalescing audio
         self._session: s2s.Session | None = None
-        self._started = False
+        self._started = self._resuming  # a start frame now would be a second one
         self._voice = settings.voice
         # Tools the client declared and runs itself, and their calls awaiting its answer.
         self._client_tools, self._client_calls = frozenset[str](), set[str]()
@@ -244,7 +252,7 @@ class BridgeSession:
         self._liveness.frame(now)
         match frame:
             case ClientPing(id=ping_id):
-                self._post(self._batcher.pong(ping_id, now))
+                self._post_soon(lambda at: self._batcher.pong(ping_id, at))
             case ClientInterrupt():
                 # Acts on output at once; it need not wait behind queued input.
                 if self._session is not None:
@@ -317,7 +325,19 @@ class BridgeSession:
                 fatal=error.fatal,
             )
             self._errors_unsent = 0
-        self._post(self._batcher.protocol_error(error, now))
+        self._post_soon(lambda at: self._batcher.protocol_error(error, at))
+
+    def _post_soon(self, make: Callable[[float], list[str]]) -> None:
+        """Post what ``make`` encodes now, or once a resumed session has said so."""
+        if self._before_resumed is not None:
+            self._before_resumed.append(make)
+        else:
+            self._post(make(time.monotonic()))
+
+    def _release_before_resumed(self) -> None:
+        waiting, self._before_resumed = self._before_resumed, None
+        for make in waiting or ():
+            self._post(make(time.monotonic()))
 
     def _enqueue(self, frame: ClientFrame) -> None:
         try:
@@ -358,12 +378,12 @@ class BridgeSession:
 
     async def _work(self) -> None:
         try:
-            first = await self._pending.get()
-            start = first.frame if isinstance(first.frame, ClientStart) else None
+            first = None if self._resuming else await self._pending.get()
+            start = first.frame if first and isinstance(first.frame, ClientStart) else None
             start = start or self._start_options or ClientStart()
             if not await self._open(start):
                 return
-            if not isinstance(first.frame, ClientStart):
+            if first is not None and not isinstance(first.frame, ClientStart):
                 await self._feed(first)
             while True:
                 item = self._lookahead or await self._pending.get()
@@ -447,6 +467,7 @@ class BridgeSession:
                 ),
             )
         except (s2s.ConfigError, s2s.ProviderError) as exc:
+            self._release_before_resumed()
             code = getattr(exc, "code", "config")
             log.warning("could not open the model session: %s", exc, extra=self._log_extra)
             self._metrics.count("Errors")
@@ -480,6 +501,7 @@ class BridgeSession:
                 time.monotonic(),
             )
         )
+        self._release_before_resumed()
         self._spawn(self._pump(self._session), "pump")
         if self._batcher.saved_state():
             # What the codec must carry over (a phone call's stream id) is saved now, not after
@@ -930,6 +952,7 @@ class BridgeSession:
             await self.lease.release(forget=False)
         client_left = reason == "client disconnected"
         if not self.sender.gone and not quiet:
+            self._release_before_resumed()
             now = time.monotonic()
             self._post(self._batcher.flush(now))
             if not client_left:
