@@ -83,6 +83,7 @@ def _bridge(emu: EmulatorProcess, gateway: str, port: int, dynamodb: str, log: P
         NOVAKIT_CONNECTIONS_URL=gateway,
         NOVAKIT_ADVERTISE_URL=f"http://127.0.0.1:{port}",
         NOVAKIT_DIRECTORY_TABLE=TABLE,
+        NOVAKIT_PROCESSES="1",  # each bridge stands for a one-process task
         NOVAKIT_HEARTBEAT_SECONDS="0.5",
         NOVAKIT_OWNER_TIMEOUT="2",
         NOVAKIT_DRAIN_SECONDS="5",

@@ -49,6 +49,7 @@ from .ended import EndedConnections
 from .hangup import END_CALL
 from .lease import SessionLease
 from .metrics import Metrics
+from .processes import listening_sockets, sibling_addresses
 from .protocol import ErrorCode, ProtocolError
 from .session import BridgeSession
 from .settings import PREFIX, BridgeSettings
@@ -144,6 +145,9 @@ class Bridge:
         self.relay = Relay(settings.relay_timeout, self.relay_auth)
         # Where other tasks reach this one; serve() fixes it once the port is bound.
         self.address = settings.advertise_url or ""
+        # The other processes of this task (processes.py): they stop when this one does, so
+        # they are never given its sessions.
+        self.siblings: frozenset[str] = frozenset()
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._next_peer = 0
         self._heartbeat: asyncio.Task[None] | None = None
@@ -183,7 +187,8 @@ class Bridge:
         )
         self._flusher = asyncio.create_task(self._flush_metrics(), name="metrics")
         if not self.address:
-            self.address = discover_address(self.settings.port)
+            self.address = discover_address(self.settings.private_port or self.settings.port)
+        self.siblings = sibling_addresses(self.address, self.settings)
         self.heartbeat = Heartbeat(
             self.directory,
             self.address,
@@ -228,7 +233,7 @@ class Bridge:
             self.draining = True
             return
         self.draining = True
-        peers = [p for p in await self._live_peers() if p != self.address]
+        peers = self._outside(await self._live_peers())
         if peers:
             log.info(
                 "handing sessions over", extra={"sessions": len(self.sessions), "peers": len(peers)}
@@ -461,12 +466,18 @@ class Bridge:
         if self.draining and handed_over_by is None:
             # This task takes no session on: a live peer routes the frame (and refuses it if
             # the conversation is over), so a draining task reads nothing per frame.
-            return await self._pass_to_peer(request, body)
+            passed = await self._pass_to_peer(request, body)
+            if passed is not None:
+                return passed
+            # No other task is alive: the whole task drains alone, and the frame goes on to
+            # the sibling that owns the session, like any frame.
         principal = request.headers.get("x-principal-id", "")
         stage = request.headers.get(STAGE_HEADER, "")
         for _ in range(3):  # each round: someone else changed the record; look again
             route = await self.directory.owner_of(connection_id)
             if route is None:
+                if self.draining and handed_over_by is None:
+                    return web.json_response({"message": "draining"}, status=503)
                 # No record (it expired, or a single process restarted): a fresh session.
                 if len(self.sessions) >= self.settings.max_sessions:
                     self.metrics.count("SessionsRefused")
@@ -641,10 +652,13 @@ class Bridge:
             {"message": "the conversation has ended", "code": ErrorCode.SESSION_ENDED.value}
         )
 
-    async def _pass_to_peer(self, request: web.Request, body: bytes) -> web.Response:
-        """While draining: hand a frame to a live task, which takes the session on."""
+    async def _pass_to_peer(self, request: web.Request, body: bytes) -> web.Response | None:
+        """While draining: hand a frame to a live task, which takes the session on. ``None``
+        when only this task's own processes are alive (they are draining too)."""
         alive = await self.directory.peers(self.settings.owner_timeout)
-        peers = [peer for peer in alive if peer != self.address]
+        peers = self._outside(alive)
+        if not peers and self.siblings:
+            return None
         if peers:
             # Start at a different peer each time so adopted sessions spread out.
             self._next_peer = (self._next_peer + 1) % len(peers)
@@ -655,6 +669,11 @@ class Bridge:
                 if result.outcome is RelayOutcome.DELIVERED:
                     return web.Response(status=200)
         return web.json_response({"message": "draining"}, status=503)
+
+    def _outside(self, addresses: Sequence[str]) -> list[str]:
+        """The processes of other tasks among ``addresses``: where sessions may go when this
+        task stops."""
+        return [a for a in addresses if a != self.address and a not in self.siblings]
 
     def _create(
         self,
@@ -713,8 +732,13 @@ async def serve(bridge: Bridge, *, ready: asyncio.Event | None = None) -> None:
         bridge.application(), handle_signals=False, access_log=None, shutdown_timeout=1.0
     )
     await runner.setup()
-    site = web.TCPSite(runner, bridge.settings.host, bridge.settings.port)
-    await site.start()
+    # One of several processes of a task: the task's port shared (SO_REUSEPORT), and its own.
+    sockets = listening_sockets(bridge.settings)
+    sites: list[web.BaseSite] = [web.SockSite(runner, sock) for sock in sockets] or [
+        web.TCPSite(runner, bridge.settings.host, bridge.settings.port)
+    ]
+    for site in sites:
+        await site.start()
     stop = stop_event()
     port = runner.addresses[0][1] if runner.addresses else bridge.settings.port
     if not bridge.settings.advertise_url and bridge.settings.port == 0:
