@@ -3,17 +3,23 @@ restart budget, the settings that choose the processes, their addresses, and the
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import os
 import socket
+import sys
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from novakit.bridge import cpus, logs
 from novakit.bridge.processes import (
     listening_sockets,
     process_address,
+    sessions_of,
     sibling_addresses,
     with_port,
 )
@@ -238,3 +244,82 @@ def test_every_log_line_names_its_process() -> None:
     entry = json.loads(line)
     assert (entry["process"], entry["pid"], entry["message"]) == (1, 4242, "hello")
     assert entry["connection_id"] == "c1"
+
+
+# -- the supervisor, with stand-in processes --------------------------------------------------
+
+# Stands in for a bridge process: says it is ready, then exits 0 on SIGTERM (as a drained
+# bridge does), or with its own status when told to by its environment.
+STAND_IN = """
+import os, signal, sys, time
+if os.environ.get("EXIT_AT_ONCE"):
+    sys.exit(int(os.environ["EXIT_AT_ONCE"]))
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+print(os.environ["NOVAKIT_PROCESS_INDEX"], flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def stand_in_supervisor(tmp_path, processes: int, **environ: str) -> Supervisor:
+    return Supervisor(
+        BridgeSettings(connections_url="http://x", processes=processes),
+        environ=environ,
+        command=[sys.executable, "-c", STAND_IN],
+        restarts=2,
+        restart_window=60.0,
+    )
+
+
+async def test_the_supervisor_stops_every_process_and_exits_cleanly(tmp_path) -> None:
+    supervisor = stand_in_supervisor(tmp_path, 3)
+    running = asyncio.create_task(supervisor.run())
+    async with asyncio.timeout(30):
+        await supervisor.all_running.wait()
+        pids = supervisor.pids
+        supervisor.stop()
+        assert await running == 0
+    assert len(set(pids)) == 3
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+async def test_a_crash_loop_is_bounded_and_stops_the_task(tmp_path, caplog) -> None:
+    supervisor = stand_in_supervisor(tmp_path, 2, EXIT_AT_ONCE="3")
+    caplog.set_level(logging.INFO, logger="novakit.bridge.supervisor")
+    async with asyncio.timeout(60):
+        assert await supervisor.run() == 1
+    assert supervisor.gave_up
+    restarts = [r for r in caplog.records if "starting it again" in r.getMessage()]
+    gave_up = [r for r in caplog.records if "stopping the task" in r.getMessage()]
+    # the first process to spend its budget (2 restarts) stops the task
+    assert len(gave_up) == 1
+    assert gave_up[0].levelname == "ERROR"
+    assert "exited 3 times within 60 s" in gave_up[0].getMessage()
+    assert 2 <= len(restarts) <= 4
+    assert all(r.status == 3 for r in restarts)
+
+
+async def test_a_task_counts_its_siblings_sessions_from_their_health() -> None:
+    async def health(sessions: int) -> tuple[web.AppRunner, str]:
+        async def answer(_request: web.Request) -> web.Response:
+            return web.json_response({"status": "ok", "sessions": sessions})
+
+        app = web.Application()
+        app.router.add_get("/health", answer)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+    (first, a), (second, b) = await health(3), await health(4)
+    gone = f"http://127.0.0.1:{free_port()}"  # a process being started again
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+            assert await sessions_of(http, [a, b, gone]) == 7
+            assert await sessions_of(http, []) == 0
+    finally:
+        await first.cleanup()
+        await second.cleanup()

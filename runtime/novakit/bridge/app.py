@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+import aiohttp
 from aiohttp import web
 
 from .. import s2s
@@ -49,7 +50,7 @@ from .ended import EndedConnections
 from .hangup import END_CALL
 from .lease import SessionLease
 from .metrics import Metrics
-from .processes import listening_sockets, sibling_addresses
+from .processes import listening_sockets, sessions_of, sibling_addresses
 from .protocol import ErrorCode, ProtocolError
 from .session import BridgeSession
 from .settings import PREFIX, BridgeSettings
@@ -148,6 +149,7 @@ class Bridge:
         # The other processes of this task (processes.py): they stop when this one does, so
         # they are never given its sessions.
         self.siblings: frozenset[str] = frozenset()
+        self._siblings_http: aiohttp.ClientSession | None = None
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._next_peer = 0
         self._heartbeat: asyncio.Task[None] | None = None
@@ -198,7 +200,8 @@ class Bridge:
         self._heartbeat = asyncio.create_task(
             self.heartbeat.run(self.settings.heartbeat_seconds), name="heartbeat"
         )
-        self._protection = protection.start(lambda: (len(self.sessions), self.draining))
+        if not self.settings.process_index:  # a lone process, or the first of a task's
+            self._protection = protection.start(self._protection_status)
         log.info(
             "bridge ready",
             extra={
@@ -215,6 +218,8 @@ class Bridge:
         await self.drain(0.0)
         await asyncio.gather(*self._hang_ups, return_exceptions=True)
         await protection.stop(self._protection)
+        if self._siblings_http is not None:
+            await self._siblings_http.close()
         for task in (self._flusher, self._heartbeat):
             if task is not None:
                 task.cancel()
@@ -224,6 +229,17 @@ class Bridge:
         if self.connections is not None:
             await self.connections.close()
         await self.engine.close()
+
+    async def _protection_status(self) -> tuple[int, bool]:
+        """Scale-in protection is the task's: with several processes the first one asks for it,
+        counting its siblings' sessions too (one idle process must not clear it under the
+        others' conversations)."""
+        sessions = len(self.sessions)
+        if self.siblings:
+            if self._siblings_http is None:
+                self._siblings_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1))
+            sessions += await sessions_of(self._siblings_http, self.siblings)
+        return sessions, self.draining
 
     async def drain(self, seconds: float) -> None:
         """Stop taking sessions. With other tasks alive, hand every session over to them (the

@@ -11,8 +11,12 @@ as to another task.
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
 
 from .settings import BridgeSettings
 
@@ -44,6 +48,21 @@ def sibling_addresses(address: str, settings: BridgeSettings) -> frozenset[str]:
         for index in range(settings.processes)
         if index != settings.process_index
     )
+
+
+async def sessions_of(http: aiohttp.ClientSession, addresses: Iterable[str]) -> int:
+    """Sessions the processes at ``addresses`` hold, from their ``/health``; a process that does
+    not answer (it is being started again) holds none."""
+
+    async def one(address: str) -> int:
+        try:
+            async with http.get(f"{address}/health") as response:
+                sessions = (await response.json()).get("sessions", 0)
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return 0
+        return sessions if isinstance(sessions, int) else 0
+
+    return sum(await asyncio.gather(*(one(address) for address in addresses)))
 
 
 def listening_sockets(settings: BridgeSettings) -> list[socket.socket]:

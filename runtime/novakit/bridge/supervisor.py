@@ -82,6 +82,8 @@ class Supervisor:
         self._children: list[asyncio.subprocess.Process | None] = [None] * settings.processes
         self._stop_signal: signal.Signals | None = None
         self.gave_up = False
+        # Set whenever every process has been started (again).
+        self.all_running = asyncio.Event()
 
     def address(self, index: int) -> str:
         return process_address(self.task_url, self.settings, index)
@@ -135,6 +137,8 @@ class Supervisor:
                 *self._command, env=self.environment(index), stdin=asyncio.subprocess.DEVNULL
             )
             self._children[index] = child
+            if None not in self._children:
+                self.all_running.set()
             if self._stop_signal is not None:  # the stop came while it was being started
                 with contextlib.suppress(ProcessLookupError):
                     child.send_signal(self._stop_signal)
@@ -144,6 +148,7 @@ class Supervisor:
             )
             code = await child.wait()
             self._children[index] = None
+            self.all_running.clear()
             details = {"index": index, "child_pid": child.pid, "status": code}
             if self._stop_signal is not None:
                 log.info("bridge process exited", extra=details)
