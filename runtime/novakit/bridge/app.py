@@ -36,6 +36,7 @@ from .cluster import (
     RELAYED_HEADER,
     Relay,
     RelayOutcome,
+    RouteCache,
     discover_address,
 )
 from .connections import (
@@ -144,6 +145,8 @@ class Bridge:
             else MemoryDirectory()
         )
         self.relay = Relay(settings.relay_timeout, self.relay_auth)
+        # Where frames of sessions held elsewhere went lately: most skip the directory read.
+        self.routes = RouteCache()
         # Where other tasks reach this one; serve() fixes it once the port is bound.
         self.address = settings.advertise_url or ""
         # The other processes of this task (processes.py): they stop when this one does, so
@@ -479,6 +482,10 @@ class Bridge:
             return session
         if connection_id in self.ended:  # ended while this request waited for the lock
             return self._refuse_ended(connection_id, request)
+        if handed_over_by is None and not self.draining:
+            relayed = await self._relay_to_known_owner(request, connection_id, body)
+            if relayed is not None:
+                return relayed
         if self.draining and handed_over_by is None:
             # This task takes no session on: a live peer routes the frame (and refuses it if
             # the conversation is over), so a draining task reads nothing per frame.
@@ -526,6 +533,7 @@ class Bridge:
                 result = await self.relay.forward(owner, "/ws/message", request.headers, body)
                 self.metrics.observe("RelayLatencyMs", result.seconds * 1000)
                 if result.outcome is RelayOutcome.DELIVERED:
+                    self.routes.remember(connection_id, owner)
                     return web.Response(status=200)
                 outcome = result.outcome
             # Taking over needs the whole record (the conversation); routing needed the owner.
@@ -573,6 +581,28 @@ class Bridge:
             if taken is not None:
                 return taken
         return web.json_response({"message": "ownership is changing; retry"}, status=503)
+
+    async def _relay_to_known_owner(
+        self, request: web.Request, connection_id: str, body: bytes
+    ) -> web.Response | None:
+        """Relay to the owner a frame of this session went to lately, without reading the
+        directory; ``None`` when there is none, or it no longer holds the session or is gone
+        (the directory then says who does)."""
+        owner = self.routes.get(connection_id)
+        if owner is None:
+            return None
+        result = await self.relay.forward(owner, "/ws/message", request.headers, body)
+        self.metrics.observe("RelayLatencyMs", result.seconds * 1000)
+        if result.outcome is RelayOutcome.DELIVERED:
+            return web.Response(status=200)
+        self.routes.forget(connection_id)
+        if result.outcome is RelayOutcome.TIMED_OUT:
+            # Slow, or gone without refusing: this frame is lost either way (one relay's wait
+            # is all it may cost); the next one reads the directory and, if the owner's
+            # heartbeat is old, takes the session over.
+            self.metrics.count("RelaysToSlowOwner")
+            return web.json_response({"message": "owner busy"}, status=503)
+        return None
 
     async def _take_over(
         self, record: SessionRecord, principal: str, stage: str
