@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import websockets
 
 from novakit import audio
@@ -34,7 +33,7 @@ from novakit.bridge.directory import create_table
 from novakit.dev import free_port
 from novakit.localgw import GatewayConfig, LocalGateway
 
-from .common import GATEWAY_SECRET, EmulatorProcess, emulator_process, save
+from .common import GATEWAY_SECRET, EmulatorProcess, emulator_process, healthy, save
 from .stack import percentiles, telemetry
 
 TABLE = "novakit-sessions"
@@ -104,16 +103,6 @@ def _bridge(emu: EmulatorProcess, gateway: str, port: int, dynamodb: str, log: P
     )
 
 
-async def _healthy(url: str) -> None:
-    async with asyncio.timeout(30), aiohttp.ClientSession() as http:
-        while True:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(f"{url}/health") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-
-
 class Listener:
     """A client streaming real-time audio (a question now and then) and noting when it sees
     ``resumed``."""
@@ -171,7 +160,7 @@ async def run(quick: bool = False) -> dict[str, Any]:
                 ]
                 try:
                     for url in urls:
-                        await _healthy(url)
+                        await healthy(url)
                     await asyncio.sleep(1.0)
                     listeners = [Listener(gateway.url) for _ in range(sessions)]
                     tasks = [asyncio.create_task(x.run()) for x in listeners]

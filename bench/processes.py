@@ -22,33 +22,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from novakit.dev import free_port
+from novakit.dev import free_ports
 
 from . import capacity, stack
 from .cluster import TABLE, dynamodb_server
 from .common import emulator_process, save
-
-
-def consecutive_free_ports(count: int) -> int:
-    """The first of ``count`` free ports in a row: the processes' own ports."""
-    for _ in range(100):
-        first = free_port()
-        probes: list[socket.socket] = []
-        try:
-            for port in range(first, first + count):
-                probes.append(socket.create_server(("127.0.0.1", port)))
-        except OSError:
-            continue
-        finally:
-            for probe in probes:
-                probe.close()
-        return first
-    raise RuntimeError(f"no {count} free ports in a row")
 
 
 def bridge_cpus(processes: int) -> set[int] | None:
@@ -78,7 +60,7 @@ async def run(
                     cpus=cpus,
                     env={
                         "NOVAKIT_PROCESSES": str(processes),
-                        "NOVAKIT_RELAY_PORT": str(consecutive_free_ports(processes)),
+                        "NOVAKIT_RELAY_PORT": str(free_ports(processes)),
                         "NOVAKIT_DIRECTORY_TABLE": TABLE,
                         "AWS_ENDPOINT_URL_DYNAMODB": dynamodb,
                     },

@@ -22,11 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from novakit.dev import free_port
 
-from .common import GATEWAY_SECRET, EmulatorProcess, process_cpu, thread_cpu
+from .common import GATEWAY_SECRET, EmulatorProcess, healthy, process_cpu, thread_cpu
 
 # The bridge writes its aggregated metrics this often during a benchmark (default: 60 s), so
 # that the lines written while the load ramps up can be left out.
@@ -151,14 +149,8 @@ async def bridge_process(
         first = int(env.get("NOVAKIT_RELAY_PORT", str(port + 1)))
         ports = [port] + ([first + i for i in range(processes)] if processes > 1 else [])
         try:
-            async with asyncio.timeout(30), aiohttp.ClientSession() as http:
-                for ready in ports:
-                    while True:
-                        with contextlib.suppress(aiohttp.ClientError):
-                            async with http.get(f"http://127.0.0.1:{ready}/health") as response:
-                                if response.status == 200:
-                                    break
-                        await asyncio.sleep(0.1)
+            for ready in ports:
+                await healthy(f"http://127.0.0.1:{ready}")
             yield process
         finally:
             with contextlib.suppress(ProcessLookupError):

@@ -187,6 +187,7 @@ def test_supervisor_gives_each_process_its_index_and_address() -> None:
     assert supervisor.task_url == "http://10.0.0.9:9000"
     first, second = supervisor.environment(0), supervisor.environment(1)
     assert first["NOVAKIT_PROCESS_INDEX"] == "0"
+    assert first["NOVAKIT_PROCESSES"] == second["NOVAKIT_PROCESSES"] == "2"
     assert first["NOVAKIT_ADVERTISE_URL"] == "http://10.0.0.9:9001"
     assert second["NOVAKIT_ADVERTISE_URL"] == "http://10.0.0.9:9002"
     assert first["KEEP"] == second["KEEP"] == "1"

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from novakit.bridge.directory import DynamoDirectory, create_table
-from novakit.dev import free_port
+from novakit.dev import free_port, free_ports
 from novakit.emulator import Emulator, EmulatorConfig
 from novakit.localgw import GatewayConfig, LocalGateway
 
@@ -85,27 +85,10 @@ class Task:
         return self.started()[index][count - 1]
 
 
-def consecutive_free_ports(count: int) -> int:
-    """The first of ``count`` ports in a row that nothing listens on now."""
-    for _ in range(100):
-        first = free_port()
-        probes = []
-        try:
-            for port in range(first, first + count):
-                probes.append(socket.create_server(("127.0.0.1", port)))
-        except OSError:
-            continue
-        finally:
-            for probe in probes:
-                probe.close()
-        return first
-    raise AssertionError(f"no {count} free ports in a row")
-
-
 @contextlib.asynccontextmanager
 async def task(tmp_path: Path, processes: int = 2, **extra: str) -> AsyncIterator[Task]:
     port = free_port()
-    relay_port = consecutive_free_ports(processes)
+    relay_port = free_ports(processes)
     url = f"http://127.0.0.1:{port}"
     with moto_process() as (dynamodb, _moto):
         create_table(dynamodb_client(dynamodb), TABLE)

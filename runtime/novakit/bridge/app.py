@@ -482,10 +482,12 @@ class Bridge:
             return session
         if connection_id in self.ended:  # ended while this request waited for the lock
             return self._refuse_ended(connection_id, request)
+        # The owner a frame of this session went to lately, and how relaying this one went.
+        tried: tuple[str, RelayOutcome] | None = None
         if handed_over_by is None and not self.draining:
-            relayed = await self._relay_to_known_owner(request, connection_id, body)
-            if relayed is not None:
-                return relayed
+            tried = await self._relay_to_known_owner(request, connection_id, body)
+            if tried is None:
+                return web.Response(status=200)
         if self.draining and handed_over_by is None:
             # This task takes no session on: a live peer routes the frame (and refuses it if
             # the conversation is over), so a draining task reads nothing per frame.
@@ -529,13 +531,16 @@ class Bridge:
             # sessions answering one client. The owner answering that it does not hold the
             # session (409), or being gone, is what lets this task take it over.
             outcome: RelayOutcome | None = None
-            if owner and owner != self.address:
+            if owner and owner != self.address and tried is not None and tried[0] == owner:
+                outcome = tried[1]  # this frame was just relayed there: not twice
+            elif owner and owner != self.address:
                 result = await self.relay.forward(owner, "/ws/message", request.headers, body)
                 self.metrics.observe("RelayLatencyMs", result.seconds * 1000)
                 if result.outcome is RelayOutcome.DELIVERED:
                     self.routes.remember(connection_id, owner)
                     return web.Response(status=200)
                 outcome = result.outcome
+            tried = None
             # Taking over needs the whole record (the conversation); routing needed the owner.
             record = await self.directory.get(connection_id)
             if record is None or record.ended or record.owner != owner:
@@ -584,25 +589,20 @@ class Bridge:
 
     async def _relay_to_known_owner(
         self, request: web.Request, connection_id: str, body: bytes
-    ) -> web.Response | None:
-        """Relay to the owner a frame of this session went to lately, without reading the
-        directory; ``None`` when there is none, or it no longer holds the session or is gone
-        (the directory then says who does)."""
+    ) -> tuple[str, RelayOutcome] | None:
+        """Relay a frame to the owner this session's frames went to lately, without reading
+        the directory. ``None`` once it is delivered; otherwise the owner tried (none: ``""``)
+        and how it went, for the directory's way to go on from (the frame is not relayed to
+        the same owner twice)."""
         owner = self.routes.get(connection_id)
         if owner is None:
-            return None
+            return "", RelayOutcome.NOT_OWNER
         result = await self.relay.forward(owner, "/ws/message", request.headers, body)
         self.metrics.observe("RelayLatencyMs", result.seconds * 1000)
         if result.outcome is RelayOutcome.DELIVERED:
-            return web.Response(status=200)
+            return None
         self.routes.forget(connection_id)
-        if result.outcome is RelayOutcome.TIMED_OUT:
-            # Slow, or gone without refusing: this frame is lost either way (one relay's wait
-            # is all it may cost); the next one reads the directory and, if the owner's
-            # heartbeat is old, takes the session over.
-            self.metrics.count("RelaysToSlowOwner")
-            return web.json_response({"message": "owner busy"}, status=503)
-        return None
+        return owner, result.outcome
 
     async def _take_over(
         self, record: SessionRecord, principal: str, stage: str

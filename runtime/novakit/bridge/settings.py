@@ -291,7 +291,7 @@ class _Reader:
         """NOVAKIT_PROCESSES; unset: one per usable CPU, or 1 when the processes could not
         work together (``missing`` names what they would need)."""
         if self.text("PROCESSES") is None:
-            return 1 if missing else usable_cpus()
+            return 1 if missing else min(usable_cpus(), MAX_PROCESSES)
         count = self.integer("PROCESSES", 1, 1, MAX_PROCESSES)
         if count > 1 and missing:
             self._problems.append(f"{PREFIX}PROCESSES={count} needs {missing}")

@@ -33,6 +33,7 @@ from .settings import PREFIX, BridgeSettings
 log = logging.getLogger(__name__)
 
 PROCESS_INDEX_VARIABLE = f"{PREFIX}PROCESS_INDEX"
+PROCESSES_VARIABLE = f"{PREFIX}PROCESSES"
 ADVERTISE_URL_VARIABLE = f"{PREFIX}ADVERTISE_URL"
 RESTARTS = 5
 RESTART_WINDOW = 60.0
@@ -89,10 +90,12 @@ class Supervisor:
         return process_address(self.task_url, self.settings, index)
 
     def environment(self, index: int) -> dict[str, str]:
-        """Process ``index``'s environment: the task's, plus which process it is and where it
-        is reached."""
+        """Process ``index``'s environment: the task's, plus which process it is, of how many
+        (counted once, here: each process's own count of CPUs could differ), and where it is
+        reached."""
         return {
             **self._environ,
+            PROCESSES_VARIABLE: str(self.settings.processes),
             PROCESS_INDEX_VARIABLE: str(index),
             ADVERTISE_URL_VARIABLE: self.address(index),
         }
