@@ -20,12 +20,13 @@ BENCHMARKS = {
     "bridge": ("bench.bridge", "latency, barge-in, memory and messages/cost of the bridge"),
     "phone": ("bench.phone", "phone calls: API Gateway messages and bridge CPU per call-minute"),
     "cluster": ("bench.cluster", "relay latency and takeover time, three bridge processes"),
+    "processes": ("bench.processes", "capacity with 1 and 2 bridge processes in one task"),
     "speech": ("bench.speech", "the emulator's offline speech: accuracy, latency, CPU"),
     "plots": ("bench.plots", "PNG plots of the latest results"),
     "nonreader": ("bench.nonreader", "bridge memory under clients that never read (a soak)"),
 }
-# Soaks run only when named: they take minutes (see their own --help for their options).
-NAMED_ONLY = {"nonreader"}
+# Soaks, and sweeps that repeat another's, run only when named (see their own --help).
+NAMED_ONLY = {"nonreader", "processes"}
 
 
 def main() -> None:

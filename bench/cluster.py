@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import websockets
 
 from novakit import audio
@@ -34,7 +33,7 @@ from novakit.bridge.directory import create_table
 from novakit.dev import free_port
 from novakit.localgw import GatewayConfig, LocalGateway
 
-from .common import GATEWAY_SECRET, EmulatorProcess, emulator_process, save
+from .common import GATEWAY_SECRET, EmulatorProcess, emulator_process, healthy, save
 from .stack import percentiles, telemetry
 
 TABLE = "novakit-sessions"
@@ -83,6 +82,7 @@ def _bridge(emu: EmulatorProcess, gateway: str, port: int, dynamodb: str, log: P
         NOVAKIT_CONNECTIONS_URL=gateway,
         NOVAKIT_ADVERTISE_URL=f"http://127.0.0.1:{port}",
         NOVAKIT_DIRECTORY_TABLE=TABLE,
+        NOVAKIT_PROCESSES="1",  # each bridge stands for a one-process task
         NOVAKIT_HEARTBEAT_SECONDS="0.5",
         NOVAKIT_OWNER_TIMEOUT="2",
         NOVAKIT_DRAIN_SECONDS="5",
@@ -101,16 +101,6 @@ def _bridge(emu: EmulatorProcess, gateway: str, port: int, dynamodb: str, log: P
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-
-
-async def _healthy(url: str) -> None:
-    async with asyncio.timeout(30), aiohttp.ClientSession() as http:
-        while True:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(f"{url}/health") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
 
 
 class Listener:
@@ -170,7 +160,7 @@ async def run(quick: bool = False) -> dict[str, Any]:
                 ]
                 try:
                     for url in urls:
-                        await _healthy(url)
+                        await healthy(url)
                     await asyncio.sleep(1.0)
                     listeners = [Listener(gateway.url) for _ in range(sessions)]
                     tasks = [asyncio.create_task(x.run()) for x in listeners]

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 RESULTS = Path(__file__).resolve().parent / "results"
 # The secret the benchmarks' bridges require and their gateways and load generator send
 # (x-gateway-secret). Loopback only, so a fixed value will do.
@@ -138,3 +140,14 @@ def latest_capacity() -> dict[int, int]:
             # the bridge's event loop is one thread: its knee is what one core carries
             knees[int(sweep["frame_ms"])] = int(sweep["knee_sessions"])
     return knees
+
+
+async def healthy(url: str, within: float = 30.0) -> None:
+    """Wait until the bridge at ``url`` answers ``/health`` with 200."""
+    async with asyncio.timeout(within), aiohttp.ClientSession() as http:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(f"{url}/health") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.1)  # another process: nothing to wait on but its answer

@@ -22,11 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from novakit.dev import free_port
 
-from .common import GATEWAY_SECRET, EmulatorProcess, process_cpu, thread_cpu
+from .common import GATEWAY_SECRET, EmulatorProcess, healthy, process_cpu, thread_cpu
 
 # The bridge writes its aggregated metrics this often during a benchmark (default: 60 s), so
 # that the lines written while the load ramps up can be left out.
@@ -42,10 +40,24 @@ def set_affinity(pid: int, cpus: set[int]) -> None:
 
 
 def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    """Resident memory of a process and of its children (a supervised bridge's processes)."""
+    total = 0
+    for one in (pid, *children(pid)):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            for line in Path(f"/proc/{one}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (the bridge processes of a supervisor), none if gone."""
+    found: list[int] = []
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                found += [int(p) for p in (task / "children").read_text().split()]
+    return found
 
 
 def percentiles(values: Sequence[float], digits: int = 2) -> dict[str, float]:
@@ -132,14 +144,13 @@ async def bridge_process(
         )
         if options.cpus:
             set_affinity(process.pid, options.cpus)
+        # Several processes: every one of them answers on its own port before the load starts.
+        processes = int(env.get("NOVAKIT_PROCESSES", "1"))
+        first = int(env.get("NOVAKIT_RELAY_PORT", str(port + 1)))
+        ports = [port] + ([first + i for i in range(processes)] if processes > 1 else [])
         try:
-            async with asyncio.timeout(30), aiohttp.ClientSession() as http:
-                while True:
-                    with contextlib.suppress(aiohttp.ClientError):
-                        async with http.get(f"http://127.0.0.1:{port}/health") as response:
-                            if response.status == 200:
-                                break
-                    await asyncio.sleep(0.1)
+            for ready in ports:
+                await healthy(f"http://127.0.0.1:{ready}")
             yield process
         finally:
             with contextlib.suppress(ProcessLookupError):
@@ -163,7 +174,12 @@ class Sampler:
         # The bridge's event loop is its main thread; awscrt's threads (TLS, HTTP/2) are others.
         bridge = self.pids.get("bridge")
         if bridge is not None:
-            cpu["bridge_loop_thread"] = thread_cpu(bridge, bridge)
+            processes = children(bridge)
+            if processes:  # a supervisor: the bridge is its processes (their loops)
+                cpu["bridge"] += sum(_cpu_or_zero(pid) for pid in processes)
+                cpu["bridge_loop_thread"] = sum(_loop_cpu_or_zero(pid) for pid in processes)
+            else:
+                cpu["bridge_loop_thread"] = thread_cpu(bridge, bridge)
         return cpu
 
     def begin(self) -> None:
@@ -179,6 +195,20 @@ class Sampler:
         if not self.wall:
             return {}
         return {n: round((self.end[n] - self.start[n]) / self.wall, 3) for n in self.end}
+
+
+def _cpu_or_zero(pid: int) -> float:
+    try:
+        return process_cpu(pid)
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+
+
+def _loop_cpu_or_zero(pid: int) -> float:
+    try:
+        return thread_cpu(pid, pid)
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
 
 
 async def run_driver(
@@ -245,6 +275,9 @@ async def run(
         # the other: what one core carries, as far as the other core can drive it.
         options = dataclasses.replace(options, cpus={1})
         others = {0}
+    elif options.cpus:
+        # The bridge's CPUs chosen (several processes): everything else on the others.
+        others = set(range(os.cpu_count() or 1)) - options.cpus or None
     set_affinity(emu.pid, others or set(range(os.cpu_count() or 1)))
     port, sink = free_port(), free_port()
     ramp = ramp_seconds if ramp_seconds is not None else max(2.0, sessions / 40)
@@ -260,6 +293,9 @@ async def run(
         "warmup_seconds": warmup_seconds,
         "uvloop": driver_uvloop,
         "out": str(workdir / f"driver-{port}.json"),
+        # A session directory outlives the bridge: its ended conversations must not be the
+        # next run's (their frames would be refused).
+        **({"tag": f"r{port}x"} if "NOVAKIT_DIRECTORY_TABLE" in options.env else {}),
         **(extra or {}),
     }
     async with bridge_process(emu, f"http://127.0.0.1:{sink}", port, options, log) as process:

@@ -9,6 +9,7 @@ to name), so nothing else in the VPC can open a connection to the listener.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,11 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 BRIDGE_PORT = 8080
+# With several bridge processes per task, process i also listens on RELAY_PORT + i: where the
+# other processes (of this task and of the others) relay the frames of its sessions.
+RELAY_PORT = BRIDGE_PORT + 1
+# Fargate CPU units per vCPU: a bridge process runs one event loop, so it uses one vCPU at most.
+CPU_UNITS_PER_PROCESS = 1024
 HEALTH_PATH = "/health"
 # The container image is built from the repository root with runtime/Dockerfile.
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +74,12 @@ class BridgeServiceProps:
     image_directory: Path = field(default=REPO_ROOT)
 
 
+def processes_for(cpu: int) -> int:
+    """Bridge processes in a task of ``cpu`` Fargate CPU units: one per whole vCPU, at least one
+    (1024: 1, 2048: 2, 4096: 4)."""
+    return max(1, cpu // CPU_UNITS_PER_PROCESS)
+
+
 class BridgeService(Construct):
     """ECS cluster (Container Insights), ARM64 Fargate service with rollback on failed
     deployments, internal NLB with HTTP health checks, CPU and sessions autoscaling."""
@@ -75,6 +87,9 @@ class BridgeService(Construct):
     def __init__(self, scope: Construct, construct_id: str, props: BridgeServiceProps) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
+        # NOVAKIT_MAX_SESSIONS and SessionsActive are per process: the task's cap is shared out.
+        self.processes = processes_for(props.cpu)
+        self.max_sessions_per_process = math.ceil(props.max_sessions_per_task / self.processes)
         self.cluster = ecs.Cluster(
             self, "Cluster", vpc=props.vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
         )
@@ -116,7 +131,9 @@ class BridgeService(Construct):
                 "NOVAKIT_CONNECTIONS_URL": props.connections_url,
                 "NOVAKIT_DIRECTORY_TABLE": props.table.table_name,
                 "NOVAKIT_MODEL_ID": props.model_id,
-                "NOVAKIT_MAX_SESSIONS": str(props.max_sessions_per_task),
+                "NOVAKIT_MAX_SESSIONS": str(self.max_sessions_per_process),
+                "NOVAKIT_PROCESSES": str(self.processes),
+                **({"NOVAKIT_RELAY_PORT": str(RELAY_PORT)} if self.processes > 1 else {}),
                 "NOVAKIT_METRICS_SERVICE": props.metrics_service,
                 "NOVAKIT_DRAIN_SECONDS": str(DRAIN_SECONDS),
                 **props.environment,
@@ -157,6 +174,12 @@ class BridgeService(Construct):
             ec2.Port.tcp(BRIDGE_PORT),
             "relayed frames from the other bridge tasks",
         )
+        if self.processes > 1:
+            self.security_group.add_ingress_rule(
+                self.security_group,
+                ec2.Port.tcp_range(RELAY_PORT, RELAY_PORT + self.processes - 1),
+                "relayed frames to each bridge process's own port, from the other tasks",
+            )
 
         self.service = ecs.FargateService(
             self,
@@ -236,8 +259,8 @@ class BridgeService(Construct):
             scale_in_cooldown=Duration.minutes(10),
             scale_out_cooldown=Duration.minutes(1),
         )
-        # Sessions per task (the bridge's SessionsActive gauge, averaged over tasks): add tasks
-        # before the per-task session cap is reached.
+        # Sessions per process (the bridge's SessionsActive gauge, averaged over every task's
+        # processes): add tasks before the per-process session cap is reached.
         self.sessions_metric = cloudwatch.Metric(
             namespace=props.metrics_namespace,
             metric_name="SessionsActive",
@@ -245,7 +268,7 @@ class BridgeService(Construct):
             statistic="Average",
             period=Duration.minutes(1),
         )
-        self.sessions_target = max(1, round(props.max_sessions_per_task * 0.7))
+        self.sessions_target = max(1, round(self.max_sessions_per_process * 0.7))
         scaling.scale_to_track_custom_metric(
             "Sessions",
             metric=self.sessions_metric,
@@ -254,9 +277,9 @@ class BridgeService(Construct):
             scale_out_cooldown=Duration.minutes(1),
         )
         # Target tracking waits for 3 minutes of breaching data; a burst of connects can fill
-        # the free slots faster. Free slots over all tasks (running tasks x the per-task cap,
-        # less the sessions they hold), checked every minute: one period under the threshold
-        # adds a task at once, none left adds two.
+        # the free slots faster. Free slots over all processes (running tasks x processes x
+        # the per-process cap, less the sessions they hold), checked every minute: one period
+        # under the threshold adds a task at once, none left adds two.
         running_tasks = cloudwatch.Metric(
             namespace="ECS/ContainerInsights",
             metric_name="RunningTaskCount",
@@ -268,7 +291,11 @@ class BridgeService(Construct):
             period=Duration.minutes(1),
         )
         self.free_sessions_metric = cloudwatch.MathExpression(
-            expression=f"FILL(tasks, 1) * ({props.max_sessions_per_task} - FILL(sessions, 0))",
+            expression=(
+                "FILL(tasks, 1) * "
+                + (f"{self.processes} * " if self.processes > 1 else "")
+                + f"({self.max_sessions_per_process} - FILL(sessions, 0))"
+            ),
             using_metrics={"tasks": running_tasks, "sessions": self.sessions_metric},
             label="free session slots",
             period=Duration.minutes(1),

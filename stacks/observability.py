@@ -353,7 +353,7 @@ class Observability(Construct):
         )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
-                title="Sessions (per task, average and max)",
+                title="Sessions (per bridge process, average and max)",
                 left=[
                     self.bridge("SessionsActive", "Average", minute),
                     self.bridge("SessionsActive", "Maximum", minute),

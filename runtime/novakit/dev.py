@@ -73,6 +73,24 @@ def free_port() -> int:
         return port
 
 
+def free_ports(count: int) -> int:
+    """The first of ``count`` loopback ports in a row that are free right now (the processes of
+    a bridge task listen on consecutive ports)."""
+    for _ in range(100):
+        first = free_port()
+        probes: list[socket.socket] = []
+        try:
+            for port in range(first, first + count):
+                probes.append(socket.create_server(("127.0.0.1", port)))
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+        return first
+    raise RuntimeError(f"no {count} free loopback ports in a row")
+
+
 def demo_script() -> Any:
     """The scripted conversation of `novakit dev --once`: a spoken question with a tool call,
     then a typed thank-you."""

@@ -21,6 +21,7 @@ from novakit.bridge.cluster import (
     RELAYED_HEADER,
     Relay,
     RelayOutcome,
+    RouteCache,
     discover_address,
     is_refusal,
 )
@@ -143,3 +144,20 @@ async def test_a_relay_to_a_port_nobody_listens_on_is_refused() -> None:
     finally:
         await relay.close()
     assert result.outcome is RelayOutcome.REFUSED
+
+
+def test_route_cache_keeps_owners_for_a_while_and_a_bounded_number() -> None:
+    now = [0.0]
+    routes = RouteCache(seconds=10.0, size=2, clock=lambda: now[0])
+    routes.remember("a", "http://10.0.0.1:8081")
+    routes.remember("b", "http://10.0.0.1:8082")
+    assert (routes.get("a"), routes.get("b")) == ("http://10.0.0.1:8081", "http://10.0.0.1:8082")
+    routes.remember("c", "http://10.0.0.2:8081")  # over the bound: the oldest goes
+    assert (routes.get("a"), len(routes)) == (None, 2)
+    routes.forget("b")
+    assert routes.get("b") is None
+    now[0] = 9.9
+    assert routes.get("c") == "http://10.0.0.2:8081"
+    now[0] = 10.0  # old routes are read from the directory again
+    assert routes.get("c") is None
+    assert len(routes) == 0

@@ -1,5 +1,6 @@
 """What the directory is asked per frame that does not land on its owner, counted against a
-DynamoDB-compatible server: one small read per misrouted frame, none per frame while draining,
+DynamoDB-compatible server: one small read for a session's first misrouted frame, none for the
+next ones while the owner takes them (a route kept for a while), none per frame while draining,
 and frames of an ended conversation refused (never adopted) with no read once it is known."""
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Peer:
     url: str
     frames: list[dict[str, str]] = field(default_factory=list)
     hung_up: list[str] = field(default_factory=list)
+    holds: bool = True  # False: answers relayed frames 409, as a task that lost the session
 
 
 @contextlib.asynccontextmanager
@@ -49,6 +51,8 @@ async def peer() -> AsyncIterator[Peer]:
     found = Peer(f"http://127.0.0.1:{port}")
 
     async def message(request: web.Request) -> web.Response:
+        if not found.holds:
+            return web.Response(status=409)
         found.frames.append(dict(request.headers))
         return web.Response()
 
@@ -118,19 +122,31 @@ async def post_frames(url: str, connection_id: str, count: int) -> list[int]:
     return statuses
 
 
-async def test_a_misrouted_frame_costs_one_read_of_the_owner_only(moto_endpoint: str) -> None:
-    async with peer() as owner, bridge(moto_endpoint, owner.url) as running:
+async def test_misrouted_frames_cost_one_read_of_the_owner_only(moto_endpoint: str) -> None:
+    async with peer() as owner, peer() as new_owner, bridge(moto_endpoint, owner.url) as running:
         long_history = [{"role": "user", "text": "words " * 500}] * 10
-        await running.directory.claim("m=", owner.url, state={"history": long_history})
+        record = await running.directory.claim("m=", owner.url, state={"history": long_history})
         await running.directory.heartbeat(owner.url)
         before = len(running.client.calls)
         assert await post_frames(running.url, "m=", 10) == [200] * 10
         assert len(owner.frames) == 10  # each relayed to the owner
         calls = running.client.calls[before:]
-        assert [name for name, _ in calls] == ["get_item"] * 10
+        # the first frame reads the owner; the next ones go where it went
+        assert [name for name, _ in calls] == ["get_item"]
         for _, kwargs in calls:
             assert kwargs["Key"] == {"pk": {"S": "conn#m="}}
             assert "state" not in kwargs["ProjectionExpression"]
+        assert not running.bridge.sessions
+        # the session moves on; the old owner says it no longer holds it (409): the next frame
+        # reads the directory again, and goes to the new owner, as do the ones after it
+        assert record is not None
+        assert await running.directory.claim("m=", new_owner.url, replacing=record) is not None
+        await running.directory.heartbeat(new_owner.url)
+        owner.holds = False
+        before = len(running.client.calls)
+        assert await post_frames(running.url, "m=", 5) == [200] * 5
+        assert (len(owner.frames), len(new_owner.frames)) == (10, 5)
+        assert [name for name, _ in running.client.calls[before:]] == ["get_item"]
         assert not running.bridge.sessions
 
 

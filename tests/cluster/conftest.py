@@ -146,6 +146,8 @@ async def cluster(
                         NOVAKIT_OWNER_TIMEOUT=str(OWNER_TIMEOUT),
                         NOVAKIT_RELAY_TIMEOUT=str(RELAY_TIMEOUT),
                         NOVAKIT_DRAIN_SECONDS="5",
+                        # One process per bridge: each is a task here (signals, freezes).
+                        NOVAKIT_PROCESSES="1",
                         AWS_ENDPOINT_URL_DYNAMODB=dynamodb,
                     )
                     bridges.append(Bridge(url, tmp_path / f"bridge-{port}.log", env))

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from aws_cdk.assertions import Match
 
 from novakit.bridge.directory import RECORD_TTL_SECONDS
+from stacks.bridge_service import processes_for
 from stacks.session_directory import PARTITION_KEY, TTL_ATTRIBUTE
 
 DIRECTORY_TTL_ATTRIBUTE = "expires_at"
@@ -54,12 +56,14 @@ def test_container_environment_contract(default):
         "NOVAKIT_TOOLS",
         "NOVAKIT_METRICS_SERVICE",
         "NOVAKIT_DRAIN_SECONDS",
+        "NOVAKIT_PROCESSES",
     }
     assert env["NOVAKIT_PORT"] == "8080"
     assert env["NOVAKIT_MODEL_ID"] == "amazon.nova-2-sonic-v1:0"
     assert env["NOVAKIT_VOICE"] == "matthew"
     assert env["NOVAKIT_BATCH_MS"] == "100"
     assert env["NOVAKIT_MAX_SESSIONS"] == "20"
+    assert env["NOVAKIT_PROCESSES"] == "1"  # 1024 CPU units: one process, as always
     assert env["NOVAKIT_LOG_LEVEL"] == "INFO"
     assert env["NOVAKIT_METRICS_SERVICE"] == "Novakit"
     assert env["NOVAKIT_DIRECTORY_TABLE"] == default.resolve(
@@ -260,6 +264,60 @@ def test_step_scaling_adds_tasks_when_free_session_slots_run_low(default):
     assert by_id["tasks"]["MetricStat"]["Period"] == 60
     assert by_id["sessions"]["MetricStat"]["Metric"]["MetricName"] == "SessionsActive"
     assert by_id["sessions"]["MetricStat"]["Stat"] == "Average"
+
+
+@pytest.mark.parametrize(
+    ("cpu", "processes"), [(256, 1), (512, 1), (1024, 1), (2048, 2), (4096, 4)]
+)
+def test_one_bridge_process_per_vcpu(cpu, processes):
+    assert processes_for(cpu) == processes
+
+
+def test_a_two_vcpu_task_runs_two_processes_that_share_its_sessions_cap(synth, two_tools):
+    bigger = synth("cpu2048", tools=two_tools, nag=False, task_cpu=2048, task_memory_mib=4096)
+    task, definition = container(bigger)
+    assert (task["Cpu"], task["Memory"]) == ("2048", "4096")
+    env = {e["Name"]: e["Value"] for e in definition["Environment"]}
+    # one process per vCPU, each with half of the task's 20 sessions, on ports 8081 and 8082
+    assert (env["NOVAKIT_PROCESSES"], env["NOVAKIT_MAX_SESSIONS"]) == ("2", "10")
+    assert env["NOVAKIT_RELAY_PORT"] == "8081"
+    assert definition["PortMappings"] == [{"ContainerPort": 8080, "Protocol": "tcp"}]
+    bridge = bigger.stack.bridge
+    tasks = bigger.resolve(bridge.security_group.security_group_id)
+    nlb = bigger.resolve(bridge.load_balancer_security_group.security_group_id)
+    ports = sorted(
+        (json.dumps(rule["SourceSecurityGroupId"]), rule["FromPort"], rule["ToPort"])
+        for rule in ingress_rules(bigger, tasks)
+    )
+    # the NLB reaches the shared port only; other tasks reach it and each process's own port
+    assert ports == sorted(
+        [
+            (json.dumps(nlb), 8080, 8080),
+            (json.dumps(tasks), 8080, 8080),
+            (json.dumps(tasks), 8081, 8082),
+        ]
+    )
+    # SessionsActive is per process: free slots count every process of every task
+    (alarm,) = [
+        a["Properties"]
+        for a in bigger.resources("AWS::CloudWatch::Alarm").values()
+        if "free session slots" in json.dumps(a["Properties"])
+    ]
+    expression = next(m for m in alarm["Metrics"] if "Expression" in m)
+    assert expression["Expression"] == "FILL(tasks, 1) * 2 * (10 - FILL(sessions, 0))"
+    bigger.template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "TargetTrackingScalingPolicyConfiguration": Match.object_like(
+                {
+                    "CustomizedMetricSpecification": Match.object_like(
+                        {"MetricName": "SessionsActive", "Statistic": "Average"}
+                    ),
+                    "TargetValue": 7,
+                }
+            )
+        },
+    )
 
 
 def test_high_availability_in_one_switch(synth, two_tools, default):

@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+import aiohttp
 from aiohttp import web
 
 from .. import s2s
@@ -35,6 +36,7 @@ from .cluster import (
     RELAYED_HEADER,
     Relay,
     RelayOutcome,
+    RouteCache,
     discover_address,
 )
 from .connections import (
@@ -49,6 +51,7 @@ from .ended import EndedConnections
 from .hangup import END_CALL
 from .lease import SessionLease
 from .metrics import Metrics
+from .processes import listening_sockets, sessions_of, sibling_addresses
 from .protocol import ErrorCode, ProtocolError
 from .session import BridgeSession
 from .settings import PREFIX, BridgeSettings
@@ -142,8 +145,14 @@ class Bridge:
             else MemoryDirectory()
         )
         self.relay = Relay(settings.relay_timeout, self.relay_auth)
+        # Where frames of sessions held elsewhere went lately: most skip the directory read.
+        self.routes = RouteCache()
         # Where other tasks reach this one; serve() fixes it once the port is bound.
         self.address = settings.advertise_url or ""
+        # The other processes of this task (processes.py): they stop when this one does, so
+        # they are never given its sessions.
+        self.siblings: frozenset[str] = frozenset()
+        self._siblings_http: aiohttp.ClientSession | None = None
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._next_peer = 0
         self._heartbeat: asyncio.Task[None] | None = None
@@ -183,7 +192,8 @@ class Bridge:
         )
         self._flusher = asyncio.create_task(self._flush_metrics(), name="metrics")
         if not self.address:
-            self.address = discover_address(self.settings.port)
+            self.address = discover_address(self.settings.private_port or self.settings.port)
+        self.siblings = sibling_addresses(self.address, self.settings)
         self.heartbeat = Heartbeat(
             self.directory,
             self.address,
@@ -193,7 +203,8 @@ class Bridge:
         self._heartbeat = asyncio.create_task(
             self.heartbeat.run(self.settings.heartbeat_seconds), name="heartbeat"
         )
-        self._protection = protection.start(lambda: (len(self.sessions), self.draining))
+        if not self.settings.process_index:  # a lone process, or the first of a task's
+            self._protection = protection.start(self._protection_status)
         log.info(
             "bridge ready",
             extra={
@@ -210,6 +221,8 @@ class Bridge:
         await self.drain(0.0)
         await asyncio.gather(*self._hang_ups, return_exceptions=True)
         await protection.stop(self._protection)
+        if self._siblings_http is not None:
+            await self._siblings_http.close()
         for task in (self._flusher, self._heartbeat):
             if task is not None:
                 task.cancel()
@@ -220,6 +233,17 @@ class Bridge:
             await self.connections.close()
         await self.engine.close()
 
+    async def _protection_status(self) -> tuple[int, bool]:
+        """Scale-in protection is the task's: with several processes the first one asks for it,
+        counting its siblings' sessions too (one idle process must not clear it under the
+        others' conversations)."""
+        sessions = len(self.sessions)
+        if self.siblings:
+            if self._siblings_http is None:
+                self._siblings_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1))
+            sessions += await sessions_of(self._siblings_http, self.siblings)
+        return sessions, self.draining
+
     async def drain(self, seconds: float) -> None:
         """Stop taking sessions. With other tasks alive, hand every session over to them (the
         clients hear at most a short gap); alone, warn clients, let them finish for
@@ -228,7 +252,7 @@ class Bridge:
             self.draining = True
             return
         self.draining = True
-        peers = [p for p in await self._live_peers() if p != self.address]
+        peers = self._outside(await self._live_peers())
         if peers:
             log.info(
                 "handing sessions over", extra={"sessions": len(self.sessions), "peers": len(peers)}
@@ -458,15 +482,27 @@ class Bridge:
             return session
         if connection_id in self.ended:  # ended while this request waited for the lock
             return self._refuse_ended(connection_id, request)
+        # The owner a frame of this session went to lately, and how relaying this one went.
+        tried: tuple[str, RelayOutcome] | None = None
+        if handed_over_by is None and not self.draining:
+            tried = await self._relay_to_known_owner(request, connection_id, body)
+            if tried is None:
+                return web.Response(status=200)
         if self.draining and handed_over_by is None:
             # This task takes no session on: a live peer routes the frame (and refuses it if
             # the conversation is over), so a draining task reads nothing per frame.
-            return await self._pass_to_peer(request, body)
+            passed = await self._pass_to_peer(request, body)
+            if passed is not None:
+                return passed
+            # No other task is alive: the whole task drains alone, and the frame goes on to
+            # the sibling that owns the session, like any frame.
         principal = request.headers.get("x-principal-id", "")
         stage = request.headers.get(STAGE_HEADER, "")
         for _ in range(3):  # each round: someone else changed the record; look again
             route = await self.directory.owner_of(connection_id)
             if route is None:
+                if self.draining and handed_over_by is None:
+                    return web.json_response({"message": "draining"}, status=503)
                 # No record (it expired, or a single process restarted): a fresh session.
                 if len(self.sessions) >= self.settings.max_sessions:
                     self.metrics.count("SessionsRefused")
@@ -495,12 +531,16 @@ class Bridge:
             # sessions answering one client. The owner answering that it does not hold the
             # session (409), or being gone, is what lets this task take it over.
             outcome: RelayOutcome | None = None
-            if owner and owner != self.address:
+            if owner and owner != self.address and tried is not None and tried[0] == owner:
+                outcome = tried[1]  # this frame was just relayed there: not twice
+            elif owner and owner != self.address:
                 result = await self.relay.forward(owner, "/ws/message", request.headers, body)
                 self.metrics.observe("RelayLatencyMs", result.seconds * 1000)
                 if result.outcome is RelayOutcome.DELIVERED:
+                    self.routes.remember(connection_id, owner)
                     return web.Response(status=200)
                 outcome = result.outcome
+            tried = None
             # Taking over needs the whole record (the conversation); routing needed the owner.
             record = await self.directory.get(connection_id)
             if record is None or record.ended or record.owner != owner:
@@ -546,6 +586,23 @@ class Bridge:
             if taken is not None:
                 return taken
         return web.json_response({"message": "ownership is changing; retry"}, status=503)
+
+    async def _relay_to_known_owner(
+        self, request: web.Request, connection_id: str, body: bytes
+    ) -> tuple[str, RelayOutcome] | None:
+        """Relay a frame to the owner this session's frames went to lately, without reading
+        the directory. ``None`` once it is delivered; otherwise the owner tried (none: ``""``)
+        and how it went, for the directory's way to go on from (the frame is not relayed to
+        the same owner twice)."""
+        owner = self.routes.get(connection_id)
+        if owner is None:
+            return "", RelayOutcome.NOT_OWNER
+        result = await self.relay.forward(owner, "/ws/message", request.headers, body)
+        self.metrics.observe("RelayLatencyMs", result.seconds * 1000)
+        if result.outcome is RelayOutcome.DELIVERED:
+            return None
+        self.routes.forget(connection_id)
+        return owner, result.outcome
 
     async def _take_over(
         self, record: SessionRecord, principal: str, stage: str
@@ -641,10 +698,13 @@ class Bridge:
             {"message": "the conversation has ended", "code": ErrorCode.SESSION_ENDED.value}
         )
 
-    async def _pass_to_peer(self, request: web.Request, body: bytes) -> web.Response:
-        """While draining: hand a frame to a live task, which takes the session on."""
+    async def _pass_to_peer(self, request: web.Request, body: bytes) -> web.Response | None:
+        """While draining: hand a frame to a live task, which takes the session on. ``None``
+        when only this task's own processes are alive (they are draining too)."""
         alive = await self.directory.peers(self.settings.owner_timeout)
-        peers = [peer for peer in alive if peer != self.address]
+        peers = self._outside(alive)
+        if not peers and self.siblings:
+            return None
         if peers:
             # Start at a different peer each time so adopted sessions spread out.
             self._next_peer = (self._next_peer + 1) % len(peers)
@@ -655,6 +715,11 @@ class Bridge:
                 if result.outcome is RelayOutcome.DELIVERED:
                     return web.Response(status=200)
         return web.json_response({"message": "draining"}, status=503)
+
+    def _outside(self, addresses: Sequence[str]) -> list[str]:
+        """The processes of other tasks among ``addresses``: where sessions may go when this
+        task stops."""
+        return [a for a in addresses if a != self.address and a not in self.siblings]
 
     def _create(
         self,
@@ -713,8 +778,13 @@ async def serve(bridge: Bridge, *, ready: asyncio.Event | None = None) -> None:
         bridge.application(), handle_signals=False, access_log=None, shutdown_timeout=1.0
     )
     await runner.setup()
-    site = web.TCPSite(runner, bridge.settings.host, bridge.settings.port)
-    await site.start()
+    # One of several processes of a task: the task's port shared (SO_REUSEPORT), and its own.
+    sockets = listening_sockets(bridge.settings)
+    sites: list[web.BaseSite] = [web.SockSite(runner, sock) for sock in sockets] or [
+        web.TCPSite(runner, bridge.settings.host, bridge.settings.port)
+    ]
+    for site in sites:
+        await site.start()
     stop = stop_event()
     port = runner.addresses[0][1] if runner.addresses else bridge.settings.port
     if not bridge.settings.advertise_url and bridge.settings.port == 0:

@@ -1,14 +1,22 @@
-"""``novakit bridge``: run the session bridge with settings from the environment."""
+"""``novakit bridge``: run the session bridge with settings from the environment.
+
+With ``NOVAKIT_PROCESSES`` above 1 this process is the supervisor of that many bridge
+processes (``supervisor.py``); with 1 it is the bridge itself.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+from typing import TYPE_CHECKING, Any
 
 from . import logs
-from .app import Bridge, serve
 from .settings import BridgeSettings, SettingsError
+
+if TYPE_CHECKING:
+    from .app import Bridge
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +33,19 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"novakit bridge: {exc}", file=sys.stderr)
         return 2
-    logs.configure(settings.log_level)
+    supervising = settings.processes > 1 and settings.process_index is None
+    logs.configure(settings.log_level, fields=_log_fields(settings, supervising=supervising))
+    if supervising:
+        from .supervisor import run
+
+        try:
+            return run(settings)
+        except (ValueError, OSError, RuntimeError) as exc:  # the task's address: no metadata
+            print(f"novakit bridge: {exc}", file=sys.stderr)
+            return 2
+    # The bridge's own modules (the SDKs, the server) only where a bridge runs.
+    from .app import Bridge
+
     try:
         bridge = Bridge(settings)
     except (ValueError, OSError) as exc:
@@ -35,6 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _log_fields(settings: BridgeSettings, *, supervising: bool) -> dict[str, Any]:
+    """Which process wrote a line, when several share the task's log."""
+    if supervising:
+        return {"process": "supervisor", "pid": os.getpid()}
+    if settings.process_index is not None:
+        return {"process": settings.process_index, "pid": os.getpid()}
+    return {}
+
+
 async def _serve_logged(bridge: Bridge) -> None:
+    from .app import serve
+
     logs.log_loop_exceptions()
     await serve(bridge)

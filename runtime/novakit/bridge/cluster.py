@@ -15,7 +15,8 @@ import logging
 import os
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -38,6 +39,7 @@ __all__ = [
     "Relay",
     "RelayOutcome",
     "RelayResult",
+    "RouteCache",
     "discover_address",
 ]
 FORWARDED_HEADERS = (
@@ -68,6 +70,46 @@ def discover_address(port: int, environ: Mapping[str, str] | None = None) -> str
                 return f"http://{address}:{port}"
         raise RuntimeError("ECS task metadata lists no IPv4 address for this container")
     return f"http://127.0.0.1:{port}"
+
+
+class RouteCache:
+    """Owners this task relayed to lately, so that the next frames of a session it does not
+    hold skip the directory read. Safe when stale: an owner accepts a relayed frame only for a
+    session it holds (else 409), and a gone one refuses the connection; either way the frame
+    then goes the directory's way. Bounded in entries and in age."""
+
+    def __init__(
+        self,
+        seconds: float = 10.0,
+        size: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._seconds = seconds
+        self._size = size
+        self._clock = clock
+        self._owners: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    def get(self, connection_id: str) -> str | None:
+        entry = self._owners.get(connection_id)
+        if entry is None:
+            return None
+        owner, expires = entry
+        if self._clock() >= expires:
+            del self._owners[connection_id]
+            return None
+        return owner
+
+    def remember(self, connection_id: str, owner: str) -> None:
+        self._owners[connection_id] = (owner, self._clock() + self._seconds)
+        self._owners.move_to_end(connection_id)
+        while len(self._owners) > self._size:
+            self._owners.popitem(last=False)
+
+    def forget(self, connection_id: str) -> None:
+        self._owners.pop(connection_id, None)
+
+    def __len__(self) -> int:
+        return len(self._owners)
 
 
 class RelayOutcome(Enum):

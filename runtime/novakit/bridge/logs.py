@@ -37,6 +37,11 @@ _MAX_REPR = 200
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, fields: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        # On every line: which of a task's processes wrote it (they share one log stream).
+        self._fields = dict(fields or {})
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -44,6 +49,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            **self._fields,
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
@@ -53,10 +59,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, separators=(",", ":"))
 
 
-def configure(level: str = "INFO", stream: Any = None) -> None:
-    """Send every log record to ``stream`` (stderr) as JSON, uncaught exceptions included."""
+def configure(
+    level: str = "INFO", stream: Any = None, fields: dict[str, Any] | None = None
+) -> None:
+    """Send every log record to ``stream`` (stderr) as JSON, uncaught exceptions included;
+    ``fields`` go on every line."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter(fields))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import inspect
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -143,9 +144,14 @@ class AgentProtectionClient:
             self._session = None
 
 
+# What the task holds: (sessions, draining), or a coroutine that finds out (a task of several
+# processes asks its siblings).
+Status = Callable[[], tuple[int, bool] | Awaitable[tuple[int, bool]]]
+
+
 async def run(
     client: AgentProtectionClient,
-    status: Callable[[], tuple[int, bool]],
+    status: Status,
     *,
     planner: ProtectionPlanner | None = None,
     interval: float = 5.0,
@@ -156,7 +162,8 @@ async def run(
     planner = planner or ProtectionPlanner()
     try:
         while True:
-            sessions, draining = status()
+            current = status()
+            sessions, draining = await current if inspect.isawaitable(current) else current
             action = planner.next(sessions, draining, clock())
             if action is not None:
                 try:
@@ -178,9 +185,7 @@ async def run(
         await client.close()
 
 
-def start(
-    status: Callable[[], tuple[int, bool]], environ: Mapping[str, str] | None = None
-) -> asyncio.Task[None] | None:
+def start(status: Status, environ: Mapping[str, str] | None = None) -> asyncio.Task[None] | None:
     """The protection loop when running on ECS (the agent's URI is set), else nothing."""
     env = os.environ if environ is None else environ
     agent_uri = env.get(AGENT_URI_ENV, "").strip()

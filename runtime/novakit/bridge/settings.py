@@ -16,6 +16,10 @@ from urllib.parse import urlsplit
 
 from ..s2s.config import DEFAULT_MODEL
 from .auth import DEFAULT_RELAY_WINDOW, secret_problems
+from .cpus import usable_cpus
+
+# Bound on NOVAKIT_PROCESSES: far more than any task's CPUs.
+MAX_PROCESSES = 64
 
 PREFIX = "NOVAKIT_"
 
@@ -81,6 +85,19 @@ class BridgeSettings:
     """Accept integration requests without a secret (local use only; refused on ECS)."""
     relay_window_seconds: float = DEFAULT_RELAY_WINDOW
     """How far a relay's timestamp may be from this task's clock, either way."""
+    processes: int = 1
+    """Bridge processes in this task, all on ``port`` (docs/bridge.md, "Processes per task");
+    1: one process, no supervisor."""
+    relay_port: int = 8081
+    """With several processes, process ``i`` also listens on ``relay_port + i``: its own
+    address, where relays for its sessions arrive."""
+    process_index: int | None = None
+    """Set by the supervisor in each process it starts: which of the task's processes this is."""
+
+    @property
+    def private_port(self) -> int | None:
+        """This process's own port, when it is one of several processes of a task."""
+        return None if self.process_index is None else self.relay_port + self.process_index
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BridgeSettings:
@@ -111,11 +128,31 @@ class BridgeSettings:
                 "accepts only requests that carry the gateway secret"
             )
         problems += secret_problems(secrets, f"{PREFIX}GATEWAY_SECRET(_PREVIOUS)")
+        port = reader.integer("PORT", cls.port, 1, 65535)
+        table = reader.text("DIRECTORY_TABLE")
+        processes = reader.processes(
+            None
+            if table is not None and secrets
+            else f"{PREFIX}DIRECTORY_TABLE (the processes find each other's sessions there)"
+            if table is None
+            else f"{PREFIX}GATEWAY_SECRET (the processes sign the frames they relay to each other)"
+        )
+        relay_port = reader.integer("RELAY_PORT", port + 1, 1, 65535)
+        process_index = reader.optional_integer("PROCESS_INDEX", 0, processes - 1)
+        if processes > 1 and relay_port <= port < relay_port + processes:
+            problems.append(
+                f"{PREFIX}PORT {port} is one of the processes' own ports "
+                f"({PREFIX}RELAY_PORT {relay_port} to {relay_port + processes - 1})"
+            )
+        if processes > 1 and relay_port + processes - 1 > 65535:
+            problems.append(
+                f"{PREFIX}RELAY_PORT {relay_port} leaves no port for each of {processes} processes"
+            )
         settings = cls(
             connections_url=(url or "").rstrip("/"),
             region=region,
             host=reader.text("HOST") or cls.host,
-            port=reader.integer("PORT", cls.port, 1, 65535),
+            port=port,
             model=reader.text("MODEL_ID") or cls.model,
             voice=reader.text("VOICE") or cls.voice,
             instructions=reader.text("INSTRUCTIONS") or cls.instructions,
@@ -125,7 +162,7 @@ class BridgeSettings:
             max_sessions=reader.integer("MAX_SESSIONS", cls.max_sessions, 1, 100_000),
             tools_manifest=reader.manifest("TOOLS"),
             tools_dir=reader.path("TOOLS_DIR"),
-            directory_table=reader.text("DIRECTORY_TABLE"),
+            directory_table=table,
             advertise_url=reader.text("ADVERTISE_URL"),
             heartbeat_seconds=reader.number("HEARTBEAT_SECONDS", cls.heartbeat_seconds, 0.1, 60),
             owner_timeout=reader.number("OWNER_TIMEOUT", cls.owner_timeout, 0.3, 300),
@@ -155,6 +192,9 @@ class BridgeSettings:
             relay_window_seconds=reader.number(
                 "RELAY_WINDOW_SECONDS", cls.relay_window_seconds, 1, 600
             ),
+            processes=processes,
+            relay_port=relay_port,
+            process_index=process_index,
         )
         if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             levels = "DEBUG, INFO, WARNING or ERROR"
@@ -205,6 +245,12 @@ class BridgeSettings:
             (f"{PREFIX}GATEWAY_SECRET_PREVIOUS", "also accepted, while a rotation is under way"),
             (f"{PREFIX}INSECURE_NO_GATEWAY_SECRET", "1: accept requests from anyone (local only)"),
             (f"{PREFIX}RELAY_WINDOW_SECONDS", "max relay timestamp skew, s (default 30)"),
+            (
+                f"{PREFIX}PROCESSES",
+                "bridge processes on the port (default: one per usable CPU with a directory"
+                " table, else 1)",
+            ),
+            (f"{PREFIX}RELAY_PORT", "first of the processes' own ports (default: port + 1)"),
         ]
 
 
@@ -235,6 +281,21 @@ class _Reader:
         if not low <= value <= high:
             self._problems.append(f"{PREFIX}{name} must be between {low} and {high}, got {value}")
         return value
+
+    def optional_integer(self, name: str, low: int, high: int) -> int | None:
+        if self.text(name) is None:
+            return None
+        return self.integer(name, low, low, high)
+
+    def processes(self, missing: str | None) -> int:
+        """NOVAKIT_PROCESSES; unset: one per usable CPU, or 1 when the processes could not
+        work together (``missing`` names what they would need)."""
+        if self.text("PROCESSES") is None:
+            return 1 if missing else min(usable_cpus(), MAX_PROCESSES)
+        count = self.integer("PROCESSES", 1, 1, MAX_PROCESSES)
+        if count > 1 and missing:
+            self._problems.append(f"{PREFIX}PROCESSES={count} needs {missing}")
+        return count
 
     def number(self, name: str, default: float, low: float, high: float) -> float:
         raw = self.text(name)

@@ -52,6 +52,7 @@ class BackendPool:
         static_headers: Mapping[str, str] | None = None,
         spread: Literal["round_robin", "random"] = "round_robin",
         seed: int | None = None,
+        keepalive: bool = True,
     ) -> None:
         if not backends:
             raise ValueError("at least one backend URL is required")
@@ -68,12 +69,16 @@ class BackendPool:
         self.healthy = dict.fromkeys(self.backends, True)
         self._streak = dict.fromkeys(self.backends, 0)  # checks in a row against the state
         self._checker: asyncio.Task[None] | None = None
+        self._keepalive = keepalive
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
             timeout=self._timeout,
             auto_decompress=False,
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
+            connector=aiohttp.TCPConnector(
+                limit=0,
+                **({"keepalive_timeout": 60} if self._keepalive else {"force_close": True}),
+            ),
         )
         if self._health_path is not None:
             self._checker = asyncio.create_task(self._check_health(), name="health-checks")

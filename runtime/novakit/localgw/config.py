@@ -65,6 +65,10 @@ class GatewayConfig:
     # of many connections looks; ``spread_seed`` makes a run repeatable).
     spread: Literal["round_robin", "random"] = "round_robin"
     spread_seed: int | None = None
+    # False: a new TCP connection for every integration request. Processes sharing a port
+    # (SO_REUSEPORT) get connections, not requests, spread over them by the kernel; API
+    # Gateway's fleet opens many connections, one kept-alive pool would open few.
+    backend_keepalive: bool = True
 
     def __post_init__(self) -> None:
         if not self.backends:

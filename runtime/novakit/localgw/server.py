@@ -73,6 +73,7 @@ class LocalGateway:
             unhealthy_threshold=config.unhealthy_threshold,
             spread=config.spread,
             seed=config.spread_seed,
+            keepalive=config.backend_keepalive,
         )
         self._connections: dict[str, Connection] = {}
         # WebSocket path -> the stage a client connecting there reaches.
