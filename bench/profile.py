@@ -50,8 +50,8 @@ AREAS: list[tuple[str, tuple[str, ...]]] = [
     ("Nova protocol (JSON, base64)", ("s2s/nova/protocol.py",)),
     ("s2s session", ("novakit/s2s/",)),
     (
-        "integration request (aiohttp server)",
-        ("aiohttp/web_", "aiohttp/http_parser", "aiohttp/_http"),
+        "integration request (HTTP server)",
+        ("bridge/http.py", "httptools", "aiohttp/web_", "aiohttp/http_parser", "aiohttp/_http"),
     ),
     ("bridge: client frame parsing", ("parse_client_frame", "bridge/protocol.py")),
     ("bridge: batching/encoding", ("bridge/batching.py",)),
