@@ -14,7 +14,11 @@ steady on a shared machine (each is the best of five repeats).
   answers it: aiohttp's web framework (application, middleware, handler, ``web.Response``: how
   the bridge served them before) and the kit's ``bridge.http`` server. CPU of the server's
   process only: the client is a blocking socket loop in a child process, one request at a time
-  over one kept-alive connection; the handler checks the gateway secret and answers 200.
+  over one kept-alive connection; the handler checks the gateway secret and answers 200;
+- ``post_aiohttp`` / ``post_novakit``: one signed ``@connections`` post of a 100 ms output
+  frame to a server on loopback, through aiohttp's client (``ClientSession``, as the bridge
+  posted before) and through the kit's ``bridge.httpclient``: CPU of the posting process only
+  (the server is a child process), signing included, one post at a time.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import timeit
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
+import yarl
 from aiohttp import web
 from aws_sdk_signers import AsyncEventSigner
 from botocore.auth import SigV4Auth
@@ -41,6 +47,7 @@ from smithy_aws_event_stream.events import EventHeaderEncoder, EventMessage
 from novakit.bridge.auth import GATEWAY_SECRET_HEADER, GatewayAuth
 from novakit.bridge.connections import SigV4Signer
 from novakit.bridge.http import OK, HttpServer, Request, Response
+from novakit.bridge.httpclient import HttpClient
 from novakit.bridge.metrics import Metrics
 from novakit.bridge.protocol import encode_audio, parse_client_frame
 from novakit.s2s.nova.models import NOVA_2_SONIC
@@ -134,7 +141,7 @@ def _frame_request(frame: bytes) -> bytes:
 
 async def _aiohttp_server(auth: GatewayAuth) -> tuple[int, Callable[[], Any]]:
     @web.middleware
-    async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def authenticate(request: web.Request, handler: Any) -> Any:
         if not auth.accepts(request.headers.get(GATEWAY_SECRET_HEADER)):
             return web.Response(status=403)
         if any(name.lower().startswith("x-novakit-") for name in request.headers):
@@ -184,6 +191,83 @@ async def _through_server(kind: str, request: bytes, count: int) -> float:
     return used / count * 1e6
 
 
+_SINK = textwrap.dedent(
+    """
+    import socket, sys
+    listener = socket.create_server(("127.0.0.1", 0))
+    print(listener.getsockname()[1], flush=True)
+    sock, _ = listener.accept()
+    answer = b"HTTP/1.1 200 OK\\r\\nContent-Length: 0\\r\\n\\r\\n"
+    pending = b""
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            break
+        pending += data
+        while True:
+            head, sep, rest = pending.partition(b"\\r\\n\\r\\n")
+            if not sep:
+                break
+            length = 0
+            for line in head.split(b"\\r\\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            if len(rest) < length:
+                break
+            pending = rest[length:]
+            sock.sendall(answer)
+    """
+)
+
+
+async def _posts(kind: str, body: bytes, count: int) -> float:
+    sink = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _SINK, stdout=subprocess.PIPE
+    )
+    assert sink.stdout is not None
+    port = int(await sink.stdout.readline())
+    url = f"http://127.0.0.1:{port}/prod/@connections/Ab1CdE2fGh3%3D"
+    signer = SigV4Signer("us-east-1", Credentials("AKIDBENCH", "bench-secret", "bench-token"))
+    try:
+        if kind == "aiohttp":
+            async with aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=60),
+                timeout=aiohttp.ClientTimeout(total=5),
+            ) as http:
+                started = time.process_time()
+                for _ in range(count):
+                    headers = signer.sign("POST", url, body)
+                    async with http.request(
+                        "POST", yarl.URL(url, encoded=True), data=body, headers=headers
+                    ) as response:
+                        await response.read()
+                        assert response.status == 200
+                used = time.process_time() - started
+        else:
+            client = HttpClient()
+            started = time.process_time()
+            for _ in range(count):
+                headers = signer.sign("POST", url, body)
+                async with asyncio.timeout(5):
+                    answer = await client.request("POST", url, headers, body)
+                assert answer.status == 200
+            used = time.process_time() - started
+            await client.close()
+    finally:
+        sink.kill()
+        await sink.wait()
+    return used / count * 1e6
+
+
+def posts(count: int = 3000, repeat: int = 3) -> dict[str, float]:
+    """CPU µs of the posting process per ``@connections`` post, best of ``repeat`` runs."""
+    body = encode_audio(7, bytes(4800), 24000).encode()
+    return {
+        f"post_{kind}_us": min(asyncio.run(_posts(kind, body, count)) for _ in range(repeat))
+        for kind in ("aiohttp", "novakit")
+    }
+
+
 def http_server(count: int = 5000, repeat: int = 3) -> dict[str, float]:
     """CPU µs of the server's process per integration request, best of ``repeat`` runs."""
     frame = json.dumps(
@@ -219,6 +303,7 @@ def measure() -> dict[str, float]:
         **{name: _best_us(sign, 5000) for name, sign in _event_signing().items()},
         "metrics_observe_us": _best_us(lambda: metrics.observe("InputLatencyMs", 1.234), 100000),
         **http_server(),
+        **posts(),
     }
     return {name: round(value, 2) for name, value in results.items()}
 
