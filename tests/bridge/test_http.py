@@ -172,6 +172,14 @@ async def server_for(
         await server.close(grace=0.5)
 
 
+def recording(calls: list[Request]) -> Callable[[Request], Response]:
+    def handler(request: Request) -> Response:
+        calls.append(request)
+        return OK
+
+    return handler
+
+
 async def exchange(port: int, data: bytes, *, within: float = 10.0) -> bytes:
     """Send ``data``, then read until the server closes the connection."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -253,7 +261,7 @@ async def test_an_oversize_body_is_answered_then_the_connection_closed() -> None
 
 async def test_a_slow_request_is_cut_off_by_the_request_timeout() -> None:
     calls: list[Request] = []
-    async with server_for(lambda r: calls.append(r) or OK, request_timeout=0.4) as server:
+    async with server_for(recording(calls), request_timeout=0.4) as server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -283,7 +291,7 @@ async def test_an_idle_connection_is_closed_after_the_keepalive_timeout() -> Non
 
 async def test_a_client_that_leaves_mid_body_costs_nothing() -> None:
     calls: list[Request] = []
-    async with server_for(lambda r: calls.append(r) or OK) as server:
+    async with server_for(recording(calls)) as server:
         _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(b"POST /a HTTP/1.1\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
         await writer.drain()
