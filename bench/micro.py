@@ -134,8 +134,7 @@ _CLIENT = textwrap.dedent(
 def _frame_request(frame: bytes) -> bytes:
     head = "".join(f"{name}: {value}\r\n" for name, value in GATEWAY_HEADERS.items())
     return (
-        f"POST /ws/message HTTP/1.1\r\n{head}Content-Length: {len(frame)}\r\n\r\n".encode()
-        + frame
+        f"POST /ws/message HTTP/1.1\r\n{head}Content-Length: {len(frame)}\r\n\r\n".encode() + frame
     )
 
 
@@ -221,9 +220,7 @@ _SINK = textwrap.dedent(
 
 
 async def _posts(kind: str, body: bytes, count: int) -> float:
-    sink = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _SINK, stdout=subprocess.PIPE
-    )
+    sink = await asyncio.create_subprocess_exec(sys.executable, "-c", _SINK, stdout=subprocess.PIPE)
     assert sink.stdout is not None
     port = int(await sink.stdout.readline())
     url = f"http://127.0.0.1:{port}/prod/@connections/Ab1CdE2fGh3%3D"
