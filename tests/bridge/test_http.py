@@ -223,9 +223,10 @@ async def test_pipelined_requests_are_answered_in_order_when_some_must_wait() ->
         while rest.count(b"HTTP/1.1") < 2 or not rest.endswith(b"3"):
             rest += await reader.read(4096)
         assert statuses(rest) == [202, 200] and handled == [b"1", b"2", b"3"]
-        writer.write(post("/fast", b"4", Connection="close"))
-        assert (await reader.read(-1)).endswith(b"4")  # closed after the answer
+        writer.write(post("/fast", b"4", Connection="close") + post("/fast", b"5"))
+        last = await reader.read(-1)  # closed after the answer to the closing request
         writer.close()
+        assert statuses(last) == [200] and last.endswith(b"4") and b"5" not in handled
 
 
 async def test_a_malformed_request_gets_400_and_its_connection_closed() -> None:

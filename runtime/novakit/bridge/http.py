@@ -475,6 +475,8 @@ class _Connection(asyncio.Protocol):
             return
         parser = self.parser
         for request in parser.feed(data):
+            if self._closing:  # an answer closed the connection: nothing after it is read
+                return
             if self.task is None and not self._queue:
                 self._handle(request)
             else:
