@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import re
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -426,3 +427,24 @@ async def test_the_bridge_answers_as_before_over_one_kept_alive_connection() -> 
             assert statuses(answers) == [200] and answers.endswith(b"\r\n\r\n")
         finally:
             bridge.sessions.clear()
+
+
+async def test_servers_listen_on_a_shared_port_or_on_sockets_bound_for_them() -> None:
+    first = HttpServer(lambda _r: Response(200, b"first"))
+    second = HttpServer(lambda _r: Response(200, b"second"))
+    bound = socket.create_server(("127.0.0.1", 0))
+    try:
+        await first.start("127.0.0.1", 0, reuse_port=True)
+        await second.start("127.0.0.1", first.port, reuse_port=True)  # SO_REUSEPORT
+        await second.start(sock=bound)  # and a socket of its own
+        assert second.port == first.port
+        answer = await exchange(bound.getsockname()[1], post("/a", b"", Connection="close"))
+        assert answer.endswith(b"second")
+        bodies = {
+            (await exchange(first.port, post("/a", b"", Connection="close"))).split(b"\r\n\r\n")[1]
+            for _ in range(20)
+        }
+        assert bodies and bodies <= {b"first", b"second"}  # the kernel spreads connections
+    finally:
+        await first.close()
+        await second.close()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
@@ -743,13 +744,25 @@ _NOT_POST = Response(405, b"Method Not Allowed", allow="POST")
 _NOT_GET = Response(405, b"Method Not Allowed", allow="GET, HEAD")
 
 
-async def listen(bridge: Bridge, host: str, port: int, *, reuse_port: bool = False) -> HttpServer:
+async def listen(
+    bridge: Bridge,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    sockets: Sequence[socket.socket] = (),
+) -> HttpServer:
     """Start ``bridge`` and a server listening for it on ``host``:``port`` (0: any free port);
-    ``reuse_port``: share the port with other processes (SO_REUSEPORT)."""
+    ``reuse_port``: share the port with other processes (SO_REUSEPORT). Given ``sockets``
+    (bound already), it listens on those instead."""
     await bridge.start()
     server = HttpServer(bridge.handle, max_body=MAX_BODY)
     try:
-        await server.start(host, port, reuse_port=reuse_port)
+        if sockets:
+            for sock in sockets:
+                await server.start(sock=sock)
+        else:
+            await server.start(host, port, reuse_port=reuse_port)
     except BaseException:
         await bridge.stop()
         raise

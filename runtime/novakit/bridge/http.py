@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -371,25 +372,42 @@ class HttpServer:
         self.request_timeout = request_timeout
         self.keepalive_timeout = keepalive_timeout
         self.connections: set[_Connection] = set()
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
+    async def start(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        reuse_port: bool = False,
+        sock: socket.socket | None = None,
+    ) -> None:
+        """Listen on ``host``:``port`` (``reuse_port``: SO_REUSEPORT, the port shared with other
+        processes) or on the bound socket ``sock``; called again, listens on one more."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Connection(self), host, port, reuse_port=reuse_port or None, backlog=1024
-        )
-        self._sweeper = asyncio.create_task(self._sweep(), name="http-timeouts")
+        if sock is not None:
+            server = await loop.create_server(lambda: _Connection(self), sock=sock, backlog=1024)
+        elif port is not None:
+            server = await loop.create_server(
+                lambda: _Connection(self), host, port, reuse_port=reuse_port or None, backlog=1024
+            )
+        else:
+            raise ValueError("a port or a socket to listen on")
+        self._servers.append(server)
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep(), name="http-timeouts")
 
     @property
     def port(self) -> int:
-        assert self._server is not None and self._server.sockets, "the server has not started"
-        port: int = self._server.sockets[0].getsockname()[1]
+        """The port of the first socket listened on."""
+        assert self._servers and self._servers[0].sockets, "the server has not started"
+        port: int = self._servers[0].sockets[0].getsockname()[1]
         return port
 
     def stop_listening(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
 
     async def close(self, grace: float = 1.0) -> None:
         """Stop listening, let requests being handled finish for ``grace`` seconds, then close
@@ -404,8 +422,8 @@ class HttpServer:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        if self._server is not None:
-            await self._server.wait_closed()
+        for server in self._servers:
+            await server.wait_closed()
 
     async def _sweep(self) -> None:
         """Closes connections whose request is too slow to arrive, or that sat idle too long.
