@@ -28,7 +28,8 @@ _MAX_HEADS = 4096  # request heads kept (one per connection id and method)
 
 
 class HttpClientError(Exception):
-    """The request got no complete answer (connection refused or lost, malformed answer)."""
+    """The request got no complete answer (connection refused or lost, malformed answer); a
+    failure to connect has the ``OSError`` (or ``TimeoutError``) as its ``__cause__``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +55,15 @@ class HttpClient:
         pool_size: int = 64,
         ssl_context: ssl.SSLContext | None = None,
         user_agent: str = "novakit",
+        content_type: str | None = "application/octet-stream",
+        connect_timeout: float | None = None,
     ) -> None:
+        """``content_type``: sent with every body (``None``: the caller's headers carry it);
+        ``connect_timeout``: seconds a new connection may take (``None``: the caller's bound
+        on the whole request is the only one)."""
         self._pool_size = pool_size
+        self._content_type = content_type
+        self._connect_timeout = connect_timeout
         self._ssl = ssl_context
         self._user_agent = user_agent
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
@@ -128,14 +136,15 @@ class HttpClient:
         if secure and self._ssl is None:
             self._ssl = ssl.create_default_context()
         try:
-            _transport, connection = await loop.create_connection(
-                _Connection,
-                host,
-                port,
-                ssl=self._ssl if secure else None,
-                server_hostname=host if secure else None,
-            )
-        except OSError as exc:
+            async with asyncio.timeout(self._connect_timeout):
+                _transport, connection = await loop.create_connection(
+                    _Connection,
+                    host,
+                    port,
+                    ssl=self._ssl if secure else None,
+                    server_hostname=host if secure else None,
+                )
+        except (OSError, TimeoutError) as exc:
             raise HttpClientError(f"could not connect to {host}:{port}: {exc!r}") from exc
         return connection, False
 
@@ -155,7 +164,11 @@ class HttpClient:
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {host_header}\r\n"
             f"User-Agent: {self._user_agent}\r\n"
-            + ("Content-Type: application/octet-stream\r\n" if method in ("POST", "PUT") else "")
+            + (
+                f"Content-Type: {self._content_type}\r\n"
+                if self._content_type and method in ("POST", "PUT")
+                else ""
+            )
         ).encode("latin-1")
         target = _Target((parts.scheme, host, port), head)
         if len(self._targets) >= _MAX_HEADS:  # connection ids come and go
