@@ -448,3 +448,28 @@ async def test_servers_listen_on_a_shared_port_or_on_sockets_bound_for_them() ->
     finally:
         await first.close()
         await second.close()
+
+
+async def test_closing_lets_a_request_finish_within_the_grace_then_cancels_it() -> None:
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def forever(_request: Request) -> Response:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return OK
+
+    server = HttpServer(forever)
+    await server.start("127.0.0.1", 0)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(post("/a", b""))
+    async with asyncio.timeout(10):
+        await started.wait()
+        await server.close(grace=0.2)
+        await cancelled.wait()
+    writer.close()
+    assert not server.connections

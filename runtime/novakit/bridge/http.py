@@ -410,12 +410,14 @@ class HttpServer:
             server.close()
 
     async def close(self, grace: float = 1.0) -> None:
-        """Stop listening, let requests being handled finish for ``grace`` seconds, then close
-        every connection."""
+        """Stop listening, let requests being handled finish for ``grace`` seconds (then they
+        are cancelled), and close every connection."""
         self.stop_listening()
         busy = [c.task for c in self.connections if c.task is not None]
         if busy:
-            await asyncio.wait(busy, timeout=grace)
+            _done, late = await asyncio.wait(busy, timeout=grace)
+            for task in late:
+                task.cancel()
         for connection in list(self.connections):
             connection.close()
         if self._sweeper is not None:
