@@ -136,6 +136,22 @@ def test_header_floods_are_refused() -> None:
     assert parser.error == 400
 
 
+def test_a_header_that_never_ends_is_cut_without_being_kept() -> None:
+    parser = RequestParser()
+    assert parser.feed(b"POST /ws/message HTTP/1.1\r\nX-Endless: ") == []
+    fed = 0
+    while not parser.error:
+        assert parser.feed(b"a" * 1000) == []
+        fed += 1000
+        assert fed <= 20_000, "the head grew past its bound"
+    assert parser.error == 400
+    # a head split across reads, followed in one read by its body and more requests, is fine
+    parser = RequestParser()
+    whole = post("/ws/message", b"x" * 60_000) * 3
+    assert parser.feed(whole[:40]) == []
+    assert [len(r.body) for r in parser.feed(whole[40:])] == [60_000] * 3
+
+
 def test_closing_requests_and_repeated_headers() -> None:
     parser = RequestParser()
     (closing,) = parser.feed(post("/x", b"", Connection="close"))

@@ -220,10 +220,13 @@ class RequestParser:
         "_body",
         "_body_size",
         "_head_bytes",
+        "_head_pending",
         "_headers",
+        "_in_head",
         "_parser",
         "_ready",
         "_stopped",
+        "_tail",
         "_url",
         "begun",
         "continue_wanted",
@@ -241,6 +244,9 @@ class RequestParser:
         self._url = b""
         self._headers: dict[str, str] = {}
         self._head_bytes = 0
+        self._in_head = False
+        self._head_pending = 0
+        self._tail = b""
         self._body: list[bytes] = []
         self._body_size = 0
         self.error = 0
@@ -251,6 +257,9 @@ class RequestParser:
 
     def feed(self, data: bytes) -> list[Request]:
         if self.error or self._stopped:
+            return []
+        if self._in_head and self._head_grows_too_long(data):
+            self.error = 400
             return []
         try:
             self._parser.feed_data(data)
@@ -266,8 +275,17 @@ class RequestParser:
             self._stopped = True
         except httptools.HttpParserError:
             self.error = 400
+        if self._in_head:
+            self._tail = data[-3:]
         ready, self._ready = self._ready, []
         return ready
+
+    def _head_grows_too_long(self, data: bytes) -> bool:
+        """Counts the bytes of a head that goes on past the chunk it began in (llhttp keeps a
+        header's bytes until its line ends, so a header that never ends must be cut here)."""
+        end = (self._tail + data).find(b"\r\n\r\n")
+        self._head_pending += len(data) if end < 0 else max(0, end + 4 - len(self._tail))
+        return self._head_pending > MAX_HEAD_BYTES
 
     # -- httptools callbacks ----------------------------------------------------------------
 
@@ -277,6 +295,9 @@ class RequestParser:
         self._url = b""
         self._headers = {}
         self._head_bytes = 0
+        self._in_head = True
+        self._head_pending = 0
+        self._tail = b""
         self._body = []
         self._body_size = 0
 
@@ -299,6 +320,7 @@ class RequestParser:
             self._headers[key] = value.decode("utf-8", "surrogateescape")
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         length = self._headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             self._too_large()
