@@ -24,8 +24,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
-from aiohttp import web
-
 from . import audio
 from .signals import stop_event
 
@@ -113,7 +111,7 @@ async def local_stack(
     options: DevOptions, stdout: TextIO = sys.stdout
 ) -> AsyncIterator[RunningStack]:
     """Start emulator (unless ``bedrock``), bridge and gateway; stop them in reverse order."""
-    from .bridge.app import Bridge
+    from .bridge.app import Bridge, serving
     from .bridge.connections import Unsigned
     from .bridge.dialects import STAGE_DIALECTS
     from .bridge.metrics import Metrics
@@ -182,11 +180,7 @@ async def local_stack(
             settings, signer=Unsigned(), metrics=Metrics(settings.metrics_service, out=discard)
         )
         stack.enter_context(_session_lines(stdout))
-        runner = web.AppRunner(bridge.application(), access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        bridge_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        bridge_url = await stack.enter_async_context(serving(bridge))
         web_dir = options.web_dir if options.web_dir and options.web_dir.is_dir() else None
         gateway = await stack.enter_async_context(
             LocalGateway(

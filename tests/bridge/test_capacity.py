@@ -6,11 +6,10 @@ from __future__ import annotations
 import io
 from typing import Any, cast
 
-from aiohttp.test_utils import make_mocked_request
-
 from novakit import s2s
 from novakit.bridge.app import Bridge
 from novakit.bridge.directory import MemoryDirectory
+from novakit.bridge.http import make_request
 from novakit.bridge.metrics import Metrics
 from novakit.bridge.settings import BridgeSettings
 from novakit.dev import free_port
@@ -42,7 +41,7 @@ def full_bridge(directory: MemoryDirectory) -> Bridge:
 
 
 def message(connection_id: str) -> Any:
-    return make_mocked_request(
+    return make_request(
         "POST", "/ws/message", headers=gateway_headers(connection_id, **{"x-principal-id": "p"})
     )
 
@@ -66,7 +65,7 @@ async def test_a_full_task_does_not_take_a_session_over() -> None:
 
 async def test_a_full_task_refuses_a_connect_and_counts_it() -> None:
     bridge = full_bridge(MemoryDirectory())
-    request = make_mocked_request("POST", "/ws/connect", headers=gateway_headers("conn-2"))
+    request = make_request("POST", "/ws/connect", headers=gateway_headers("conn-2"))
     try:
         response = await bridge.on_connect(request)
     finally:

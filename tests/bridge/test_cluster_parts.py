@@ -10,10 +10,8 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.client_reqrep import ConnectionKey
 
 from novakit.bridge.auth import RELAY_SIGNATURE_HEADER
 from novakit.bridge.cluster import (
@@ -25,6 +23,7 @@ from novakit.bridge.cluster import (
     discover_address,
     is_refusal,
 )
+from novakit.bridge.httpclient import HttpClientError
 from novakit.dev import free_port
 
 from ..gateway_auth import gateway_headers, relay_auth
@@ -127,12 +126,19 @@ async def test_relay_outcomes() -> None:
 def test_only_a_refused_connection_counts_as_an_owner_gone() -> None:
     # Anything else that fails a connect says nothing about the owner: this task may be out
     # of sockets, a route may be down, or the host may not answer (a stopped task on awsvpc).
-    key = ConnectionKey("10.0.3.17", 8080, False, True, None, None, None)
-    refused = aiohttp.ClientConnectorError(key, ConnectionRefusedError(errno.ECONNREFUSED, "no"))
-    assert is_refusal(refused)
+    def failed_connect(cause: BaseException) -> HttpClientError:
+        try:
+            raise HttpClientError("could not connect to 10.0.3.17:8080") from cause
+        except HttpClientError as exc:
+            return exc
+
+    assert is_refusal(failed_connect(ConnectionRefusedError(errno.ECONNREFUSED, "no")))
+    assert is_refusal(failed_connect(OSError(errno.ECONNREFUSED, "refused")))
     assert is_refusal(ConnectionRefusedError(errno.ECONNREFUSED, "no"))
     for code in (errno.EMFILE, errno.EADDRNOTAVAIL, errno.EHOSTUNREACH, errno.ENETUNREACH):
-        assert not is_refusal(aiohttp.ClientConnectorError(key, OSError(code, os.strerror(code))))
+        assert not is_refusal(failed_connect(OSError(code, os.strerror(code))))
+    assert not is_refusal(failed_connect(TimeoutError()))  # a host that does not answer
+    assert not is_refusal(HttpClientError("connection lost mid-answer"))
 
 
 async def test_a_relay_to_a_port_nobody_listens_on_is_refused() -> None:

@@ -9,11 +9,11 @@ import io
 from typing import Any
 
 from aiohttp import web
-from aiohttp.test_utils import make_mocked_request
 
 from novakit.bridge.app import Bridge
 from novakit.bridge.connections import ConnectionsClient, Unsigned
 from novakit.bridge.directory import DynamoDirectory, MemoryDirectory, create_table
+from novakit.bridge.http import make_request
 from novakit.bridge.lease import SessionLease
 from novakit.bridge.metrics import Metrics
 from novakit.bridge.protocol import ClientAudio
@@ -54,11 +54,11 @@ async def test_a_retried_connect_on_another_task_starts_no_second_session() -> N
     assert await directory.claim("c=", A) is not None  # the first $connect, on task A
     bridge = await second_task(directory)
     try:
-        request = make_mocked_request("POST", "/ws/connect", headers=gateway_headers("c="))
+        request = make_request("POST", "/ws/connect", headers=gateway_headers("c="))
         assert (await bridge.on_connect(request)).status == 200
         assert "c=" not in bridge.sessions  # A holds it; B would answer the client twice
         assert await directory.end("c=", owner=A)
-        request = make_mocked_request("POST", "/ws/connect", headers=gateway_headers("c="))
+        request = make_request("POST", "/ws/connect", headers=gateway_headers("c="))
         assert (await bridge.on_connect(request)).status == 403  # over: never started again
         assert "c=" not in bridge.sessions
     finally:

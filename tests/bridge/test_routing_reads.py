@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from novakit.bridge.app import Bridge
+from novakit.bridge.app import Bridge, serving
 from novakit.bridge.cluster import ADOPT_HEADER
 from novakit.bridge.connections import Unsigned
 from novakit.bridge.directory import DynamoDirectory, create_table
@@ -100,15 +100,10 @@ async def bridge(moto_endpoint: str, connections_url: str) -> AsyncIterator[Runn
     running = Bridge(
         settings, engine=FakeEngine(), tools=[], signer=Unsigned(), directory=directory
     )
-    runner = web.AppRunner(running.application(), access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serving(running, "127.0.0.1", port):
         # the first heartbeat is written at start
         await until(lambda: "update_item" in client.operations(), within=10)
         yield Running(running, url, client, directory)
-    finally:
-        await runner.cleanup()
 
 
 async def post_frames(url: str, connection_id: str, count: int) -> list[int]:

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from novakit.bridge import app as bridge_app
-from novakit.bridge.app import Bridge
+from novakit.bridge.app import Bridge, serving
 from novakit.bridge.connections import ConnectionsClient, Unsigned
 from novakit.bridge.dialects import STAGE_DIALECTS, V1, Dialect, dialect_for_stage
 from novakit.bridge.dialects.v1 import V1Codec
@@ -87,17 +87,13 @@ async def running_bridge(
         metrics=Metrics("t", out=io.StringIO()),
         directory=directory,
     )
-    runner = web.AppRunner(bridge.application(), access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield bridge, f"http://127.0.0.1:{port}"
-    finally:
-        for session in list(bridge.sessions.values()):
-            session.end("test over")
-            await session.wait_ended(5)
-        await runner.cleanup()
+    async with serving(bridge) as url:
+        try:
+            yield bridge, url
+        finally:
+            for session in list(bridge.sessions.values()):
+                session.end("test over")
+                await session.wait_ended(5)
 
 
 async def call(url: str, path: str, connection_id: str, stage: str, body: bytes = b"") -> int:

@@ -13,17 +13,17 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from novakit.bridge.app import Bridge
+from novakit.bridge.app import Bridge, serving
 from novakit.bridge.connections import Unsigned
+from novakit.bridge.http import Request, Response
 from novakit.bridge.settings import BridgeSettings
 from novakit.dev import free_port
 from novakit.emulator import DEFAULT_CREDENTIALS, Emulator, EmulatorConfig
@@ -63,11 +63,13 @@ class RecordingBridge(Bridge):
         super().__init__(*args, **kwargs)
         self.frames: list[tuple[str, dict[str, Any]]] = []  # (connection id, frame)
 
-    async def on_message(self, request: web.Request) -> web.Response:
-        body = await request.read()  # aiohttp keeps it for the handler's own read
-        with contextlib.suppress(ValueError):
-            self.frames.append((request.headers.get("x-connection-id", ""), json.loads(body)))
-        return await super().on_message(request)
+    def handle(self, request: Request) -> Response | Awaitable[Response]:
+        if request.path == "/ws/message":
+            with contextlib.suppress(ValueError):
+                self.frames.append(
+                    (request.headers.get("x-connection-id", ""), json.loads(request.body))
+                )
+        return super().handle(request)
 
 
 @dataclass
@@ -116,11 +118,7 @@ async def browser_stack(
             **({"model": model, "allow_retired_model": True} if model else {}),
         )
         bridge = RecordingBridge(settings, signer=Unsigned())
-        runner = web.AppRunner(bridge.application(), access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        bridge_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        bridge_url = await stack.enter_async_context(serving(bridge))
         gateway_config = GatewayConfig(
             port=gateway_port,
             backends=[bridge_url],

@@ -14,9 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import web
-
-from novakit.bridge.app import Bridge
+from novakit.bridge.app import Bridge, serving
 from novakit.bridge.connections import Unsigned
 from novakit.bridge.dialects import STAGE_DIALECTS
 from novakit.bridge.settings import BridgeSettings
@@ -89,15 +87,12 @@ async def realtime_stack(*, batch_ms: int = 100) -> AsyncIterator[RealtimeStack]
             },
         )
         bridge = Bridge(settings, signer=Unsigned())
-        runner = web.AppRunner(bridge.application(), access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        bridge_url = await stack.enter_async_context(serving(bridge))
         gateway = await stack.enter_async_context(
             LocalGateway(
                 GatewayConfig(
                     port=gateway_port,
-                    backends=[f"http://127.0.0.1:{runner.addresses[0][1]}"],
+                    backends=[bridge_url],
                     token=TOKEN,
                     integration_secret=GATEWAY_SECRET,
                     stages=tuple(STAGE_DIALECTS),

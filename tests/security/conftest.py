@@ -24,10 +24,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, settings
 
-from novakit.bridge.app import Bridge
+from novakit.bridge.app import Bridge, serving
 from novakit.bridge.connections import Unsigned
 from novakit.bridge.settings import BridgeSettings
 
@@ -65,10 +64,5 @@ async def bridge_url() -> AsyncIterator[str]:
         gateway_secrets=(GATEWAY_SECRET,),
     )
     bridge = Bridge(settings, signer=Unsigned())
-    runner = web.AppRunner(bridge.application(), access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(bridge) as url:
+        yield url

@@ -21,11 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import aiohttp
-from aiohttp import web
 
 from .. import s2s
 from ..signals import stop_event
@@ -49,6 +49,16 @@ from .dialects import dialect_for_stage
 from .directory import Directory, DynamoDirectory, MemoryDirectory, SessionRecord
 from .ended import EndedConnections
 from .hangup import END_CALL
+from .http import (
+    MAX_BODY,
+    NOT_FOUND,
+    OK,
+    TOO_LARGE,
+    HttpServer,
+    Request,
+    Response,
+    json_response,
+)
 from .lease import SessionLease
 from .metrics import Metrics
 from .processes import listening_sockets, sessions_of, sibling_addresses
@@ -67,8 +77,6 @@ STAGE_HEADER = "x-stage"
 # The model a client named when it connected (?model=, mapped by the stack on $connect).
 REQUESTED_MODEL_HEADER = "x-requested-model"
 MAX_MODEL_CHARS = 128
-# Set on a request whose relay signature verified: only then are x-novakit-* headers honoured.
-VERIFIED_RELAY = web.RequestKey("novakit.verified_relay", bool)
 # At most one warning per interval about refused requests: a flood of forged requests must not
 # become a flood of log lines.
 REFUSAL_LOG_SECONDS = 10.0
@@ -161,20 +169,17 @@ class Bridge:
         self.heartbeat: Heartbeat | None = None
         self._protection: asyncio.Task[None] | None = None
         self._last_request = 0.0
+        # Every integration endpoint takes POST; /health GET and HEAD.
+        self._routes: dict[str, Callable[[Request], Awaitable[Response]]] = {
+            "/ws/connect": self.on_connect,
+            "/ws/message": self.on_message,
+            "/ws/disconnect": self.on_disconnect,
+        }
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def application(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024, middlewares=[self._authenticate])
-        app.router.add_post("/ws/connect", self.on_connect)
-        app.router.add_post("/ws/message", self.on_message)
-        app.router.add_post("/ws/disconnect", self.on_disconnect)
-        app.router.add_get(HEALTH_PATH, self.on_health)
-        app.on_startup.append(self._startup)
-        app.on_shutdown.append(self._shutdown)
-        return app
-
-    async def _startup(self, _app: web.Application) -> None:
+    async def start(self) -> None:
+        """Make ready to take requests (before the server listens)."""
         if self.gateway_auth.insecure:
             log.warning(
                 "NOVAKIT_INSECURE_NO_GATEWAY_SECRET: this bridge accepts integration requests "
@@ -217,7 +222,9 @@ class Bridge:
             },
         )
 
-    async def _shutdown(self, _app: web.Application) -> None:
+    async def stop(self) -> None:
+        """End every session and release what the bridge holds (after the server stopped
+        listening, before it closes its connections)."""
         await self.drain(0.0)
         await asyncio.gather(*self._hang_ups, return_exceptions=True)
         await protection.stop(self._protection)
@@ -300,27 +307,39 @@ class Bridge:
 
     # -- who may call ---------------------------------------------------------------------
 
-    @web.middleware
-    async def _authenticate(
-        self,
-        request: web.Request,
-        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-    ) -> web.StreamResponse:
-        """API Gateway's secret first, before any other header is read; then, for a request
-        with relay headers, the peer's signature. Health checks (NLB, ECS) carry neither."""
-        if request.path == HEALTH_PATH and request.method in ("GET", "HEAD"):
-            return await handler(request)
-        if not self.gateway_auth.accepts(request.headers.get(GATEWAY_SECRET_HEADER)):
+    def handle(self, request: Request) -> Response | Awaitable[Response]:
+        """The HTTP server's handler: an answer now, or a coroutine when the request must wait
+        (a directory read, a relay, a new session). A frame for a session this task holds is
+        handed over here, without a task of its own.
+
+        API Gateway's secret first, before any other header is read; then, for a request with
+        relay headers, the peer's signature. Health checks (NLB, ECS) carry neither."""
+        path = request.path
+        if path == HEALTH_PATH and request.method in ("GET", "HEAD"):
+            return self.on_health(request)
+        headers = request.headers
+        if not self.gateway_auth.accepts(headers.get(GATEWAY_SECRET_HEADER)):
             return self._refuse(request, "no valid gateway secret")
-        if any(name.lower().startswith(RELAY_HEADER_PREFIX) for name in request.headers):
-            body = await request.read()  # kept by aiohttp: the handler reads the same bytes
-            problem = self.relay_auth.verify(request.method, request.path, request.headers, body)
+        if request.too_large:
+            return TOO_LARGE
+        if any(name.startswith(RELAY_HEADER_PREFIX) for name in headers):  # lower-case names
+            problem = self.relay_auth.verify(request.method, path, headers, request.body)
             if problem is not None:
                 return self._refuse(request, problem)
-            request[VERIFIED_RELAY] = True
-        return await handler(request)
+            request.verified_relay = True
+        handler = self._routes.get(path)
+        if handler is None:
+            return _NOT_GET if path == HEALTH_PATH else NOT_FOUND
+        if request.method != "POST":
+            return _NOT_POST
+        if path == "/ws/message":
+            session = self._held_now(headers.get("x-connection-id", ""))
+            if session is not None:
+                self._last_request = time.monotonic()
+                return self._deliver(session, request.body)
+        return handler(request)
 
-    def _refuse(self, request: web.Request, reason: str) -> web.Response:
+    def _refuse(self, request: Request, reason: str) -> Response:
         self.metrics.count("RequestsRefused")
         self._refused += 1
         now = time.monotonic()
@@ -332,20 +351,20 @@ class Bridge:
             )
             self._refusal_logged = now
             self._refused = 0
-        return web.json_response({"message": "forbidden"}, status=403)
+        return FORBIDDEN
 
     # -- integration endpoints -----------------------------------------------------------
 
-    async def on_connect(self, request: web.Request) -> web.Response:
+    async def on_connect(self, request: Request) -> Response:
         connection_id = request.headers.get("x-connection-id", "")
         if not connection_id:
-            return web.json_response({"message": "x-connection-id header missing"}, status=400)
+            return json_response({"message": "x-connection-id header missing"}, status=400)
         if self.draining:
-            return web.json_response({"message": "draining"}, status=503)
+            return json_response({"message": "draining"}, status=503)
         if len(self.sessions) >= self.settings.max_sessions:
             log.warning("at capacity: refused a connection", extra={"connection_id": connection_id})
             self.metrics.count("SessionsRefused")
-            return web.json_response({"message": "at capacity"}, status=503)
+            return json_response({"message": "at capacity"}, status=503)
         if connection_id not in self.sessions:
             principal = request.headers.get("x-principal-id", "")
             stage = request.headers.get(STAGE_HEADER, "")
@@ -356,11 +375,11 @@ class Bridge:
             if record is None:  # a retried $connect: the first one registered it
                 record = await self.directory.get(connection_id)
                 if record is None or record.ended:
-                    return web.json_response({"message": "connection is over"}, status=403)
+                    return json_response({"message": "connection is over"}, status=403)
                 if record.owner != self.address:
                     # The first attempt landed on another task, which holds the session: a
                     # second one here would answer the same client twice.
-                    return web.json_response({"connectionId": connection_id})
+                    return json_response({"connectionId": connection_id})
             self._create(
                 connection_id,
                 principal,
@@ -369,13 +388,13 @@ class Bridge:
                 stage=_record_stage(record, stage),
                 requested_model=request.headers.get(REQUESTED_MODEL_HEADER, "")[:MAX_MODEL_CHARS],
             )
-        return web.json_response({"connectionId": connection_id})
+        return json_response({"connectionId": connection_id})
 
-    async def on_message(self, request: web.Request) -> web.Response:
+    async def on_message(self, request: Request) -> Response:
         connection_id = request.headers.get("x-connection-id", "")
         if not connection_id:
-            return web.json_response({"message": "x-connection-id header missing"}, status=400)
-        body = await request.read()
+            return json_response({"message": "x-connection-id header missing"}, status=400)
+        body = request.body
         self._last_request = time.monotonic()
         session = self.sessions.get(connection_id)
         if session is not None and not await self._still_owned(session):
@@ -384,63 +403,68 @@ class Bridge:
             return self._refuse_ended(connection_id, request)
         if session is None:
             located = await self._locate(request, connection_id, body)
-            if isinstance(located, web.Response):
+            if isinstance(located, Response):
                 return located
             session = located
+        return self._deliver(session, body)
+
+    def _deliver(self, session: BridgeSession, body: bytes) -> Response:
+        """Hand one client frame to its session: every answer is 200, what went wrong with the
+        frame goes to the client as an error frame."""
         try:
             frames = session.parse(body)
         except ProtocolError as error:
             session.reject(error)
         except Exception:  # a parser bug must cost one frame, not the task
-            log.exception("frame parser failed", extra={"connection_id": connection_id})
+            log.exception("frame parser failed", extra={"connection_id": session.connection_id})
             session.reject(
                 ProtocolError(ErrorCode.INTERNAL, "the frame could not be read", fatal=False)
             )
         else:
             for frame in frames:
                 session.receive(frame)
-        return web.Response(status=200)
+        return OK
 
-    async def on_disconnect(self, request: web.Request) -> web.Response:
+    async def on_disconnect(self, request: Request) -> Response:
         connection_id = request.headers.get("x-connection-id", "")
         session = self.sessions.get(connection_id)
         if session is not None:
             session.end("client disconnected")
-            return web.Response(status=200)
+            return OK
         if connection_id in self.ended:
-            return web.Response(status=200)
-        if request.get(VERIFIED_RELAY) and RELAYED_HEADER in request.headers:
-            return web.Response(status=409)
+            return OK
+        if request.verified_relay and RELAYED_HEADER in request.headers:
+            return CONFLICT
         route = await self.directory.owner_of(connection_id)
         if route is None or route.ended:
-            return web.Response(status=200)
+            return OK
         if route.owner and route.owner != self.address:
             relayed = await self.relay.forward(route.owner, "/ws/disconnect", request.headers, b"")
             if relayed.outcome is RelayOutcome.DELIVERED:
-                return web.Response(status=200)
+                return OK
             if relayed.outcome is RelayOutcome.TIMED_OUT and await self.directory.alive(
                 route.owner, self.settings.owner_timeout
             ):
                 # A slow owner still holds it: it learns the client left from its next post
                 # (410) or presence check; a tombstone now would end it under its feet.
-                return web.Response(status=200)
+                return OK
         # Nobody holds it: the conversation is over, and must not start again.
         await self.directory.end(connection_id, owner=route.owner)
         self.ended.add(connection_id, closed=True)
-        return web.Response(status=200)
+        return OK
 
-    async def on_health(self, _request: web.Request) -> web.Response:
+    def on_health(self, _request: Request) -> Response:
         body = {"status": "draining" if self.draining else "ok", "sessions": len(self.sessions)}
-        return web.json_response(body, status=503 if self.draining else 200)
+        return json_response(body, status=503 if self.draining else 200)
 
     # -- ownership: relay to the owner, or take the session over -------------------------
 
     async def _locate(
-        self, request: web.Request, connection_id: str, body: bytes
-    ) -> BridgeSession | web.Response:
+        self, request: Request, connection_id: str, body: bytes
+    ) -> BridgeSession | Response:
         """The local session for a frame this task does not hold yet, or the response to give
         when the frame went to (or must go to) another task."""
-        verified = bool(request.get(VERIFIED_RELAY))
+        verified = request.verified_relay
         relayed = verified and RELAYED_HEADER in request.headers
         handed_over_by = request.headers.get(ADOPT_HEADER) if verified else None
         # One lookup per connection at a time: concurrent frames of a connection this task
@@ -458,7 +482,7 @@ class Bridge:
                         return session
                     # It does not hold it (it restarted, or ended the session): the sender
                     # takes the session over.
-                    return web.Response(status=409)
+                    return CONFLICT
                 return await self._adopt_or_relay(
                     request, connection_id, body, handed_over_by=handed_over_by
                 )
@@ -471,12 +495,12 @@ class Bridge:
 
     async def _adopt_or_relay(
         self,
-        request: web.Request,
+        request: Request,
         connection_id: str,
         body: bytes,
         *,
         handed_over_by: str | None,
-    ) -> BridgeSession | web.Response:
+    ) -> BridgeSession | Response:
         session = self._held(connection_id)
         if session is not None:  # adopted while this request waited for the lock
             return session
@@ -487,7 +511,7 @@ class Bridge:
         if handed_over_by is None and not self.draining:
             tried = await self._relay_to_known_owner(request, connection_id, body)
             if tried is None:
-                return web.Response(status=200)
+                return OK
         if self.draining and handed_over_by is None:
             # This task takes no session on: a live peer routes the frame (and refuses it if
             # the conversation is over), so a draining task reads nothing per frame.
@@ -502,11 +526,11 @@ class Bridge:
             route = await self.directory.owner_of(connection_id)
             if route is None:
                 if self.draining and handed_over_by is None:
-                    return web.json_response({"message": "draining"}, status=503)
+                    return json_response({"message": "draining"}, status=503)
                 # No record (it expired, or a single process restarted): a fresh session.
                 if len(self.sessions) >= self.settings.max_sessions:
                     self.metrics.count("SessionsRefused")
-                    return web.json_response({"message": "at capacity"}, status=503)
+                    return json_response({"message": "at capacity"}, status=503)
                 term = self._term()
                 claimed = await self.directory.claim(
                     connection_id, self.address, principal=principal, state=_stage_state(stage)
@@ -538,7 +562,7 @@ class Bridge:
                 self.metrics.observe("RelayLatencyMs", result.seconds * 1000)
                 if result.outcome is RelayOutcome.DELIVERED:
                     self.routes.remember(connection_id, owner)
-                    return web.Response(status=200)
+                    return OK
                 outcome = result.outcome
             tried = None
             # Taking over needs the whole record (the conversation); routing needed the owner.
@@ -560,7 +584,7 @@ class Bridge:
                     owner,
                     extra={"connection_id": connection_id},
                 )
-                return web.json_response({"message": "owner busy"}, status=503)
+                return json_response({"message": "owner busy"}, status=503)
             # A hand-over is real only when the record says so: nobody owns the session and
             # the task that released it is the one passing the frame. A header naming a task
             # proves nothing about the session.
@@ -572,7 +596,7 @@ class Bridge:
             if self.draining and not adopting:
                 # Passed here by a draining peer: never pass a passed frame on again; the
                 # sender tries its next peer.
-                return web.Response(status=409)
+                return CONFLICT
             if len(self.sessions) >= self.settings.max_sessions:
                 # A full task takes no session over either: a draining peer then offers the
                 # frame to its next peer, and the client's next frame tries again.
@@ -581,14 +605,14 @@ class Bridge:
                     extra={"connection_id": connection_id},
                 )
                 self.metrics.count("SessionsRefused")
-                return web.json_response({"message": "at capacity"}, status=503)
+                return json_response({"message": "at capacity"}, status=503)
             taken = await self._take_over(record, principal, stage)
             if taken is not None:
                 return taken
-        return web.json_response({"message": "ownership is changing; retry"}, status=503)
+        return json_response({"message": "ownership is changing; retry"}, status=503)
 
     async def _relay_to_known_owner(
-        self, request: web.Request, connection_id: str, body: bytes
+        self, request: Request, connection_id: str, body: bytes
     ) -> tuple[str, RelayOutcome] | None:
         """Relay a frame to the owner this session's frames went to lately, without reading
         the directory. ``None`` once it is delivered; otherwise the owner tried (none: ``""``)
@@ -631,6 +655,14 @@ class Bridge:
             resumed=True,
             stage=_record_stage(claimed, stage),
         )
+
+    def _held_now(self, connection_id: str) -> BridgeSession | None:
+        """The local session of a connection when a frame can go to it without waiting: held,
+        and its lease trusted without a directory write."""
+        session = self.sessions.get(connection_id)
+        if session is None or (session.lease is not None and not session.lease.trusted_now()):
+            return None
+        return session
 
     def _held(self, connection_id: str) -> BridgeSession | None:
         """The local session of a connection, unless another task took it over (it is still
@@ -679,7 +711,7 @@ class Bridge:
             return False
         return True
 
-    def _refuse_ended(self, connection_id: str, request: web.Request) -> web.Response:
+    def _refuse_ended(self, connection_id: str, request: Request) -> Response:
         """A frame for a conversation that is over: refused (the client was sent ``ended``),
         and the connection closed if it may still be open."""
         if self.ended.needs_closing(connection_id):
@@ -694,11 +726,11 @@ class Bridge:
             )
             self._hang_ups.add(task)
             task.add_done_callback(self._hang_ups.discard)
-        return web.json_response(
+        return json_response(
             {"message": "the conversation has ended", "code": ErrorCode.SESSION_ENDED.value}
         )
 
-    async def _pass_to_peer(self, request: web.Request, body: bytes) -> web.Response | None:
+    async def _pass_to_peer(self, request: Request, body: bytes) -> Response | None:
         """While draining: hand a frame to a live task, which takes the session on. ``None``
         when only this task's own processes are alive (they are draining too)."""
         alive = await self.directory.peers(self.settings.owner_timeout)
@@ -713,8 +745,8 @@ class Bridge:
                     peer, "/ws/message", request.headers, body, handed_over_by=self.address
                 )
                 if result.outcome is RelayOutcome.DELIVERED:
-                    return web.Response(status=200)
-        return web.json_response({"message": "draining"}, status=503)
+                    return OK
+        return json_response({"message": "draining"}, status=503)
 
     def _outside(self, addresses: Sequence[str]) -> list[str]:
         """The processes of other tasks among ``addresses``: where sessions may go when this
@@ -772,21 +804,67 @@ def _record_stage(record: SessionRecord, requested: str) -> str:
     return stage if isinstance(stage, str) and stage else requested
 
 
+FORBIDDEN = json_response({"message": "forbidden"}, status=403)
+CONFLICT = Response(409)
+_NOT_POST = Response(405, b"Method Not Allowed", allow="POST")
+_NOT_GET = Response(405, b"Method Not Allowed", allow="GET, HEAD")
+
+
+async def listen(
+    bridge: Bridge,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    sockets: Sequence[socket.socket] = (),
+) -> HttpServer:
+    """Start ``bridge`` and a server listening for it on ``host``:``port`` (0: any free port);
+    ``reuse_port``: share the port with other processes (SO_REUSEPORT). Given ``sockets``
+    (bound already), it listens on those instead."""
+    await bridge.start()
+    server = HttpServer(bridge.handle, max_body=MAX_BODY)
+    try:
+        if sockets:
+            for sock in sockets:
+                await server.start(sock=sock)
+        else:
+            await server.start(host, port, reuse_port=reuse_port)
+    except BaseException:
+        await bridge.stop()
+        raise
+    return server
+
+
+async def close(bridge: Bridge, server: HttpServer) -> None:
+    """Stop listening, end the bridge's sessions, then close the connections."""
+    server.stop_listening()
+    try:
+        await bridge.stop()
+    finally:
+        await server.close(grace=1.0)
+
+
+@contextlib.asynccontextmanager
+async def serving(bridge: Bridge, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """``bridge`` served on ``host``:``port`` for the block; yields its URL."""
+    server = await listen(bridge, host, port)
+    try:
+        yield f"http://{host}:{server.port}"
+    finally:
+        await close(bridge, server)
+
+
 async def serve(bridge: Bridge, *, ready: asyncio.Event | None = None) -> None:
     """Run ``bridge`` until SIGTERM or SIGINT, then drain and exit."""
-    runner = web.AppRunner(
-        bridge.application(), handle_signals=False, access_log=None, shutdown_timeout=1.0
-    )
-    await runner.setup()
     # One of several processes of a task: the task's port shared (SO_REUSEPORT), and its own.
-    sockets = listening_sockets(bridge.settings)
-    sites: list[web.BaseSite] = [web.SockSite(runner, sock) for sock in sockets] or [
-        web.TCPSite(runner, bridge.settings.host, bridge.settings.port)
-    ]
-    for site in sites:
-        await site.start()
+    server = await listen(
+        bridge,
+        bridge.settings.host,
+        bridge.settings.port,
+        sockets=listening_sockets(bridge.settings),
+    )
     stop = stop_event()
-    port = runner.addresses[0][1] if runner.addresses else bridge.settings.port
+    port = server.port
     if not bridge.settings.advertise_url and bridge.settings.port == 0:
         bridge.address = f"http://127.0.0.1:{port}"
     print(f"novakit bridge listening on http://{bridge.settings.host}:{port}", flush=True)
@@ -798,4 +876,4 @@ async def serve(bridge: Bridge, *, ready: asyncio.Event | None = None) -> None:
         log.info("stopping: draining sessions")
         await bridge.drain(bridge.settings.drain_seconds)
     finally:
-        await runner.cleanup()
+        await close(bridge, server)

@@ -9,6 +9,7 @@ acts on ``x-novakit-*`` headers only when the signature verifies.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import logging
@@ -20,9 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-import aiohttp
-
 from .auth import ADOPT_HEADER, GATEWAY_SECRET_HEADER, RelayAuth
+from .httpclient import HttpClient, HttpClientError
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +131,9 @@ class Relay:
 
     def __init__(self, timeout: float, auth: RelayAuth) -> None:
         self._auth = auth
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(1.0, timeout))
-        self._http: aiohttp.ClientSession | None = None
+        self._timeout = timeout
+        self._connect_timeout = min(1.0, timeout)
+        self._http: HttpClient | None = None
 
     async def forward(
         self,
@@ -145,9 +146,11 @@ class Relay:
     ) -> RelayResult:
         """Send an integration request to ``owner``; ``handed_over_by``: this task's address,
         when it is shutting down and gives the session to ``owner``."""
-        if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession(
-                timeout=self._timeout, connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
+        if self._http is None:
+            self._http = HttpClient(
+                pool_size=_RELAY_CONNECTIONS,
+                content_type=None,  # the request's own travels with it
+                connect_timeout=self._connect_timeout,
             )
         sent = {k: v for k, v in headers.items() if k.lower() in FORWARDED_HEADERS}
         sent[RELAYED_HEADER] = "1"
@@ -156,16 +159,15 @@ class Relay:
         sent.update(self._auth.sign("POST", path, sent, body))
         started = time.monotonic()
         try:
-            async with self._http.post(owner + path, data=body or None, headers=sent) as response:
-                await response.read()
-                status = response.status
-        except (aiohttp.ClientConnectorError, ConnectionRefusedError) as exc:
+            async with asyncio.timeout(self._timeout):
+                status = (await self._http.request("POST", owner + path, sent, body)).status
+        except HttpClientError as exc:
             # Only a refused connection says nothing listens there. Any other failure to
             # connect (this task out of sockets, a route or name that failed, a host that does
             # not answer) says nothing about the owner: it may be alive.
             outcome = RelayOutcome.REFUSED if is_refusal(exc) else RelayOutcome.TIMED_OUT
             return RelayResult(outcome, time.monotonic() - started, repr(exc))
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (TimeoutError, OSError) as exc:
             return RelayResult(RelayOutcome.TIMED_OUT, time.monotonic() - started, repr(exc))
         elapsed = time.monotonic() - started
         if status == 409:
@@ -179,6 +181,12 @@ class Relay:
             await self._http.close()
 
 
-def is_refusal(exc: OSError) -> bool:
-    cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
-    return isinstance(cause, ConnectionRefusedError) or cause.errno == errno.ECONNREFUSED
+_RELAY_CONNECTIONS = 1024  # per peer: a relay never waits for another's connection
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """Whether ``exc`` (or the failure to connect behind it) is a refused connection."""
+    cause = exc.__cause__ if isinstance(exc, HttpClientError) else exc
+    return isinstance(cause, ConnectionRefusedError) or (
+        isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED
+    )

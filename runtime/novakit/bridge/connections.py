@@ -2,9 +2,10 @@
 
 ``POST {base}/@connections/{id}`` delivers one frame; ``GET`` tells whether the client is still
 there; ``DELETE`` hangs up. Requests are SigV4-signed for ``execute-api`` with the task's
-credentials (botocore's chain, refreshed ahead of expiry), sent over one pooled aiohttp session,
-and retried with capped, jittered backoff when API Gateway throttles or fails; ``GoneException``
-(the client left) is not retried: it ends the session.
+credentials (botocore's chain, refreshed ahead of expiry), sent over pooled keep-alive
+connections (``httpclient``: the request's fixed head is built once per URL, only the signature
+and the length per post), and retried with capped, jittered backoff when API Gateway throttles
+or fails; ``GoneException`` (the client left) is not retried: it ends the session.
 """
 
 from __future__ import annotations
@@ -20,10 +21,8 @@ from hashlib import sha256
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
-import aiohttp
-from yarl import URL
-
 from ..sigv4 import amz_date, hmac_sha256, sha256_hex, signing_key
+from .httpclient import HttpClient, HttpClientError
 
 log = logging.getLogger(__name__)
 
@@ -199,11 +198,11 @@ class ConnectionsClient:
         self._owner: ConnectionsClient | None = None  # set on the views of for_stage()
         self._signer = signer
         self._attempts = attempts
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = timeout  # seconds, per attempt
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._pool_size = pool_size
-        self._http: aiohttp.ClientSession | None = None
+        self._http: HttpClient | None = None
         self.stats = PostStats()
 
     def for_stage(self, stage: str) -> ConnectionsClient:
@@ -231,12 +230,11 @@ class ConnectionsClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _session(self) -> aiohttp.ClientSession:
+    def _client(self) -> HttpClient:
         if self._owner is not None:
-            return self._owner._session()
-        if self._http is None or self._http.closed:
-            connector = aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=60)
-            self._http = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            return self._owner._client()
+        if self._http is None:
+            self._http = HttpClient(pool_size=self._pool_size)
         return self._http
 
     async def close(self) -> None:
@@ -304,13 +302,12 @@ class ConnectionsClient:
                 await before_retry()
             headers = self._signer.sign(method, url, data)
             try:
-                async with self._session().request(
-                    method, URL(url, encoded=True), data=data or None, headers=headers
-                ) as response:
-                    body = await response.read()
-                    status = response.status
-                    error_type = response.headers.get("x-amzn-ErrorType", "").split(":")[0]
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                async with asyncio.timeout(self._timeout):
+                    response = await self._client().request(method, url, headers, data)
+                body = response.body
+                status = response.status
+                error_type = response.headers.get("x-amzn-errortype", "").split(":")[0]
+            except (HttpClientError, TimeoutError) as exc:
                 status, error_type, body = 0, type(exc).__name__, str(exc).encode()
             if 200 <= status < 300:
                 return body

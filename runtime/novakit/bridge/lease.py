@@ -52,6 +52,14 @@ class SessionLease:
             term = heartbeat.tenure.term if heartbeat is not None else 0
         self._term = term
 
+    def trusted_now(self) -> bool:
+        """Whether :meth:`guard` would return at once: not lost, and this task's tenure
+        trusted (no fence to write first)."""
+        if self.lost:
+            return False
+        heartbeat = self._heartbeat
+        return heartbeat is None or heartbeat.tenure.trusted(self._term)
+
     async def guard(self) -> None:
         """Return when this task may send the model something for the session; raise
         ``s2s.FencedError`` when another task owns it now."""
