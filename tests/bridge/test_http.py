@@ -489,3 +489,26 @@ async def test_closing_lets_a_request_finish_within_the_grace_then_cancels_it() 
         await cancelled.wait()
     writer.close()
     assert not server.connections
+
+
+def test_the_server_and_the_client_run_on_uvloop() -> None:
+    """uvloop's transports are not ``asyncio.Transport`` subclasses: the server refused every
+    connection under uvloop (an assertion in ``connection_made``) until it stopped asking."""
+    uvloop = pytest.importorskip("uvloop")
+    from novakit.bridge.httpclient import HttpClient
+
+    async def talk() -> list[tuple[int, bytes]]:
+        async with (
+            asyncio.timeout(20),
+            server_for(lambda request: Response(200, request.body[::-1])) as server,
+        ):
+            client = HttpClient()
+            try:
+                url = f"http://127.0.0.1:{server.port}/ws/message"
+                answers = [await client.request("POST", url, {}, body) for body in (b"ab", b"cd")]
+            finally:
+                await client.close()
+        return [(answer.status, answer.body) for answer in answers]
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(talk()) == [(200, b"ba"), (200, b"dc")]

@@ -19,6 +19,7 @@ import asyncio
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -195,8 +196,8 @@ class _Connection(asyncio.Protocol):
         self.reusable = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, though they are ones.
+        self._transport = cast(asyncio.Transport, transport)
         self.reusable = True
 
     def connection_lost(self, exc: Exception | None) -> None:
