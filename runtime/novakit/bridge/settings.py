@@ -74,6 +74,7 @@ class BridgeSettings:
     error_frames_per_second: float = 5.0
     """Error frames one connection gets, on average (bursts of ``ERROR_BURST``)."""
     log_level: str = "INFO"
+    event_loop: str = "uvloop"  # uvloop (when installed) or asyncio's own
     metrics_service: str = "bridge"  # the Service dimension of the bridge's metrics
     metrics_seconds: float = 60.0  # how often aggregated metrics are written
     provider_extra: Mapping[str, Any] = field(default_factory=dict)
@@ -183,6 +184,7 @@ class BridgeSettings:
                 "ERROR_FRAMES_PER_SECOND", cls.error_frames_per_second, 0.1, 1000
             ),
             log_level=(reader.text("LOG_LEVEL") or cls.log_level).upper(),
+            event_loop=(reader.text("EVENT_LOOP") or cls.event_loop).lower(),
             metrics_service=reader.text("METRICS_SERVICE") or cls.metrics_service,
             metrics_seconds=reader.number("METRICS_SECONDS", cls.metrics_seconds, 1, 3600),
             provider_extra=reader.json_object("PROVIDER_EXTRA"),
@@ -199,6 +201,8 @@ class BridgeSettings:
         if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             levels = "DEBUG, INFO, WARNING or ERROR"
             problems.append(f"{PREFIX}LOG_LEVEL must be {levels}, got {settings.log_level!r}")
+        if settings.event_loop not in ("uvloop", "asyncio"):
+            problems.append(f"{PREFIX}EVENT_LOOP must be uvloop or asyncio")
         if problems:
             raise SettingsError(problems)
         return settings
@@ -234,6 +238,7 @@ class BridgeSettings:
             (f"{PREFIX}THROTTLED_SECONDS", "hang up after posts get 429 this long, s (10)"),
             (f"{PREFIX}ERROR_FRAMES_PER_SECOND", "error frames per client per second (default 5)"),
             (f"{PREFIX}LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
+            (f"{PREFIX}EVENT_LOOP", "uvloop (default, when installed) or asyncio"),
             (f"{PREFIX}METRICS_SERVICE", "Service dimension of the metrics (default bridge)"),
             (f"{PREFIX}METRICS_SECONDS", "how often metrics are written, s (default 60)"),
             (f"{PREFIX}PROVIDER_EXTRA", "JSON object of Nova provider options (endpoint, ...)"),
