@@ -27,6 +27,8 @@ from typing import Any
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^():]*)(?::(?P<line>\d+))?\)$")
 
+_BRIDGE = Path(__file__).resolve().parents[1] / "runtime" / "novakit" / "bridge"
+
 # (area, substrings of a frame "func (file)"), checked in order against the whole stack; the
 # first area with a frame matching one of its patterns takes the sample.
 AREAS: list[tuple[str, tuple[str, ...]]] = [
@@ -62,7 +64,16 @@ AREAS: list[tuple[str, tuple[str, ...]]] = [
         ("bridge/http.py", "httptools", "aiohttp/web_", "aiohttp/http_parser", "aiohttp/_http"),
     ),
     ("bridge: batching/encoding", ("bridge/batching.py",)),
-    ("bridge: sender/session/metrics", ("novakit/bridge/",)),
+    # Any bridge module but the entry point, which every stack of the process holds (what runs
+    # under it alone is the event loop's own work, the area after next).
+    (
+        "bridge: sender/session/metrics",
+        tuple(
+            f"novakit/bridge/{module.relative_to(_BRIDGE).as_posix()}"
+            for module in _BRIDGE.rglob("*.py")
+            if module.name != "cli.py"
+        ),
+    ),
     ("logging", ("logging/",)),
     ("asyncio event loop", ("asyncio/",)),
 ]
@@ -121,9 +132,17 @@ def aggregate(stacks: list[tuple[list[str], int]], top: int = 25) -> dict[str, A
 
 
 async def record(
-    sessions: int, frame_ms: int, seconds: float, path: Path, mode: str = "talk"
+    sessions: int,
+    frame_ms: int,
+    seconds: float,
+    path: Path,
+    mode: str = "talk",
+    *,
+    event_loop: str = "uvloop",
 ) -> dict[str, Any]:
-    """Profile the bridge under load; the load's own figures are returned too."""
+    """Profile the bridge under load; the load's own figures are returned too. On uvloop the
+    loop's own work is C that py-spy shows as ``Runner.run``; ``event_loop="asyncio"`` names
+    it."""
     import tempfile
 
     from . import stack
@@ -140,6 +159,7 @@ async def record(
                 profile=path,
                 pin=True,
                 mode=mode,
+                bridge=stack.BridgeOptions(env={"NOVAKIT_EVENT_LOOP": event_loop}),
             )
     result.pop("cdf", None)
     return result
@@ -158,11 +178,21 @@ def main() -> None:
         parser.add_argument("--seconds", type=float, default=20.0)
         parser.add_argument("--top", type=int, default=25)
         parser.add_argument("--mode", choices=("talk", "idle"), default="talk")
+        parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop")
         args = parser.parse_args(sys.argv[2:])
         RESULTS.mkdir(exist_ok=True)
         size = "idle" if args.mode == "idle" else f"{args.frame_ms}ms"
         path = RESULTS / f"profile-{args.sessions}x{size}.txt"
-        load = asyncio.run(record(args.sessions, args.frame_ms, args.seconds, path, args.mode))
+        load = asyncio.run(
+            record(
+                args.sessions,
+                args.frame_ms,
+                args.seconds,
+                path,
+                args.mode,
+                event_loop=args.event_loop,
+            )
+        )
         summary = aggregate(parse(path), args.top)
         save("profile", {"raw": str(path), "load": load, **summary})
     else:
