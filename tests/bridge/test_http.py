@@ -4,6 +4,7 @@ hostile clients (malformed, oversize, floods, pipelining, slow and vanishing cli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import re
@@ -15,6 +16,7 @@ from typing import Any, cast
 import pytest
 
 from novakit import s2s
+from novakit.bridge import http as http_module
 from novakit.bridge.app import Bridge, serving
 from novakit.bridge.connections import Unsigned
 from novakit.bridge.http import (
@@ -512,3 +514,28 @@ def test_the_server_and_the_client_run_on_uvloop() -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.run(talk()) == [(200, b"ba"), (200, b"dc")]
+
+
+async def test_a_client_that_never_reads_loses_its_connection_and_its_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Closing waits for what is written to be sent, which a client that does not read never
+    allows: its answers, its socket and its place in the server stayed forever (and the
+    server's own close hung on asyncio's loop). They go CLOSE_GRACE after the close."""
+    monkeypatch.setattr(http_module, "CLOSE_GRACE", 0.5)
+    async with server_for(lambda request: Response(200, b"x" * 1000), keepalive_timeout=1.0) as (
+        server
+    ):
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.setblocking(False)
+        try:
+            requests = b"GET /health HTTP/1.1\r\n\r\n" * 2000
+            for _ in range(50):  # more answers than any socket buffer holds
+                with contextlib.suppress(BlockingIOError):
+                    sock.send(requests)
+                await asyncio.sleep(0.005)
+            async with asyncio.timeout(20):
+                while server.connections:  # noqa: ASYNC110 - the sweep's own pace, bounded
+                    await asyncio.sleep(0.1)
+        finally:
+            sock.close()

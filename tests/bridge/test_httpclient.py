@@ -240,3 +240,46 @@ async def test_a_reused_connection_closed_before_answering_is_retried_once_on_a_
         finally:
             await client.close()
     assert seen == [1, 1, 2, 2]
+
+
+async def test_an_interim_answer_is_not_taken_for_the_final_one() -> None:
+    """A 100 or 103 before the answer: taken as the answer, it left the real one on the
+    connection for the next request to read."""
+
+    async def interim_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for n in range(2):
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n")
+            await writer.drain()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n" + str(n).encode())
+            await writer.drain()
+
+    async with raw_server(interim_first) as url:
+        client = HttpClient()
+        try:
+            answers = [await client.request("POST", f"{url}/p", {}, b"x") for _ in range(2)]
+        finally:
+            await client.close()
+    assert [(a.status, a.body) for a in answers] == [(200, b"0"), (200, b"1")]
+    assert "link" not in answers[0].headers
+
+
+async def test_header_values_go_as_utf_8_as_the_bridge_reads_them() -> None:
+    """A relay passes on the headers API Gateway sent; a principal id with "é" came out as
+    latin-1 (its signature then failed at the peer) and one with "用" raised."""
+    got: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        got.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+
+    async with raw_server(record) as url:
+        client = HttpClient()
+        try:
+            answer = await client.request("POST", f"{url}/p", {"x-principal-id": "José 用户"}, b"")
+        finally:
+            await client.close()
+    assert answer.status == 204
+    assert "x-principal-id: José 用户\r\n".encode() in got[0]

@@ -15,7 +15,7 @@ from novakit.bridge.directory import MemoryDirectory
 from novakit.bridge.lease import SessionLease
 from novakit.bridge.metrics import Metrics
 from novakit.bridge.protocol import ClientAudio, ClientEnd, ClientPing, ClientText
-from novakit.bridge.session import BridgeSession, State
+from novakit.bridge.session import MAX_BEFORE_RESUMED, BridgeSession, State
 from novakit.bridge.settings import BridgeSettings
 from novakit.bridge.tools import ToolRunner
 
@@ -337,5 +337,40 @@ async def test_a_resumed_sessions_first_frame_is_resumed_whatever_it_refused_bef
     ]
     assert frames[0]["state"] == "resumed"
     assert frames[1]["code"] == "out_of_order"
+    session.end("test over")
+    assert await session.wait_ended(5)
+
+
+class SlowToOpen(FakeSession):
+    def __init__(self) -> None:
+        super().__init__()
+        self.opening = asyncio.Event()
+
+    async def open(self) -> None:
+        await self.opening.wait()
+
+
+async def test_what_waits_for_resumed_is_bounded_and_draining_waits_too() -> None:
+    directory = MemoryDirectory()
+    record = await directory.claim("c=", "http://a", state={"options": {}})
+    assert record is not None
+    engine = FakeEngine()
+    engine.session = slow = SlowToOpen()
+    connections = FakeConnections()
+    session = bridge_session(
+        engine, connections, lease=SessionLease(directory, record), resumed=True
+    )
+    session.draining("this server is shutting down")  # while the model session opens
+    for n in range(MAX_BEFORE_RESUMED * 3):
+        session.receive(ClientPing(f"p{n}"))
+    slow.opening.set()
+    await connections.wait_for("pong")
+    await until(lambda: len(connections.posted) >= MAX_BEFORE_RESUMED + 1)
+    frames = [json.loads(text) for text in connections.posted]
+    assert [(f["type"], f.get("state")) for f in frames[:2]] == [
+        ("session", "resumed"),
+        ("session", "draining"),
+    ]
+    assert len(frames) == 1 + MAX_BEFORE_RESUMED  # the pings beyond the bound went unanswered
     session.end("test over")
     assert await session.wait_ended(5)

@@ -43,6 +43,9 @@ MAX_HEAD_BYTES = 16 * 1024  # request line and headers
 REQUEST_TIMEOUT = 10.0  # first byte of a request -> its last
 KEEPALIVE_TIMEOUT = 75.0  # idle between requests (shorter than the NLB's 350 s is fine)
 MAX_PIPELINE = 32  # requests waiting behind one being handled; reading pauses beyond it
+# A closed connection's answers still unsent this long after the close are dropped and the
+# socket cut: a client that does not read would otherwise keep them, and the connection, forever.
+CLOSE_GRACE = 5.0
 
 
 class Headers(Mapping[str, str]):
@@ -441,7 +444,7 @@ class HttpServer:
             for task in late:
                 task.cancel()
         for connection in list(self.connections):
-            connection.close()
+            connection.close(grace=min(grace, CLOSE_GRACE))
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -599,10 +602,16 @@ class _Connection(asyncio.Protocol):
             self._queue.clear()
             self.close()
 
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()  # after what is written has been sent
-            self._transport = None
+    def close(self, grace: float | None = None) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        self._transport = None
+        transport.close()  # after what is written has been sent...
+        if transport.get_write_buffer_size():
+            # ...which a client that does not read never lets happen.
+            wait = CLOSE_GRACE if grace is None else grace
+            asyncio.get_running_loop().call_later(wait, transport.abort)
 
     # -- flow control and timeouts --------------------------------------------------------
 

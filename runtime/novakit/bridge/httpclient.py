@@ -83,7 +83,9 @@ class HttpClient:
             target = self._target(method, url)
         data = [target.head]
         for name, value in headers.items():
-            data.append(f"{name}: {value}\r\n".encode("latin-1"))
+            # The inverse of the bridge's server, which reads header values as UTF-8 (a relay
+            # passes on what API Gateway sent, an authorizer's principal id among it).
+            data.append(f"{name}: {value}\r\n".encode("utf-8", "surrogateescape"))
         data.append(b"Content-Length: %d\r\n\r\n" % len(body))
         if body:
             data.append(body)
@@ -260,8 +262,12 @@ class _Connection(asyncio.Protocol):
         if waiter is None or waiter.done():  # an answer nobody asked for
             self._fail(HttpClientError("unexpected answer"))
             return
-        keep_alive = self._parser.should_keep_alive()
         status = self._parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            # An interim answer (100 Continue, 103 Early Hints): the final one follows.
+            self._headers, self._body, self._size = {}, [], 0
+            return
+        keep_alive = self._parser.should_keep_alive()
         waiter.set_result(ClientResponse(status, self._headers, b"".join(self._body)))
         if keep_alive and self._transport is not None:
             self.reusable = True

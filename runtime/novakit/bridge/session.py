@@ -61,6 +61,8 @@ MAX_PENDING_INPUT = 1000
 CLOSE_TIMEOUT = 5.0
 # At most this many waiting client audio frames go to Bedrock as one event (~128 ms).
 MAX_COALESCED_FRAMES = 4
+# Frames a resumed session holds back until its `resumed` frame (refusals, pongs, draining).
+MAX_BEFORE_RESUMED = 64
 # Bound on one GET @connections presence check.
 PRESENCE_TIMEOUT = 10.0
 # How long a greeting posted right after $connect may wait for API Gateway to open the
@@ -328,9 +330,13 @@ class BridgeSession:
         self._post_soon(lambda at: self._batcher.protocol_error(error, at))
 
     def _post_soon(self, make: Callable[[float], list[str]]) -> None:
-        """Post what ``make`` encodes now, or once a resumed session has said so."""
+        """Post what ``make`` encodes now, or once a resumed session has said so (what waits
+        is bounded: a client pinging a session whose model is slow to open costs no more)."""
         if self._before_resumed is not None:
-            self._before_resumed.append(make)
+            if len(self._before_resumed) < MAX_BEFORE_RESUMED:
+                self._before_resumed.append(make)
+            else:
+                self._metrics.count("FramesNotSentBeforeResumed")
         else:
             self._post(make(time.monotonic()))
 
@@ -991,13 +997,13 @@ class BridgeSession:
     def draining(self, reason: str) -> None:
         """Tell the client this task is going away (it should reconnect when convenient)."""
         if self.state in (State.WAITING, State.OPENING, State.OPEN):
-            self._post(
-                self._batcher.session(
+            self._post_soon(
+                lambda at: self._batcher.session(
                     "draining",
                     self.connection_id,
                     self._engine.config.model,
                     self._voice,
-                    time.monotonic(),
+                    at,
                     reason=reason,
                 )
             )
