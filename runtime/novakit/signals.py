@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable
 
 
 def stop_event() -> asyncio.Event:
@@ -14,8 +15,14 @@ def stop_event() -> asyncio.Event:
     the event is only set by the caller.
     """
     stop = asyncio.Event()
+    on_stop_signals(lambda _signum: stop.set())
+    return stop
+
+
+def on_stop_signals(callback: Callable[[signal.Signals], object]) -> None:
+    """Call ``callback(signum)`` on SIGINT or SIGTERM, where the running loop can install
+    handlers (in the main thread, with signal support)."""
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
-    return stop
+            loop.add_signal_handler(signum, callback, signum)

@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
+from ..signals import on_stop_signals
 from .cluster import discover_address
 from .processes import process_address
 from .settings import PREFIX, BridgeSettings
@@ -115,10 +116,7 @@ class Supervisor:
 
     async def run(self) -> int:
         """Run until every process has exited after a stop; 0 when all exited cleanly."""
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signum, self.stop, signum)
+        on_stop_signals(self.stop)
         log.info(
             "starting bridge processes",
             extra={
