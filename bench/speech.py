@@ -61,12 +61,22 @@ ZONES = {
     "Seattle": "America/Los_Angeles",
     "Vienna": "Europe/Vienna",
     "Nairobi": "Africa/Nairobi",
+    "Boston": "America/New_York",
+    "Lisbon": "Europe/Lisbon",
+    "Bangkok": "Asia/Bangkok",
+    "Athens": "Europe/Athens",
+    "Denver": "America/Denver",
+    "Manila": "Asia/Manila",
+    "Warsaw": "Europe/Warsaw",
+    "Lagos": "Africa/Lagos",
 }
 
 
 PARTS = {
     "tuning": "the requests the recognizer's settings were chosen on",
-    "held-out": "other cities, topics and phrasings, never looked at while choosing: a fair check",
+    "held-out": "other cities, topics and phrasings, not looked at while choosing the first "
+    "settings; its misses were later read, and two kinds of them fixed (initialisms, openers)",
+    "fresh": "other cities and phrasings again, written after those fixes and never tuned on",
 }
 
 
@@ -117,12 +127,34 @@ def requests() -> list[Request]:
             "what does the handbook say about {}",
         ),
     )
+    out += _part(
+        "fresh",
+        cities=("Boston", "Lisbon", "Bangkok", "Athens", "Denver", "Manila", "Warsaw", "Lagos"),
+        time_phrasings=(
+            "can you tell me what time it is in {}",
+            "I would like to know the time in {}",
+            "what time is it now in {}",
+        ),
+        weather_phrasings=(
+            "what's the weather like in {}",
+            "do you know the weather in {}",
+            "is it raining in {} today",
+        ),
+        topics=("parking", "IT help", "sick leave", "expenses"),
+        lookup_phrasings=(
+            "can you tell me about {}",
+            "what is the policy on {} please",
+            "I would like to know about {}",
+        ),
+    )
     for said in ("hello", "thank you", "goodbye"):
         out.append(Request(said, None, {}))
     for said in ("I would like to order a pizza", "play some music", "how are you today"):
         out.append(Request(said, None, {}))
     for said in ("good morning", "book a table for two", "what is your name"):
         out.append(Request(said, None, {}, "held-out"))
+    for said in ("see you later", "turn on the lights", "who made you"):
+        out.append(Request(said, None, {}, "fresh"))
     return out
 
 
@@ -227,8 +259,12 @@ def understanding(quick: bool) -> dict[str, Any]:
         "slot_accuracy": round(sum(r["slots_ok"] for r in with_tool) / len(with_tool), 3),
         **{
             f"{what}_accuracy_{part.replace('-', '_')}": _share(with_tool, kind, part=part)
-            for part in ("tuning", "held-out")
+            for part in PARTS
             for what, kind in (("tool", "tool"), ("slot", "slots"))
+        },
+        # eSpeak NG's female voices are formant-shifted from its male one and are heard worse.
+        "slot_accuracy_by_voice": {
+            voice: _share(with_tool, "slots", voice=voice) for voice in VOICES
         },
         "tool_accuracy_clean": _share(with_tool, "tool", noisy=False),
         "tool_accuracy_noise_20db": _share(with_tool, "tool", noisy=True),
@@ -242,7 +278,7 @@ def understanding(quick: bool) -> dict[str, Any]:
         "recognition_cpu_at_the_pause_ms_p50": round(1000 * statistics.median(at_pause), 1),
         "recognition_cpu_at_the_pause_ms_p95": round(1000 * _p95(at_pause), 1),
         "recognition_cpu_ms_max": round(1000 * max(cpu), 1),
-        "misses": [r for r in with_tool if not r["slots_ok"]][:40],
+        "misses": [r for r in with_tool if not r["slots_ok"]][:80],
     }
 
 
@@ -284,13 +320,20 @@ def as_heard_live(pcm: bytes) -> bytes:
 
 
 def _share(
-    rows: list[dict[str, Any]], what: str, *, noisy: bool | None = None, part: str | None = None
+    rows: list[dict[str, Any]],
+    what: str,
+    *,
+    noisy: bool | None = None,
+    part: str | None = None,
+    voice: str | None = None,
 ) -> float:
     """The share of ``rows`` whose ``what`` ("tool" or "slots") was right, among those chosen."""
     chosen = [
         r
         for r in rows
-        if (noisy is None or r["noise"] is noisy) and (part is None or r["part"] == part)
+        if (noisy is None or r["noise"] is noisy)
+        and (part is None or r["part"] == part)
+        and (voice is None or r["voice"] == voice)
     ]
     return round(sum(r[f"{what}_ok"] for r in chosen) / len(chosen), 3)
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from novakit.emulator.matching import Matcher, ToolExamples, edit_distance, normalize
+from novakit.emulator.matching import (
+    Matcher,
+    ToolExamples,
+    edit_distance,
+    normalize,
+    spoken_forms,
+)
 
 SHOP = ToolExamples(
     "opening_hours",
@@ -114,6 +120,41 @@ def test_the_vocabulary_has_the_phrases_and_the_slot_values(matcher: Matcher) ->
     assert "new york" in vocabulary.rules["get_time_timezone"]
     # A free-text slot is left to the language model.
     assert not any("about" in phrase for phrase in vocabulary.phrases)
+
+
+@pytest.mark.parametrize(
+    ("value", "forms"),
+    [
+        ("IT help", ["it help", "i t help"]),
+        ("USA", ["usa", "u s a"]),
+        ("HR policy", ["hr policy", "h r policy"]),
+        ("Paris", ["paris"]),
+        ("NEW YORK", ["new york"]),  # capitals throughout: words, not initialisms
+        ("it help", ["it help"]),
+        ("  ", []),
+    ],
+)
+def test_a_value_is_said_as_words_and_an_initialism_also_letter_by_letter(
+    value: str, forms: list[str]
+) -> None:
+    assert spoken_forms(value) == forms
+
+
+def test_an_initialism_said_either_way_gives_the_value_as_listed() -> None:
+    support = ToolExamples(
+        "support",
+        {"type": "object", "properties": {"team": {"type": "string"}}, "required": ["team"]},
+        ("call the {team} desk",),
+        values={"team": ["IT", "HR", "front"]},
+    )
+    matcher = Matcher([support])
+    for said, team in (
+        ("call the i t desk", "IT"),
+        ("call the it desk", "IT"),
+        ("call the h r desk", "HR"),
+    ):
+        found = matcher.match(said)
+        assert found is not None and found.arguments == {"team": team}, said
 
 
 def test_normalize_spells_out_contractions() -> None:

@@ -14,6 +14,7 @@ from novakit.emulator.recognition import (
     PAD_SECONDS,
     Heard,
     Recognizer,
+    asked_for,
     embedded_question,
 )
 from novakit.emulator.synthesis import Synthesizer
@@ -160,6 +161,69 @@ def test_questions_are_also_heard_in_the_order_of_an_embedded_question(
 ) -> None:
     reordered = embedded_question(tuple(question.split()))
     assert (" ".join(reordered) if reordered else None) == embedded
+
+
+@pytest.mark.parametrize(
+    ("question", "asked"),
+    [
+        ("what is the weather in <city>", "the weather in <city>"),
+        ("what is the time in <tz>", "the time in <tz>"),
+        ("what is the weather like in <city>", None),  # "tell me the weather like in" is not said
+        ("what time is it in <tz>", None),
+        ("what is <city>", None),
+    ],
+)
+def test_what_a_question_asks_for_is_its_noun_phrase(question: str, asked: str | None) -> None:
+    found = asked_for(tuple(question.split()))
+    assert (" ".join(found) if found else None) == asked
+
+
+def test_the_grammar_holds_requests_said_with_an_opener_as_people_say_them() -> None:
+    """ "tell me the weather in ..." (what the question asks for, after an opener) and "could
+    you tell me about ..." (an opener that ends as the phrase begins), but not the noun phrase
+    alone nor the opener said twice over the phrase."""
+    lookup = ToolExamples(
+        "lookup",
+        {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]},
+        ("tell me about {query}",),
+        values={"query": ["parking", "IT help"]},
+    )
+    recognizer = Recognizer(Matcher([WEATHER, lookup]).vocabulary(), fallback=False)
+    for heard in (
+        "tell me the weather in paris",
+        "do you know the weather in paris",
+        "could you tell me about parking",
+        "can you tell me about parking",
+        "tell me about parking",
+        "tell me about i t help",
+        "tell me about it help",
+    ):
+        assert recognizer._complete_phrase(heard), heard
+    for not_heard in (
+        "the weather in paris",
+        "could you tell me tell me about parking please please",
+        "could you about parking",
+    ):
+        assert not recognizer._complete_phrase(not_heard), not_heard
+
+
+@pytest.mark.parametrize("name", ["matthew", "amy"])
+def test_an_initialism_is_heard_spelled_out(voice: Synthesizer, name: str) -> None:
+    """ "IT help" in a tool's values is heard when said "I T help", as people (and eSpeak NG) say
+    it; the words before gave the language model's guess when only "it help" was in the
+    grammar."""
+    lookup = ToolExamples(
+        "lookup",
+        {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]},
+        ("what is the policy on {query}",),
+        values={"query": ["parking", "IT help", "holidays"]},
+    )
+    matcher = Matcher([lookup])
+    recognizer = Recognizer(matcher.vocabulary(), fallback=False)
+    heard = recognizer.hear(speech(voice, "what is the policy on IT help", name))
+    assert heard.text == "what is the policy on i t help"
+    found = matcher.match(heard.text)
+    assert found is not None and found.arguments == {"query": "IT help"}
 
 
 def test_the_grammar_holds_embedded_questions_after_an_opener_only() -> None:

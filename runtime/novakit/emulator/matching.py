@@ -141,6 +141,30 @@ def normalize(text: str) -> str:
     return " ".join(words(text))
 
 
+# An initialism as written ("IT", "HR", "USA"): people say it letter by letter.
+_INITIALISM_RE = re.compile(r"\b[A-Z]{2,5}\b")
+
+
+def spoken_forms(text: str) -> list[str]:
+    """How a value is said: its words, and, when it holds an initialism ("IT help"), also with
+    the initialism's letters ("i t help"), as most speakers say it. Text in capitals throughout
+    ("NEW YORK") is words, not initialisms."""
+    plain = normalize(text)
+    if not plain or (text.isupper() and len(plain.split()) > 1):
+        return [plain] if plain else []
+    spelled = normalize(_INITIALISM_RE.sub(lambda m: " ".join(m.group()), text))
+    return [plain] if spelled == plain else [plain, spelled]
+
+
+def _by_spoken_form(values: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """``{spoken form: value}`` for ``(text, value)`` pairs; the first value said so wins."""
+    out: dict[str, Any] = {}
+    for text, value in values:
+        for form in spoken_forms(text):
+            out.setdefault(form, value)
+    return out
+
+
 def words(text: str) -> list[str]:
     """Lowercase words with contractions spelled out ("what's" -> "what", "is")."""
     out: list[str] = []
@@ -241,12 +265,12 @@ def slot_values_for(name: str, schema: Mapping[str, Any], listed: Any) -> dict[s
     if isinstance(listed, str):
         return dict(slot_values.kit_list(listed))
     if isinstance(listed, list):
-        return {normalize(str(v)): v for v in listed if normalize(str(v))}
+        return _by_spoken_form((str(v), v) for v in listed)
     if isinstance(listed, Mapping):
-        return {normalize(k): v for k, v in listed.items() if normalize(k)}
+        return _by_spoken_form((str(k), v) for k, v in listed.items())
     enum = schema.get("enum")
     if isinstance(enum, list):
-        return {normalize(str(v)): v for v in enum if normalize(str(v))}
+        return _by_spoken_form((str(v), v) for v in enum)
     kit = slot_values.list_for_property(name)
     if kit is not None:
         return dict(slot_values.kit_list(kit))

@@ -115,6 +115,15 @@ def embedded_question(phrase: Sequence[str]) -> tuple[str, ...] | None:
     return None
 
 
+def asked_for(phrase: Sequence[str]) -> tuple[str, ...] | None:
+    """What "what is the ..." asks for, as it is asked after "tell me" or "do you know" ("what
+    is the weather in <city>" -> "the weather in <city>"), or None for another kind of phrase
+    (and for "what is the weather like in ...", which has no such form)."""
+    if phrase[:2] != ("what", "is") or len(phrase) < 4 or "like" in phrase:
+        return None
+    return tuple(phrase[2:]) if phrase[2] in _DETERMINERS else None
+
+
 class Recognizer:
     """``listen()`` for an utterance heard as it is spoken, ``hear(pcm)`` for a recorded one."""
 
@@ -227,9 +236,9 @@ class Recognizer:
                 dropped.append(" ".join(phrase))
                 continue
             plain.append(phrase)
-            reordered = embedded_question(phrase)
-            if reordered is not None and self._holds(reordered, rules):
-                embedded.append(reordered)
+            for asked in (embedded_question(phrase), asked_for(phrase)):
+                if asked is not None and self._holds(asked, rules):
+                    embedded.append(asked)
         for text in phrases:
             said = tuple(words(text))
             if said and self._known(" ".join(said)):
@@ -241,9 +250,9 @@ class Recognizer:
             )
         if not plain:
             return None, None
-        plain = list(dict.fromkeys(plain))
-        embedded = [e for e in dict.fromkeys(embedded) if e not in plain]
         openers = [o for o in OPENERS if self._known(o)]
+        plain = list(dict.fromkeys([*plain, *_merged_with_openers(plain, openers)]))
+        embedded = [e for e in dict.fromkeys(embedded) if e not in plain]
         opener_re = "|".join(map(re.escape, openers))
         regex = "|".join(self._regex(p, rules) for p in plain)
         pattern = f"(?:(?:{opener_re}) )?(?:{regex})"
@@ -389,6 +398,22 @@ class Recognizer:
         decoder.end_utt()
         hypothesis = decoder.hyp()
         return _words_of(hypothesis)
+
+
+def _merged_with_openers(
+    phrases: Sequence[tuple[str, ...]], openers: Sequence[str]
+) -> list[tuple[str, ...]]:
+    """Phrases that begin as an opener ends, said after it as one request: "tell me about
+    <topic>" after "could you tell me" is "could you tell me about <topic>" (not "could you
+    tell me tell me about ...")."""
+    out: list[tuple[str, ...]] = []
+    for opener in openers:
+        said = tuple(opener.split())
+        for phrase in phrases:
+            overlap = next((k for k in range(len(said) - 1, 0, -1) if said[-k:] == phrase[:k]), 0)
+            if overlap:
+                out.append((*said, *phrase[overlap:]))
+    return out
 
 
 def _public_rule(body: str, *, leading_silence: bool) -> str:
