@@ -1,9 +1,9 @@
 """A CPU hog: processes that spin on the machine's cores while timing-sensitive tests run, so
 that they hold on a busy machine (as CI is), not only on an idle one.
 
-``NOVAKIT_CPU_HOG`` sets how many spinners: 0 (none) by default, 2 (one per core here) in
-``make soak`` and ``make cluster-hog``. Each spinner stops by itself when the process that
-started it is gone.
+``NOVAKIT_CPU_HOG`` sets how many spinners: 0 (none) when pytest is run by hand, 2 (one per
+core here) in ``make test`` (so in CI), ``make soak`` and ``make cluster-hog``. Each spinner
+stops by itself when the process that started it is gone.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 DynamoDB-compatible server (moto), against one emulator. Each bridge is started as the
 container starts it; the gateway health-checks them like the NLB.
 
-With ``NOVAKIT_CPU_HOG=2`` (``make cluster-hog``, ``make soak``) every test here runs beside a
-CPU hog (tests/cpu_hog.py): ownership must hold on a busy machine, where a slow task is
-normal."""
+With ``NOVAKIT_CPU_HOG=2`` (``make test``, ``make cluster-hog``, ``make soak``) every test here
+runs beside a CPU hog (tests/cpu_hog.py): ownership must hold on a busy machine, where a slow
+task is normal."""
 
 from __future__ import annotations
 
