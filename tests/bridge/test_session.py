@@ -26,6 +26,7 @@ class FakeSession(s2s.Session):
         self.changed = asyncio.Condition()
         self.gate = asyncio.Event()
         self.gate.set()
+        self.held = asyncio.Event()  # a send is waiting at the closed gate
         self._closed = False
         self.events: asyncio.Queue[s2s.Event | None] = asyncio.Queue()
         self.log: list[s2s.Message] = []  # what history() answers
@@ -34,6 +35,8 @@ class FakeSession(s2s.Session):
         return None
 
     async def send_audio(self, pcm: bytes) -> None:
+        if not self.gate.is_set():
+            self.held.set()
         await self.gate.wait()
         await self._record(("audio", pcm))
 
@@ -135,7 +138,8 @@ async def test_audio_waiting_behind_a_slow_send_goes_to_bedrock_as_one_event() -
         session.receive(ClientAudio(seq, bytes([seq]) * 4))
     session.receive(ClientText("typed"))
     session.receive(ClientAudio(7, bytes([7]) * 4))
-    await asyncio.sleep(0.05)
+    async with asyncio.timeout(5):
+        await engine.session.held.wait()  # the first frame is being sent, the rest wait
     engine.session.gate.set()
     async with asyncio.timeout(5), engine.session.changed:
         await engine.session.changed.wait_for(lambda: len(engine.session.sent) >= 5)

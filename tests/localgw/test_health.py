@@ -4,7 +4,7 @@ once it recovers."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from aiohttp import web
@@ -42,25 +42,36 @@ async def running(backend: Backend) -> AsyncIterator[Backend]:
         await runner.cleanup()
 
 
-async def send(url: str, frames: int) -> None:
+async def until(condition: Callable[[], bool], within: float = 10) -> None:
+    """Wait until ``condition()`` holds: the gateway's pool and the backends' counts signal
+    nothing, so they are looked at every 20 ms (bounded)."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+async def send(url: str, frames: int, *backends: Backend) -> None:
+    """Send ``frames`` frames and wait until ``backends`` got them all."""
+    before = sum(b.messages for b in backends)
     async with client(url) as ws:
         for _ in range(frames):
             await ws.send('{"type":"ping"}')
-        await asyncio.sleep(0.3)  # let the last integration requests land
+        await until(lambda: sum(b.messages for b in backends) >= before + frames)
 
 
 async def test_unhealthy_backends_get_no_requests_until_they_recover() -> None:
     async with running(Backend()) as a, running(Backend()) as b:
         settings = {"health_path": "/health", "health_interval": 0.05, "unhealthy_threshold": 2}
         async with gateway([a.url, b.url], **settings) as gw:
-            await send(gw.url, 10)
+            pool = gw._backends
+            await send(gw.url, 10, a, b)
             assert a.messages > 0 and b.messages > 0  # both healthy: spread over both
             b.healthy = False
-            await asyncio.sleep(0.4)  # several checks
+            await until(lambda: not pool.healthy[b.url])  # the checks saw it
             before = b.messages
-            await send(gw.url, 10)
+            await send(gw.url, 10, a, b)
             assert b.messages == before
             b.healthy = True
-            await asyncio.sleep(0.4)
-            await send(gw.url, 10)
+            await until(lambda: pool.healthy[b.url])
+            await send(gw.url, 10, a, b)
             assert b.messages > before

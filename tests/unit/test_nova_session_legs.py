@@ -28,12 +28,14 @@ class FakeStream:
         self.sent: list[dict[str, Any]] = []
         self.output: asyncio.Queue[bytes | Exception | None] = asyncio.Queue()
         self.hold_sends: asyncio.Event | None = None  # set: sends wait for it
+        self.held = asyncio.Event()  # a send is waiting for hold_sends
         self.input_closed = False
         self.released = False
 
     # -- what BedrockStream offers --
     async def send(self, payload: bytes) -> None:
         if self.hold_sends is not None:
+            self.held.set()
             await self.hold_sends.wait()
         self.sent.append(json.loads(payload)["event"])
 
@@ -95,8 +97,11 @@ class Bedrock:
         self.gate = asyncio.Event()
         self.gate.set()
         self._opened = asyncio.Event()
+        self.held = asyncio.Event()  # an opening is waiting at the closed gate
 
     async def open(self, model_id: str, options: Any, identity: Any) -> FakeStream:
+        if not self.gate.is_set():
+            self.held.set()
         await self.gate.wait()
         stream = FakeStream(len(self.streams))
         self.streams.append(stream)
@@ -172,7 +177,8 @@ async def test_text_typed_during_an_outage_is_sent_once_to_the_next_stream(
     first = bedrock.streams[0]
     bedrock.gate.clear()  # the replacement stream will take a while to open
     first.fail()
-    await asyncio.sleep(0.05)
+    async with asyncio.timeout(5):
+        await bedrock.held.wait()  # the session is opening the replacement
     await session.send_text("are you there?")  # during the outage: neither raises nor is lost
     bedrock.gate.set()
     second = await bedrock.wait_for(2)
@@ -197,7 +203,8 @@ async def test_a_send_cancelled_midway_replaces_the_stream(
     first = bedrock.streams[0]
     first.hold_sends = asyncio.Event()  # the network stalls
     sending = asyncio.create_task(session.send_audio(b"\x01\x00" * 160))
-    await asyncio.sleep(0.05)
+    async with asyncio.timeout(5):
+        await first.held.wait()  # the send is under way
     sending.cancel()  # the caller gives up on this send
     with pytest.raises(asyncio.CancelledError):
         await sending
