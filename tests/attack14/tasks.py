@@ -8,6 +8,7 @@ import base64
 import inspect
 import io
 import json
+from collections.abc import Callable
 from typing import Any
 
 from novakit.bridge.app import Bridge
@@ -42,7 +43,9 @@ class GatedClose(FakeSession):
         await super().close()
 
 
-async def task(directory: MemoryDirectory, address: str) -> tuple[Bridge, StageConnections]:
+async def task(
+    directory: MemoryDirectory, address: str, clock: Callable[[], float] | None = None
+) -> tuple[Bridge, StageConnections]:
     settings = BridgeSettings(
         connections_url="http://127.0.0.1:9", gateway_secrets=(GATEWAY_SECRET,)
     )
@@ -58,7 +61,9 @@ async def task(directory: MemoryDirectory, address: str) -> tuple[Bridge, StageC
     bridge.address = address
     connections = StageConnections()
     bridge.connections = connections  # type: ignore[assignment]
-    bridge.heartbeat = Heartbeat(directory, address, Tenure(6.0))
+    bridge.heartbeat = Heartbeat(
+        directory, address, Tenure(6.0) if clock is None else Tenure(6.0, clock=clock)
+    )
     assert await bridge.heartbeat.beat()
     return bridge, connections
 
