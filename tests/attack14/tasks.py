@@ -70,14 +70,18 @@ async def task(
 
 async def call(bridge: Bridge, path: str, connection_id: str, body: bytes = b"") -> Response:
     request = make_request(
-        "POST", path, headers=gateway_headers(connection_id, **{"x-route-key": "$default"}), body=body
+        "POST",
+        path,
+        headers=gateway_headers(connection_id, **{"x-route-key": "$default"}),
+        body=body,
     )
     answer = bridge.handle(request)
     return await answer if inspect.isawaitable(answer) else answer
 
 
 def audio(seq: int) -> bytes:
-    return json.dumps({"type": "audio", "seq": seq, "data": base64.b64encode(bytes(640)).decode()}).encode()
+    data = base64.b64encode(bytes(640)).decode()  # 20 ms of silence at 16 kHz
+    return json.dumps({"type": "audio", "seq": seq, "data": data}).encode()
 
 
 async def stop(*bridges: Bridge) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from novakit.bridge.directory import MemoryDirectory
 from novakit.bridge.session import State
 
@@ -15,10 +17,17 @@ A = "http://10.0.0.1:8080"
 B = "http://10.0.0.2:8080"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "fault: on_disconnect ignores a session already ending for a hand-over: no "
+        "tombstone, the peer resumes"
+    ),
+)
 async def test_a_disconnect_during_a_hand_over_is_not_lost() -> None:
     directory = MemoryDirectory()
     a, a_out = await task(directory, A)
-    b, b_out = await task(directory, B)
+    b, _ = await task(directory, B)
     try:
         assert (await call(a, "/ws/connect", "c=")).status == 200
         assert (await call(a, "/ws/message", "c=", audio(0))).status == 200
@@ -38,8 +47,7 @@ async def test_a_disconnect_during_a_hand_over_is_not_lost() -> None:
         route = await directory.owner_of("c=")
         # expected: the conversation is over (the client left); B refuses the frame
         assert "c=" not in b.sessions, (
-            f"B adopted a conversation whose client left (answer {answer.status},"
-            f" record owner={route.owner if route else None!r} ended={route.ended if route else None})"
+            f"B adopted a conversation whose client left (answer {answer.status}, record {route})"
         )
         assert route is not None and route.ended
     finally:

