@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import websockets
 
+from novakit import s2s
 from novakit.bridge import session as session_module
 from novakit.bridge.batching import OutboundBatcher
 from novakit.bridge.connections import PostError
@@ -131,6 +132,30 @@ async def test_frames_that_must_not_be_lost_stop_the_sender_and_hang_up() -> Non
         await client.changed.wait_for(lambda: client.deleted == ["c="])
     assert sender.queued_bytes == 0 and sender.shed.frames == 0  # nothing dropped silently
     await sender.close()
+
+
+async def test_a_sender_whose_session_moved_stalls_without_hanging_up() -> None:
+    """Another task took the conversation over: this task's sender, stalled, does not close the
+    connection the new owner now serves."""
+    client = StuckClient()
+    moved = False
+
+    async def guard() -> None:
+        if moved:
+            raise s2s.FencedError("another task holds the conversation")
+
+    sender = new_sender(client, max_bytes=64 * 1024, guard=guard)
+    batcher = OutboundBatcher()
+    sender.send(batcher.transcript("first", 0.0))
+    async with asyncio.timeout(5), client.changed:
+        await client.changed.wait_for(lambda: client.attempts >= 1)  # stuck in its first post
+    moved = True
+    while not sender.gone:  # then frames that must not be lost fill the queue: it stalls
+        sender.send(batcher.transcript("a long answer " * 200, 0.0))
+    client.gate.set()
+    await sender.close()
+    assert sender.stalled is not None
+    assert client.deleted == []
 
 
 async def test_posts_answered_429_past_the_limit_end_the_session_and_delete_the_connection() -> (

@@ -428,8 +428,8 @@ class Bridge:
     async def on_disconnect(self, request: Request) -> Response:
         connection_id = request.headers.get("x-connection-id", "")
         session = self.sessions.get(connection_id)
-        if session is not None:
-            session.end("client disconnected")
+        if session is not None and await self._still_owned(session):
+            session.end("client disconnected")  # during a hand-over too: then it ends here
             return OK
         if connection_id in self.ended:
             return OK
@@ -638,6 +638,10 @@ class Bridge:
         )
         if claimed is None:
             return None  # another task won the race
+        if record.connection_id in self.ended:
+            # The client left while the claim was being written ($disconnect, on this task,
+            # found it owned here and held by no session): over, not to be started again.
+            return None
         self.metrics.count("Takeovers")
         log.info(
             "took the session over",

@@ -155,17 +155,26 @@ class SessionLease:
                     extra={"connection_id": self.record.connection_id},
                 )
 
-    async def end(self) -> None:
+    async def end(self) -> bool:
         """The conversation is over: leave an ended tombstone, so that no task starts it again
-        for frames still in flight."""
+        for frames still in flight. False when another task owns it now (this task stalled and
+        was taken over): the conversation goes on there, and this task has lost it."""
         async with self._lock:
             if self.lost:
-                return
+                return False
+            connection_id = self.record.connection_id
             try:
-                await self._directory.end(self.record.connection_id, owner=self.record.owner)
+                if await self._directory.end(connection_id, owner=self.record.owner):
+                    return True
+                route = await self._directory.owner_of(connection_id)
             except Exception as exc:
                 log.warning(
                     "could not mark the session ended: %r",
                     exc,
-                    extra={"connection_id": self.record.connection_id},
+                    extra={"connection_id": connection_id},
                 )
+                return True  # unknown: the client's end stands
+            if route is None or route.ended:
+                return True  # already over (a $disconnect's tombstone, or its TTL passed)
+            self.lost = True
+            return False

@@ -404,6 +404,8 @@ class OrderedSender:
 
     async def _hang_up(self) -> None:
         self._idle.set()
+        if not await self._may_post():
+            return  # another task holds the conversation now: the connection is its own
         try:
             await self._client.delete(self.connection_id)
         except ConnectionGone:

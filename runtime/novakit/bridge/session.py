@@ -40,6 +40,7 @@ from .protocol import (
     ErrorCode,
     FrameRef,
     ProtocolError,
+    SessionState,
 )
 from .sender import OrderedSender
 from .sequencing import InboundSequencer
@@ -93,6 +94,11 @@ ERROR_BURST = 20
 REFUSED_LOG_SECONDS = 10.0
 
 
+# Reasons the user gave for an end (``end`` frame, ``$disconnect``): they end a conversation even
+# while it is being handed over to another task.
+_USER_ENDS = frozenset(["client ended the session", "client disconnected"])
+
+
 class State(Enum):
     WAITING = "waiting"  # connected, no frame yet
     OPENING = "opening"
@@ -110,6 +116,9 @@ class _Input:
 
 
 class BridgeSession:
+    # Why, if the user ended the conversation while it was being handed over (``end``).
+    _user_ended: str | None = None
+
     def __init__(
         self,
         connection_id: str,
@@ -271,6 +280,10 @@ class BridgeSession:
                 self._post(list(frames))  # the protocol's own answer: nothing for the model
             case ClientRefusal(error=error):
                 self.reject(error)
+            case ClientEnd() if self._pending.full():
+                # The user's end is not input to shed: what waits behind a model that fell
+                # behind would only be answered to nobody.
+                self.end("client ended the session")
             case ClientAudio(seq=seq, pcm=pcm):
                 self._started = True
                 delivery = self._sequencer.push(seq, pcm, now)
@@ -301,6 +314,9 @@ class BridgeSession:
         """A frame that came after the end (audio still in flight after ``end``): the client
         is told once, before the ``ended`` frame; a session handed over says nothing (its
         conversation goes on elsewhere)."""
+        if self._handing_over and isinstance(frame, ClientEnd):
+            self.end("client ended the session")
+            return
         if self._told_ended or self._handing_over:
             return
         self._told_ended = True
@@ -327,13 +343,15 @@ class BridgeSession:
                 fatal=error.fatal,
             )
             self._errors_unsent = 0
-        self._post_soon(lambda at: self._batcher.protocol_error(error, at))
+        self._post_soon(lambda at: self._batcher.protocol_error(error, at), keep=error.fatal)
 
-    def _post_soon(self, make: Callable[[float], list[str]]) -> None:
-        """Post what ``make`` encodes now, or once a resumed session has said so (what waits
-        is bounded: a client pinging a session whose model is slow to open costs no more)."""
+    def _post_soon(self, make: Callable[[float], list[str]], *, keep: bool = False) -> None:
+        """Post what ``make`` encodes now, or once a resumed session has said so. What waits
+        is bounded (a client pinging a session whose model is slow to open costs no more),
+        except what must reach the client (``keep``: the session's own news, a fatal error),
+        which the client does not cause."""
         if self._before_resumed is not None:
-            if len(self._before_resumed) < MAX_BEFORE_RESUMED:
+            if keep or len(self._before_resumed) < MAX_BEFORE_RESUMED:
                 self._before_resumed.append(make)
             else:
                 self._metrics.count("FramesNotSentBeforeResumed")
@@ -384,7 +402,10 @@ class BridgeSession:
 
     async def _work(self) -> None:
         try:
-            first = None if self._resuming else await self._pending.get()
+            first = await self._first_input()
+            if first is not None and isinstance(first.frame, ClientEnd):
+                self._client_ended()  # over before it began: no model session for a goodbye
+                return
             start = first.frame if first and isinstance(first.frame, ClientStart) else None
             start = start or self._start_options or ClientStart()
             if not await self._open(start):
@@ -395,9 +416,7 @@ class BridgeSession:
                 item = self._lookahead or await self._pending.get()
                 self._lookahead = None
                 if isinstance(item.frame, ClientEnd):
-                    self.end("client ended the session")
-                    if not self._pending.empty():  # sent after end: refused, not dropped
-                        self._refuse_after_end(self._pending.get_nowait().frame)
+                    self._client_ended()
                     return
                 if isinstance(item.frame, ClientAudio):
                     item = self._coalesce(item)
@@ -405,6 +424,19 @@ class BridgeSession:
         except s2s.SessionClosedError:
             # The model session ended (its ERROR event told the client why): stop feeding it.
             self.end("model session closed")
+
+    async def _first_input(self) -> _Input | None:
+        """What the model session opens for: the client's first frame, or for a resumed
+        conversation (whose model session opens at once) the frame that came with the takeover,
+        if any."""
+        if not self._resuming:
+            return await self._pending.get()
+        return None if self._pending.empty() else self._pending.get_nowait()
+
+    def _client_ended(self) -> None:
+        self.end("client ended the session")
+        if not self._pending.empty():  # sent after end: refused, not dropped
+            self._refuse_after_end(self._pending.get_nowait().frame)
 
     def _coalesce(self, item: _Input) -> _Input:
         """Join audio already waiting into one send: when the model side falls behind, fewer,
@@ -473,6 +505,10 @@ class BridgeSession:
                 ),
             )
         except (s2s.ConfigError, s2s.ProviderError) as exc:
+            if self._before_resumed is not None:
+                # The client's numbering restarts at ``resumed``, also for a conversation this
+                # task took over and then could not go on with: said before what waited.
+                self._post(self._session_frame("resumed", time.monotonic()))
             self._release_before_resumed()
             code = getattr(exc, "code", "config")
             log.warning("could not open the model session: %s", exc, extra=self._log_extra)
@@ -498,15 +534,7 @@ class BridgeSession:
             "session open",
             extra={**self._log_extra, "open_ms": round((time.monotonic() - now) * 1000)},
         )
-        self._post(
-            self._batcher.session(
-                "resumed" if self._resumed else "ready",
-                self.connection_id,
-                self._engine.config.model,
-                self._voice,
-                time.monotonic(),
-            )
-        )
+        self._post(self._session_frame("resumed" if self._resumed else "ready", time.monotonic()))
         self._release_before_resumed()
         self._spawn(self._pump(self._session), "pump")
         if self._batcher.saved_state():
@@ -514,6 +542,11 @@ class BridgeSession:
             # the first turn: a task taking the call over before then could not answer it.
             self._persist()
         return True
+
+    def _session_frame(self, state: SessionState, now: float) -> list[str]:
+        return self._batcher.session(
+            state, self.connection_id, self._engine.config.model, self._voice, now
+        )
 
     def _client_tools_of(self, start: ClientStart) -> tuple[s2s.ToolDefinition, ...]:
         """The tools the client declared to run itself, but those named like one of the
@@ -825,27 +858,32 @@ class BridgeSession:
         return list(self._resumed_history)
 
     def saved_state(self) -> dict[str, Any]:
-        start = self._start_options or ClientStart()
-        return {
+        state: dict[str, Any] = {
             # The protocol this client speaks: a new owner goes on speaking it.
             "stage": self.stage,
             "dialect": self.dialect.name,
             "codec": dict(self._batcher.saved_state()),
             "history": [{"role": m.role, "text": m.text} for m in self.history()],
-            "options": {
-                "voice": start.voice,
-                "instructions": start.instructions,
-                "input_sample_rate": start.input_sample_rate,
-                "output_sample_rate": start.output_sample_rate,
-                "batch_ms": start.batch_ms,
-                "client_tools": [
-                    {"name": t.name, "description": t.description, "input_schema": t.input_schema}
-                    for t in start.client_tools
-                ],
-                "tool_choice": start.tool_choice,
-                "endpointing": start.endpointing,
-            },
         }
+        if not self._started:
+            # Nothing started yet: the new owner waits for the client's start (or first frame)
+            # as this task would have, instead of going on with default options.
+            return state
+        start = self._start_options or ClientStart()
+        state["options"] = {
+            "voice": start.voice,
+            "instructions": start.instructions,
+            "input_sample_rate": start.input_sample_rate,
+            "output_sample_rate": start.output_sample_rate,
+            "batch_ms": start.batch_ms,
+            "client_tools": [
+                {"name": t.name, "description": t.description, "input_schema": t.input_schema}
+                for t in start.client_tools
+            ],
+            "tool_choice": start.tool_choice,
+            "endpointing": start.endpointing,
+        }
+        return state
 
     def _persist(self) -> None:
         """Save the state after a turn, in the background, one save at a time."""
@@ -917,6 +955,9 @@ class BridgeSession:
         the state is saved and the directory record is kept for the next owner.
         """
         if self.state in (State.ENDING, State.ENDED):
+            if self._handing_over and not hand_over and reason in _USER_ENDS:
+                # The user ended it while it was being handed over: it is over, not moved.
+                self._user_ended = reason
             return
         self.state = State.ENDING
         self._handing_over = hand_over
@@ -953,6 +994,10 @@ class BridgeSession:
             if task is not current:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if hand_over and self._user_ended is not None:
+            # Ended by the user while the model stream closed: it ends here, for good.
+            reason, hand_over, self._handing_over = self._user_ended, False, False
+            quiet = self.lease is not None and self.lease.lost
         if self.lease is not None and hand_over:
             await self._save_now()
             await self.lease.release(forget=False)
@@ -977,9 +1022,11 @@ class BridgeSession:
         if not quiet and not (self.lease is not None and self.lease.lost):
             # Over for good: a tombstone, so that no task starts it again for frames in flight,
             # then hang up (docs/protocol.md: the bridge closes the connection after ended).
+            # Unless another task took the conversation over meanwhile (this one stalled): it
+            # is not over, and the connection is that task's.
+            if self.lease is not None and not await self.lease.end():
+                return
             self.conversation_over = True
-            if self.lease is not None:
-                await self.lease.end()
             self.connection_closed = (
                 client_left
                 or self.sender.gone
@@ -1005,7 +1052,8 @@ class BridgeSession:
                     self._voice,
                     at,
                     reason=reason,
-                )
+                ),
+                keep=True,
             )
 
     def _spawn(self, coro: object, name: str) -> asyncio.Task[None]:

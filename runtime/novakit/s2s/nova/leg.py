@@ -106,12 +106,14 @@ class Leg:
         return leg
 
     async def send_all(self, payloads: Sequence[bytes]) -> None:
-        """Send events in order (the caller holds ``lock``)."""
+        """Send events in order (the caller holds ``lock``), the send guard asked before each:
+        a process that stalled inside a long batch (a setup, a replay) sends nothing more of it
+        once another holds the conversation."""
         if self.failure is not None:
             raise self.failure
-        await _check(self._guard)
         try:
             for payload in payloads:
+                await _check(self._guard)
                 await self.stream.send(payload)
         except asyncio.CancelledError:
             self.broken = True

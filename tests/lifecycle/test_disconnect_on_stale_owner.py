@@ -4,8 +4,6 @@ owner is never told the client left."""
 
 from __future__ import annotations
 
-import pytest
-
 from novakit.bridge.directory import MemoryDirectory
 from novakit.dev import free_port
 
@@ -16,13 +14,6 @@ from .tasks import audio, call, stop, task
 A = "http://10.0.0.1:8080"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "fault: on_disconnect does not fence a session whose lease is untrusted; "
-        "lease.end ignores a failed end"
-    ),
-)
 async def test_a_disconnect_on_a_task_whose_session_was_taken_over_reaches_the_conversation() -> (
     None
 ):

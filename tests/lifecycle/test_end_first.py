@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from novakit.bridge.directory import MemoryDirectory
 from novakit.bridge.lease import SessionLease
 from novakit.bridge.protocol import ClientEnd
@@ -11,13 +9,6 @@ from novakit.bridge.protocol import ClientEnd
 from ..bridge.test_session import FakeConnections, FakeEngine, bridge_session, frames_of
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "fault: end as the first frame is fed to the model as a no-op: the session opens "
-        "Bedrock and never ends"
-    ),
-)
 async def test_end_as_the_first_frame_ends_the_conversation_without_a_bedrock_stream() -> None:
     engine = FakeEngine()
     connections = FakeConnections()

@@ -3,21 +3,12 @@ frame, not input to shed; refusing it with `rate_limited` leaves the conversatio
 
 from __future__ import annotations
 
-import pytest
-
 from novakit.bridge.protocol import ClientAudio, ClientEnd
 from novakit.bridge.session import MAX_PENDING_INPUT
 
 from ..bridge.test_session import FakeConnections, FakeEngine, bridge_session, frames_of
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "fault: end goes through the bounded input queue and is refused as rate_limited "
-        "when it is full"
-    ),
-)
 async def test_end_is_taken_even_when_input_is_backed_up() -> None:
     engine = FakeEngine()
     connections = FakeConnections()

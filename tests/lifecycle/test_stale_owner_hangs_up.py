@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from novakit.bridge.directory import MemoryDirectory
 from novakit.bridge.liveness import LivenessEnd
 from novakit.dev import free_port
@@ -32,12 +30,6 @@ class SlowBeats(MemoryDirectory):
         await super().heartbeat(owner)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "fault: _wind_down hangs up after lease.end() even when the end write found another owner"
-    ),
-)
 async def test_a_woken_owner_never_hangs_up_on_a_conversation_taken_over() -> None:
     clock = Clock()
     directory = SlowBeats(clock)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from novakit.bridge.directory import MemoryDirectory
 
 from .tasks import call, stop, task
@@ -16,13 +14,6 @@ A = "http://10.0.0.1:8080"
 B = "http://10.0.0.2:8080"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "fault: a hand-over saves default options for a conversation that never started; "
-        "the adopter then refuses the client's start as already_started"
-    ),
-)
 async def test_a_start_after_a_hand_over_sets_the_conversations_options() -> None:
     directory = MemoryDirectory()
     a, _ = await task(directory, A)

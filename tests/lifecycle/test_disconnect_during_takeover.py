@@ -8,8 +8,6 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-import pytest
-
 from novakit.bridge.directory import MemoryDirectory, SessionRecord
 from novakit.dev import free_port
 
@@ -45,13 +43,6 @@ class SlowClaims(MemoryDirectory):
         return claimed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "fault: on_disconnect tombstones a record this task is claiming; the claim then "
-        "starts a session anyway"
-    ),
-)
 async def test_a_disconnect_while_this_task_takes_the_session_over_ends_it() -> None:
     directory = SlowClaims()
     dead = f"http://127.0.0.1:{free_port()}"  # the owner's task is gone: relays are refused

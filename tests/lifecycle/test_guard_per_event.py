@@ -23,10 +23,6 @@ class FreezesAfterFirstSend:
         self.taken_over = True  # the freeze: by the time this send returns, another task owns it
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fault: Leg.send_all asks the send guard once per batch, not before every event",
-)
 async def test_a_fenced_task_sends_nothing_more_of_a_batch() -> None:
     stream = FreezesAfterFirstSend()
 
