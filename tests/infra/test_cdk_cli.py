@@ -69,6 +69,10 @@ def synth(tmp_path, *extra: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cdk_synth_with_the_pinned_cli(pinned_cli, tmp_path):
+    """What `make synth CDK_ARGS="-c ha=true"` runs, cdk-nag included (app.py): the pinned CLI
+    runs the app, reads its context and writes the template and the image asset. One CLI run
+    (each takes about half a minute); the default shape is synthesized in process by the other
+    tests of tests/infra."""
     version = subprocess.run(
         [str(CDK), "--version"],
         cwd=REPO,
@@ -79,7 +83,7 @@ def test_cdk_synth_with_the_pinned_cli(pinned_cli, tmp_path):
     )
     assert version.stdout.startswith(pinned_cli)
 
-    result = synth(tmp_path)
+    result = synth(tmp_path, "-c", "ha=true")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = tmp_path / "cdk.out"
     template = json.loads((out / "Novakit.template.json").read_text())
@@ -88,27 +92,20 @@ def test_cdk_synth_with_the_pinned_cli(pinned_cli, tmp_path):
     assert [i["source"]["dockerFile"] for i in assets["dockerImages"].values()] == [
         "runtime/Dockerfile"
     ]
-
-
-def test_cdk_synth_refuses_an_unsupported_region(pinned_cli, tmp_path):
-    result = synth(tmp_path, "-c", "region=eu-west-3")
-    assert result.returncode != 0
-    assert "novakit: amazon.nova-2-sonic-v1:0 is not offered in eu-west-3" in result.stderr
-
-
-def test_cdk_synth_of_the_highly_available_shape(pinned_cli, tmp_path):
-    """What `make synth CDK_ARGS="-c ha=true"` runs, cdk-nag included (app.py)."""
-    result = synth(tmp_path, "-c", "ha=true")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    template = json.loads((tmp_path / "cdk.out" / "Novakit.template.json").read_text())
     kinds = [r["Type"] for r in template["Resources"].values()]
-    assert kinds.count("AWS::EC2::NatGateway") == 2
+    assert kinds.count("AWS::EC2::NatGateway") == 2  # the context reached the app
     (target,) = [
         r["Properties"]
         for r in template["Resources"].values()
         if r["Type"] == "AWS::ApplicationAutoScaling::ScalableTarget"
     ]
     assert target["MinCapacity"] == 2
+
+
+def test_cdk_synth_refuses_an_unsupported_region(pinned_cli, tmp_path):
+    result = synth(tmp_path, "-c", "region=eu-west-3")
+    assert result.returncode != 0
+    assert "novakit: amazon.nova-2-sonic-v1:0 is not offered in eu-west-3" in result.stderr
 
 
 def test_make_deploy_runs_the_preflight_first():
