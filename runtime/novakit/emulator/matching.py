@@ -150,8 +150,10 @@ def spoken_forms(text: str) -> list[str]:
     the initialism's letters ("i t help"), as most speakers say it. Text in capitals throughout
     ("NEW YORK") is words, not initialisms."""
     plain = normalize(text)
-    if not plain or (text.isupper() and len(plain.split()) > 1):
-        return [plain] if plain else []
+    if not plain:
+        return []
+    if text.isupper() and len(plain.split()) > 1:
+        return [plain]
     spelled = normalize(_INITIALISM_RE.sub(lambda m: " ".join(m.group()), text))
     return [plain] if spelled == plain else [plain, spelled]
 
